@@ -1,0 +1,216 @@
+//! `checkhost plugin inspect|test`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde_json::Value;
+
+use super::output::{clip, table};
+use crate::runtime::bindings::{CheckInfo, RunContext, SystemInfo};
+use crate::runtime::{CollectorRun, NetworkPolicy, PluginKind, PolicySpec, RunLimits, RunSpec, Runtime};
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Show a component's world, contract version, id and config schema.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one strategy (and its collectors) once against a real target.
+    Test {
+        strategy: PathBuf,
+        /// Collector component; repeat for several.
+        #[arg(long = "collector")]
+        collectors: Vec<PathBuf>,
+        /// `{"strategy": {...}, "collector": {...} | [{...}, ...]}` as JSON or
+        /// YAML, inline or `@file`. Configs are taken as v1 and migrated.
+        #[arg(long)]
+        config: String,
+        /// Environment variable for the collectors (`KEY=VAL`), as a resolved secret would be.
+        #[arg(long = "env")]
+        env: Vec<String>,
+        /// Network rules (`10.0.0.0/8`, `host:port`); repeatable.
+        #[arg(long = "allow")]
+        allow: Vec<String>,
+        #[arg(long = "deny")]
+        deny: Vec<String>,
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cmd: PluginCommand, runtime: Runtime) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PluginCommand::Inspect { file, json } => inspect(&runtime, file, json).await,
+        PluginCommand::Test {
+            strategy,
+            collectors,
+            config,
+            env,
+            allow,
+            deny,
+            timeout_ms,
+            json,
+        } => {
+            let spec = TestSpec {
+                strategy,
+                collectors,
+                config,
+                env,
+                policy: PolicySpec { allow, deny },
+                timeout_ms,
+            };
+            test(&runtime, spec, json).await
+        }
+    }
+}
+
+async fn inspect(runtime: &Runtime, file: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+    let plugin = runtime.load(&file).await?;
+    let info = &plugin.info;
+    if json {
+        println!("{}", serde_json::to_string_pretty(info)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("file:            {}", file.display());
+    println!("world:           {}@{}", info.world, info.contract_version);
+    println!("kind:            {}", info.kind);
+    println!("id:              {}", info.id);
+    println!("name:            {}", info.display_name);
+    println!("description:     {}", info.description);
+    println!("config version:  {}", info.config_version);
+    if info.kind == PluginKind::Collector {
+        println!("strategies:      {}", info.strategies.join(", "));
+        println!("allow multiple:  {}", info.allow_multiple);
+    }
+    println!("config schema:\n{}", serde_json::to_string_pretty(&info.config_schema)?);
+    println!("result schema:\n{}", serde_json::to_string_pretty(&info.result_schema)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+struct TestSpec {
+    strategy: PathBuf,
+    collectors: Vec<PathBuf>,
+    config: String,
+    env: Vec<String>,
+    policy: PolicySpec,
+    timeout_ms: u64,
+}
+
+async fn test(runtime: &Runtime, spec: TestSpec, json: bool) -> anyhow::Result<ExitCode> {
+    let strategy = runtime.load(&spec.strategy).await?;
+    if strategy.info.kind != PluginKind::Strategy {
+        bail!("{}: is a collector; pass a strategy first", spec.strategy.display());
+    }
+    let config = parse_config_arg(&spec.config)?;
+    let strategy_config = runtime
+        .migrate(&strategy, config.get("strategy").unwrap_or(&Value::Object(Default::default())))
+        .await?;
+    let env = spec
+        .env
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--env `{kv}` must be KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut collectors = Vec::new();
+    for (i, path) in spec.collectors.iter().enumerate() {
+        let plugin = runtime.load(path).await?;
+        if plugin.info.kind != PluginKind::Collector {
+            bail!("{}: is a strategy, not a collector", path.display());
+        }
+        if !plugin.info.strategies.contains(&strategy.info.id) {
+            bail!(
+                "collector `{}` does not support strategy `{}` (it supports: {})",
+                plugin.info.id,
+                strategy.info.id,
+                plugin.info.strategies.join(", ")
+            );
+        }
+        let raw = match config.get("collector") {
+            Some(Value::Array(items)) => items.get(i).cloned().unwrap_or(Value::Object(Default::default())),
+            Some(other) => other.clone(),
+            None => Value::Object(Default::default()),
+        };
+        let migrated = runtime.migrate(&plugin, &raw).await?;
+        collectors.push(CollectorRun {
+            plugin: plugin.clone(),
+            config_json: migrated.to_string(),
+            env: env.clone(),
+        });
+    }
+    let run = RunSpec {
+        strategy: strategy.clone(),
+        strategy_config: strategy_config.to_string(),
+        collectors,
+        context: test_context(),
+        limits: RunLimits {
+            timeout_ms: spec.timeout_ms,
+            ..RunLimits::default()
+        },
+        policy: Arc::new(NetworkPolicy::from_spec(&spec.policy)?),
+        secrets: env.iter().map(|(_, v)| v.clone()).collect(),
+    };
+    let outcome = runtime.run(run).await;
+    let healthy = outcome.error().is_none();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        let mut rows = vec![vec![
+            strategy.info.id.clone(),
+            if outcome.connect_error.is_none() && outcome.failure.is_none() { "ok".into() } else { "error".into() },
+            format!("{:.1} ms", outcome.duration_ms),
+            clip(&outcome.failure.as_ref().map(|f| f.to_string()).or(outcome.connect_error.clone()).unwrap_or_default(), 100),
+        ]];
+        for c in &outcome.collectors {
+            rows.push(vec![
+                c.id.clone(),
+                if c.error.is_none() { "ok".into() } else { "error".into() },
+                String::new(),
+                clip(c.error.as_deref().unwrap_or(&c.result.to_string()), 100),
+            ]);
+        }
+        println!("{}", table(&["plugin", "status", "time", "result / error"], &rows));
+        for line in &outcome.logs {
+            println!("[{} {}] {}", line.plugin, line.level, line.message);
+        }
+    }
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Inline JSON/YAML, or `@path` to a file holding it.
+fn parse_config_arg(arg: &str) -> anyhow::Result<Value> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        None => arg.to_string(),
+    };
+    let value: Value = serde_yaml_ng::from_str(&text).context("--config is neither JSON nor YAML")?;
+    if !value.is_object() {
+        bail!("--config must be an object with `strategy` and `collector` keys");
+    }
+    Ok(value)
+}
+
+fn test_context() -> RunContext {
+    RunContext {
+        check: CheckInfo {
+            id: "plugin-test".into(),
+            name: "plugin test".into(),
+            interval_seconds: 0,
+        },
+        system: SystemInfo {
+            id: "local".into(),
+            name: "local".into(),
+            metadata: Vec::new(),
+        },
+        environment: None,
+    }
+}

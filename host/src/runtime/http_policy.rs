@@ -1,0 +1,127 @@
+//! `wasi:http` requests leave the sandbox only through here: the host
+//! resolves the name, checks every address against the check's policy and
+//! caps the request's timeouts at the run's remaining time.
+//!
+//! Plain HTTP is sent to the address that was checked, so a name cannot be
+//! re-resolved to something else between check and connect (DNS rebinding).
+//! HTTPS keeps the name for SNI and certificate verification, which is what
+//! defeats rebinding there: a rebound name cannot present a valid certificate.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::uri::{Authority, Scheme};
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use super::policy::NetworkPolicy;
+use super::sandbox::{SharedJournal, journal};
+
+type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+type SendFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
+
+pub struct PolicedHttp {
+    policy: Arc<NetworkPolicy>,
+    journal: SharedJournal,
+    deadline: Instant,
+}
+
+impl PolicedHttp {
+    pub fn new(policy: Arc<NetworkPolicy>, journal: SharedJournal, deadline: Instant) -> Self {
+        PolicedHttp {
+            policy,
+            journal,
+            deadline,
+        }
+    }
+}
+
+impl WasiHttpHooks for PolicedHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: IoFuture,
+    ) -> SendFuture {
+        let policy = self.policy.clone();
+        let journal = self.journal.clone();
+        let deadline = self.deadline;
+        Box::new(async move {
+            let request = police(request, &policy, &journal).await?;
+            let options = cap_timeouts(options, deadline.saturating_duration_since(Instant::now()));
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as IoFuture))
+        })
+    }
+}
+
+async fn police(
+    mut request: http::Request<WasiBody>,
+    policy: &NetworkPolicy,
+    shared: &SharedJournal,
+) -> Result<http::Request<WasiBody>, HttpError> {
+    let uri = request.uri().clone();
+    let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let https = uri.scheme() == Some(&Scheme::HTTPS);
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| HttpError::DnsError {
+            rcode: Some(e.to_string()),
+            info_code: None,
+        })?
+        .collect();
+    let first = *addrs.first().ok_or(HttpError::DestinationNotFound)?;
+    for addr in &addrs {
+        if let Err(denial) = policy.check_named(&host, *addr) {
+            journal(shared).denials.push(denial);
+            return Err(HttpError::DestinationIpProhibited);
+        }
+    }
+    if !https {
+        let mut parts = uri.into_parts();
+        parts.authority = Some(
+            Authority::try_from(first.to_string().as_str())
+                .map_err(|_| HttpError::HttpRequestUriInvalid)?,
+        );
+        *request.uri_mut() =
+            http::Uri::from_parts(parts).map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    }
+    Ok(request)
+}
+
+/// A guest may ask for shorter timeouts, never for longer than the run has left.
+fn cap_timeouts(options: Option<RequestOptions>, remaining: Duration) -> RequestOptions {
+    let cap = |t: Option<Duration>| Some(t.map_or(remaining, |t| t.min(remaining)));
+    let options = options.unwrap_or_default();
+    RequestOptions {
+        connect_timeout: cap(options.connect_timeout),
+        first_byte_timeout: cap(options.first_byte_timeout),
+        between_bytes_timeout: cap(options.between_bytes_timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_never_exceed_the_remaining_run_time() {
+        let remaining = Duration::from_secs(2);
+        let capped = cap_timeouts(None, remaining);
+        assert_eq!(capped.connect_timeout, Some(remaining));
+        let asked = RequestOptions {
+            connect_timeout: Some(Duration::from_millis(100)),
+            first_byte_timeout: Some(Duration::from_secs(600)),
+            between_bytes_timeout: None,
+        };
+        let capped = cap_timeouts(Some(asked), remaining);
+        assert_eq!(capped.connect_timeout, Some(Duration::from_millis(100)));
+        assert_eq!(capped.first_byte_timeout, Some(remaining));
+        assert_eq!(capped.between_bytes_timeout, Some(remaining));
+    }
+}

@@ -1,0 +1,402 @@
+//! Loading plugins: compile once (cached on disk as precompiled artifacts
+//! keyed by content hash and engine compatibility), check the world and the
+//! contract version, link once into an `InstancePre`, and ask the guest to
+//! describe itself.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::Engine;
+
+use super::bindings::{CONTRACT_MAJOR, CONTRACT_PACKAGE, collector, strategy};
+use super::sandbox::Sandbox;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    Strategy,
+    Collector,
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PluginKind::Strategy => "strategy",
+            PluginKind::Collector => "collector",
+        })
+    }
+}
+
+/// What a plugin says about itself, plus what the host learned loading it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginInfo {
+    pub kind: PluginKind,
+    pub world: String,
+    pub contract_version: String,
+    pub id: String,
+    pub display_name: String,
+    pub description: String,
+    pub config_schema: Value,
+    pub config_version: u32,
+    pub result_schema: Value,
+    /// Collectors only: the strategies they ride on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub strategies: Vec<String>,
+    pub allow_multiple: bool,
+}
+
+pub(crate) enum PluginPre {
+    Strategy(strategy::StrategyPre<Sandbox>),
+    Collector(collector::CollectorPre<Sandbox>),
+}
+
+/// A loaded, linked plugin, ready to instantiate cheaply for every run.
+pub struct Plugin {
+    pub path: PathBuf,
+    pub info: PluginInfo,
+    pub(crate) pre: PluginPre,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("path", &self.path)
+            .field("id", &self.info.id)
+            .field("kind", &self.info.kind)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a WebAssembly file")]
+    NotWasm { path: PathBuf },
+    #[error(
+        "{path}: is a core WebAssembly module, not a component; build it for wasm32-wasip2 \
+         (or wrap it with `wasm-tools component new`) against world {CONTRACT_PACKAGE}/strategy or /collector"
+    )]
+    CoreModule { path: PathBuf },
+    #[error("{path}: invalid component: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error(
+        "{path}: exports neither {CONTRACT_PACKAGE}/strategy-plugin nor \
+         {CONTRACT_PACKAGE}/collector-plugin (expected world {CONTRACT_PACKAGE}@{CONTRACT_MAJOR}.x \
+         strategy or collector; found exports: {found})"
+    )]
+    WrongWorld { path: PathBuf, found: String },
+    #[error(
+        "{path}: built against {found}, but this host implements \
+         {CONTRACT_PACKAGE}@{CONTRACT_MAJOR}.x; rebuild the plugin with a compatible SDK"
+    )]
+    IncompatibleVersion { path: PathBuf, found: String },
+    #[error("{path}: cannot be linked: {message}")]
+    Link { path: PathBuf, message: String },
+    #[error("{path}: describe() failed: {message}")]
+    Describe { path: PathBuf, message: String },
+    #[error("{path}: plugin `{id}` has an invalid {which} schema: {message}")]
+    Schema {
+        path: PathBuf,
+        id: String,
+        which: &'static str,
+        message: String,
+    },
+}
+
+pub(crate) struct Loader<'a> {
+    pub engine: &'a Engine,
+    pub linker: &'a Linker<Sandbox>,
+    pub cache_dir: Option<&'a Path>,
+}
+
+const COMPONENT_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+const CORE_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+
+impl Loader<'_> {
+    pub fn compile(&self, path: &Path) -> Result<Component, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        match bytes.get(..8) {
+            Some(h) if h == COMPONENT_HEADER => {}
+            Some(h) if h == CORE_HEADER => {
+                return Err(LoadError::CoreModule {
+                    path: path.to_path_buf(),
+                });
+            }
+            _ => {
+                return Err(LoadError::NotWasm {
+                    path: path.to_path_buf(),
+                });
+            }
+        }
+        let invalid = |e: wasmtime::Error| LoadError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        };
+        let Some(cache_dir) = self.cache_dir else {
+            return Component::new(self.engine, &bytes).map_err(invalid);
+        };
+        let cached = cache_dir.join(format!("{}.cwasm", self.cache_key(&bytes)));
+        if cached.exists() {
+            // SAFETY: the file was written by `Component::serialize` of an
+            // engine with the same compatibility hash (part of the key) into
+            // the host's own cache directory.
+            if let Ok(component) = unsafe { Component::deserialize_file(self.engine, &cached) } {
+                return Ok(component);
+            }
+        }
+        let component = Component::new(self.engine, &bytes).map_err(invalid)?;
+        if let Ok(serialized) = component.serialize() {
+            // The cache is an optimisation: failing to write it is not an error.
+            let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::create_dir_all(cache_dir).is_ok() && std::fs::write(&tmp, serialized).is_ok()
+            {
+                let _ = std::fs::rename(&tmp, &cached);
+            }
+        }
+        Ok(component)
+    }
+
+    fn cache_key(&self, bytes: &[u8]) -> String {
+        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
+        let mut digest = Sha256::new();
+        digest.update(bytes);
+        digest.update(engine_hash.finish().to_le_bytes());
+        hex::encode(&digest.finalize()[..20])
+    }
+
+    pub async fn load(&self, path: &Path) -> Result<Plugin, LoadError> {
+        let component = self.compile(path)?;
+        let kind = self.world_of(path, &component)?;
+        let link = |e: wasmtime::Error| LoadError::Link {
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(link)?;
+        let pre = match kind {
+            PluginKind::Strategy => {
+                PluginPre::Strategy(strategy::StrategyPre::new(instance_pre).map_err(link)?)
+            }
+            PluginKind::Collector => {
+                PluginPre::Collector(collector::CollectorPre::new(instance_pre).map_err(link)?)
+            }
+        };
+        let info = self.describe(path, &pre).await?;
+        check_schema(path, &info, "config", &info.config_schema)?;
+        check_schema(path, &info, "result", &info.result_schema)?;
+        Ok(Plugin {
+            path: path.to_path_buf(),
+            info,
+            pre,
+        })
+    }
+
+    /// Finds which contract world the component exports and refuses
+    /// incompatible major versions, in exports and in imports alike.
+    fn world_of(&self, path: &Path, component: &Component) -> Result<PluginKind, LoadError> {
+        let ty = component.component_type();
+        let names: Vec<String> = ty.exports(self.engine).map(|(n, _)| n.to_string()).collect();
+        let imports: Vec<String> = ty.imports(self.engine).map(|(n, _)| n.to_string()).collect();
+        for name in names.iter().chain(&imports) {
+            if let Some(version) = contract_version(name) {
+                let major = version.split('.').next().and_then(|m| m.parse::<u64>().ok());
+                if major != Some(CONTRACT_MAJOR) {
+                    return Err(LoadError::IncompatibleVersion {
+                        path: path.to_path_buf(),
+                        found: format!("{CONTRACT_PACKAGE}@{version}"),
+                    });
+                }
+            }
+        }
+        let exports = |iface: &str| {
+            names
+                .iter()
+                .any(|n| n.starts_with(&format!("{CONTRACT_PACKAGE}/{iface}@")))
+        };
+        if exports("strategy-plugin") {
+            Ok(PluginKind::Strategy)
+        } else if exports("collector-plugin") {
+            Ok(PluginKind::Collector)
+        } else {
+            Err(LoadError::WrongWorld {
+                path: path.to_path_buf(),
+                found: if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                },
+            })
+        }
+    }
+
+    async fn describe(&self, path: &Path, pre: &PluginPre) -> Result<PluginInfo, LoadError> {
+        let fail = |e: wasmtime::Error| LoadError::Describe {
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        };
+        let scope = super::describe_scope();
+        let mut store = super::sandbox::new_store(
+            self.engine,
+            Sandbox::new("describe", &[], &scope),
+            super::epoch_ticks(scope.limits.timeout_ms),
+        );
+        let describe = async {
+            match pre {
+                PluginPre::Strategy(pre) => {
+                    let bindings = pre.instantiate_async(&mut store).await?;
+                    let info = bindings
+                        .checkhost_plugin_strategy_plugin()
+                        .call_describe(&mut store)
+                        .await?;
+                    Ok::<_, wasmtime::Error>(Described::from(info))
+                }
+                PluginPre::Collector(pre) => {
+                    let bindings = pre.instantiate_async(&mut store).await?;
+                    let info = bindings
+                        .checkhost_plugin_collector_plugin()
+                        .call_describe(&mut store)
+                        .await?;
+                    Ok(Described::from(info))
+                }
+            }
+        };
+        let d = tokio::time::timeout(scope.limits.timeout(), describe)
+            .await
+            .map_err(|_| fail(wasmtime::format_err!("timed out")))?
+            .map_err(fail)?;
+        let kind = match pre {
+            PluginPre::Strategy(_) => PluginKind::Strategy,
+            PluginPre::Collector(_) => PluginKind::Collector,
+        };
+        let id = d.id;
+        let parse = |which: &'static str, text: &str| {
+            serde_json::from_str::<Value>(text).map_err(|e| LoadError::Schema {
+                path: path.to_path_buf(),
+                id: id.clone(),
+                which,
+                message: format!("not JSON: {e}"),
+            })
+        };
+        Ok(PluginInfo {
+            kind,
+            world: format!("{CONTRACT_PACKAGE}/{kind}"),
+            contract_version: super::bindings::CONTRACT_VERSION.to_string(),
+            config_schema: parse("config", &d.config_schema)?,
+            result_schema: parse("result", &d.result_schema)?,
+            id: id.clone(),
+            display_name: d.display_name,
+            description: d.description,
+            config_version: d.config_version,
+            strategies: d.strategies,
+            allow_multiple: d.allow_multiple,
+        })
+    }
+}
+
+/// What `describe` returned, whichever world answered.
+struct Described {
+    id: String,
+    display_name: String,
+    description: String,
+    config_schema: String,
+    config_version: u32,
+    result_schema: String,
+    strategies: Vec<String>,
+    allow_multiple: bool,
+}
+
+impl From<super::bindings::StrategyInfo> for Described {
+    fn from(i: super::bindings::StrategyInfo) -> Self {
+        Described {
+            id: i.id,
+            display_name: i.display_name,
+            description: i.description,
+            config_schema: i.config_schema,
+            config_version: i.config_version,
+            result_schema: i.result_schema,
+            strategies: Vec::new(),
+            allow_multiple: false,
+        }
+    }
+}
+
+impl From<super::bindings::CollectorInfo> for Described {
+    fn from(i: super::bindings::CollectorInfo) -> Self {
+        Described {
+            id: i.id,
+            display_name: i.display_name,
+            description: i.description,
+            config_schema: i.config_schema,
+            config_version: i.config_version,
+            result_schema: i.result_schema,
+            strategies: i.strategies,
+            allow_multiple: i.allow_multiple,
+        }
+    }
+}
+
+/// `checkhost:plugin/log@1.0.0` → `1.0.0`
+fn contract_version(name: &str) -> Option<&str> {
+    name.strip_prefix(CONTRACT_PACKAGE)
+        .filter(|rest| rest.starts_with('/'))
+        .and_then(|rest| rest.split_once('@'))
+        .map(|(_, version)| version)
+}
+
+/// A field marked both `x-templatable` and `x-secret` would render a secret
+/// reference as a template: refuse the plugin.
+fn check_schema(path: &Path, info: &PluginInfo, which: &'static str, schema: &Value) -> Result<(), LoadError> {
+    fn walk(node: &Value, pointer: &str) -> Option<String> {
+        match node {
+            Value::Object(map) => {
+                let marked = |k: &str| map.get(k).and_then(Value::as_bool) == Some(true);
+                if marked("x-templatable") && marked("x-secret") {
+                    return Some(if pointer.is_empty() { "/".into() } else { pointer.into() });
+                }
+                map.iter()
+                    .find_map(|(k, v)| walk(v, &format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1"))))
+            }
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(v, &format!("{pointer}/{i}"))),
+            _ => None,
+        }
+    }
+    match walk(schema, "") {
+        None => Ok(()),
+        Some(at) => Err(LoadError::Schema {
+            path: path.to_path_buf(),
+            id: info.id.clone(),
+            which,
+            message: format!("field at {at} is marked both x-templatable and x-secret"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_versions_are_read_from_interface_names() {
+        assert_eq!(contract_version("checkhost:plugin/log@1.0.0"), Some("1.0.0"));
+        assert_eq!(contract_version("checkhost:plugin/collector-plugin@2.1.0"), Some("2.1.0"));
+        assert_eq!(contract_version("wasi:cli/stdout@0.2.6"), None);
+        assert_eq!(contract_version("checkhost:pluginx/log@1.0.0"), None);
+    }
+}

@@ -1,0 +1,182 @@
+//! The sandboxed guest runtime: one engine with a pooling allocator and an
+//! epoch ticker, plugins compiled once and linked once, and runs that never
+//! take the host down with them.
+
+pub mod bindings;
+mod execute;
+mod http_policy;
+pub mod limits;
+mod loader;
+pub mod mask;
+mod migrate;
+pub mod policy;
+mod sandbox;
+mod transport;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use execute::{CollectorOutcome, CollectorRun, Failure, RunOutcome, RunSpec};
+pub use limits::RunLimits;
+pub use loader::{LoadError, Plugin, PluginInfo, PluginKind};
+pub use migrate::MigrateError;
+pub use policy::{NetworkPolicy, PolicySpec};
+pub use sandbox::LogLine;
+
+use sandbox::{RunScope, Sandbox};
+
+/// How often the epoch advances; CPU deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where precompiled components are cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Component instances alive at once (each run uses one per guest).
+    /// Runs beyond this wait for a free slot.
+    pub instance_slots: u32,
+    /// Largest linear memory any run may be allowed (the pool's slot size).
+    pub max_memory_mib: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            cache_dir: default_cache_dir(),
+            instance_slots: 64,
+            max_memory_mib: 256,
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/checkhost/components` or `~/.cache/checkhost/components`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("checkhost").join("components"))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the wasm runtime: {0:#}")]
+pub struct RuntimeError(wasmtime::Error);
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<Sandbox>,
+    slots: Semaphore,
+    instance_slots: u32,
+    cache_dir: Option<PathBuf>,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let engine = Engine::new(&engine_config(&config)).map_err(RuntimeError)?;
+        let mut linker = Linker::new(&engine);
+        // Guests ask for different WASI 0.2 minors; wasmtime serves them all
+        // when the real interfaces are linked.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(RuntimeError)?;
+        type Data = wasmtime::component::HasSelf<Sandbox>;
+        bindings::strategy::checkhost::plugin::log::add_to_linker::<_, Data>(&mut linker, |s| s)
+            .map_err(RuntimeError)?;
+        bindings::strategy::checkhost::plugin::types::add_to_linker::<_, Data>(&mut linker, |s| s)
+            .map_err(RuntimeError)?;
+        bindings::collector::checkhost::plugin::transport::add_to_linker::<_, Data>(&mut linker, |s| s)
+            .map_err(RuntimeError)?;
+        start_epoch_ticker(&engine);
+        Ok(Runtime {
+            engine,
+            linker,
+            slots: Semaphore::new(config.instance_slots as usize),
+            instance_slots: config.instance_slots,
+            cache_dir: config.cache_dir,
+        })
+    }
+
+    /// Loads one plugin file: compile (or reuse the cached artifact), check
+    /// the world and contract version, link, and describe.
+    pub async fn load(&self, path: impl Into<PathBuf>) -> Result<Arc<Plugin>, LoadError> {
+        let path = path.into();
+        let loader = loader::Loader {
+            engine: &self.engine,
+            linker: &self.linker,
+            cache_dir: self.cache_dir.as_deref(),
+        };
+        loader.load(&path).await.map(Arc::new)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+fn engine_config(config: &RuntimeConfig) -> Config {
+    let slots = config.instance_slots;
+    let mut pool = PoolingAllocationConfig::default();
+    // Components built by other toolchains (Python) hold many core instances,
+    // memories and large tables; size every dimension explicitly.
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 24)
+        .total_memories(slots * 2)
+        .total_tables(slots * 8)
+        .max_core_instances_per_component(48)
+        .max_memories_per_component(4)
+        .max_tables_per_component(16)
+        .table_elements(64 * 1024)
+        .max_memory_size((config.max_memory_mib as usize) * 1024 * 1024)
+        .max_core_instance_size(8 * 1024 * 1024)
+        .max_component_instance_size(1024 * 1024);
+    let mut cfg = Config::new();
+    cfg.wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .max_wasm_stack(1024 * 1024)
+        .async_stack_size(4 * 1024 * 1024)
+        .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(20));
+    cfg
+}
+
+/// Advances the epoch every tick for as long as the engine lives.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("checkhost-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}
+
+/// Epoch ticks for a CPU budget of `ms` milliseconds.
+pub(crate) fn epoch_ticks(ms: u64) -> u64 {
+    ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1
+}
+
+/// The scope of host-internal calls (describe, migrate): short deadline, no
+/// network at all.
+pub(crate) fn describe_scope() -> RunScope {
+    let limits = RunLimits {
+        timeout_ms: 10_000,
+        ..RunLimits::default()
+    };
+    let deny_all = PolicySpec {
+        allow: Vec::new(),
+        deny: vec!["0.0.0.0/0".into(), "::/0".into()],
+    };
+    RunScope {
+        limits,
+        policy: Arc::new(NetworkPolicy::from_spec(&deny_all).unwrap_or_default()),
+        journal: Default::default(),
+        deadline: std::time::Instant::now() + limits.timeout(),
+    }
+}

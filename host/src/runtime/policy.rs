@@ -1,0 +1,289 @@
+//! Network policy: which addresses a check's guests may reach.
+//!
+//! Rules are CIDRs (`10.0.0.0/8`), host:port patterns (`api.example.com:443`,
+//! `*.example.com:*`, `127.0.0.1:8080`) or bare hosts (any port). Deny rules
+//! win over allow rules; when any allow rule exists, a target must match one.
+//! Link-local and cloud-metadata addresses are denied unless an allow rule
+//! names them explicitly. Raw sockets are judged by IP only (the host
+//! resolves names and the guest connects to the IP it was given); HTTP
+//! requests are judged by name and by every address the name resolves to.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid network rule `{rule}`: {reason}")]
+pub struct RuleError {
+    pub rule: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Host {
+    Net(IpNet),
+    Name(String),
+    AnyName,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    host: Host,
+    port: Option<u16>,
+    source: String,
+}
+
+impl FromStr for Rule {
+    type Err = RuleError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason: &str| RuleError {
+            rule: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let rule = s.trim();
+        if rule.is_empty() {
+            return Err(err("empty rule"));
+        }
+        if let Ok(net) = rule.parse::<IpNet>() {
+            return Ok(Rule::new(Host::Net(net), None, s));
+        }
+        if let Ok(ip) = rule.parse::<IpAddr>() {
+            return Ok(Rule::new(Host::Net(IpNet::from(ip)), None, s));
+        }
+        if let Ok(addr) = rule.parse::<SocketAddr>() {
+            return Ok(Rule::new(Host::Net(IpNet::from(addr.ip())), Some(addr.port()), s));
+        }
+        let (host, port) = match rule.rsplit_once(':') {
+            Some((host, "*")) => (host, None),
+            Some((host, port)) => {
+                let port = port.parse().map_err(|_| err("port must be a number or *"))?;
+                (host, Some(port))
+            }
+            None => (rule, None),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let parsed = if let Ok(net) = host.parse::<IpNet>() {
+            Host::Net(net)
+        } else if let Ok(ip) = host.parse::<IpAddr>() {
+            Host::Net(IpNet::from(ip))
+        } else if host == "*" {
+            Host::AnyName
+        } else if host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*' | '_'))
+        {
+            Host::Name(host.to_ascii_lowercase())
+        } else {
+            return Err(err("expected a CIDR, an IP, or host[:port]"));
+        };
+        Ok(Rule::new(parsed, port, s))
+    }
+}
+
+impl Rule {
+    fn new(host: Host, port: Option<u16>, source: &str) -> Self {
+        Rule {
+            host,
+            port,
+            source: source.trim().to_string(),
+        }
+    }
+
+    fn port_matches(&self, port: u16) -> bool {
+        self.port.is_none_or(|p| p == port)
+    }
+
+    fn matches_ip(&self, addr: SocketAddr) -> bool {
+        self.port_matches(addr.port())
+            && match &self.host {
+                Host::Net(net) => net.contains(&canonical(addr.ip())),
+                Host::AnyName => true,
+                Host::Name(_) => false,
+            }
+    }
+
+    fn matches_name(&self, name: &str, port: u16) -> bool {
+        self.port_matches(port)
+            && match &self.host {
+                Host::Name(pattern) => name_matches(pattern, &name.to_ascii_lowercase()),
+                Host::AnyName => true,
+                Host::Net(_) => false,
+            }
+    }
+
+    /// An explicit allow of a range that contains `ip` (not a wildcard).
+    fn names_net_containing(&self, ip: IpAddr) -> bool {
+        matches!(&self.host, Host::Net(net) if net.contains(&ip))
+    }
+}
+
+fn name_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => name.ends_with(&format!(".{suffix}")),
+        None => pattern == name,
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are judged as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+fn is_link_local_or_metadata(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(v4) => v4.is_link_local() || v4 == Ipv4Addr::new(100, 100, 100, 200),
+        IpAddr::V6(v6) => {
+            (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+        }
+    }
+}
+
+/// The network rules of one check, as written in its YAML `network` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySpec {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NetworkPolicy {
+    allow: Vec<Rule>,
+    deny: Vec<Rule>,
+}
+
+/// Why a connection was refused, worded for an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub target: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "connection to {} denied by network policy ({})",
+            self.target, self.reason
+        )
+    }
+}
+
+impl NetworkPolicy {
+    pub fn from_spec(spec: &PolicySpec) -> Result<Self, RuleError> {
+        let parse = |rules: &[String]| rules.iter().map(|r| r.parse()).collect::<Result<_, _>>();
+        Ok(NetworkPolicy {
+            allow: parse(&spec.allow)?,
+            deny: parse(&spec.deny)?,
+        })
+    }
+
+    /// Decides a connection to an address.
+    pub fn check_addr(&self, addr: SocketAddr) -> Result<(), Denial> {
+        self.check(addr, None)
+    }
+
+    /// Decides a connection to `name` that resolved to `addr`.
+    pub fn check_named(&self, name: &str, addr: SocketAddr) -> Result<(), Denial> {
+        self.check(addr, Some(name))
+    }
+
+    fn check(&self, addr: SocketAddr, name: Option<&str>) -> Result<(), Denial> {
+        let ip = canonical(addr.ip());
+        let target = match name {
+            Some(name) => format!("{name}:{} ({ip})", addr.port()),
+            None => SocketAddr::new(ip, addr.port()).to_string(),
+        };
+        let deny = |reason: String| {
+            Err(Denial {
+                target: target.clone(),
+                reason,
+            })
+        };
+        let matches = |rule: &Rule| {
+            rule.matches_ip(addr) || name.is_some_and(|n| rule.matches_name(n, addr.port()))
+        };
+        if let Some(rule) = self.deny.iter().find(|r| matches(r)) {
+            return deny(format!("deny rule `{}`", rule.source));
+        }
+        if is_link_local_or_metadata(ip) && !self.allow.iter().any(|r| r.names_net_containing(ip))
+        {
+            return deny("link-local and cloud-metadata addresses are always denied".into());
+        }
+        if !self.allow.is_empty() && !self.allow.iter().any(matches) {
+            return deny("no allow rule matches".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(allow: &[&str], deny: &[&str]) -> NetworkPolicy {
+        NetworkPolicy::from_spec(&PolicySpec {
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            deny: deny.iter().map(|s| s.to_string()).collect(),
+        })
+        .unwrap()
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn default_policy_allows_ordinary_addresses_but_not_metadata() {
+        let p = NetworkPolicy::default();
+        assert!(p.check_addr(addr("127.0.0.1:80")).is_ok());
+        assert!(p.check_addr(addr("10.1.2.3:5432")).is_ok());
+        let denial = p.check_addr(addr("169.254.169.254:80")).unwrap_err();
+        assert_eq!(
+            denial.to_string(),
+            "connection to 169.254.169.254:80 denied by network policy \
+             (link-local and cloud-metadata addresses are always denied)"
+        );
+        assert!(p.check_addr(addr("[fe80::1]:80")).is_err());
+        assert!(p.check_addr(addr("[::ffff:169.254.169.254]:80")).is_err());
+    }
+
+    #[test]
+    fn deny_wins_and_allow_lists_restrict() {
+        let p = policy(&["10.0.0.0/8", "api.example.com:443"], &["10.9.0.0/16"]);
+        assert!(p.check_addr(addr("10.1.0.1:22")).is_ok());
+        assert!(p.check_addr(addr("10.9.0.1:22")).is_err());
+        assert!(p.check_addr(addr("192.168.0.1:22")).is_err());
+        assert!(p.check_named("api.example.com", addr("192.168.0.1:443")).is_ok());
+        assert!(p.check_named("api.example.com", addr("192.168.0.1:80")).is_err());
+    }
+
+    #[test]
+    fn a_name_resolving_to_a_denied_address_is_denied() {
+        let p = policy(&["*.example.com:*"], &["127.0.0.0/8"]);
+        assert!(p.check_named("evil.example.com", addr("127.0.0.1:80")).is_err());
+        assert!(p.check_named("ok.example.com", addr("93.184.216.34:80")).is_ok());
+    }
+
+    #[test]
+    fn explicit_allow_opens_link_local() {
+        let p = policy(&["169.254.0.0/16"], &[]);
+        assert!(p.check_addr(addr("169.254.169.254:80")).is_ok());
+    }
+
+    #[test]
+    fn bad_rules_are_named() {
+        let err = "10.0.0.0/99".parse::<Rule>().unwrap_err();
+        assert!(err.to_string().contains("10.0.0.0/99"), "{err}");
+        assert!("host:notaport".parse::<Rule>().is_err());
+    }
+}
