@@ -1,5 +1,5 @@
 //! checkhost: a health-check host whose probe logic runs as WebAssembly
 //! components. Modules follow the data flow of a run.
 
-pub mod runtime;
 pub mod cli;
+pub mod runtime;

@@ -129,8 +129,11 @@ impl From<TransportError> for wit::TransportError {
 }
 
 /// Parses a config the host handed over into the plugin's typed config.
-pub(crate) fn parse_config<C: serde::de::DeserializeOwned>(json: &str) -> Result<C, TransportError> {
-    serde_json::from_str(json).map_err(|e| TransportError::BadConfig(format!("invalid config: {e}")))
+pub(crate) fn parse_config<C: serde::de::DeserializeOwned>(
+    json: &str,
+) -> Result<C, TransportError> {
+    serde_json::from_str(json)
+        .map_err(|e| TransportError::BadConfig(format!("invalid config: {e}")))
 }
 
 /// Runs one migration step on JSON text, as `migrate` in the contract does.
@@ -139,7 +142,8 @@ pub(crate) fn migrate_json(
     from_version: u32,
     config_json: &str,
 ) -> Result<String, String> {
-    let config = serde_json::from_str(config_json).map_err(|e| format!("config is not JSON: {e}"))?;
+    let config =
+        serde_json::from_str(config_json).map_err(|e| format!("config is not JSON: {e}"))?;
     migrations
         .apply(from_version, config)
         .map(|v| v.to_string())

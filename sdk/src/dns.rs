@@ -83,7 +83,10 @@ pub fn encode_query(id: u16, name: &str, rtype: RecordType) -> Result<Vec<u8>, S
 
 /// Decodes a response, keeping the answers of type `rtype`.
 pub fn decode_answer(packet: &[u8], rtype: RecordType) -> Result<Answer, String> {
-    let mut r = Reader { buf: packet, pos: 0 };
+    let mut r = Reader {
+        buf: packet,
+        pos: 0,
+    };
     let id = r.u16()?;
     let flags = r.u16()?;
     let qdcount = r.u16()?;
@@ -150,7 +153,10 @@ impl Reader<'_> {
                 self.pos = resume.unwrap_or(pos + 1);
                 return Ok(labels.join(".") + ".");
             } else {
-                let label = self.buf.get(pos + 1..pos + 1 + len).ok_or("truncated label")?;
+                let label = self
+                    .buf
+                    .get(pos + 1..pos + 1 + len)
+                    .ok_or("truncated label")?;
                 labels.push(String::from_utf8_lossy(label).into_owned());
                 pos += 1 + len;
             }

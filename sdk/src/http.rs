@@ -33,7 +33,9 @@ impl Url {
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(split);
         if authority.is_empty() {
-            return Err(TransportError::BadConfig(format!("url `{url}` has no host")));
+            return Err(TransportError::BadConfig(format!(
+                "url `{url}` has no host"
+            )));
         }
         let path_and_query = match path {
             "" => "/".to_string(),
@@ -93,7 +95,11 @@ pub fn send(
     request
         .set_method(&parse_method(method))
         .map_err(|_| bad("method"))?;
-    let scheme = if url.https { Scheme::Https } else { Scheme::Http };
+    let scheme = if url.https {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
     request
         .set_scheme(Some(&scheme))
         .map_err(|_| bad("scheme"))?;
@@ -214,7 +220,9 @@ fn parse_method(method: &str) -> Method {
 fn map_error(code: ErrorCode) -> TransportError {
     let msg = format!("{code:?}");
     match code {
-        ErrorCode::DnsTimeout | ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout
+        ErrorCode::DnsTimeout
+        | ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionReadTimeout
         | ErrorCode::ConnectionWriteTimeout => TransportError::Timeout(msg),
         ErrorCode::DnsError(_) => TransportError::Dns(msg),
         ErrorCode::ConnectionRefused | ErrorCode::ConnectionTerminated => {

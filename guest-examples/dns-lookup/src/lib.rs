@@ -44,7 +44,11 @@ impl Collector for Lookup {
     type Config = Config;
     type Output = Output;
 
-    fn collect(config: Config, _: &RunContext, transport: &Transport) -> Result<Output, TransportError> {
+    fn collect(
+        config: Config,
+        _: &RunContext,
+        transport: &Transport,
+    ) -> Result<Output, TransportError> {
         let rtype = serde_json::to_value(config.record_type)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))

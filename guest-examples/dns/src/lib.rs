@@ -25,7 +25,8 @@ pub struct Dns;
 impl Strategy for Dns {
     const ID: &'static str = "dns";
     const DISPLAY_NAME: &'static str = "DNS";
-    const DESCRIPTION: &'static str = "DNS lookups; request method is the record type, target the name";
+    const DESCRIPTION: &'static str =
+        "DNS lookups; request method is the record type, target the name";
     type Config = Config;
     type Client = DnsClient;
 
@@ -53,11 +54,20 @@ pub struct DnsClient {
 }
 
 impl DnsClient {
-    fn query(&mut self, server: SocketAddr, name: &str, rtype: RecordType) -> Result<Vec<String>, TransportError> {
+    fn query(
+        &mut self,
+        server: SocketAddr,
+        name: &str,
+        rtype: RecordType,
+    ) -> Result<Vec<String>, TransportError> {
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.next_id;
         let packet = dns::encode_query(id, name, rtype).map_err(TransportError::BadConfig)?;
-        let bind = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+        let bind = if server.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
         let socket = UdpSocket::bind(bind).map_err(|e| TransportError::from_io("udp bind", &e))?;
         let _ = socket.set_read_timeout(Some(self.timeout));
         socket
@@ -80,7 +90,10 @@ impl DnsClient {
             }
             return match answer.rcode {
                 0 => Ok(answer.values),
-                _ => Err(TransportError::Dns(format!("{name}: {}", answer.rcode_name()))),
+                _ => Err(TransportError::Dns(format!(
+                    "{name}: {}",
+                    answer.rcode_name()
+                ))),
             };
         }
     }

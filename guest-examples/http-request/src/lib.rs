@@ -56,13 +56,18 @@ pub struct HttpRequest;
 impl Collector for HttpRequest {
     const ID: &'static str = "request";
     const DISPLAY_NAME: &'static str = "HTTP request";
-    const DESCRIPTION: &'static str = "Sends one HTTP request and reports status, timing, headers and body";
+    const DESCRIPTION: &'static str =
+        "Sends one HTTP request and reports status, timing, headers and body";
     const STRATEGIES: &'static [&'static str] = &["http"];
     const ALLOW_MULTIPLE: bool = true;
     type Config = Config;
     type Output = Output;
 
-    fn collect(config: Config, _: &RunContext, transport: &Transport) -> Result<Output, TransportError> {
+    fn collect(
+        config: Config,
+        _: &RunContext,
+        transport: &Transport,
+    ) -> Result<Output, TransportError> {
         let start = Instant::now();
         let mut request = Request::new(config.method.clone(), config.url.clone())
             .body(config.body.clone().unwrap_or_default())

@@ -7,10 +7,11 @@ struct Config {
     #[schemars(extend("x-templatable" = true))]
     path: String,
 }
-
 #[derive(Serialize, JsonSchema)]
-struct Output { up: bool, status_code: u32 }
-
+struct Output {
+    up: bool,
+    status_code: u32,
+}
 struct Up;
 
 impl Collector for Up {
@@ -24,7 +25,10 @@ impl Collector for Up {
     fn collect(c: Config, _: &RunContext, t: &Transport) -> Result<Output, TransportError> {
         let res = t.exec(Request::new("GET", c.path))?;
         let up = res.json().map(|v| v["up"] == true).unwrap_or(false);
-        Ok(Output { up, status_code: res.status })
+        Ok(Output {
+            up,
+            status_code: res.status,
+        })
     }
 }
 

@@ -31,13 +31,19 @@ impl Collector for Banner {
     type Config = Config;
     type Output = Output;
 
-    fn collect(config: Config, _: &RunContext, transport: &Transport) -> Result<Output, TransportError> {
+    fn collect(
+        config: Config,
+        _: &RunContext,
+        transport: &Transport,
+    ) -> Result<Output, TransportError> {
         let request = Request::new("exchange", "").body(config.send.unwrap_or_default());
         let response = transport.exec(request)?;
         Ok(Output {
             connected: true,
             connect_ms: response.timings.connect_ms,
-            banner: String::from_utf8_lossy(&response.body).trim_end().to_string(),
+            banner: String::from_utf8_lossy(&response.body)
+                .trim_end()
+                .to_string(),
             read_ms: response.timings.wait_ms,
         })
     }

@@ -37,7 +37,10 @@ impl Strategy for Tcp {
         let addr = resolve(&config.host, config.port)?;
         let dns_ms = ms_since(dns_start);
         let connect_start = Instant::now();
-        let stream = TcpStream::connect_timeout(&addr, timeout)
+        // `connect_timeout` on wasm32-wasip2 reports success for a refused
+        // connection; a blocking connect is exact and the run deadline
+        // bounds a slow one.
+        let stream = TcpStream::connect(addr)
             .map_err(|e| TransportError::from_io(&format!("connect to {addr}"), &e))?;
         let connect_ms = ms_since(connect_start);
         // Not every WASI host supports socket timeouts; the run deadline
@@ -84,7 +87,12 @@ impl Client for TcpClient {
         let mut buf = vec![0u8; MAX_READ];
         let read = match self.stream.read(&mut buf) {
             Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => 0,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                0
+            }
             Err(e) => return Err(TransportError::from_io("read", &e)),
         };
         buf.truncate(read);

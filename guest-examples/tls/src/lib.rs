@@ -49,7 +49,10 @@ impl Strategy for Tls {
             .next()
             .ok_or_else(|| TransportError::Dns(format!("`{}` has no address", config.host)))?;
         let start = Instant::now();
-        let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        // `connect_timeout` on wasm32-wasip2 reports success for a refused
+        // connection; a blocking connect is exact and the run deadline
+        // bounds a slow one.
+        let mut stream = TcpStream::connect(addr)
             .map_err(|e| TransportError::from_io(&format!("connect to {addr}"), &e))?;
         let _ = stream.set_read_timeout(Some(timeout));
         let connect_ms = ms_since(start);
@@ -99,7 +102,9 @@ impl Client for TlsClient {
 
 /// A TLS 1.2 ClientHello offering the common ECDHE AEAD suites.
 fn client_hello(servername: &str) -> Vec<u8> {
-    let suites: &[u16] = &[0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0x009c, 0x009d];
+    let suites: &[u16] = &[
+        0xc02b, 0xc02f, 0xc02c, 0xc030, 0xcca9, 0xcca8, 0x009c, 0x009d,
+    ];
     let mut random = [0u8; 32];
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -117,9 +122,15 @@ fn client_hello(servername: &str) -> Vec<u8> {
     push_u16(&mut sni, name.len() as u16);
     sni.extend_from_slice(name);
     push_ext(&mut ext, 0x0000, &sni);
-    push_ext(&mut ext, 0x000a, &[0, 6, 0x00, 0x1d, 0x00, 0x17, 0x00, 0x18]);
+    push_ext(
+        &mut ext,
+        0x000a,
+        &[0, 6, 0x00, 0x1d, 0x00, 0x17, 0x00, 0x18],
+    );
     push_ext(&mut ext, 0x000b, &[1, 0]);
-    let sigalgs: &[u16] = &[0x0403, 0x0503, 0x0804, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601];
+    let sigalgs: &[u16] = &[
+        0x0403, 0x0503, 0x0804, 0x0805, 0x0806, 0x0401, 0x0501, 0x0601,
+    ];
     let mut sig = Vec::new();
     push_u16(&mut sig, (sigalgs.len() * 2) as u16);
     sigalgs.iter().for_each(|s| push_u16(&mut sig, *s));
@@ -191,7 +202,9 @@ fn read_certificates(stream: &mut TcpStream) -> Result<Vec<Vec<u8>>, TransportEr
             }
         }
         if handshake.len() > MAX_HANDSHAKE_BYTES {
-            return Err(TransportError::Protocol("certificate chain too large".into()));
+            return Err(TransportError::Protocol(
+                "certificate chain too large".into(),
+            ));
         }
         if let Some(chain) = find_certificate_message(&handshake)? {
             return Ok(chain);

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::runtime::{Runtime, RuntimeConfig};
 
 #[derive(Debug, Parser)]
-#[command(name = "checkhost", version, about = "Health checks whose probes run as WebAssembly components")]
+#[command(
+    name = "checkhost",
+    version,
+    about = "Health checks whose probes run as WebAssembly components"
+)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]

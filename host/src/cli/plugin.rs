@@ -10,7 +10,9 @@ use serde_json::Value;
 
 use super::output::{clip, table};
 use crate::runtime::bindings::{CheckInfo, RunContext, SystemInfo};
-use crate::runtime::{CollectorRun, NetworkPolicy, PluginKind, PolicySpec, RunLimits, RunSpec, Runtime};
+use crate::runtime::{
+    CollectorRun, NetworkPolicy, PluginKind, PolicySpec, RunLimits, RunSpec, Runtime,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
@@ -89,8 +91,14 @@ async fn inspect(runtime: &Runtime, file: PathBuf, json: bool) -> anyhow::Result
         println!("strategies:      {}", info.strategies.join(", "));
         println!("allow multiple:  {}", info.allow_multiple);
     }
-    println!("config schema:\n{}", serde_json::to_string_pretty(&info.config_schema)?);
-    println!("result schema:\n{}", serde_json::to_string_pretty(&info.result_schema)?);
+    println!(
+        "config schema:\n{}",
+        serde_json::to_string_pretty(&info.config_schema)?
+    );
+    println!(
+        "result schema:\n{}",
+        serde_json::to_string_pretty(&info.result_schema)?
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -106,11 +114,19 @@ struct TestSpec {
 async fn test(runtime: &Runtime, spec: TestSpec, json: bool) -> anyhow::Result<ExitCode> {
     let strategy = runtime.load(&spec.strategy).await?;
     if strategy.info.kind != PluginKind::Strategy {
-        bail!("{}: is a collector; pass a strategy first", spec.strategy.display());
+        bail!(
+            "{}: is a collector; pass a strategy first",
+            spec.strategy.display()
+        );
     }
     let config = parse_config_arg(&spec.config)?;
     let strategy_config = runtime
-        .migrate(&strategy, config.get("strategy").unwrap_or(&Value::Object(Default::default())))
+        .migrate(
+            &strategy,
+            config
+                .get("strategy")
+                .unwrap_or(&Value::Object(Default::default())),
+        )
         .await?;
     let env = spec
         .env
@@ -136,7 +152,10 @@ async fn test(runtime: &Runtime, spec: TestSpec, json: bool) -> anyhow::Result<E
             );
         }
         let raw = match config.get("collector") {
-            Some(Value::Array(items)) => items.get(i).cloned().unwrap_or(Value::Object(Default::default())),
+            Some(Value::Array(items)) => items
+                .get(i)
+                .cloned()
+                .unwrap_or(Value::Object(Default::default())),
             Some(other) => other.clone(),
             None => Value::Object(Default::default()),
         };
@@ -166,24 +185,47 @@ async fn test(runtime: &Runtime, spec: TestSpec, json: bool) -> anyhow::Result<E
     } else {
         let mut rows = vec![vec![
             strategy.info.id.clone(),
-            if outcome.connect_error.is_none() && outcome.failure.is_none() { "ok".into() } else { "error".into() },
+            if outcome.connect_error.is_none() && outcome.failure.is_none() {
+                "ok".into()
+            } else {
+                "error".into()
+            },
             format!("{:.1} ms", outcome.duration_ms),
-            clip(&outcome.failure.as_ref().map(|f| f.to_string()).or(outcome.connect_error.clone()).unwrap_or_default(), 100),
+            clip(
+                &outcome
+                    .failure
+                    .as_ref()
+                    .map(|f| f.to_string())
+                    .or(outcome.connect_error.clone())
+                    .unwrap_or_default(),
+                100,
+            ),
         ]];
         for c in &outcome.collectors {
             rows.push(vec![
                 c.id.clone(),
-                if c.error.is_none() { "ok".into() } else { "error".into() },
+                if c.error.is_none() {
+                    "ok".into()
+                } else {
+                    "error".into()
+                },
                 String::new(),
                 clip(c.error.as_deref().unwrap_or(&c.result.to_string()), 100),
             ]);
         }
-        println!("{}", table(&["plugin", "status", "time", "result / error"], &rows));
+        println!(
+            "{}",
+            table(&["plugin", "status", "time", "result / error"], &rows)
+        );
         for line in &outcome.logs {
             println!("[{} {}] {}", line.plugin, line.level, line.message);
         }
     }
-    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Inline JSON/YAML, or `@path` to a file holding it.
@@ -192,7 +234,8 @@ fn parse_config_arg(arg: &str) -> anyhow::Result<Value> {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
         None => arg.to_string(),
     };
-    let value: Value = serde_yaml_ng::from_str(&text).context("--config is neither JSON nor YAML")?;
+    let value: Value =
+        serde_yaml_ng::from_str(&text).context("--config is neither JSON nor YAML")?;
     if !value.is_object() {
         bail!("--config must be an object with `strategy` and `collector` keys");
     }

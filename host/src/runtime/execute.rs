@@ -146,7 +146,9 @@ impl Runtime {
             Ok(_permit) => {
                 match tokio::time::timeout(limits.timeout(), self.run_guests(&spec, &scope)).await {
                     Ok(Ok(outcome)) => outcome,
-                    Ok(Err(guest)) => empty_outcome(Some(classify(guest, &journal(&shared), &limits))),
+                    Ok(Err(guest)) => {
+                        empty_outcome(Some(classify(guest, &journal(&shared), &limits)))
+                    }
                     Err(_) => empty_outcome(Some(Failure::Timeout(limits.timeout_ms))),
                 }
             }
@@ -180,7 +182,10 @@ impl Runtime {
             )));
         };
         let mut store = new_store(&self.engine, Sandbox::new(&strategy_id, &[], scope), ticks);
-        let bindings = pre.instantiate_async(&mut store).await.map_err(guest(&strategy_id))?;
+        let bindings = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(guest(&strategy_id))?;
         let connected = bindings
             .checkhost_plugin_strategy_plugin()
             .call_connect(&mut store, &spec.strategy_config, &spec.context)
@@ -211,7 +216,10 @@ impl Runtime {
 
         let mut session = link.lock().await;
         let StrategySession { store, client, .. } = &mut *session;
-        client.resource_drop_async(&mut *store).await.map_err(guest(&strategy_id))?;
+        client
+            .resource_drop_async(&mut *store)
+            .await
+            .map_err(guest(&strategy_id))?;
         store.data_mut().drain_stdout();
         drop(session);
 
@@ -239,7 +247,9 @@ impl Runtime {
             error,
         };
         let PluginPre::Collector(pre) = &run.plugin.pre else {
-            return Err(fail(wasmtime::format_err!("`{id}` is a strategy, not a collector")));
+            return Err(fail(wasmtime::format_err!(
+                "`{id}` is a strategy, not a collector"
+            )));
         };
         let mut sandbox = Sandbox::new(&id, &run.env, scope);
         sandbox.transport = Some(link);
@@ -252,11 +262,13 @@ impl Runtime {
         store.data_mut().drain_stdout();
         let CollectorOutput { result_json, error } = output.map_err(fail)?;
         if result_json.len() > scope.limits.max_output_bytes {
-            return Err(fail(wasmtime::Error::new(Failure::OutputTooLarge(format!(
-                "{id}: output exceeded {} ({} bytes)",
-                human_bytes(scope.limits.max_output_bytes),
-                result_json.len()
-            )))));
+            return Err(fail(wasmtime::Error::new(Failure::OutputTooLarge(
+                format!(
+                    "{id}: output exceeded {} ({} bytes)",
+                    human_bytes(scope.limits.max_output_bytes),
+                    result_json.len()
+                ),
+            ))));
         }
         let result = match serde_json::from_str(&result_json) {
             Ok(value) => value,
@@ -317,7 +329,12 @@ fn classify(guest: GuestError, journal: &RunJournal, limits: &RunLimits) -> Fail
                 reason.push_str(&format!(" ({})", panic.message.trim()));
             }
             if let Some(backtrace) = guest.error.downcast_ref::<WasmBacktrace>() {
-                let frames: Vec<String> = backtrace.to_string().lines().take(12).map(str::to_string).collect();
+                let frames: Vec<String> = backtrace
+                    .to_string()
+                    .lines()
+                    .take(12)
+                    .map(str::to_string)
+                    .collect();
                 reason.push('\n');
                 reason.push_str(&frames.join("\n"));
             }

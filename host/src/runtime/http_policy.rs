@@ -52,8 +52,12 @@ impl WasiHttpHooks for PolicedHttp {
         Box::new(async move {
             let request = police(request, &policy, &journal).await?;
             let options = cap_timeouts(options, deadline.saturating_duration_since(Instant::now()));
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-            Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as IoFuture))
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as IoFuture,
+            ))
         })
     }
 }
@@ -65,7 +69,10 @@ async fn police(
 ) -> Result<http::Request<WasiBody>, HttpError> {
     let uri = request.uri().clone();
     let host = uri.host().ok_or(HttpError::HttpRequestUriInvalid)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let https = uri.scheme() == Some(&Scheme::HTTPS);
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))

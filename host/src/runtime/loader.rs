@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
 
 use super::bindings::{CONTRACT_MAJOR, CONTRACT_PACKAGE, collector, strategy};
 use super::sandbox::Sandbox;
@@ -160,7 +160,8 @@ impl Loader<'_> {
         if let Ok(serialized) = component.serialize() {
             // The cache is an optimisation: failing to write it is not an error.
             let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
-            if std::fs::create_dir_all(cache_dir).is_ok() && std::fs::write(&tmp, serialized).is_ok()
+            if std::fs::create_dir_all(cache_dir).is_ok()
+                && std::fs::write(&tmp, serialized).is_ok()
             {
                 let _ = std::fs::rename(&tmp, &cached);
             }
@@ -209,11 +210,20 @@ impl Loader<'_> {
     /// incompatible major versions, in exports and in imports alike.
     fn world_of(&self, path: &Path, component: &Component) -> Result<PluginKind, LoadError> {
         let ty = component.component_type();
-        let names: Vec<String> = ty.exports(self.engine).map(|(n, _)| n.to_string()).collect();
-        let imports: Vec<String> = ty.imports(self.engine).map(|(n, _)| n.to_string()).collect();
+        let names: Vec<String> = ty
+            .exports(self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let imports: Vec<String> = ty
+            .imports(self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
         for name in names.iter().chain(&imports) {
             if let Some(version) = contract_version(name) {
-                let major = version.split('.').next().and_then(|m| m.parse::<u64>().ok());
+                let major = version
+                    .split('.')
+                    .next()
+                    .and_then(|m| m.parse::<u64>().ok());
                 if major != Some(CONTRACT_MAJOR) {
                     return Err(LoadError::IncompatibleVersion {
                         path: path.to_path_buf(),
@@ -359,16 +369,29 @@ fn contract_version(name: &str) -> Option<&str> {
 
 /// A field marked both `x-templatable` and `x-secret` would render a secret
 /// reference as a template: refuse the plugin.
-fn check_schema(path: &Path, info: &PluginInfo, which: &'static str, schema: &Value) -> Result<(), LoadError> {
+fn check_schema(
+    path: &Path,
+    info: &PluginInfo,
+    which: &'static str,
+    schema: &Value,
+) -> Result<(), LoadError> {
     fn walk(node: &Value, pointer: &str) -> Option<String> {
         match node {
             Value::Object(map) => {
                 let marked = |k: &str| map.get(k).and_then(Value::as_bool) == Some(true);
                 if marked("x-templatable") && marked("x-secret") {
-                    return Some(if pointer.is_empty() { "/".into() } else { pointer.into() });
+                    return Some(if pointer.is_empty() {
+                        "/".into()
+                    } else {
+                        pointer.into()
+                    });
                 }
-                map.iter()
-                    .find_map(|(k, v)| walk(v, &format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1"))))
+                map.iter().find_map(|(k, v)| {
+                    walk(
+                        v,
+                        &format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1")),
+                    )
+                })
             }
             Value::Array(items) => items
                 .iter()
@@ -394,8 +417,14 @@ mod tests {
 
     #[test]
     fn contract_versions_are_read_from_interface_names() {
-        assert_eq!(contract_version("checkhost:plugin/log@1.0.0"), Some("1.0.0"));
-        assert_eq!(contract_version("checkhost:plugin/collector-plugin@2.1.0"), Some("2.1.0"));
+        assert_eq!(
+            contract_version("checkhost:plugin/log@1.0.0"),
+            Some("1.0.0")
+        );
+        assert_eq!(
+            contract_version("checkhost:plugin/collector-plugin@2.1.0"),
+            Some("2.1.0")
+        );
         assert_eq!(contract_version("wasi:cli/stdout@0.2.6"), None);
         assert_eq!(contract_version("checkhost:pluginx/log@1.0.0"), None);
     }

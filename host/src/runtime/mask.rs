@@ -29,9 +29,9 @@ impl Masker {
     }
 
     pub fn text(&self, text: &str) -> String {
-        self.secrets
-            .iter()
-            .fold(text.to_string(), |acc, secret| acc.replace(secret.as_str(), MASK))
+        self.secrets.iter().fold(text.to_string(), |acc, secret| {
+            acc.replace(secret.as_str(), MASK)
+        })
     }
 
     pub fn in_place(&self, text: &mut String) {
@@ -67,8 +67,15 @@ mod tests {
 
     #[test]
     fn masks_strings_keys_and_overlapping_secrets() {
-        let m = Masker::new(["hunter2-long".to_string(), "hunter2".to_string(), "abc".to_string()]);
-        assert_eq!(m.text("pw=hunter2-long;x=hunter2;abc"), "pw=****;x=****;abc");
+        let m = Masker::new([
+            "hunter2-long".to_string(),
+            "hunter2".to_string(),
+            "abc".to_string(),
+        ]);
+        assert_eq!(
+            m.text("pw=hunter2-long;x=hunter2;abc"),
+            "pw=****;x=****;abc"
+        );
         let mut v = json!({"hunter2": ["a hunter2 b", 1], "n": null});
         m.json(&mut v);
         assert_eq!(v, json!({"****": ["a **** b", 1], "n": null}));

@@ -87,8 +87,11 @@ impl Runtime {
             .map_err(RuntimeError)?;
         bindings::strategy::checkhost::plugin::types::add_to_linker::<_, Data>(&mut linker, |s| s)
             .map_err(RuntimeError)?;
-        bindings::collector::checkhost::plugin::transport::add_to_linker::<_, Data>(&mut linker, |s| s)
-            .map_err(RuntimeError)?;
+        bindings::collector::checkhost::plugin::transport::add_to_linker::<_, Data>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(RuntimeError)?;
         start_epoch_ticker(&engine);
         Ok(Runtime {
             engine,

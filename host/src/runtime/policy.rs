@@ -54,12 +54,18 @@ impl FromStr for Rule {
             return Ok(Rule::new(Host::Net(IpNet::from(ip)), None, s));
         }
         if let Ok(addr) = rule.parse::<SocketAddr>() {
-            return Ok(Rule::new(Host::Net(IpNet::from(addr.ip())), Some(addr.port()), s));
+            return Ok(Rule::new(
+                Host::Net(IpNet::from(addr.ip())),
+                Some(addr.port()),
+                s,
+            ));
         }
         let (host, port) = match rule.rsplit_once(':') {
             Some((host, "*")) => (host, None),
             Some((host, port)) => {
-                let port = port.parse().map_err(|_| err("port must be a number or *"))?;
+                let port = port
+                    .parse()
+                    .map_err(|_| err("port must be a number or *"))?;
                 (host, Some(port))
             }
             None => (rule, None),
@@ -215,8 +221,7 @@ impl NetworkPolicy {
         if let Some(rule) = self.deny.iter().find(|r| matches(r)) {
             return deny(format!("deny rule `{}`", rule.source));
         }
-        if is_link_local_or_metadata(ip) && !self.allow.iter().any(|r| r.names_net_containing(ip))
-        {
+        if is_link_local_or_metadata(ip) && !self.allow.iter().any(|r| r.names_net_containing(ip)) {
             return deny("link-local and cloud-metadata addresses are always denied".into());
         }
         if !self.allow.is_empty() && !self.allow.iter().any(matches) {
@@ -263,15 +268,27 @@ mod tests {
         assert!(p.check_addr(addr("10.1.0.1:22")).is_ok());
         assert!(p.check_addr(addr("10.9.0.1:22")).is_err());
         assert!(p.check_addr(addr("192.168.0.1:22")).is_err());
-        assert!(p.check_named("api.example.com", addr("192.168.0.1:443")).is_ok());
-        assert!(p.check_named("api.example.com", addr("192.168.0.1:80")).is_err());
+        assert!(
+            p.check_named("api.example.com", addr("192.168.0.1:443"))
+                .is_ok()
+        );
+        assert!(
+            p.check_named("api.example.com", addr("192.168.0.1:80"))
+                .is_err()
+        );
     }
 
     #[test]
     fn a_name_resolving_to_a_denied_address_is_denied() {
         let p = policy(&["*.example.com:*"], &["127.0.0.0/8"]);
-        assert!(p.check_named("evil.example.com", addr("127.0.0.1:80")).is_err());
-        assert!(p.check_named("ok.example.com", addr("93.184.216.34:80")).is_ok());
+        assert!(
+            p.check_named("evil.example.com", addr("127.0.0.1:80"))
+                .is_err()
+        );
+        assert!(
+            p.check_named("ok.example.com", addr("93.184.216.34:80"))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -30,8 +30,12 @@ pub enum Violation {
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Violation::Memory { limit } => write!(f, "memory limit {} exceeded", human_bytes(*limit)),
-            Violation::LogLines { limit } => write!(f, "log limit exceeded: more than {limit} lines"),
+            Violation::Memory { limit } => {
+                write!(f, "memory limit {} exceeded", human_bytes(*limit))
+            }
+            Violation::LogLines { limit } => {
+                write!(f, "log limit exceeded: more than {limit} lines")
+            }
             Violation::LogBytes { limit } => {
                 write!(f, "log limit exceeded: more than {}", human_bytes(*limit))
             }
@@ -256,7 +260,9 @@ impl ResourceLimiter for GuestLimiter {
     ) -> wasmtime::Result<bool> {
         if desired > self.memory {
             let violation = Violation::Memory { limit: self.memory };
-            journal(&self.journal).violation.get_or_insert(violation.clone());
+            journal(&self.journal)
+                .violation
+                .get_or_insert(violation.clone());
             return Err(violation.into());
         }
         Ok(true)

@@ -22,7 +22,10 @@ pub struct StrategySession {
 pub type TransportLink = Arc<Mutex<StrategySession>>;
 
 impl StrategySession {
-    pub async fn exec(&mut self, request: Request) -> wasmtime::Result<Result<Response, TransportError>> {
+    pub async fn exec(
+        &mut self,
+        request: Request,
+    ) -> wasmtime::Result<Result<Response, TransportError>> {
         let StrategySession {
             store,
             bindings,
@@ -37,7 +40,10 @@ impl StrategySession {
 }
 
 impl collector::checkhost::plugin::transport::Host for Sandbox {
-    async fn exec(&mut self, request: Request) -> wasmtime::Result<Result<Response, TransportError>> {
+    async fn exec(
+        &mut self,
+        request: Request,
+    ) -> wasmtime::Result<Result<Response, TransportError>> {
         let Some(link) = self.transport.clone() else {
             return Ok(Err(TransportError::Other(
                 "no strategy client in this run".into(),

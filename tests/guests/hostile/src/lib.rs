@@ -1,0 +1,111 @@
+//! A collector that misbehaves on request, one way per `mode`, so tests can
+//! prove the host contains each failure and keeps serving.
+
+use std::io::Write;
+
+use checkhost_sdk::{Collector, Request, RunContext, Transport, TransportError, Value, json, log};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+#[derive(Deserialize, JsonSchema)]
+pub struct Config {
+    pub mode: String,
+    #[serde(default)]
+    pub target: String,
+    #[serde(default)]
+    pub bytes: usize,
+    #[serde(default)]
+    pub name: String,
+}
+
+pub struct Hostile;
+
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let frame = [depth; 64];
+    recurse(depth + 1) + std::hint::black_box(frame)[0]
+}
+
+impl Collector for Hostile {
+    const ID: &'static str = "hostile";
+    const DISPLAY_NAME: &'static str = "Hostile";
+    const DESCRIPTION: &'static str = "Misbehaves on purpose";
+    const STRATEGIES: &'static [&'static str] = &["noop", "http"];
+    type Config = Config;
+    type Output = Value;
+
+    fn collect(
+        config: Config,
+        _: &RunContext,
+        transport: &Transport,
+    ) -> Result<Value, TransportError> {
+        match config.mode.as_str() {
+            "noop" => Ok(json!({})),
+            "echo" => {
+                let response =
+                    transport.exec(Request::new("", "").body(config.target.into_bytes()))?;
+                Ok(json!({ "echo": String::from_utf8_lossy(&response.body) }))
+            }
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "slow-call" => {
+                let response = transport.exec(Request::new("GET", config.target))?;
+                Ok(json!({ "status": response.status }))
+            }
+            "memory" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1024 * 1024]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "recursion" => Ok(json!({ "depth": recurse(0) })),
+            "panic" => panic!("hostile guest panics on purpose"),
+            "big-result" => Ok(json!({ "blob": "x".repeat(config.bytes) })),
+            "log-flood" => {
+                for i in 0.. {
+                    log::info(&format!("flood line {i}"));
+                }
+                Ok(json!({}))
+            }
+            "stdout-flood" => {
+                let mut out = std::io::stdout();
+                loop {
+                    if writeln!(out, "flooding stdout with a long line of text").is_err() {
+                        return Ok(json!({ "stdout": "closed" }));
+                    }
+                }
+            }
+            "connect" => match std::net::TcpStream::connect(config.target.as_str()) {
+                Ok(_) => Ok(json!({ "connected": true })),
+                Err(e) => Err(TransportError::from_io(
+                    &format!("connect {}", config.target),
+                    &e,
+                )),
+            },
+            "env" => Ok(json!({
+                "value": std::env::var(&config.name).ok(),
+                "all": std::env::vars().map(|(k, _)| k).collect::<Vec<_>>(),
+            })),
+            "echo-secret" => {
+                let secret = std::env::var(&config.name).unwrap_or_default();
+                log::warn(&format!("the secret is {secret}"));
+                println!("stdout secret {secret}");
+                Err(TransportError::Other(format!(
+                    "leaking {secret} in an error"
+                )))
+            }
+            "echo-secret-result" => {
+                let secret = std::env::var(&config.name).unwrap_or_default();
+                Ok(json!({ "leak": format!("value={secret}"), secret.clone(): 1 }))
+            }
+            other => Err(TransportError::BadConfig(format!("unknown mode {other}"))),
+        }
+    }
+}
+
+checkhost_sdk::export_collector!(Hostile);

@@ -1,0 +1,386 @@
+//! The plugin contract end to end: every example guest loaded by the real
+//! runtime, described, migrated, connected and collected against real local
+//! servers; transport failures come back as errors, answers as metrics.
+
+mod support;
+
+use serde_json::json;
+use support::{Probe, checkhost, guest, load, runtime, servers};
+
+const STRATEGIES: &[(&str, &str)] = &[
+    ("http", "http"),
+    ("tcp", "tcp"),
+    ("dns", "dns"),
+    ("tls", "tls"),
+];
+const COLLECTORS: &[(&str, &str)] = &[
+    ("http-request", "request"),
+    ("tcp-banner", "banner"),
+    ("dns-lookup", "lookup"),
+    ("tls-certificate", "certificate"),
+    ("json-field-py", "json-field"),
+    ("readme-collector", "up"),
+];
+
+#[test]
+fn inspect_shows_the_world_every_guest_exports() {
+    for (file, id) in STRATEGIES {
+        let out = checkhost(&["plugin", "inspect", guest(file).to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("world:           checkhost:plugin/strategy@1.0.0"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("id:              {id}\n")), "{text}");
+    }
+    for (file, id) in COLLECTORS {
+        let out = checkhost(&["plugin", "inspect", "--json", guest(file).to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(info["world"], "checkhost:plugin/collector");
+        assert_eq!(info["id"], *id);
+        assert!(info["configSchema"].is_object());
+    }
+}
+
+#[tokio::test]
+async fn describe_reports_schemas_with_host_marks() {
+    let http = load("http").await;
+    assert_eq!(http.info.config_version, 2);
+    assert_eq!(
+        http.info.config_schema["properties"]["baseUrl"]["x-templatable"],
+        true
+    );
+    let request = load("http-request").await;
+    assert_eq!(request.info.strategies, vec!["http".to_string()]);
+    assert!(request.info.allow_multiple);
+    assert_eq!(
+        request.info.config_schema["properties"]["url"]["x-templatable"],
+        true
+    );
+    assert!(request.info.result_schema["properties"]["statusCode"].is_object());
+    let python = load("json-field-py").await;
+    assert_eq!(python.info.strategies, vec!["http".to_string()]);
+    assert_eq!(
+        python.info.config_schema["properties"]["url"]["x-templatable"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn http_config_v1_migrates_to_v2_and_v2_is_unchanged() {
+    let http = load("http").await;
+    let v1 = json!({"url": "http://127.0.0.1:8080/", "method": "HEAD", "timeout": 2});
+    let v2 = runtime().migrate(&http, &v1).await.unwrap();
+    assert_eq!(
+        v2,
+        json!({"baseUrl": "http://127.0.0.1:8080/", "defaultMethod": "HEAD", "timeoutMs": 2000})
+    );
+    assert_eq!(runtime().migrate(&http, &v2).await.unwrap(), v2);
+}
+
+#[tokio::test]
+async fn http_request_collects_status_body_and_headers() {
+    let server = servers::http().await;
+    let outcome = Probe::new("http", json!({"baseUrl": format!("http://{server}/")}))
+        .await
+        .collector(
+            "http-request",
+            json!({"url": "/ok", "headers": {"x-probe": "1"}}),
+        )
+        .await
+        .collector("http-request", json!({"url": "/redirect"}))
+        .await
+        .run()
+        .await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    let ok = &outcome.collectors[0].result;
+    assert_eq!(ok["statusCode"], 200);
+    assert_eq!(ok["statusText"], "OK");
+    assert_eq!(ok["body"]["db"]["ok"], true);
+    assert_eq!(ok["headers"]["content-type"], "application/json");
+    assert!(ok["responseTimeMs"].as_f64().unwrap() > 0.0);
+    let redirected = &outcome.collectors[1].result;
+    assert_eq!(redirected["statusCode"], 200);
+    assert_eq!(redirected["redirects"], 1);
+}
+
+#[tokio::test]
+async fn a_500_is_a_metric_not_an_error() {
+    let server = servers::http().await;
+    let outcome = Probe::new("http", json!({}))
+        .await
+        .collector(
+            "http-request",
+            json!({"url": format!("http://{server}/fail")}),
+        )
+        .await
+        .run()
+        .await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    assert_eq!(outcome.collectors[0].result["statusCode"], 500);
+    assert_eq!(outcome.collectors[0].result["body"], "boom");
+}
+
+#[tokio::test]
+async fn refused_http_connection_is_a_transport_error() {
+    let outcome = Probe::new("http", json!({}))
+        .await
+        .collector("http-request", json!({"url": "http://127.0.0.1:1/"}))
+        .await
+        .run()
+        .await;
+    let error = outcome.collectors[0].error.as_deref().unwrap_or_default();
+    assert!(error.starts_with("connection refused"), "{outcome:?}");
+    assert_eq!(outcome.failure, None);
+}
+
+#[tokio::test]
+async fn python_collector_rides_on_the_rust_http_strategy() {
+    let server = servers::http().await;
+    let outcome = Probe::new("http", json!({"baseUrl": format!("http://{server}/")}))
+        .await
+        .collector("json-field-py", json!({"url": "/ok", "field": "items.2"}))
+        .await
+        .collector(
+            "json-field-py",
+            json!({"url": "/ok", "field": "db.missing"}),
+        )
+        .await
+        .run()
+        .await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    assert_eq!(
+        outcome.collectors[0].result,
+        json!({"statusCode": 200, "found": true, "value": 3, "valueType": "number"})
+    );
+    assert_eq!(outcome.collectors[1].result["found"], false);
+    assert!(
+        outcome
+            .logs
+            .iter()
+            .any(|l| l.plugin == "json-field" && l.message.contains("items.2"))
+    );
+}
+
+#[tokio::test]
+async fn readme_collector_runs() {
+    let server = servers::http().await;
+    let outcome = Probe::new("http", json!({"baseUrl": format!("http://{server}/")}))
+        .await
+        .collector("readme-collector", json!({"path": "/ok"}))
+        .await
+        .run()
+        .await;
+    assert_eq!(
+        outcome.collectors[0].result,
+        json!({"up": false, "status_code": 200})
+    );
+}
+
+#[test]
+fn readme_collector_is_the_sdk_readme_example() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("sdk/README.md")).unwrap();
+    let code = readme
+        .split("```rust,ignore\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("sdk/README.md has a rust block");
+    let source =
+        std::fs::read_to_string(root.join("guest-examples/readme-collector/src/lib.rs")).unwrap();
+    assert_eq!(
+        code, source,
+        "the README example and guest-examples/readme-collector differ"
+    );
+    assert!(
+        code.lines().count() <= 30,
+        "README collector is longer than 30 lines"
+    );
+}
+
+#[tokio::test]
+async fn tcp_banner_reads_the_greeting() {
+    let server = servers::banner("SSH-2.0-checkhost-test\r\n").await;
+    let outcome = Probe::new("tcp", json!({"host": "127.0.0.1", "port": server.port()}))
+        .await
+        .collector("tcp-banner", json!({}))
+        .await
+        .run()
+        .await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    let result = &outcome.collectors[0].result;
+    assert_eq!(result["connected"], true);
+    assert_eq!(result["banner"], "SSH-2.0-checkhost-test");
+    assert!(result["connectMs"].is_number());
+}
+
+#[tokio::test]
+async fn tcp_refused_is_a_connect_error() {
+    let outcome = Probe::new("tcp", json!({"host": "127.0.0.1", "port": 1}))
+        .await
+        .collector("tcp-banner", json!({}))
+        .await
+        .run()
+        .await;
+    let error = outcome.connect_error.clone().unwrap_or_default();
+    assert!(error.starts_with("connection refused"), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn dns_lookup_answers_each_record_type() {
+    let server = servers::dns().await;
+    let strategy = json!({"nameserver": server.to_string()});
+    let outcome = Probe::new("dns", strategy)
+        .await
+        .collector("dns-lookup", json!({"hostname": "www.shop.test"}))
+        .await
+        .collector(
+            "dns-lookup",
+            json!({"hostname": "shop.test", "recordType": "MX"}),
+        )
+        .await
+        .collector(
+            "dns-lookup",
+            json!({"hostname": "shop.test", "recordType": "TXT"}),
+        )
+        .await
+        .collector(
+            "dns-lookup",
+            json!({"hostname": "shop.test", "recordType": "NS"}),
+        )
+        .await
+        .collector(
+            "dns-lookup",
+            json!({"hostname": "shop.test", "recordType": "AAAA"}),
+        )
+        .await
+        .run()
+        .await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    let values = |i: usize| outcome.collectors[i].result["values"].clone();
+    assert_eq!(values(0), json!(["10.0.0.1", "10.0.0.2"]));
+    assert_eq!(outcome.collectors[0].result["recordCount"], 2);
+    assert_eq!(values(1), json!(["10 mail.shop.test."]));
+    assert_eq!(values(2), json!(["v=spf1 -all"]));
+    assert_eq!(values(3), json!(["ns1.shop.test."]));
+    assert_eq!(
+        outcome.collectors[4].result["recordCount"], 0,
+        "no records is a metric"
+    );
+}
+
+#[tokio::test]
+async fn nxdomain_is_a_transport_error() {
+    let server = servers::dns().await;
+    let outcome = Probe::new("dns", json!({"nameserver": server.to_string()}))
+        .await
+        .collector("dns-lookup", json!({"hostname": "nope.shop.test"}))
+        .await
+        .run()
+        .await;
+    let error = outcome.collectors[0].error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("dns failure") && error.contains("NXDOMAIN"),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn tls_certificate_reports_validity() {
+    let server = servers::tls(false).await;
+    let config = json!({"host": "127.0.0.1", "port": server.port(), "servername": "localhost"});
+    let outcome = Probe::new("tls", config)
+        .await
+        .collector("tls-certificate", json!({}))
+        .await
+        .run()
+        .await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    let cert = &outcome.collectors[0].result;
+    assert_eq!(cert["subject"], "CN=checkhost test");
+    assert_eq!(cert["selfSigned"], true);
+    assert_eq!(cert["valid"], true);
+    assert_eq!(cert["validTo"], "2099-01-01T00:00:00Z");
+    assert!(cert["daysRemaining"].as_i64().unwrap() > 365 * 50);
+}
+
+#[tokio::test]
+async fn an_expired_certificate_is_a_metric_not_an_error() {
+    let server = servers::tls(true).await;
+    let outcome = Probe::new("tls", json!({"host": "127.0.0.1", "port": server.port()}))
+        .await
+        .collector("tls-certificate", json!({}))
+        .await
+        .run()
+        .await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    let cert = &outcome.collectors[0].result;
+    assert_eq!(cert["valid"], false);
+    assert_eq!(cert["validTo"], "2021-01-01T00:00:00Z");
+    assert!(cert["daysRemaining"].as_i64().unwrap() < 0);
+}
+
+#[tokio::test]
+async fn tls_handshake_with_a_non_tls_server_is_a_transport_error() {
+    let server = servers::banner("220 plain smtp, no tls here\r\n").await;
+    let outcome = Probe::new("tls", json!({"host": "127.0.0.1", "port": server.port()}))
+        .await
+        .collector("tls-certificate", json!({}))
+        .await
+        .run()
+        .await;
+    let error = outcome.connect_error.clone().unwrap_or_default();
+    assert!(error.starts_with("tls failure"), "{outcome:?}");
+}
+
+#[test]
+fn plugin_test_command_runs_a_strategy_and_collector() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(servers::http());
+    let config = json!({
+        "strategy": {"url": format!("http://{server}/"), "timeout": 5},
+        "collector": {"url": "/ok"}
+    })
+    .to_string();
+    let out = checkhost(&[
+        "plugin",
+        "test",
+        guest("http").to_str().unwrap(),
+        "--collector",
+        guest("http-request").to_str().unwrap(),
+        "--config",
+        &config,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcome["collectors"][0]["result"]["statusCode"], 200);
+
+    let refused = json!({"strategy": {}, "collector": {"url": "http://127.0.0.1:1/"}}).to_string();
+    let out = checkhost(&[
+        "plugin",
+        "test",
+        guest("http").to_str().unwrap(),
+        "--collector",
+        guest("http-request").to_str().unwrap(),
+        "--config",
+        &refused,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("connection refused"));
+    drop(rt);
+}

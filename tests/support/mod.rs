@@ -1,0 +1,149 @@
+//! Shared helpers for the black-box tests: where the built guests are, a
+//! shared runtime, and real local servers (HTTP, TCP banner, DNS, TLS).
+#![allow(dead_code)]
+
+pub mod servers;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use checkhost::runtime::bindings::{CheckInfo, RunContext, SystemInfo};
+use checkhost::runtime::{
+    CollectorRun, NetworkPolicy, Plugin, PolicySpec, RunLimits, RunOutcome, RunSpec, Runtime,
+    RuntimeConfig,
+};
+
+/// `target/` of this build, found from the test executable (`target/debug/deps/x`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.ancestors()
+        .nth(3)
+        .expect("test executable lives in <target>/<profile>/deps")
+        .to_path_buf()
+}
+
+/// A built guest component; the suite's command builds them first.
+pub fn guest(name: &str) -> PathBuf {
+    let path = target_dir().join("guests").join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-guests (scripts/test does it for you)",
+        path.display()
+    );
+    path
+}
+
+pub fn cache_dir() -> PathBuf {
+    target_dir().join("component-cache")
+}
+
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache_dir()),
+            instance_slots: 32,
+            max_memory_mib: 256,
+        })
+        .expect("runtime starts")
+    })
+}
+
+pub async fn load(name: &str) -> Arc<Plugin> {
+    runtime()
+        .load(guest(name))
+        .await
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"))
+}
+
+pub fn context() -> RunContext {
+    RunContext {
+        check: CheckInfo {
+            id: "probe".into(),
+            name: "Probe".into(),
+            interval_seconds: 60,
+        },
+        system: SystemInfo {
+            id: "shop".into(),
+            name: "Shop".into(),
+            metadata: vec![("team".into(), "web".into())],
+        },
+        environment: None,
+    }
+}
+
+/// A run of one strategy with collectors, default limits, open policy.
+pub struct Probe {
+    pub strategy: Arc<Plugin>,
+    pub strategy_config: serde_json::Value,
+    pub collectors: Vec<(Arc<Plugin>, serde_json::Value)>,
+    pub env: Vec<(String, String)>,
+    pub limits: RunLimits,
+    pub policy: PolicySpec,
+}
+
+impl Probe {
+    pub async fn new(strategy: &str, config: serde_json::Value) -> Probe {
+        Probe {
+            strategy: load(strategy).await,
+            strategy_config: config,
+            collectors: Vec::new(),
+            env: Vec::new(),
+            limits: RunLimits::default(),
+            policy: PolicySpec::default(),
+        }
+    }
+
+    pub async fn collector(mut self, name: &str, config: serde_json::Value) -> Probe {
+        self.collectors.push((load(name).await, config));
+        self
+    }
+
+    pub fn timeout_ms(mut self, ms: u64) -> Probe {
+        self.limits.timeout_ms = ms;
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Probe {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn deny(mut self, rule: &str) -> Probe {
+        self.policy.deny.push(rule.into());
+        self
+    }
+
+    pub fn spec(&self) -> RunSpec {
+        RunSpec {
+            strategy: self.strategy.clone(),
+            strategy_config: self.strategy_config.to_string(),
+            collectors: self
+                .collectors
+                .iter()
+                .map(|(plugin, config)| CollectorRun {
+                    plugin: plugin.clone(),
+                    config_json: config.to_string(),
+                    env: self.env.clone(),
+                })
+                .collect(),
+            context: context(),
+            limits: self.limits,
+            policy: Arc::new(NetworkPolicy::from_spec(&self.policy).expect("valid policy")),
+            secrets: self.env.iter().map(|(_, v)| v.clone()).collect(),
+        }
+    }
+
+    pub async fn run(&self) -> RunOutcome {
+        runtime().run(self.spec()).await
+    }
+}
+
+/// Runs the real `checkhost` binary.
+pub fn checkhost(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_checkhost"))
+        .args(args)
+        .env("CHECKHOST_CACHE_DIR", cache_dir())
+        .output()
+        .expect("checkhost binary runs")
+}
