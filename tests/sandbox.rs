@@ -1,1 +1,359 @@
+//! Hostile guests: each misbehaviour ends in exactly one clear failure and
+//! the host keeps serving the next run. Also: what the loader refuses, and
+//! that thousands of runs neither fail nor grow the host.
+
 mod support;
+
+use std::time::{Duration, Instant};
+
+use checkhost::runtime::{Failure, LoadError, RunOutcome};
+use serde_json::json;
+use support::{Probe, guest, runtime, servers};
+
+async fn hostile(config: serde_json::Value) -> Probe {
+    Probe::new("noop", json!({}))
+        .await
+        .collector("hostile", config)
+        .await
+}
+
+/// After any failure the same runtime must still run a healthy guest.
+async fn assert_host_still_serves() {
+    let outcome = hostile(json!({"mode": "echo", "target": "still here"}))
+        .await
+        .run()
+        .await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    assert_eq!(outcome.collectors[0].result["echo"], "still here");
+}
+
+fn failure(outcome: &RunOutcome) -> String {
+    outcome
+        .failure
+        .as_ref()
+        .unwrap_or_else(|| panic!("expected a failure, got {outcome:?}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn infinite_loop_is_stopped_by_the_cpu_deadline() {
+    let started = Instant::now();
+    let outcome = hostile(json!({"mode": "loop"}))
+        .await
+        .timeout_ms(300)
+        .run()
+        .await;
+    assert!(
+        matches!(
+            outcome.failure,
+            Some(Failure::CpuBudget(300)) | Some(Failure::Timeout(300))
+        ),
+        "{outcome:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "safety net, not a benchmark"
+    );
+    assert_host_still_serves().await;
+}
+
+#[tokio::test]
+async fn a_guest_blocked_in_a_slow_host_call_hits_the_wall_clock_deadline() {
+    let server = servers::http().await;
+    let probe = Probe::new("http", json!({})).await.collector(
+        "hostile",
+        json!({"mode": "slow-call", "target": format!("http://{server}/slow")}),
+    );
+    let started = Instant::now();
+    let outcome = probe.await.timeout_ms(500).run().await;
+    assert_eq!(failure(&outcome), "timeout after 500 ms");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_host_still_serves().await;
+}
+
+#[tokio::test]
+async fn memory_bomb_hits_the_memory_cap() {
+    let outcome = hostile(json!({"mode": "memory"})).await.run().await;
+    assert_eq!(failure(&outcome), "hostile: memory limit 64 MiB exceeded");
+    assert_host_still_serves().await;
+}
+
+#[tokio::test]
+async fn unbounded_recursion_is_a_stack_overflow_trap() {
+    let outcome = hostile(json!({"mode": "recursion"})).await.run().await;
+    let message = failure(&outcome);
+    assert!(message.starts_with("guest hostile trapped: "), "{message}");
+    assert!(message.contains("stack overflow"), "{message}");
+    assert_host_still_serves().await;
+}
+
+#[tokio::test]
+async fn a_panic_is_a_trap_with_the_panic_message() {
+    let outcome = hostile(json!({"mode": "panic"})).await.run().await;
+    let message = failure(&outcome);
+    assert!(message.starts_with("guest hostile trapped: "), "{message}");
+    assert!(
+        message.contains("hostile guest panics on purpose"),
+        "{message}"
+    );
+    assert!(
+        message.contains("hostile"),
+        "backtrace names the guest: {message}"
+    );
+    assert_host_still_serves().await;
+}
+
+#[tokio::test]
+async fn a_100_mb_result_cannot_be_built_within_the_memory_cap() {
+    let outcome = hostile(json!({"mode": "big-result", "bytes": 100_000_000}))
+        .await
+        .run()
+        .await;
+    assert_eq!(failure(&outcome), "hostile: memory limit 64 MiB exceeded");
+    assert_host_still_serves().await;
+}
+
+#[tokio::test]
+async fn a_result_over_the_output_cap_is_refused() {
+    let outcome = hostile(json!({"mode": "big-result", "bytes": 2_000_000}))
+        .await
+        .run()
+        .await;
+    let message = failure(&outcome);
+    assert!(
+        message.starts_with("hostile: output exceeded 1 MiB"),
+        "{message}"
+    );
+    assert!(outcome.collectors.is_empty(), "no partial result leaks out");
+    assert_host_still_serves().await;
+}
+
+#[tokio::test]
+async fn a_log_flood_is_cut_at_the_line_cap() {
+    let outcome = hostile(json!({"mode": "log-flood"})).await.run().await;
+    assert_eq!(
+        failure(&outcome),
+        "hostile: log limit exceeded: more than 1000 lines"
+    );
+    assert_eq!(outcome.logs.len(), 1000);
+    assert_host_still_serves().await;
+}
+
+#[tokio::test]
+async fn a_stdout_flood_is_capped() {
+    let outcome = hostile(json!({"mode": "stdout-flood"})).await.run().await;
+    let captured: usize = outcome.logs.iter().map(|l| l.message.len()).sum();
+    assert!(captured <= 64 * 1024, "captured {captured} bytes");
+    assert!(!outcome.logs.is_empty());
+    assert_host_still_serves().await;
+}
+
+#[tokio::test]
+async fn connecting_to_a_denied_cidr_is_refused_by_policy() {
+    let server = servers::banner("hello\r\n").await;
+    let outcome = hostile(json!({"mode": "connect", "target": server.to_string()}))
+        .await
+        .deny("127.0.0.0/8")
+        .run()
+        .await;
+    assert_eq!(
+        failure(&outcome),
+        format!("connection to {server} denied by network policy (deny rule `127.0.0.0/8`)")
+    );
+    assert_host_still_serves().await;
+}
+
+#[tokio::test]
+async fn cloud_metadata_is_denied_by_default() {
+    let outcome = hostile(json!({"mode": "connect", "target": "169.254.169.254:80"}))
+        .await
+        .run()
+        .await;
+    assert_eq!(
+        failure(&outcome),
+        "connection to 169.254.169.254:80 denied by network policy \
+         (link-local and cloud-metadata addresses are always denied)"
+    );
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_a_denied_address_is_refused() {
+    let server = servers::http().await;
+    let port = server.port();
+    let raw = hostile(json!({"mode": "connect", "target": format!("localhost:{port}")}))
+        .await
+        .deny("127.0.0.0/8")
+        .run()
+        .await;
+    assert!(
+        failure(&raw).contains("denied by network policy (deny rule `127.0.0.0/8`)"),
+        "{raw:?}"
+    );
+
+    let via_http = Probe::new("http", json!({}))
+        .await
+        .collector(
+            "http-request",
+            json!({"url": format!("http://localhost:{port}/ok")}),
+        )
+        .await
+        .deny("127.0.0.0/8")
+        .run()
+        .await;
+    assert_eq!(
+        failure(&via_http),
+        format!(
+            "connection to localhost:{port} (127.0.0.1) denied by network policy (deny rule `127.0.0.0/8`)"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_guest_sees_only_the_environment_it_was_given() {
+    let outcome = hostile(json!({"mode": "env", "name": "HOME"}))
+        .await
+        .env("API_TOKEN", "tok-1234")
+        .run()
+        .await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    assert_eq!(
+        outcome.collectors[0].result["value"],
+        serde_json::Value::Null
+    );
+    assert_eq!(outcome.collectors[0].result["all"], json!(["API_TOKEN"]));
+}
+
+#[tokio::test]
+async fn an_echoed_secret_is_masked_in_error_logs_and_result() {
+    const CANARY: &str = "canary-7f3a9c";
+    let outcome = hostile(json!({"mode": "echo-secret", "name": "TOKEN"}))
+        .await
+        .env("TOKEN", CANARY)
+        .run()
+        .await;
+    let text = serde_json::to_string(&outcome).unwrap();
+    assert!(!text.contains(CANARY), "secret leaked: {text}");
+    assert_eq!(
+        outcome.collectors[0].error.as_deref(),
+        Some("transport error: leaking **** in an error")
+    );
+    assert!(
+        outcome
+            .logs
+            .iter()
+            .any(|l| l.message == "the secret is ****"),
+        "{:?}",
+        outcome.logs
+    );
+    assert!(
+        outcome
+            .logs
+            .iter()
+            .any(|l| l.message == "stdout secret ****"),
+        "{:?}",
+        outcome.logs
+    );
+
+    let outcome = hostile(json!({"mode": "echo-secret-result", "name": "TOKEN"}))
+        .await
+        .env("TOKEN", CANARY)
+        .run()
+        .await;
+    let text = serde_json::to_string(&outcome).unwrap();
+    assert!(!text.contains(CANARY), "secret leaked: {text}");
+    assert_eq!(
+        outcome.collectors[0].result,
+        json!({"leak": "value=****", "****": 1})
+    );
+}
+
+async fn load_error(path: &std::path::Path) -> LoadError {
+    runtime().load(path).await.expect_err("load must fail")
+}
+
+#[tokio::test]
+async fn the_loader_refuses_what_is_not_a_compatible_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let err = load_error(&core).await.to_string();
+    assert!(
+        err.contains("core.wasm: is a core WebAssembly module, not a component"),
+        "{err}"
+    );
+
+    let random = dir.path().join("random.wasm");
+    std::fs::write(
+        &random,
+        (0..4096u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let err = load_error(&random).await.to_string();
+    assert!(err.contains("random.wasm: not a WebAssembly file"), "{err}");
+
+    let err = load_error(&guest("not-a-plugin")).await.to_string();
+    assert!(
+        err.contains("not-a-plugin.wasm: exports neither checkhost:plugin/strategy-plugin"),
+        "{err}"
+    );
+    assert!(
+        err.contains("wasi:cli/run@0.2"),
+        "names what it found: {err}"
+    );
+
+    let err = load_error(&guest("future-major")).await.to_string();
+    assert!(
+        err.contains(
+            "built against checkhost:plugin@2.0.0, but this host implements checkhost:plugin@1.x"
+        ),
+        "{err}"
+    );
+
+    let err = load_error(&guest("bad-schema")).await.to_string();
+    assert!(
+        err.contains("plugin `bad-schema` has an invalid config schema: field at /properties/token is marked both x-templatable and x-secret"),
+        "{err}"
+    );
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// 1,000 sequential and 1,000 concurrent runs (far more than the 32 pool
+/// slots) all succeed, and RSS grows by less than 64 MiB once warm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_runs_succeed_without_growing_the_host() {
+    let probe = hostile(json!({"mode": "echo", "target": "x"})).await;
+    for _ in 0..100 {
+        assert_eq!(probe.run().await.error(), None);
+    }
+    let before = rss_kib();
+    for i in 0..1000 {
+        let outcome = probe.run().await;
+        assert_eq!(outcome.error(), None, "sequential run {i}: {outcome:?}");
+    }
+    let spec_probe = std::sync::Arc::new(probe);
+    let handles: Vec<_> = (0..1000)
+        .map(|_| {
+            let p = spec_probe.clone();
+            tokio::spawn(async move { p.run().await })
+        })
+        .collect();
+    for (i, handle) in handles.into_iter().enumerate() {
+        let outcome = handle.await.unwrap();
+        assert_eq!(outcome.error(), None, "concurrent run {i}: {outcome:?}");
+    }
+    let growth_mib = rss_kib().saturating_sub(before) / 1024;
+    assert!(
+        growth_mib < 64,
+        "RSS grew by {growth_mib} MiB over 2,000 runs"
+    );
+}

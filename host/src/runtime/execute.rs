@@ -319,27 +319,38 @@ fn classify(guest: GuestError, journal: &RunJournal, limits: &RunLimits) -> Fail
     match guest.error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Failure::CpuBudget(limits.timeout_ms),
         Some(trap) => {
-            let mut reason = format!("guest {plugin} trapped: {trap}");
-            if let Some(panic) = journal
-                .logs
-                .iter()
-                .rev()
-                .find(|l| l.plugin == *plugin && l.message.contains("panicked"))
-            {
-                reason.push_str(&format!(" ({})", panic.message.trim()));
+            let what = match trap {
+                Trap::StackOverflow => "stack overflow".to_string(),
+                other => other.to_string(),
+            };
+            let mut reason = format!("guest {plugin} trapped: {what}");
+            if let Some(panic) = panic_message(&journal.logs, plugin) {
+                reason.push_str(&format!(" ({panic})"));
             }
             if let Some(backtrace) = guest.error.downcast_ref::<WasmBacktrace>() {
-                let frames: Vec<String> = backtrace
-                    .to_string()
-                    .lines()
-                    .take(12)
-                    .map(str::to_string)
-                    .collect();
-                reason.push('\n');
-                reason.push_str(&frames.join("\n"));
+                for frame in backtrace.to_string().lines().take(12) {
+                    reason.push('\n');
+                    reason.push_str(frame);
+                }
             }
             Failure::Trap(reason)
         }
         None => Failure::Trap(format!("guest {plugin} failed: {:#}", guest.error)),
     }
+}
+
+/// A Rust guest's panic prints `thread '…' panicked at file:line:col:` and
+/// the message on the next line; both tell the operator more than the trap.
+fn panic_message(logs: &[LogLine], plugin: &str) -> Option<String> {
+    let lines: Vec<&str> = logs
+        .iter()
+        .filter(|l| l.plugin == plugin && l.level == "stdout")
+        .map(|l| l.message.trim())
+        .collect();
+    let at = lines.iter().rposition(|l| l.contains("panicked at"))?;
+    let location = lines[at];
+    Some(match lines.get(at + 1) {
+        Some(message) if !message.starts_with("note:") => format!("{location} {message}"),
+        _ => location.to_string(),
+    })
 }
