@@ -1,5 +1,10 @@
 //! checkhost: a health-check host whose probe logic runs as WebAssembly
 //! components. Modules follow the data flow of a run.
 
+pub mod bench;
 pub mod cli;
+pub mod config;
+pub mod pipeline;
 pub mod runtime;
+pub mod store;
+pub mod validate;

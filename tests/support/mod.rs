@@ -22,9 +22,16 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// A built guest component; the suite's command builds them first.
+/// A built guest component (example or test-only); the suite's command
+/// builds them first.
 pub fn guest(name: &str) -> PathBuf {
-    let path = target_dir().join("guests").join(format!("{name}.wasm"));
+    let file = format!("{name}.wasm");
+    let example = target_dir().join("guests").join(&file);
+    let path = if example.exists() {
+        example
+    } else {
+        target_dir().join("test-guests").join(&file)
+    };
     assert!(
         path.exists(),
         "{} is missing: run scripts/build-guests (scripts/test does it for you)",

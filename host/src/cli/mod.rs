@@ -1,6 +1,7 @@
 //! The command line: argument parsing and dispatch to one module per command.
 
 mod output;
+mod pipeline;
 mod plugin;
 
 use std::path::PathBuf;
@@ -35,14 +36,54 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the selected checks once through the whole pipeline into the
+    /// database; exit 0 when all are healthy, 1 when any is not, 2 on
+    /// configuration errors.
+    Run(pipeline::RunArgs),
+    /// Check a configuration against the loaded plugins; persists nothing.
+    Validate {
+        #[command(flatten)]
+        config: pipeline::ConfigArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Current status of every system and environment, and recent transitions.
+    Status {
+        #[command(flatten)]
+        database: pipeline::DatabaseArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply retention: prune raw runs, roll hourly aggregates into daily.
+    Retention {
+        #[command(flatten)]
+        database: pipeline::DatabaseArg,
+    },
+    /// Print the JSON Schema of the configuration file.
+    ConfigSchema,
     /// Inspect and try out plugin components.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Measure checkhost against a baseline run in the same process.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Run cycle of a no-op strategy+collector against raw wasmtime.
+    Runtime {
+        /// Folder of built guests (noop.wasm, hostile.wasm).
+        #[arg(long, default_value = "target/test-guests")]
+        guests: PathBuf,
+        #[arg(long, default_value_t = 5_000)]
+        iterations: u32,
+    },
 }
 
 pub fn init_logging(cli: &Cli) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CHECKHOST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wasmtime_wasi_http=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -62,6 +103,24 @@ fn runtime(cli_cache: Option<PathBuf>) -> anyhow::Result<Runtime> {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => pipeline::run(args, runtime(cli.cache_dir)?).await,
+        Command::Validate { config, json } => {
+            pipeline::validate(config, json, runtime(cli.cache_dir)?).await
+        }
+        Command::Status { database, json } => pipeline::status(database, json).await,
+        Command::Retention { database } => pipeline::retention(database).await,
+        Command::ConfigSchema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::config::json_schema())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugin(cmd) => plugin::run(cmd, runtime(cli.cache_dir)?).await,
+        Command::Bench(BenchCommand::Runtime { guests, iterations }) => {
+            let report = crate::bench::runtime::run(&guests, iterations).await?;
+            println!("{}", report.render());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -119,7 +119,7 @@ impl Runtime {
     }
 }
 
-fn engine_config(config: &RuntimeConfig) -> Config {
+pub(crate) fn engine_config(config: &RuntimeConfig) -> Config {
     let slots = config.instance_slots;
     let mut pool = PoolingAllocationConfig::default();
     // Components built by other toolchains (Python) hold many core instances,

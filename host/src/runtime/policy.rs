@@ -152,7 +152,7 @@ fn is_link_local_or_metadata(ip: IpAddr) -> bool {
 }
 
 /// The network rules of one check, as written in its YAML `network` block.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySpec {
     #[serde(default)]

@@ -1,0 +1,26 @@
+//! `checkhost bench`: measurements that print a ratio against a baseline
+//! measured in the same process, never absolute thresholds.
+
+pub mod runtime;
+
+use std::time::{Duration, Instant};
+
+/// Runs `f` `n` times after `n / 10` warm-up calls; returns time per call.
+pub async fn per_call<F, Fut>(n: u32, mut f: F) -> anyhow::Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    for _ in 0..(n / 10).max(1) {
+        f().await?;
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        f().await?;
+    }
+    Ok(start.elapsed() / n)
+}
+
+pub fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}

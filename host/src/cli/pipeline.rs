@@ -1,0 +1,311 @@
+//! `checkhost run | validate | status | retention | config-schema`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::output::{clip, table};
+use crate::config::{LoadedConfig, load_config};
+use crate::pipeline::plugins::PluginSet;
+use crate::pipeline::run::{Pipeline, RunReport, Selection, now_ms};
+use crate::pipeline::secrets::SecretProvider;
+use crate::runtime::Runtime;
+use crate::store::Store;
+use crate::store::retention::RetentionPolicy;
+
+/// Exit code for configuration errors (bad YAML, unknown ids, bad plugins).
+const CONFIG_ERROR: u8 = 2;
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// A YAML file, or a folder of them.
+    pub config: PathBuf,
+    /// Plugin folder; overrides `plugins:` in the config.
+    #[arg(long, env = "CHECKHOST_PLUGINS")]
+    pub plugins: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArg {
+    /// `sqlite://path`; default: `database:` of the config, else `sqlite://checkhost.db`.
+    #[arg(long, env = "CHECKHOST_DATABASE")]
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub database: DatabaseArg,
+    #[arg(long)]
+    pub system: Option<String>,
+    #[arg(long)]
+    pub check: Option<String>,
+    #[arg(long = "env")]
+    pub environment: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Config, plugins and secret provider, loaded and reported as exit code 2
+/// when anything is wrong.
+struct Loaded {
+    config: LoadedConfig,
+    plugins: PluginSet,
+    secrets: SecretProvider,
+}
+
+async fn load(args: &ConfigArgs, runtime: &Runtime) -> Result<Loaded, String> {
+    let config = load_config(&args.config).map_err(|e| e.to_string())?;
+    let dir = args
+        .plugins
+        .clone()
+        .or_else(|| config.file.plugins.as_ref().map(|p| config.resolve(p)))
+        .ok_or_else(|| {
+            format!(
+                "{}: no plugin folder: set `plugins:` or pass --plugins",
+                config.path.display()
+            )
+        })?;
+    let plugins = PluginSet::load_dir(runtime, &dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    let secrets = SecretProvider {
+        env_prefix: config.file.secrets.env_prefix.clone(),
+        dir: config.file.secrets.dir.as_ref().map(|d| config.resolve(d)),
+    };
+    Ok(Loaded {
+        config,
+        plugins,
+        secrets,
+    })
+}
+
+fn database_url(arg: &DatabaseArg, config: Option<&LoadedConfig>) -> String {
+    if let Some(url) = &arg.database {
+        return url.clone();
+    }
+    if let Some(config) = config
+        && let Some(url) = &config.file.database
+    {
+        return match url.strip_prefix("sqlite://") {
+            Some(path) => format!("sqlite://{}", config.resolve(Path::new(path)).display()),
+            None => url.clone(),
+        };
+    }
+    "sqlite://checkhost.db".into()
+}
+
+fn config_error(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(CONFIG_ERROR)
+}
+
+pub async fn validate(args: ConfigArgs, json: bool, runtime: Runtime) -> anyhow::Result<ExitCode> {
+    let loaded = match load(&args, &runtime).await {
+        Ok(l) => l,
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": false, "problems": [{"place": args.config.display().to_string(), "message": e}]})
+                );
+                return Ok(ExitCode::from(1));
+            }
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let problems = crate::validate::validate(
+        &loaded.config.file,
+        &loaded.plugins,
+        &runtime,
+        &loaded.secrets,
+    )
+    .await;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"valid": problems.is_empty(), "problems": problems})
+            )?
+        );
+    } else if problems.is_empty() {
+        println!("{}: valid", args.config.display());
+    } else {
+        for p in &problems {
+            println!("{}: {p}", args.config.display());
+        }
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
+    let loaded = match load(&args.config, &runtime).await {
+        Ok(l) => l,
+        Err(e) => return Ok(config_error(&e)),
+    };
+    let problems = crate::validate::validate(
+        &loaded.config.file,
+        &loaded.plugins,
+        &runtime,
+        &loaded.secrets,
+    )
+    .await;
+    // Missing secrets fail their runs (recorded), they do not stop the others.
+    let blocking: Vec<_> = problems.iter().filter(|p| !p.missing_secret).collect();
+    if !blocking.is_empty() {
+        for p in blocking {
+            eprintln!("error: {}: {p}", args.config.config.display());
+        }
+        return Ok(ExitCode::from(CONFIG_ERROR));
+    }
+    let store = Store::open(&database_url(&args.database, Some(&loaded.config))).await?;
+    let pipeline = Pipeline {
+        runtime: &runtime,
+        plugins: &loaded.plugins,
+        config: &loaded.config.file,
+        store: &store,
+        secrets: loaded.secrets.clone(),
+    };
+    let selection = Selection {
+        system: args.system,
+        check: args.check,
+        environment: args.environment,
+    };
+    let total = pipeline.planned_runs(&selection);
+    let progress = !args.json && std::io::stderr().is_terminal() && total > 1;
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let on_done = |r: &RunReport| {
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if progress {
+            eprint!("\r[{n}/{total}] {} {}", r.system, r.check);
+        }
+    };
+    let reports = pipeline.run(&selection, &on_done).await?;
+    if progress {
+        eprintln!();
+    }
+    let all_healthy = reports.iter().all(|r| r.healthy);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        print_reports(&reports);
+    }
+    Ok(if all_healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_reports(reports: &[RunReport]) {
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            let mut problems = r.failed_assertions();
+            if let Some(e) = &r.error {
+                problems.insert(0, e.clone());
+            }
+            vec![
+                r.system.clone(),
+                r.environment.clone().unwrap_or_else(|| "-".into()),
+                r.check.clone(),
+                if r.healthy {
+                    "healthy".into()
+                } else {
+                    "unhealthy".into()
+                },
+                format!("{:.0} ms", r.latency_ms),
+                clip(&problems.join("; "), 120),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &[
+                "system",
+                "environment",
+                "check",
+                "status",
+                "latency",
+                "failed assertions / error"
+            ],
+            &rows
+        )
+    );
+}
+
+pub async fn status(database: DatabaseArg, json: bool) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&database_url(&database, None))
+        .await
+        .context("opening the database")?;
+    let statuses = store.statuses().await?;
+    let transitions = store.recent_transitions(20).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"entities": statuses, "transitions": transitions})
+            )?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<Vec<String>> = statuses
+        .iter()
+        .map(|s| {
+            vec![
+                s.entity_id.clone(),
+                s.status.to_string(),
+                format_ms(s.updated_at_ms),
+            ]
+        })
+        .collect();
+    println!("{}", table(&["entity", "status", "since"], &rows));
+    if !transitions.is_empty() {
+        println!("\nrecent transitions:");
+        let rows: Vec<Vec<String>> = transitions
+            .iter()
+            .map(|t| {
+                vec![
+                    format_ms(t.at_ms),
+                    t.entity_id.clone(),
+                    format!("{} -> {}", t.from, t.to),
+                    t.kind.as_str().into(),
+                    t.check_id.clone(),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(&["time", "entity", "change", "kind", "check"], &rows)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn retention(database: DatabaseArg) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&database_url(&database, None))
+        .await
+        .context("opening the database")?;
+    let report = store
+        .retention(RetentionPolicy::default(), now_ms())
+        .await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn format_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,13 @@
+//! Configuration as code: the YAML model, loading it with precise errors,
+//! and its published JSON Schema.
+
+mod load;
+mod model;
+
+pub use load::{ConfigError, LoadedConfig, load_config};
+pub use model::*;
+
+/// The JSON Schema of the configuration file, for editors.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(model::ConfigFile)).unwrap_or_default()
+}

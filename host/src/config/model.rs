@@ -1,0 +1,324 @@
+//! The configuration file, as operators write it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::runtime::PolicySpec;
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "checkhost configuration")]
+pub struct ConfigFile {
+    /// Folder of plugin components (`*.wasm`), relative to this file.
+    #[serde(default)]
+    pub plugins: Option<PathBuf>,
+    /// `sqlite://path` (relative to this file) or `postgres://...`.
+    #[serde(default)]
+    pub database: Option<String>,
+    #[serde(default)]
+    pub secrets: SecretsConfig,
+    #[serde(default)]
+    pub environments: Vec<Environment>,
+    #[serde(default)]
+    pub systems: Vec<System>,
+    #[serde(default)]
+    pub checks: Vec<Check>,
+    #[serde(default)]
+    pub assignments: Vec<Assignment>,
+}
+
+/// Where `${{ secrets.NAME }}` references are resolved.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// Read `NAME` from the environment variable `<envPrefix>NAME`.
+    pub env_prefix: Option<String>,
+    /// Read `NAME` from the file `<dir>/NAME` (trailing newline trimmed),
+    /// relative to this file.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        SecretsConfig {
+            env_prefix: Some("CHECKHOST_SECRET_".into()),
+            dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Environment {
+    pub id: String,
+    pub name: Option<String>,
+    /// Free-form values for templates: `{{ environment.baseUrl }}`.
+    #[serde(default)]
+    pub fields: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct System {
+    pub id: String,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Environments this system belongs to.
+    #[serde(default)]
+    pub environments: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Check {
+    pub id: String,
+    pub name: Option<String>,
+    pub strategy: StrategyRef,
+    /// How often to run, e.g. `30s`, `5m`.
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// Deadline of each run, e.g. `5s`.
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    #[serde(default)]
+    pub network: PolicySpec,
+    #[serde(default)]
+    pub collectors: Vec<CollectorRef>,
+}
+
+fn default_interval() -> String {
+    "60s".into()
+}
+
+fn default_timeout() -> String {
+    "30s".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StrategyRef {
+    /// Strategy plugin id, e.g. `http`.
+    pub plugin: String,
+    #[serde(default = "empty_object")]
+    pub config: Value,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CollectorRef {
+    /// Collector plugin id, e.g. `request`.
+    pub plugin: String,
+    #[serde(default = "empty_object")]
+    pub config: Value,
+    /// Environment variables for this collector only:
+    /// `{API_TOKEN: "${{ secrets.API_TOKEN }}"}`.
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub assertions: Vec<Assertion>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Assertion {
+    /// A result field, dotted for nesting: `statusCode`, `body.status`.
+    pub field: Option<String>,
+    /// A JSONPath into the result: `$.body.items[0].id`.
+    pub json_path: Option<String>,
+    pub operator: Operator,
+    #[serde(default)]
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Operator {
+    Equals,
+    NotEquals,
+    LessThan,
+    LessThanOrEqual,
+    GreaterThan,
+    GreaterThanOrEqual,
+    Contains,
+    NotContains,
+    StartsWith,
+    EndsWith,
+    Matches,
+    IsTrue,
+    IsFalse,
+    Exists,
+    NotExists,
+}
+
+/// The kind of value an operator judges, for validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperandKind {
+    Any,
+    Number,
+    String,
+    Boolean,
+}
+
+impl Operator {
+    pub fn operand(self) -> OperandKind {
+        use Operator::*;
+        match self {
+            Equals | NotEquals | Exists | NotExists => OperandKind::Any,
+            LessThan | LessThanOrEqual | GreaterThan | GreaterThanOrEqual => OperandKind::Number,
+            Contains | NotContains | StartsWith | EndsWith | Matches => OperandKind::String,
+            IsTrue | IsFalse => OperandKind::Boolean,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Assignment {
+    pub system: String,
+    pub check: String,
+    /// `null`/absent: every environment the system belongs to; `[]`: one
+    /// run without environment; a list: those ∩ the system's membership.
+    #[serde(default, deserialize_with = "explicit_null")]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub environments: EnvSelection,
+    #[serde(default)]
+    pub thresholds: Thresholds,
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// `environments:` of an assignment; null, [] and a list stay distinct.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum EnvSelection {
+    #[default]
+    All,
+    List(Vec<String>),
+}
+
+fn explicit_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<EnvSelection, D::Error> {
+    Ok(match Option::<Vec<String>>::deserialize(d)? {
+        None => EnvSelection::All,
+        Some(list) => EnvSelection::List(list),
+    })
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(tag = "mode", rename_all = "camelCase", deny_unknown_fields)]
+pub enum Thresholds {
+    /// Counts the streak of failures from the newest run.
+    Consecutive {
+        #[serde(default = "two")]
+        degraded: u32,
+        #[serde(default = "five")]
+        unhealthy: u32,
+    },
+    /// Counts failures among the last `size` runs.
+    Window {
+        #[serde(default = "ten")]
+        size: u32,
+        #[serde(default = "three")]
+        degraded: u32,
+        #[serde(default = "seven")]
+        unhealthy: u32,
+    },
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds::Consecutive {
+            degraded: 2,
+            unhealthy: 5,
+        }
+    }
+}
+
+fn two() -> u32 {
+    2
+}
+fn three() -> u32 {
+    3
+}
+fn five() -> u32 {
+    5
+}
+fn seven() -> u32 {
+    7
+}
+fn ten() -> u32 {
+    10
+}
+
+impl ConfigFile {
+    pub fn environment(&self, id: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.id == id)
+    }
+
+    pub fn system(&self, id: &str) -> Option<&System> {
+        self.systems.iter().find(|s| s.id == id)
+    }
+
+    pub fn check(&self, id: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.id == id)
+    }
+}
+
+/// Parses `500ms`, `5s`, `2m`, `1h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    (secs >= 0.0 && secs.is_finite()).then(|| std::time::Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(
+            parse_duration("500ms"),
+            Some(std::time::Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse_duration("2m"),
+            Some(std::time::Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_duration("30"),
+            Some(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(parse_duration("5 parsecs"), None);
+    }
+
+    #[test]
+    fn null_empty_and_list_environments_stay_distinct() {
+        let yaml = "- {system: a, check: c}\n- {system: a, check: c, environments: null}\n\
+                    - {system: a, check: c, environments: []}\n- {system: a, check: c, environments: [x]}";
+        let parsed: Vec<Assignment> = serde_yaml_ng::from_str(yaml).unwrap();
+        assert_eq!(parsed[0].environments, EnvSelection::All);
+        assert_eq!(parsed[1].environments, EnvSelection::All);
+        assert_eq!(parsed[2].environments, EnvSelection::List(vec![]));
+        assert_eq!(parsed[3].environments, EnvSelection::List(vec!["x".into()]));
+    }
+}

@@ -1,0 +1,59 @@
+//! Stage 1: which environments an assignment runs in.
+
+use crate::config::EnvSelection;
+
+/// `None` in the result is the env-less run.
+///
+/// `All` → every environment the system belongs to now; `[]` → one run with
+/// no environment; a list → those ids ∩ current membership (stale ids drop
+/// silently). An empty result becomes a single env-less run.
+pub fn effective_environments(
+    selection: &EnvSelection,
+    membership: &[String],
+) -> Vec<Option<String>> {
+    let chosen: Vec<Option<String>> = match selection {
+        EnvSelection::All => membership.iter().cloned().map(Some).collect(),
+        EnvSelection::List(ids) => ids
+            .iter()
+            .filter(|id| membership.contains(id))
+            .cloned()
+            .map(Some)
+            .collect(),
+    };
+    if chosen.is_empty() {
+        vec![None]
+    } else {
+        chosen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn null_empty_list_and_stale_ids() {
+        let member = ids(&["staging", "prod"]);
+        assert_eq!(
+            effective_environments(&EnvSelection::All, &member),
+            vec![Some("staging".into()), Some("prod".into())]
+        );
+        assert_eq!(
+            effective_environments(&EnvSelection::List(vec![]), &member),
+            vec![None]
+        );
+        assert_eq!(
+            effective_environments(&EnvSelection::List(ids(&["prod", "gone"])), &member),
+            vec![Some("prod".into())]
+        );
+        assert_eq!(
+            effective_environments(&EnvSelection::List(ids(&["gone"])), &member),
+            vec![None]
+        );
+        assert_eq!(effective_environments(&EnvSelection::All, &[]), vec![None]);
+    }
+}

@@ -1,0 +1,10 @@
+//! The run pipeline, one module per stage, in contract order:
+//! environments → migrate → secrets → render → execute → assert → mask → persist.
+
+pub mod assert;
+pub mod environments;
+pub mod plugins;
+pub mod render;
+pub mod run;
+pub mod schema_walk;
+pub mod secrets;

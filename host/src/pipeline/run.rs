@@ -1,0 +1,438 @@
+//! One pass of the pipeline over the selected assignments, each environment
+//! its own run, isolated from its siblings' failures.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::join_all;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::assert::{AssertionOutcome, evaluate};
+use super::environments::effective_environments;
+use super::plugins::PluginSet;
+use super::render::{context, render_config};
+use super::secrets::{SecretProvider, resolve_config_secrets, resolve_secret_env};
+use crate::config::{Assignment, Check, ConfigFile, System, parse_duration};
+use crate::runtime::bindings::{CheckInfo, EnvironmentInfo, RunContext, SystemInfo};
+use crate::runtime::mask::Masker;
+use crate::runtime::{
+    CollectorRun, NetworkPolicy, Plugin, RunLimits, RunOutcome, RunSpec, Runtime,
+};
+use crate::store::{NewRun, Store, StoreError, TransitionEvent};
+
+/// Which slices `checkhost run` runs.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub system: Option<String>,
+    pub check: Option<String>,
+    pub environment: Option<String>,
+}
+
+/// What one run did, for tables and `--json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub system: String,
+    pub environment: Option<String>,
+    pub check: String,
+    pub healthy: bool,
+    pub latency_ms: f64,
+    pub error: Option<String>,
+    pub assertions: Vec<AssertionOutcome>,
+    pub transitions: Vec<TransitionEvent>,
+}
+
+impl RunReport {
+    pub fn failed_assertions(&self) -> Vec<String> {
+        self.assertions
+            .iter()
+            .filter(|a| !a.passed)
+            .map(AssertionOutcome::describe)
+            .collect()
+    }
+}
+
+pub struct Pipeline<'a> {
+    pub runtime: &'a Runtime,
+    pub plugins: &'a PluginSet,
+    pub config: &'a ConfigFile,
+    pub store: &'a Store,
+    pub secrets: SecretProvider,
+}
+
+/// A check with its plugins resolved and its configs migrated to current.
+struct PreparedCheck<'c> {
+    check: &'c Check,
+    strategy: Arc<Plugin>,
+    strategy_config: Value,
+    collectors: Vec<(Arc<Plugin>, Value)>,
+    limits: RunLimits,
+    interval_seconds: u64,
+    policy: Arc<NetworkPolicy>,
+}
+
+/// The part of a run that went wrong before the sandbox was reached.
+struct EarlyFailure(String);
+
+impl Pipeline<'_> {
+    pub async fn run(
+        &self,
+        selection: &Selection,
+        on_done: &(dyn Fn(&RunReport) + Sync),
+    ) -> Result<Vec<RunReport>, StoreError> {
+        self.store
+            .sync_config(&self.config.checks, &self.config.assignments, now_ms())
+            .await?;
+        let mut reports = Vec::new();
+        for assignment in self.selected(selection) {
+            let (Some(check), Some(system)) = (
+                self.config.check(&assignment.check),
+                self.config.system(&assignment.system),
+            ) else {
+                continue;
+            };
+            reports.extend(
+                self.run_assignment(assignment, check, system, selection, on_done)
+                    .await?,
+            );
+        }
+        Ok(reports)
+    }
+
+    fn selected<'s>(&'s self, selection: &'s Selection) -> impl Iterator<Item = &'s Assignment> {
+        self.config.assignments.iter().filter(move |a| {
+            !a.paused
+                && selection.system.as_ref().is_none_or(|s| *s == a.system)
+                && selection.check.as_ref().is_none_or(|c| *c == a.check)
+        })
+    }
+
+    /// The number of runs `run` will do, for progress display.
+    pub fn planned_runs(&self, selection: &Selection) -> usize {
+        self.selected(selection)
+            .filter_map(|a| {
+                Some(
+                    self.environments_of(a, self.config.system(&a.system)?, selection)
+                        .len(),
+                )
+            })
+            .sum()
+    }
+
+    fn environments_of(
+        &self,
+        a: &Assignment,
+        system: &System,
+        selection: &Selection,
+    ) -> Vec<Option<String>> {
+        effective_environments(&a.environments, &system.environments)
+            .into_iter()
+            .filter(|env| {
+                selection
+                    .environment
+                    .as_ref()
+                    .is_none_or(|want| env.as_ref() == Some(want))
+            })
+            .collect()
+    }
+
+    async fn run_assignment(
+        &self,
+        assignment: &Assignment,
+        check: &Check,
+        system: &System,
+        selection: &Selection,
+        on_done: &(dyn Fn(&RunReport) + Sync),
+    ) -> Result<Vec<RunReport>, StoreError> {
+        let environments = self.environments_of(assignment, system, selection);
+        if environments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let prepared = match self.prepare(check).await {
+            Ok(p) => p,
+            Err(EarlyFailure(message)) => {
+                // A failure before the fan-out is one env-less unhealthy run.
+                let report = self.persist_failure(system, check, None, message).await?;
+                on_done(&report);
+                return Ok(vec![report]);
+            }
+        };
+        let runs = environments.iter().map(|env| async {
+            let report = self.run_slice(&prepared, system, env.as_deref()).await;
+            if let Ok(r) = &report {
+                on_done(r);
+            }
+            report
+        });
+        join_all(runs).await.into_iter().collect()
+    }
+
+    /// Stage 2: resolve plugins and migrate stored (assumed v1) configs.
+    async fn prepare<'c>(&self, check: &'c Check) -> Result<PreparedCheck<'c>, EarlyFailure> {
+        let fail = |m: String| EarlyFailure(m);
+        let strategy = self
+            .plugins
+            .strategy(&check.strategy.plugin)
+            .ok_or_else(|| fail(format!("unknown strategy `{}`", check.strategy.plugin)))?
+            .clone();
+        let strategy_config = self
+            .runtime
+            .migrate(&strategy, &check.strategy.config)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let mut collectors = Vec::new();
+        for c in &check.collectors {
+            let plugin = self
+                .plugins
+                .collector(&c.plugin)
+                .ok_or_else(|| fail(format!("unknown collector `{}`", c.plugin)))?
+                .clone();
+            let config = self
+                .runtime
+                .migrate(&plugin, &c.config)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            collectors.push((plugin, config));
+        }
+        let timeout = parse_duration(&check.timeout)
+            .ok_or_else(|| fail(format!("invalid timeout `{}`", check.timeout)))?;
+        let interval = parse_duration(&check.interval)
+            .ok_or_else(|| fail(format!("invalid interval `{}`", check.interval)))?;
+        let policy = NetworkPolicy::from_spec(&check.network).map_err(|e| fail(e.to_string()))?;
+        Ok(PreparedCheck {
+            check,
+            strategy,
+            strategy_config,
+            collectors,
+            limits: RunLimits {
+                timeout_ms: timeout.as_millis() as u64,
+                ..RunLimits::default()
+            },
+            interval_seconds: interval.as_secs(),
+            policy: Arc::new(policy),
+        })
+    }
+
+    async fn run_slice(
+        &self,
+        p: &PreparedCheck<'_>,
+        system: &System,
+        env: Option<&str>,
+    ) -> Result<RunReport, StoreError> {
+        let started = Instant::now();
+        let (healthy, error, assertions, result, masker) =
+            match self.execute_slice(p, system, env).await {
+                Ok(done) => done,
+                Err(EarlyFailure(message)) => (
+                    false,
+                    Some(message),
+                    Vec::new(),
+                    json!({}),
+                    Masker::default(),
+                ),
+            };
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let mut assertions = assertions;
+        for a in &mut assertions {
+            if let Some(actual) = a.actual.as_mut() {
+                masker.json(actual);
+            }
+        }
+        let error = error.map(|e| masker.text(&e));
+        let mut persisted = json!({ "collectors": result, "assertions": assertions });
+        masker.json(&mut persisted);
+        let run = NewRun {
+            system_id: system.id.clone(),
+            check_id: p.check.id.clone(),
+            environment_id: env.map(str::to_string),
+            healthy,
+            latency_ms,
+            result: persisted,
+            error: error.clone(),
+            at_ms: now_ms(),
+        };
+        let transitions = self.store.record_run(&run).await?;
+        Ok(RunReport {
+            system: system.id.clone(),
+            environment: run.environment_id,
+            check: p.check.id.clone(),
+            healthy,
+            latency_ms,
+            error,
+            assertions,
+            transitions,
+        })
+    }
+
+    /// Stages 3–7 for one environment.
+    async fn execute_slice(
+        &self,
+        p: &PreparedCheck<'_>,
+        system: &System,
+        env_id: Option<&str>,
+    ) -> Result<(bool, Option<String>, Vec<AssertionOutcome>, Value, Masker), EarlyFailure> {
+        let environment = env_id.and_then(|id| self.config.environment(id));
+        let fail = |m: String| EarlyFailure(m);
+
+        let mut secrets = Vec::new();
+        let mut strategy_config = p.strategy_config.clone();
+        secrets.extend(
+            resolve_config_secrets(
+                &p.strategy.info.config_schema,
+                &mut strategy_config,
+                &self.secrets,
+            )
+            .map_err(|e| fail(e.to_string()))?,
+        );
+        let mut envs = Vec::new();
+        for (i, (_, _)) in p.collectors.iter().enumerate() {
+            let vars = resolve_secret_env(&p.check.collectors[i].secret_env, &self.secrets)
+                .map_err(|e| fail(e.to_string()))?;
+            secrets.extend(vars.iter().map(|(_, v)| v.clone()));
+            envs.push(vars);
+        }
+        let masker = Masker::new(secrets.iter().cloned());
+
+        let ctx = context(environment, p.check, p.interval_seconds, system);
+        render_config(&p.strategy.info.config_schema, &mut strategy_config, &ctx)
+            .map_err(|e| fail(format!("strategy {e}")))?;
+        let mut collectors = Vec::new();
+        for ((plugin, config), env) in p.collectors.iter().zip(envs) {
+            let mut config = config.clone();
+            render_config(&plugin.info.config_schema, &mut config, &ctx)
+                .map_err(|e| fail(format!("collector {}: {e}", plugin.info.id)))?;
+            collectors.push(CollectorRun {
+                plugin: plugin.clone(),
+                config_json: config.to_string(),
+                env,
+            });
+        }
+
+        let outcome = self
+            .runtime
+            .run(RunSpec {
+                strategy: p.strategy.clone(),
+                strategy_config: strategy_config.to_string(),
+                collectors,
+                context: run_context(p, system, environment),
+                limits: p.limits,
+                policy: p.policy.clone(),
+                secrets,
+            })
+            .await;
+
+        let assertions: Vec<AssertionOutcome> = outcome
+            .collectors
+            .iter()
+            .zip(&p.check.collectors)
+            .flat_map(|(out, spec)| {
+                spec.assertions
+                    .iter()
+                    .map(|a| evaluate(&out.id, a, &out.result))
+            })
+            .collect();
+        let error = outcome.error();
+        let healthy = error.is_none() && assertions.iter().all(|a| a.passed);
+        Ok((
+            healthy,
+            error,
+            assertions,
+            persisted_results(&outcome, p),
+            masker,
+        ))
+    }
+
+    async fn persist_failure(
+        &self,
+        system: &System,
+        check: &Check,
+        env: Option<String>,
+        message: String,
+    ) -> Result<RunReport, StoreError> {
+        let run = NewRun {
+            system_id: system.id.clone(),
+            check_id: check.id.clone(),
+            environment_id: env,
+            healthy: false,
+            latency_ms: 0.0,
+            result: json!({}),
+            error: Some(message.clone()),
+            at_ms: now_ms(),
+        };
+        let transitions = self.store.record_run(&run).await?;
+        Ok(RunReport {
+            system: system.id.clone(),
+            environment: run.environment_id,
+            check: check.id.clone(),
+            healthy: false,
+            latency_ms: 0.0,
+            error: Some(message),
+            assertions: Vec::new(),
+            transitions,
+        })
+    }
+}
+
+/// Collector results as stored: fields whose result schema says
+/// `x-persist: false` (an HTTP body, say) are there for assertions only.
+fn persisted_results(outcome: &RunOutcome, p: &PreparedCheck<'_>) -> Value {
+    let items = outcome
+        .collectors
+        .iter()
+        .zip(&p.collectors)
+        .map(|(out, (plugin, _))| {
+            let mut result = out.result.clone();
+            if let (Some(obj), Some(props)) = (
+                result.as_object_mut(),
+                plugin
+                    .info
+                    .result_schema
+                    .get("properties")
+                    .and_then(Value::as_object),
+            ) {
+                for (name, schema) in props {
+                    if schema.get("x-persist").and_then(Value::as_bool) == Some(false) {
+                        obj.remove(name);
+                    }
+                }
+            }
+            json!({"id": out.id, "result": result, "error": out.error})
+        });
+    Value::Array(items.collect())
+}
+
+fn run_context(
+    p: &PreparedCheck<'_>,
+    system: &System,
+    environment: Option<&crate::config::Environment>,
+) -> RunContext {
+    RunContext {
+        check: CheckInfo {
+            id: p.check.id.clone(),
+            name: p.check.name.clone().unwrap_or_else(|| p.check.id.clone()),
+            interval_seconds: p.interval_seconds.min(u64::from(u32::MAX)) as u32,
+        },
+        system: SystemInfo {
+            id: system.id.clone(),
+            name: system.name.clone().unwrap_or_else(|| system.id.clone()),
+            metadata: system
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        },
+        environment: environment.map(|e| EnvironmentInfo {
+            id: e.id.clone(),
+            name: e.name.clone().unwrap_or_else(|| e.id.clone()),
+            fields_json: Value::Object(e.fields.clone()).to_string(),
+        }),
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,170 @@
+//! State evaluation: thresholds over a slice's recent runs, worst-wins over
+//! slices, and the classification of transitions.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Thresholds;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Unknown,
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Unknown => "unknown",
+            Status::Healthy => "healthy",
+            Status::Degraded => "degraded",
+            Status::Unhealthy => "unhealthy",
+        }
+    }
+
+    pub fn parse(text: &str) -> Status {
+        match text {
+            "healthy" => Status::Healthy,
+            "degraded" => Status::Degraded,
+            "unhealthy" => Status::Unhealthy,
+            _ => Status::Unknown,
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How many recent runs `slice_status` needs to see.
+pub fn runs_needed(t: &Thresholds) -> u32 {
+    match *t {
+        Thresholds::Consecutive {
+            degraded,
+            unhealthy,
+        } => degraded.max(unhealthy),
+        Thresholds::Window { size, .. } => size,
+    }
+}
+
+/// Status of one slice from its recent runs, newest first (`true` = failed).
+pub fn slice_status(t: &Thresholds, newest_first: &[bool]) -> Status {
+    if newest_first.is_empty() {
+        return Status::Unknown;
+    }
+    let (failures, degraded, unhealthy) = match *t {
+        Thresholds::Consecutive {
+            degraded,
+            unhealthy,
+        } => {
+            let streak = newest_first.iter().take_while(|failed| **failed).count() as u32;
+            (streak, degraded, unhealthy)
+        }
+        Thresholds::Window {
+            size,
+            degraded,
+            unhealthy,
+        } => {
+            let count = newest_first
+                .iter()
+                .take(size as usize)
+                .filter(|f| **f)
+                .count() as u32;
+            (count, degraded, unhealthy)
+        }
+    };
+    if failures >= unhealthy {
+        Status::Unhealthy
+    } else if failures >= degraded {
+        Status::Degraded
+    } else {
+        Status::Healthy
+    }
+}
+
+/// Worst of the measured statuses; `Unknown` only when nothing was measured.
+pub fn worst(statuses: impl IntoIterator<Item = Status>) -> Status {
+    statuses.into_iter().max().unwrap_or(Status::Unknown)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransitionKind {
+    Escalation,
+    DeEscalation,
+    Recovery,
+}
+
+impl TransitionKind {
+    pub fn classify(from: Status, to: Status) -> TransitionKind {
+        if to == Status::Healthy {
+            TransitionKind::Recovery
+        } else if to > from {
+            TransitionKind::Escalation
+        } else {
+            TransitionKind::DeEscalation
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransitionKind::Escalation => "escalation",
+            TransitionKind::DeEscalation => "de-escalation",
+            TransitionKind::Recovery => "recovery",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_counts_the_leading_streak() {
+        let t = Thresholds::default();
+        assert_eq!(slice_status(&t, &[true]), Status::Healthy);
+        assert_eq!(slice_status(&t, &[true, true]), Status::Degraded);
+        assert_eq!(slice_status(&t, &[true; 5]), Status::Unhealthy);
+        assert_eq!(
+            slice_status(&t, &[false, true, true, true, true, true]),
+            Status::Healthy
+        );
+    }
+
+    #[test]
+    fn window_counts_failures_in_the_last_n() {
+        let t = Thresholds::Window {
+            size: 10,
+            degraded: 3,
+            unhealthy: 7,
+        };
+        let mut runs = vec![true, false, true, false, true];
+        assert_eq!(slice_status(&t, &runs), Status::Degraded);
+        runs.extend([true, true, true, true]);
+        assert_eq!(slice_status(&t, &runs), Status::Unhealthy);
+        let old_failures: Vec<bool> = [false; 10].into_iter().chain([true; 10]).collect();
+        assert_eq!(slice_status(&t, &old_failures), Status::Healthy);
+    }
+
+    #[test]
+    fn worst_wins_and_transitions_classify() {
+        assert_eq!(worst([Status::Healthy, Status::Degraded]), Status::Degraded);
+        assert_eq!(worst([]), Status::Unknown);
+        assert_eq!(
+            TransitionKind::classify(Status::Healthy, Status::Unhealthy),
+            TransitionKind::Escalation
+        );
+        assert_eq!(
+            TransitionKind::classify(Status::Unhealthy, Status::Degraded),
+            TransitionKind::DeEscalation
+        );
+        assert_eq!(
+            TransitionKind::classify(Status::Degraded, Status::Healthy),
+            TransitionKind::Recovery
+        );
+    }
+}

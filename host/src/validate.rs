@@ -1,0 +1,355 @@
+//! `checkhost validate`: everything that can be known before a run, with
+//! the exact place of each problem. Nothing is persisted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::{Assertion, ConfigFile, OperandKind, parse_duration};
+use crate::pipeline::assert::assertion_path;
+use crate::pipeline::plugins::PluginSet;
+use crate::pipeline::schema_walk::{is_open, schema_at, types_of, visit_strings};
+use crate::pipeline::secrets::{SecretProvider, reference_name};
+use crate::runtime::{NetworkPolicy, Plugin, Runtime};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// `checks[homepage].collectors[0].config.url`
+    pub place: String,
+    pub message: String,
+    /// A secret the provider cannot resolve now: `run` records the affected
+    /// runs as failed instead of refusing the whole configuration.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub missing_secret: bool,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.place, self.message)
+    }
+}
+
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, place: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            place: place.into(),
+            message: message.into(),
+            missing_secret: false,
+        });
+    }
+
+    fn missing_secret(&mut self, place: impl Into<String>, name: &str, secrets: &SecretProvider) {
+        self.0.push(Problem {
+            place: place.into(),
+            message: format!(
+                "secret `{name}` cannot be resolved ({})",
+                secrets.describe()
+            ),
+            missing_secret: true,
+        });
+    }
+}
+
+pub async fn validate(
+    config: &ConfigFile,
+    plugins: &PluginSet,
+    runtime: &Runtime,
+    secrets: &SecretProvider,
+) -> Vec<Problem> {
+    let mut p = Problems(Vec::new());
+    duplicates(
+        &mut p,
+        "environments",
+        config.environments.iter().map(|e| &e.id),
+    );
+    duplicates(&mut p, "systems", config.systems.iter().map(|s| &s.id));
+    duplicates(&mut p, "checks", config.checks.iter().map(|c| &c.id));
+    let env_ids: BTreeSet<&str> = config.environments.iter().map(|e| e.id.as_str()).collect();
+    for system in &config.systems {
+        for (i, env) in system.environments.iter().enumerate() {
+            if !env_ids.contains(env.as_str()) {
+                p.add(
+                    format!("systems[{}].environments[{i}]", system.id),
+                    format!("unknown environment `{env}`"),
+                );
+            }
+        }
+    }
+    for check in &config.checks {
+        validate_check(&mut p, check, plugins, runtime, secrets).await;
+    }
+    let mut seen = BTreeSet::new();
+    for (i, a) in config.assignments.iter().enumerate() {
+        let place = format!("assignments[{i}]");
+        if config.system(&a.system).is_none() {
+            p.add(
+                format!("{place}.system"),
+                format!("unknown system `{}`", a.system),
+            );
+        }
+        if config.check(&a.check).is_none() {
+            p.add(
+                format!("{place}.check"),
+                format!("unknown check `{}`", a.check),
+            );
+        }
+        if !seen.insert((&a.system, &a.check)) {
+            p.add(
+                &place,
+                format!(
+                    "system `{}` is assigned check `{}` twice",
+                    a.system, a.check
+                ),
+            );
+        }
+        if let crate::config::EnvSelection::List(list) = &a.environments {
+            for (j, env) in list.iter().enumerate() {
+                if !env_ids.contains(env.as_str()) {
+                    p.add(
+                        format!("{place}.environments[{j}]"),
+                        format!("unknown environment `{env}`"),
+                    );
+                }
+            }
+        }
+        validate_thresholds(&mut p, &place, &a.thresholds);
+    }
+    p.0
+}
+
+fn duplicates<'a>(p: &mut Problems, what: &str, ids: impl Iterator<Item = &'a String>) {
+    let mut seen = BTreeSet::new();
+    for id in ids {
+        if !seen.insert(id) {
+            p.add(format!("{what}[{id}]"), "duplicate id");
+        }
+    }
+}
+
+fn validate_thresholds(p: &mut Problems, place: &str, t: &crate::config::Thresholds) {
+    use crate::config::Thresholds::*;
+    let (degraded, unhealthy, size) = match *t {
+        Consecutive {
+            degraded,
+            unhealthy,
+        } => (degraded, unhealthy, None),
+        Window {
+            size,
+            degraded,
+            unhealthy,
+        } => (degraded, unhealthy, Some(size)),
+    };
+    if degraded == 0 || unhealthy < degraded {
+        p.add(
+            format!("{place}.thresholds"),
+            "need 1 <= degraded <= unhealthy",
+        );
+    }
+    if size.is_some_and(|s| s < unhealthy) {
+        p.add(
+            format!("{place}.thresholds.size"),
+            "window size must be at least the unhealthy threshold",
+        );
+    }
+}
+
+async fn validate_check(
+    p: &mut Problems,
+    check: &crate::config::Check,
+    plugins: &PluginSet,
+    runtime: &Runtime,
+    secrets: &SecretProvider,
+) {
+    let place = format!("checks[{}]", check.id);
+    for (field, text) in [("interval", &check.interval), ("timeout", &check.timeout)] {
+        if parse_duration(text).is_none_or(|d| d.is_zero()) {
+            p.add(
+                format!("{place}.{field}"),
+                format!("`{text}` is not a duration like 30s, 5m or 500ms"),
+            );
+        }
+    }
+    if let Err(e) = NetworkPolicy::from_spec(&check.network) {
+        p.add(format!("{place}.network"), e.to_string());
+    }
+    let Some(strategy) = plugins.strategy(&check.strategy.plugin) else {
+        p.add(
+            format!("{place}.strategy.plugin"),
+            format!(
+                "unknown strategy `{}` (available: {})",
+                check.strategy.plugin,
+                plugins.strategy_ids().join(", ")
+            ),
+        );
+        return;
+    };
+    validate_config(
+        p,
+        &format!("{place}.strategy.config"),
+        strategy,
+        &check.strategy.config,
+        runtime,
+        secrets,
+    )
+    .await;
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, c) in check.collectors.iter().enumerate() {
+        let cplace = format!("{place}.collectors[{i}]");
+        let Some(collector) = plugins.collector(&c.plugin) else {
+            p.add(
+                format!("{cplace}.plugin"),
+                format!(
+                    "unknown collector `{}` (available: {})",
+                    c.plugin,
+                    plugins.collector_ids().join(", ")
+                ),
+            );
+            continue;
+        };
+        if !collector.info.strategies.contains(&strategy.info.id) {
+            p.add(
+                format!("{cplace}.plugin"),
+                format!(
+                    "collector `{}` does not support strategy `{}` (it supports: {})",
+                    c.plugin,
+                    strategy.info.id,
+                    collector.info.strategies.join(", ")
+                ),
+            );
+        }
+        let count = counts.entry(c.plugin.as_str()).or_default();
+        *count += 1;
+        if *count > 1 && !collector.info.allow_multiple {
+            p.add(
+                format!("{cplace}.plugin"),
+                format!("collector `{}` may appear only once per check", c.plugin),
+            );
+        }
+        validate_config(
+            p,
+            &format!("{cplace}.config"),
+            collector,
+            &c.config,
+            runtime,
+            secrets,
+        )
+        .await;
+        for (var, reference) in &c.secret_env {
+            match reference_name(reference) {
+                None => p.add(
+                    format!("{cplace}.secretEnv.{var}"),
+                    "must be a secret reference like ${{ secrets.NAME }}",
+                ),
+                Some(name) if secrets.resolve(name).is_none() => {
+                    p.missing_secret(format!("{cplace}.secretEnv.{var}"), name, secrets)
+                }
+                Some(_) => {}
+            }
+        }
+        for (j, a) in c.assertions.iter().enumerate() {
+            validate_assertion(
+                p,
+                &format!("{cplace}.assertions[{j}]"),
+                a,
+                &collector.info.result_schema,
+            );
+        }
+    }
+}
+
+/// Migrates (assuming v1), then checks the schema and secret references.
+async fn validate_config(
+    p: &mut Problems,
+    place: &str,
+    plugin: &Plugin,
+    config: &Value,
+    runtime: &Runtime,
+    secrets: &SecretProvider,
+) {
+    let migrated = match runtime.migrate(plugin, config).await {
+        Ok(m) => m,
+        Err(e) => return p.add(place, e.to_string()),
+    };
+    match jsonschema::validator_for(&plugin.info.config_schema) {
+        Err(e) => p.add(
+            place,
+            format!("plugin `{}` has an unusable schema: {e}", plugin.info.id),
+        ),
+        Ok(validator) => {
+            for error in validator.iter_errors(&migrated) {
+                let pointer = error.instance_path.to_string();
+                p.add(
+                    format!("{place}{}", pointer.replace('/', ".")),
+                    error.to_string(),
+                );
+            }
+        }
+    }
+    let mut migrated = migrated;
+    let mut found = Vec::new();
+    visit_strings(
+        &plugin.info.config_schema,
+        &mut migrated,
+        &mut |pointer, marks, text| {
+            if marks.secret {
+                found.push((
+                    pointer.replace('/', "."),
+                    reference_name(text).map(str::to_string),
+                ));
+            }
+        },
+    );
+    for (pointer, name) in found {
+        match name {
+            None => p.add(
+                format!("{place}{pointer}"),
+                "must be a secret reference like ${{ secrets.NAME }}",
+            ),
+            Some(name) if secrets.resolve(&name).is_none() => {
+                p.missing_secret(format!("{place}{pointer}"), &name, secrets)
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+fn validate_assertion(p: &mut Problems, place: &str, a: &Assertion, result_schema: &Value) {
+    let path = match assertion_path(a) {
+        Ok(path) => path,
+        Err(e) => return p.add(place, e),
+    };
+    let target = a
+        .field
+        .clone()
+        .or_else(|| a.json_path.clone())
+        .unwrap_or_default();
+    let Some(parts) = schema_at(result_schema, &path) else {
+        return p.add(
+            place,
+            format!("`{target}` is not in the collector's result schema"),
+        );
+    };
+    if is_open(&parts) {
+        return;
+    }
+    let types = types_of(&parts);
+    let fits = match a.operator.operand() {
+        OperandKind::Any => true,
+        OperandKind::Number => types.iter().any(|t| t == "number" || t == "integer"),
+        OperandKind::String => types.iter().any(|t| t == "string"),
+        OperandKind::Boolean => types.iter().any(|t| t == "boolean"),
+    };
+    if !fits {
+        p.add(
+            format!("{place}.operator"),
+            format!(
+                "operator {:?} does not fit `{target}` of type {}",
+                a.operator,
+                types.join("|")
+            ),
+        );
+    }
+}
