@@ -154,3 +154,93 @@ pub fn checkhost(args: &[&str]) -> std::process::Output {
         .output()
         .expect("checkhost binary runs")
 }
+
+/// A plugin folder holding copies of the named guests.
+pub fn plugin_dir(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in names {
+        std::fs::copy(guest(name), dir.path().join(format!("{name}.wasm"))).unwrap();
+    }
+    dir
+}
+
+/// A scratch folder with a config file, a plugin folder and a database.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+    pub plugins: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new(plugins: &[&str]) -> Workspace {
+        Workspace {
+            dir: tempfile::tempdir().unwrap(),
+            plugins: plugin_dir(plugins),
+        }
+    }
+
+    pub fn config(&self, yaml: &str) -> PathBuf {
+        let path = self.dir.path().join("checkhost.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        path
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("checkhost.db")
+    }
+
+    pub fn db_url(&self) -> String {
+        format!("sqlite://{}", self.db_path().display())
+    }
+
+    /// `checkhost run --json` on the current config, with extra env vars.
+    pub fn run(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Option<i32>, serde_json::Value, String) {
+        let config = self.dir.path().join("checkhost.yaml");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_checkhost"));
+        cmd.arg("run")
+            .arg(&config)
+            .arg("--plugins")
+            .arg(self.plugins.path())
+            .arg("--database")
+            .arg(self.db_url())
+            .arg("--json")
+            .args(args)
+            .env("CHECKHOST_CACHE_DIR", cache_dir());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("checkhost runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+        (out.status.code(), json, format!("{stdout}\n{stderr}"))
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_checkhost"))
+            .args(["status", "--json", "--database", &self.db_url()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Status of one entity from `checkhost status --json`.
+    pub fn entity(&self, id: &str) -> String {
+        let status = self.status();
+        status["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["entityId"] == id)
+            .map(|e| e["status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    }
+}

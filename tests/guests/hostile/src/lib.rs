@@ -31,6 +31,7 @@ impl Collector for Hostile {
     const DISPLAY_NAME: &'static str = "Hostile";
     const DESCRIPTION: &'static str = "Misbehaves on purpose";
     const STRATEGIES: &'static [&'static str] = &["noop", "http"];
+    const ALLOW_MULTIPLE: bool = true;
     type Config = Config;
     type Output = Value;
 

@@ -1,0 +1,434 @@
+//! The run pipeline through the real binary, real local servers and a real
+//! SQLite file: environments, failures, templating, migration, secrets,
+//! assertions, thresholds, transitions, rollups and retention.
+
+mod support;
+
+use serde_json::Value;
+use support::{Workspace, servers};
+
+const PLUGINS: &[&str] = &["http", "http-request", "noop", "hostile"];
+
+fn reports_by_env(reports: &Value) -> std::collections::BTreeMap<String, Value> {
+    reports
+        .as_array()
+        .unwrap_or_else(|| panic!("not a report list: {reports}"))
+        .iter()
+        .map(|r| {
+            (
+                r["environment"].as_str().unwrap_or("-").to_string(),
+                r.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Environments `staging` → `a`, `production` → `b`; system `shop` in both,
+/// system `lonely` in none.
+fn envs(a: &str, b: &str) -> String {
+    format!(
+        "environments:
+  - {{id: staging, fields: {{baseUrl: 'http://{a}'}}}}
+  - {{id: production, fields: {{baseUrl: 'http://{b}'}}}}
+  - {{id: retired}}
+systems:
+  - {{id: shop, environments: [staging, production]}}
+  - {{id: lonely}}
+"
+    )
+}
+
+fn http_check(id: &str, extra: &str) -> String {
+    format!(
+        "  - id: {id}
+    timeout: 5s
+    strategy: {{plugin: http, config: {{baseUrl: '{{{{ environment.baseUrl }}}}'}}}}
+    collectors:
+      - plugin: request
+        config: {{url: /ok}}
+        assertions: [{{field: statusCode, operator: equals, value: 200}}]
+{extra}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_empty_and_list_environments_stay_distinct() {
+    let server = servers::http().await;
+    let ws = Workspace::new(PLUGINS);
+    // The env-less run has no environment.baseUrl: `none` names its target.
+    let none =
+        http_check("none", "").replace("{{ environment.baseUrl }}", &format!("http://{server}"));
+    let checks = [http_check("all", ""), none, http_check("some", "")].join("");
+    ws.config(&format!(
+        "{}checks:\n{checks}  - id: bare
+    strategy: {{plugin: noop}}
+    collectors: [{{plugin: hostile, config: {{mode: noop}}}}]
+assignments:
+  - {{system: shop, check: all, environments: null}}
+  - {{system: shop, check: none, environments: []}}
+  - {{system: shop, check: some, environments: [production, retired]}}
+  - {{system: lonely, check: bare}}
+",
+        envs(&server.to_string(), &server.to_string())
+    ));
+    let (code, reports, out) = ws.run(&[], &[]);
+    let mut seen: Vec<(String, String)> = reports
+        .as_array()
+        .unwrap_or_else(|| panic!("{out}"))
+        .iter()
+        .map(|r| {
+            (
+                r["check"].as_str().unwrap().to_string(),
+                r["environment"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(code, Some(0), "{out}");
+    let expected: Vec<(String, String)> = [
+        ("all", "production"),
+        ("all", "staging"),
+        ("bare", "-"),
+        ("none", "-"),
+        ("some", "production"),
+    ]
+    .iter()
+    .map(|(c, e)| (c.to_string(), e.to_string()))
+    .collect();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_environment_failing_leaves_its_sibling_healthy_and_the_rollup_is_worst() {
+    let server = servers::http().await;
+    let ws = Workspace::new(PLUGINS);
+    ws.config(&format!(
+        "{}checks:\n{}assignments:\n  - {{system: shop, check: web, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}\n",
+        envs(&server.to_string(), "127.0.0.1:1"),
+        http_check("web", "")
+    ));
+    let (code, reports, out) = ws.run(&[], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    let by_env = reports_by_env(&reports);
+    assert_eq!(by_env["staging"]["healthy"], true, "{out}");
+    assert_eq!(by_env["production"]["healthy"], false);
+    assert!(
+        by_env["production"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{out}"
+    );
+    assert_eq!(ws.entity("shop::staging"), "healthy");
+    assert_eq!(ws.entity("shop::production"), "unhealthy");
+    assert_eq!(
+        ws.entity("shop"),
+        "unhealthy",
+        "rollup is the worst environment"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_render_per_environment_and_other_fields_stay_verbatim() {
+    let staging = servers::http().await;
+    let production = servers::http().await;
+    let ws = Workspace::new(PLUGINS);
+    ws.config(&format!(
+        "{}checks:
+  - id: echo
+    strategy: {{plugin: http, config: {{url: '{{{{ environment.baseUrl }}}}', method: GET, timeout: 5}}}}
+    collectors:
+      - plugin: request
+        config: {{url: /echo, headers: {{x-env: '{{{{ environment.id }}}}-{{{{ system.id }}}}-{{{{ environment.missing }}}}!'}}}}
+        assertions: [{{jsonPath: '$.body', operator: contains, value: 'x-env:'}}]
+  - id: verbatim
+    strategy: {{plugin: noop}}
+    collectors: [{{plugin: hostile, config: {{mode: echo, target: '{{{{ environment.baseUrl }}}}'}}, assertions: [{{field: echo, operator: equals, value: '{{{{ environment.baseUrl }}}}'}}]}}]
+assignments:
+  - {{system: shop, check: echo}}
+  - {{system: shop, check: verbatim, environments: [staging]}}
+",
+        envs(&staging.to_string(), &production.to_string())
+    ));
+    let (code, reports, out) = ws.run(&[], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    for report in reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["check"] == "echo")
+    {
+        let env = report["environment"].as_str().unwrap();
+        let body = report["assertions"][0]["actual"]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(
+            body.contains(&format!("x-env: {env}-shop-!")),
+            "{env}: {body}"
+        );
+        let port = if env == "staging" {
+            staging.port()
+        } else {
+            production.port()
+        };
+        assert!(
+            body.contains(&format!("host: 127.0.0.1:{port}")),
+            "{env} hit its own server: {body}"
+        );
+    }
+    let verbatim = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["check"] == "verbatim")
+        .unwrap();
+    assert_eq!(
+        verbatim["assertions"][0]["actual"], "{{ environment.baseUrl }}",
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assertions_record_expected_and_actual_values() {
+    let server = servers::http().await;
+    let ws = Workspace::new(PLUGINS);
+    ws.config(&format!(
+        "{}checks:
+  - id: api
+    strategy: {{plugin: http, config: {{baseUrl: '{{{{ environment.baseUrl }}}}'}}}}
+    collectors:
+      - plugin: request
+        config: {{url: /fail}}
+        assertions:
+          - {{field: statusCode, operator: equals, value: 201}}
+          - {{field: statusCode, operator: greaterThanOrEqual, value: 500}}
+          - {{field: headers.content-type, operator: matches, value: '^application/(json|xml)$'}}
+assignments:
+  - {{system: shop, check: api, environments: [staging]}}
+",
+        envs(&server.to_string(), &server.to_string())
+    ));
+    let (code, reports, out) = ws.run(&[], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    let assertions = &reports[0]["assertions"];
+    assert_eq!(assertions[0]["passed"], false);
+    assert_eq!(assertions[0]["expected"], 201);
+    assert_eq!(assertions[0]["actual"], 500);
+    assert_eq!(assertions[1]["passed"], true);
+    assert_eq!(assertions[2]["passed"], true);
+    let db = std::fs::read(ws.db_path()).unwrap();
+    assert!(!db.is_empty());
+    let stored = sqlite_value(&ws, "SELECT result FROM runs").await;
+    let stored: Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored["assertions"][0]["actual"], 500);
+    assert_eq!(stored["collectors"][0]["result"]["statusCode"], 500);
+    assert!(
+        stored["collectors"][0]["result"].get("body").is_none(),
+        "bodies are not persisted by default"
+    );
+}
+
+async fn sqlite_value(ws: &Workspace, sql: &'static str) -> String {
+    let pool = sqlx::SqlitePool::connect(&ws.db_url()).await.unwrap();
+    let row: (String,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    row.0
+}
+
+async fn sqlite_count(ws: &Workspace, sql: &'static str) -> i64 {
+    let pool = sqlx::SqlitePool::connect(&ws.db_url()).await.unwrap();
+    let row: (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    row.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_fails_that_run_by_name() {
+    let server = servers::http().await;
+    let ws = Workspace::new(PLUGINS);
+    ws.config(&format!(
+        "{}checks:
+  - id: api
+    strategy: {{plugin: http, config: {{baseUrl: '{{{{ environment.baseUrl }}}}'}}}}
+    collectors:
+      - plugin: request
+        config: {{url: /ok}}
+        secretEnv: {{TOKEN: '${{{{ secrets.NOT_THERE }}}}'}}
+assignments:
+  - {{system: shop, check: api, environments: [staging]}}
+",
+        envs(&server.to_string(), &server.to_string())
+    ));
+    let (code, reports, out) = ws.run(&[], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(
+        reports[0]["error"],
+        "required secret not available: NOT_THERE"
+    );
+    assert_eq!(
+        sqlite_count(&ws, "SELECT COUNT(*) FROM runs WHERE status = 'unhealthy'").await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_canary_never_reaches_the_database_output_or_logs() {
+    const CANARY: &str = "canary-d41d8cd98f";
+    let ws = Workspace::new(PLUGINS);
+    ws.config(&format!(
+        "{}checks:
+  - id: leak
+    strategy: {{plugin: noop}}
+    collectors:
+      - plugin: hostile
+        config: {{mode: echo-secret, name: TOKEN}}
+        secretEnv: {{TOKEN: '${{{{ secrets.CANARY }}}}'}}
+      - plugin: hostile
+        config: {{mode: echo-secret-result, name: TOKEN}}
+        secretEnv: {{TOKEN: '${{{{ secrets.CANARY }}}}'}}
+        assertions: [{{field: leak, operator: contains, value: '****'}}]
+assignments:
+  - {{system: shop, check: leak}}
+",
+        envs("127.0.0.1:1", "127.0.0.1:1")
+    ));
+    let (code, reports, out) = ws.run(
+        &[],
+        &[
+            ("CHECKHOST_SECRET_CANARY", CANARY),
+            ("CHECKHOST_LOG", "debug"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(!out.contains(CANARY), "canary in output: {out}");
+    assert!(out.contains("****"), "{out}");
+    assert_eq!(reports[0]["assertions"][0]["passed"], true, "{out}");
+    for entry in std::fs::read_dir(ws.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
+            "canary in {}",
+            path.display()
+        );
+    }
+}
+
+fn failing_config(server: &str, thresholds: &str) -> String {
+    format!(
+        "{}checks:\n{}assignments:\n  - {{system: shop, check: web, environments: [staging], thresholds: {thresholds}}}\n",
+        envs(server, server),
+        http_check("web", "")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_thresholds_degrade_then_fail_then_recover() {
+    let ws = Workspace::new(PLUGINS);
+    let bad = failing_config(
+        "127.0.0.1:1",
+        "{mode: consecutive, degraded: 2, unhealthy: 3}",
+    );
+    ws.config(&bad);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        ws.run(&[], &[]);
+        seen.push(ws.entity("shop::staging"));
+    }
+    assert_eq!(seen, ["healthy", "degraded", "unhealthy"]);
+    let server = servers::http().await;
+    ws.config(&failing_config(
+        &server.to_string(),
+        "{mode: consecutive, degraded: 2, unhealthy: 3}",
+    ));
+    let (code, _, out) = ws.run(&[], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(ws.entity("shop::staging"), "healthy");
+    let kinds: Vec<String> = ws.status()["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["entityId"] == "shop::staging")
+        .map(|t| t["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["recovery", "escalation", "escalation"],
+        "newest first"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_thresholds_count_failures_in_the_last_runs() {
+    let server = servers::http().await;
+    let ws = Workspace::new(PLUGINS);
+    let window = "{mode: window, size: 4, degraded: 2, unhealthy: 3}";
+    let good = failing_config(&server.to_string(), window);
+    let bad = failing_config("127.0.0.1:1", window);
+    let mut seen = Vec::new();
+    for cfg in [&bad, &good, &bad, &bad] {
+        ws.config(cfg);
+        ws.run(&[], &[]);
+        seen.push(ws.entity("shop::staging"));
+    }
+    assert_eq!(seen, ["healthy", "healthy", "degraded", "unhealthy"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_unhealthy_run_is_a_transition_from_healthy() {
+    let ws = Workspace::new(PLUGINS);
+    ws.config(&failing_config(
+        "127.0.0.1:1",
+        "{mode: consecutive, degraded: 1, unhealthy: 1}",
+    ));
+    ws.run(&[], &[]);
+    let transitions = ws.status()["transitions"].clone();
+    let mut entities: Vec<(String, String, String)> = transitions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["entityId"].as_str().unwrap().into(),
+                t["from"].as_str().unwrap().into(),
+                t["to"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    entities.sort();
+    assert_eq!(
+        entities,
+        [
+            (
+                "shop".to_string(),
+                "healthy".to_string(),
+                "unhealthy".to_string()
+            ),
+            (
+                "shop::staging".to_string(),
+                "healthy".to_string(),
+                "unhealthy".to_string()
+            )
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v1_stored_config_is_migrated_before_render() {
+    let server = servers::http().await;
+    let ws = Workspace::new(PLUGINS);
+    ws.config(&format!(
+        "{}checks:
+  - id: legacy
+    strategy: {{plugin: http, config: {{url: '{{{{ environment.baseUrl }}}}', method: GET, timeout: 5}}}}
+    collectors: [{{plugin: request, config: {{url: /ok}}, assertions: [{{field: statusCode, operator: equals, value: 200}}]}}]
+assignments:
+  - {{system: shop, check: legacy, environments: [staging]}}
+",
+        envs(&server.to_string(), &server.to_string())
+    ));
+    let (code, reports, out) = ws.run(&[], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(reports[0]["healthy"], true);
+}
