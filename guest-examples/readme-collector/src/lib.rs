@@ -1,7 +1,6 @@
 use checkhost_sdk::{Collector, Request, RunContext, Transport, TransportError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
 #[derive(Deserialize, JsonSchema)]
 struct Config {
     #[schemars(extend("x-templatable" = true))]
@@ -10,10 +9,9 @@ struct Config {
 #[derive(Serialize, JsonSchema)]
 struct Output {
     up: bool,
-    status_code: u32,
+    status: u32,
 }
 struct Up;
-
 impl Collector for Up {
     const ID: &'static str = "up";
     const DISPLAY_NAME: &'static str = "Up";
@@ -24,11 +22,8 @@ impl Collector for Up {
 
     fn collect(c: Config, _: &RunContext, t: &Transport) -> Result<Output, TransportError> {
         let res = t.exec(Request::new("GET", c.path))?;
-        let up = res.json().map(|v| v["up"] == true).unwrap_or(false);
-        Ok(Output {
-            up,
-            status_code: res.status,
-        })
+        let (up, status) = (res.json().is_ok_and(|v| v["up"] == true), res.status);
+        Ok(Output { up, status })
     }
 }
 

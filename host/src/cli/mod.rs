@@ -79,6 +79,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5_000)]
         iterations: u32,
     },
+    /// HTTP checks through the whole pipeline into SQLite against a native client.
+    Pipeline {
+        /// Folder with the http and request plugins.
+        #[arg(long, default_value = "target/guests")]
+        guests: PathBuf,
+        #[arg(long, default_value_t = 5_000)]
+        runs: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
 }
 
 pub fn init_logging(cli: &Cli) {
@@ -119,6 +129,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(cmd) => plugin::run(cmd, runtime(cli.cache_dir)?).await,
         Command::Bench(BenchCommand::Runtime { guests, iterations }) => {
             let report = crate::bench::runtime::run(&guests, iterations).await?;
+            println!("{}", report.render());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Pipeline { guests, runs, concurrency }) => {
+            let report = crate::bench::pipeline::run(&guests, runs, concurrency).await?;
             println!("{}", report.render());
             Ok(ExitCode::SUCCESS)
         }

@@ -175,6 +175,7 @@ pub async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
         config: &loaded.config.file,
         store: &store,
         secrets: loaded.secrets.clone(),
+        concurrency: 32,
     };
     let selection = Selection {
         system: args.system,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::StreamExt;
 use futures::future::join_all;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -59,6 +60,8 @@ pub struct Pipeline<'a> {
     pub config: &'a ConfigFile,
     pub store: &'a Store,
     pub secrets: SecretProvider,
+    /// Assignments run at once; runs beyond the runtime's pool wait for a slot.
+    pub concurrency: usize,
 }
 
 /// A check with its plugins resolved and its configs migrated to current.
@@ -84,18 +87,18 @@ impl Pipeline<'_> {
         self.store
             .sync_config(&self.config.checks, &self.config.assignments, now_ms())
             .await?;
+        let runs = self.selected(selection).filter_map(|assignment| {
+            let check = self.config.check(&assignment.check)?;
+            let system = self.config.system(&assignment.system)?;
+            Some(self.run_assignment(assignment, check, system, selection, on_done))
+        });
+        let results: Vec<_> = futures::stream::iter(runs)
+            .buffered(self.concurrency.max(1))
+            .collect()
+            .await;
         let mut reports = Vec::new();
-        for assignment in self.selected(selection) {
-            let (Some(check), Some(system)) = (
-                self.config.check(&assignment.check),
-                self.config.system(&assignment.system),
-            ) else {
-                continue;
-            };
-            reports.extend(
-                self.run_assignment(assignment, check, system, selection, on_done)
-                    .await?,
-            );
+        for result in results {
+            reports.extend(result?);
         }
         Ok(reports)
     }
