@@ -183,7 +183,7 @@ async fn readme_collector_runs() {
         .await;
     assert_eq!(
         outcome.collectors[0].result,
-        json!({"up": false, "status_code": 200})
+        json!({"up": true, "status": 200})
     );
 }
 

@@ -33,7 +33,7 @@ pub async fn http() -> SocketAddr {
                     "/ok" => (
                         "200 OK",
                         "",
-                        r#"{"status":"up","db":{"ok":true},"items":[1,2,3]}"#.to_string(),
+                        r#"{"status":"up","up":true,"db":{"ok":true},"items":[1,2,3]}"#.to_string(),
                     ),
                     "/fail" => ("500 Internal Server Error", "", "boom".to_string()),
                     "/redirect" => ("302 Found", "Location: /ok\r\n", String::new()),

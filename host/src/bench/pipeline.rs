@@ -70,7 +70,8 @@ async fn serve() -> anyhow::Result<std::net::SocketAddr> {
 /// One GET on a fresh connection, reading the whole response.
 async fn native_request(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let mut conn = TcpStream::connect(addr).await?;
-    conn.write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+    conn.write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
     let mut response = Vec::new();
     conn.read_to_end(&mut response).await?;
     anyhow::ensure!(response.starts_with(b"HTTP/1.1 200"), "unexpected response");
@@ -129,7 +130,10 @@ pub async fn run(guests: &Path, runs: usize, concurrency: usize) -> anyhow::Resu
         plugins: &plugins,
         config: &config,
         store: &store,
-        secrets: SecretProvider { env_prefix: None, dir: None },
+        secrets: SecretProvider {
+            env_prefix: None,
+            dir: None,
+        },
         concurrency,
     };
     let selection = Selection::default();
@@ -138,7 +142,11 @@ pub async fn run(guests: &Path, runs: usize, concurrency: usize) -> anyhow::Resu
     let mut done = 0;
     while done < runs {
         let reports = pipeline.run(&selection, &|_| {}).await?;
-        anyhow::ensure!(reports.iter().all(|r| r.healthy), "benchmark run failed: {:?}", reports.iter().find(|r| !r.healthy));
+        anyhow::ensure!(
+            reports.iter().all(|r| r.healthy),
+            "benchmark run failed: {:?}",
+            reports.iter().find(|r| !r.healthy)
+        );
         done += reports.len();
     }
     let checkhost = start.elapsed();

@@ -132,7 +132,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", report.render());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(BenchCommand::Pipeline { guests, runs, concurrency }) => {
+        Command::Bench(BenchCommand::Pipeline {
+            guests,
+            runs,
+            concurrency,
+        }) => {
             let report = crate::bench::pipeline::run(&guests, runs, concurrency).await?;
             println!("{}", report.render());
             Ok(ExitCode::SUCCESS)
