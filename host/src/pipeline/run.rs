@@ -1,6 +1,7 @@
 //! One pass of the pipeline over the selected assignments, each environment
 //! its own run, isolated from its siblings' failures.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -87,10 +88,21 @@ impl Pipeline<'_> {
         self.store
             .sync_config(&self.config.checks, &self.config.assignments, now_ms())
             .await?;
+        // Migration is deterministic: prepare each check once per pass, not
+        // once per assignment.
+        let mut prepared: HashMap<&str, Result<PreparedCheck<'_>, EarlyFailure>> = HashMap::new();
+        for assignment in self.selected(selection) {
+            if let Some(check) = self.config.check(&assignment.check)
+                && !prepared.contains_key(check.id.as_str())
+            {
+                prepared.insert(check.id.as_str(), self.prepare(check).await);
+            }
+        }
         let runs = self.selected(selection).filter_map(|assignment| {
             let check = self.config.check(&assignment.check)?;
             let system = self.config.system(&assignment.system)?;
-            Some(self.run_assignment(assignment, check, system, selection, on_done))
+            let prepared = prepared.get(check.id.as_str())?;
+            Some(self.run_assignment(assignment, check, prepared, system, selection, on_done))
         });
         let results: Vec<_> = futures::stream::iter(runs)
             .buffered(self.concurrency.max(1))
@@ -144,6 +156,7 @@ impl Pipeline<'_> {
         &self,
         assignment: &Assignment,
         check: &Check,
+        prepared: &Result<PreparedCheck<'_>, EarlyFailure>,
         system: &System,
         selection: &Selection,
         on_done: &(dyn Fn(&RunReport) + Sync),
@@ -152,17 +165,19 @@ impl Pipeline<'_> {
         if environments.is_empty() {
             return Ok(Vec::new());
         }
-        let prepared = match self.prepare(check).await {
+        let prepared = match prepared {
             Ok(p) => p,
             Err(EarlyFailure(message)) => {
                 // A failure before the fan-out is one env-less unhealthy run.
-                let report = self.persist_failure(system, check, None, message).await?;
+                let report = self
+                    .persist_failure(system, check, None, message.clone())
+                    .await?;
                 on_done(&report);
                 return Ok(vec![report]);
             }
         };
         let runs = environments.iter().map(|env| async {
-            let report = self.run_slice(&prepared, system, env.as_deref()).await;
+            let report = self.run_slice(prepared, system, env.as_deref()).await;
             if let Ok(r) = &report {
                 on_done(r);
             }

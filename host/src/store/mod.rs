@@ -5,7 +5,7 @@ pub mod retention;
 pub mod sketch;
 pub mod state;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -200,15 +200,16 @@ impl Store {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         insert_run(&mut tx, run).await?;
         fold_into_hourly(&mut tx, run).await?;
+        let slices = slice_statuses(&mut tx, &run.system_id).await?;
         let mut events = Vec::new();
         for entity in &entities {
-            let env = if entity.contains("::") {
-                run.environment_id.as_deref()
-            } else {
-                None
-            };
-            let status =
-                evaluate_entity(&mut tx, &run.system_id, env, entity.contains("::")).await?;
+            // `<system>::<env>` is the worst of that environment's slices,
+            // `<system>` the worst of all of them.
+            let status = worst(slices.iter().filter_map(|(env, status)| {
+                let in_scope =
+                    !entity.contains("::") || env.as_deref() == run.environment_id.as_deref();
+                in_scope.then_some(*status)
+            }));
             if let Some(event) = apply_state(&mut tx, entity, status, run).await? {
                 events.push(event);
             }
@@ -332,62 +333,54 @@ async fn fold_into_hourly(
     Ok(())
 }
 
-/// Worst-wins over the entity's slices: for `<system>::<env>` the slices of
-/// that environment, for `<system>` every slice including env-less runs.
-/// Paused assignments count for nothing.
-async fn evaluate_entity(
+/// The status of every slice (check × environment, env-less included) of a
+/// system, from its recent runs and each assignment's thresholds, in two
+/// queries. Paused assignments count for nothing.
+async fn slice_statuses(
     tx: &mut Transaction<'static, Sqlite>,
     system: &str,
-    environment: Option<&str>,
-    per_environment: bool,
-) -> Result<Status, StoreError> {
+) -> Result<Vec<(Option<String>, Status)>, StoreError> {
     let assignments = sqlx::query(
         "SELECT check_id, thresholds FROM assignments WHERE system_id = ? AND paused = 0",
     )
     .bind(system)
     .fetch_all(&mut **tx)
     .await?;
-    let mut statuses = Vec::new();
-    for row in &assignments {
-        let check: String = row.get("check_id");
-        let thresholds: Thresholds =
-            serde_json::from_str(row.get::<String, _>("thresholds").as_str()).unwrap_or_default();
-        let environments: Vec<Option<String>> = if per_environment {
-            vec![environment.map(str::to_string)]
-        } else {
-            sqlx::query(
-                "SELECT DISTINCT environment_id FROM runs WHERE system_id = ? AND check_id = ?",
-            )
-            .bind(system)
-            .bind(&check)
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(|r| r.get::<Option<String>, _>("environment_id"))
-            .collect()
-        };
-        for env in environments {
-            let recent = sqlx::query(
-                "SELECT status FROM runs WHERE system_id = ? AND check_id = ? AND environment_id IS ?
-                 ORDER BY created_at DESC, id DESC LIMIT ?",
-            )
-            .bind(system)
-            .bind(&check)
-            .bind(&env)
-            .bind(i64::from(runs_needed(&thresholds)))
-            .fetch_all(&mut **tx)
-            .await?;
-            let failed: Vec<bool> = recent
-                .iter()
-                .map(|r| r.get::<String, _>("status") != "healthy")
-                .collect();
-            let status = slice_status(&thresholds, &failed);
-            if status != Status::Unknown {
-                statuses.push(status);
-            }
-        }
+    let thresholds: HashMap<String, Thresholds> = assignments
+        .iter()
+        .map(|r| {
+            let t =
+                serde_json::from_str(r.get::<String, _>("thresholds").as_str()).unwrap_or_default();
+            (r.get("check_id"), t)
+        })
+        .collect();
+    let depth = thresholds.values().map(runs_needed).max().unwrap_or(0);
+    let rows = sqlx::query(
+        "SELECT check_id, environment_id, status FROM (
+            SELECT check_id, environment_id, status,
+                   ROW_NUMBER() OVER (PARTITION BY check_id, environment_id ORDER BY created_at DESC, id DESC) AS n
+            FROM runs WHERE system_id = ?)
+         WHERE n <= ? ORDER BY check_id, environment_id, n",
+    )
+    .bind(system)
+    .bind(i64::from(depth))
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut slices: BTreeMap<(String, Option<String>), Vec<bool>> = BTreeMap::new();
+    for r in &rows {
+        let key = (r.get("check_id"), r.get("environment_id"));
+        slices
+            .entry(key)
+            .or_default()
+            .push(r.get::<String, _>("status") != "healthy");
     }
-    Ok(worst(statuses))
+    Ok(slices
+        .into_iter()
+        .filter_map(|((check, env), failed)| {
+            let status = slice_status(thresholds.get(&check)?, &failed);
+            (status != Status::Unknown).then_some((env, status))
+        })
+        .collect())
 }
 
 /// Stores the entity's new status; a change writes exactly one transition.
