@@ -15,7 +15,7 @@ use crate::pipeline::plugins::PluginSet;
 use crate::pipeline::run::{Pipeline, Selection};
 use crate::pipeline::secrets::SecretProvider;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::store::Store;
+use crate::store::{NewRun, Store};
 
 const BODY: &str = r#"{"status":"up"}"#;
 
@@ -23,6 +23,8 @@ pub struct PipelineReport {
     pub runs: usize,
     pub native_per_sec: f64,
     pub checkhost_per_sec: f64,
+    /// `Store::record_run` alone, one after another: the persistence ceiling.
+    pub store_per_sec: f64,
     pub concurrency: usize,
 }
 
@@ -32,10 +34,12 @@ impl PipelineReport {
             "native HTTP client (new connection per request, {c} at once): {:>9.0} requests/s\n\
              checkhost pipeline (http+request+assert+SQLite, {c} at once):  {:>9.0} runs/s\n\
              ratio checkhost / native:                                      {:>9.2}\n\
+             SQLite persistence alone (record_run, one transaction each):  {:>9.0} runs/s\n\
              ({} runs each)",
             self.native_per_sec,
             self.checkhost_per_sec,
             self.checkhost_per_sec / self.native_per_sec,
+            self.store_per_sec,
             self.runs,
             c = self.concurrency,
         )
@@ -150,10 +154,28 @@ pub async fn run(guests: &Path, runs: usize, concurrency: usize) -> anyhow::Resu
         done += reports.len();
     }
     let checkhost = start.elapsed();
+
+    let start = Instant::now();
+    for i in 0..runs {
+        store
+            .record_run(&NewRun {
+                system_id: format!("s{}", i % batch),
+                check_id: "health".into(),
+                environment_id: None,
+                healthy: true,
+                latency_ms: 1.0,
+                result: serde_json::json!({"statusCode": 200}),
+                error: None,
+                at_ms: crate::pipeline::run::now_ms(),
+            })
+            .await?;
+    }
+    let store_only = start.elapsed();
     Ok(PipelineReport {
         runs: done,
         native_per_sec: per_sec(runs, native),
         checkhost_per_sec: per_sec(done, checkhost),
+        store_per_sec: per_sec(runs, store_only),
         concurrency,
     })
 }

@@ -134,7 +134,11 @@ pub(crate) fn engine_config(config: &RuntimeConfig) -> Config {
         .table_elements(64 * 1024)
         .max_memory_size((config.max_memory_mib as usize) * 1024 * 1024)
         .max_core_instance_size(8 * 1024 * 1024)
-        .max_component_instance_size(1024 * 1024);
+        .max_component_instance_size(1024 * 1024)
+        // Keep the first pages of a slot resident between instances: a fresh
+        // guest touches them at once, and re-faulting them dominated short runs.
+        .linear_memory_keep_resident(2 * 1024 * 1024)
+        .table_keep_resident(64 * 1024);
     let mut cfg = Config::new();
     cfg.wasm_component_model(true)
         .epoch_interruption(true)
