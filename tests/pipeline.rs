@@ -432,3 +432,22 @@ assignments:
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(reports[0]["healthy"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_sets_the_memory_cap_of_its_guests() {
+    let ws = Workspace::new(PLUGINS);
+    ws.config(&format!(
+        "{}checks:
+  - id: hungry
+    memoryMib: 16
+    strategy: {{plugin: noop}}
+    collectors: [{{plugin: hostile, config: {{mode: memory}}}}]
+assignments:
+  - {{system: shop, check: hungry, environments: [staging]}}
+",
+        envs("127.0.0.1:1", "127.0.0.1:1")
+    ));
+    let (code, reports, out) = ws.run(&[], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(reports[0]["error"], "hostile: memory limit 16 MiB exceeded");
+}

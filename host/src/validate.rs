@@ -172,6 +172,17 @@ async fn validate_check(
             );
         }
     }
+    if let Some(mib) = check.memory_mib
+        && !(1..=runtime.max_memory_mib()).contains(&mib)
+    {
+        p.add(
+            format!("{place}.memoryMib"),
+            format!(
+                "must be between 1 and {} (the runtime's largest memory slot)",
+                runtime.max_memory_mib()
+            ),
+        );
+    }
     if let Err(e) = NetworkPolicy::from_spec(&check.network) {
         p.add(format!("{place}.network"), e.to_string());
     }

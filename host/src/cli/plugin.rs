@@ -42,6 +42,9 @@ pub enum PluginCommand {
         deny: Vec<String>,
         #[arg(long, default_value_t = 30_000)]
         timeout_ms: u64,
+        /// Memory cap of each guest, in MiB.
+        #[arg(long, default_value_t = 64)]
+        memory_mib: u64,
         #[arg(long)]
         json: bool,
     },
@@ -58,6 +61,7 @@ pub async fn run(cmd: PluginCommand, runtime: Runtime) -> anyhow::Result<ExitCod
             allow,
             deny,
             timeout_ms,
+            memory_mib,
             json,
         } => {
             let spec = TestSpec {
@@ -67,6 +71,7 @@ pub async fn run(cmd: PluginCommand, runtime: Runtime) -> anyhow::Result<ExitCod
                 env,
                 policy: PolicySpec { allow, deny },
                 timeout_ms,
+                memory_mib,
             };
             test(&runtime, spec, json).await
         }
@@ -109,6 +114,7 @@ struct TestSpec {
     env: Vec<String>,
     policy: PolicySpec,
     timeout_ms: u64,
+    memory_mib: u64,
 }
 
 async fn test(runtime: &Runtime, spec: TestSpec, json: bool) -> anyhow::Result<ExitCode> {
@@ -173,6 +179,7 @@ async fn test(runtime: &Runtime, spec: TestSpec, json: bool) -> anyhow::Result<E
         context: test_context(),
         limits: RunLimits {
             timeout_ms: spec.timeout_ms,
+            memory_mib: spec.memory_mib,
             ..RunLimits::default()
         },
         policy: Arc::new(NetworkPolicy::from_spec(&spec.policy)?),

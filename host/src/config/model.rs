@@ -85,6 +85,9 @@ pub struct Check {
     /// Deadline of each run, e.g. `5s`.
     #[serde(default = "default_timeout")]
     pub timeout: String,
+    /// Linear memory each guest of a run may grow to, in MiB (default 64).
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
     #[serde(default)]
     pub network: PolicySpec,
     #[serde(default)]

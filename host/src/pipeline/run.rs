@@ -225,6 +225,7 @@ impl Pipeline<'_> {
             collectors,
             limits: RunLimits {
                 timeout_ms: timeout.as_millis() as u64,
+                memory_mib: check.memory_mib.unwrap_or(RunLimits::default().memory_mib),
                 ..RunLimits::default()
             },
             interval_seconds: interval.as_secs(),

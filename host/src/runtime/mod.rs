@@ -71,6 +71,7 @@ pub struct Runtime {
     linker: Linker<Sandbox>,
     slots: Semaphore,
     instance_slots: u32,
+    max_memory_mib: u64,
     cache_dir: Option<PathBuf>,
 }
 
@@ -98,6 +99,7 @@ impl Runtime {
             linker,
             slots: Semaphore::new(config.instance_slots as usize),
             instance_slots: config.instance_slots,
+            max_memory_mib: config.max_memory_mib,
             cache_dir: config.cache_dir,
         })
     }
@@ -112,6 +114,11 @@ impl Runtime {
             cache_dir: self.cache_dir.as_deref(),
         };
         loader.load(&path).await.map(Arc::new)
+    }
+
+    /// The largest memory cap a run may ask for.
+    pub fn max_memory_mib(&self) -> u64 {
+        self.max_memory_mib
     }
 
     pub fn engine(&self) -> &Engine {
