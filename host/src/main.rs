@@ -3,6 +3,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // `checkhost ... | head` should end quietly like other CLI tools, not
+    // panic on a closed stdout: restore the default SIGPIPE action.
+    // SAFETY: called first thing, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = checkhost::cli::Cli::parse();
     checkhost::cli::init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
