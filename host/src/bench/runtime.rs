@@ -144,14 +144,7 @@ pub async fn run(guests: &Path, iterations: u32) -> anyhow::Result<RuntimeReport
         bindings::strategy::StrategyPre::new(linker.instantiate_pre(&load(&strategy_path)?)?)?;
     let collector_pre =
         bindings::collector::CollectorPre::new(linker.instantiate_pre(&load(&collector_path)?)?)?;
-    let ticker = engine.weak();
-    std::thread::spawn(move || {
-        while let Some(e) = ticker.upgrade() {
-            e.increment_epoch();
-            drop(e);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    });
+    crate::runtime::start_epoch_ticker(&engine);
     let ctx = context();
     let noop = r#"{"mode":"noop"}"#;
 

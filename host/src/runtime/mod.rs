@@ -157,7 +157,7 @@ pub(crate) fn engine_config(config: &RuntimeConfig) -> Config {
 }
 
 /// Advances the epoch every tick for as long as the engine lives.
-fn start_epoch_ticker(engine: &Engine) {
+pub(crate) fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("checkhost-epoch".into())
