@@ -5,9 +5,21 @@
 mod support;
 
 use serde_json::Value;
+use support::db::TestDb;
 use support::{Workspace, servers};
 
 const PLUGINS: &[&str] = &["http", "http-request", "noop", "hostile"];
+
+on_both_engines!(
+    null_empty_and_list_environments_stay_distinct,
+    one_environment_failing_leaves_its_sibling_healthy_and_the_rollup_is_worst,
+    assertions_record_expected_and_actual_values,
+    a_missing_secret_fails_that_run_by_name,
+    a_secret_canary_never_reaches_the_database_output_or_logs,
+    consecutive_thresholds_degrade_then_fail_then_recover,
+    window_thresholds_count_failures_in_the_last_runs,
+    the_first_unhealthy_run_is_a_transition_from_healthy,
+);
 
 fn reports_by_env(reports: &Value) -> std::collections::BTreeMap<String, Value> {
     reports
@@ -51,10 +63,9 @@ fn http_check(id: &str, extra: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn null_empty_and_list_environments_stay_distinct() {
+async fn null_empty_and_list_environments_stay_distinct(db: TestDb) {
     let server = servers::http().await;
-    let ws = Workspace::new(PLUGINS);
+    let ws = Workspace::on(db, PLUGINS);
     // The env-less run has no environment.baseUrl: `none` names its target.
     let none =
         http_check("none", "").replace("{{ environment.baseUrl }}", &format!("http://{server}"));
@@ -98,10 +109,9 @@ assignments:
     assert_eq!(seen, expected);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_environment_failing_leaves_its_sibling_healthy_and_the_rollup_is_worst() {
+async fn one_environment_failing_leaves_its_sibling_healthy_and_the_rollup_is_worst(db: TestDb) {
     let server = servers::http().await;
-    let ws = Workspace::new(PLUGINS);
+    let ws = Workspace::on(db, PLUGINS);
     ws.config(&format!(
         "{}checks:\n{}assignments:\n  - {{system: shop, check: web, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}\n",
         envs(&server.to_string(), "127.0.0.1:1"),
@@ -189,10 +199,9 @@ assignments:
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn assertions_record_expected_and_actual_values() {
+async fn assertions_record_expected_and_actual_values(db: TestDb) {
     let server = servers::http().await;
-    let ws = Workspace::new(PLUGINS);
+    let ws = Workspace::on(db, PLUGINS);
     ws.config(&format!(
         "{}checks:
   - id: api
@@ -217,10 +226,8 @@ assignments:
     assert_eq!(assertions[0]["actual"], 500);
     assert_eq!(assertions[1]["passed"], true);
     assert_eq!(assertions[2]["passed"], true);
-    let db = std::fs::read(ws.db_path()).unwrap();
-    assert!(!db.is_empty());
-    let stored = sqlite_value(&ws, "SELECT result FROM runs").await;
-    let stored: Value = serde_json::from_str(&stored).unwrap();
+    let stored = ws.db.texts("SELECT result FROM runs").await;
+    let stored: Value = serde_json::from_str(&stored[0]).unwrap();
     assert_eq!(stored["assertions"][0]["actual"], 500);
     assert_eq!(stored["collectors"][0]["result"]["statusCode"], 500);
     assert!(
@@ -229,24 +236,9 @@ assignments:
     );
 }
 
-async fn sqlite_value(ws: &Workspace, sql: &'static str) -> String {
-    let pool = sqlx::SqlitePool::connect(&ws.db_url()).await.unwrap();
-    let row: (String,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
-    pool.close().await;
-    row.0
-}
-
-async fn sqlite_count(ws: &Workspace, sql: &'static str) -> i64 {
-    let pool = sqlx::SqlitePool::connect(&ws.db_url()).await.unwrap();
-    let row: (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap();
-    pool.close().await;
-    row.0
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_secret_fails_that_run_by_name() {
+async fn a_missing_secret_fails_that_run_by_name(db: TestDb) {
     let server = servers::http().await;
-    let ws = Workspace::new(PLUGINS);
+    let ws = Workspace::on(db, PLUGINS);
     ws.config(&format!(
         "{}checks:
   - id: api
@@ -267,15 +259,16 @@ assignments:
         "required secret not available: NOT_THERE"
     );
     assert_eq!(
-        sqlite_count(&ws, "SELECT COUNT(*) FROM runs WHERE status = 'unhealthy'").await,
+        ws.db
+            .count("SELECT COUNT(*) FROM runs WHERE status = 'unhealthy'")
+            .await,
         1
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_secret_canary_never_reaches_the_database_output_or_logs() {
+async fn a_secret_canary_never_reaches_the_database_output_or_logs(db: TestDb) {
     const CANARY: &str = "canary-d41d8cd98f";
-    let ws = Workspace::new(PLUGINS);
+    let ws = Workspace::on(db, PLUGINS);
     ws.config(&format!(
         "{}checks:
   - id: leak
@@ -304,9 +297,24 @@ assignments:
     assert!(!out.contains(CANARY), "canary in output: {out}");
     assert!(out.contains("****"), "{out}");
     assert_eq!(reports[0]["assertions"][0]["passed"], true, "{out}");
-    for entry in std::fs::read_dir(ws.dir.path()).unwrap() {
+    for row in ws
+        .db
+        .texts("SELECT result || COALESCE(error, '') FROM runs")
+        .await
+    {
+        assert!(!row.contains(CANARY), "canary in a stored run: {row}");
+    }
+    let folders = [Some(ws.dir.path()), ws.db.dir()];
+    for entry in folders
+        .into_iter()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
+    {
         let path = entry.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap();
+        // SQLite removes its -wal and -shm files when the last connection closes.
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
         assert!(
             !bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
             "canary in {}",
@@ -323,9 +331,8 @@ fn failing_config(server: &str, thresholds: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn consecutive_thresholds_degrade_then_fail_then_recover() {
-    let ws = Workspace::new(PLUGINS);
+async fn consecutive_thresholds_degrade_then_fail_then_recover(db: TestDb) {
+    let ws = Workspace::on(db, PLUGINS);
     let bad = failing_config(
         "127.0.0.1:1",
         "{mode: consecutive, degraded: 2, unhealthy: 3}",
@@ -359,10 +366,9 @@ async fn consecutive_thresholds_degrade_then_fail_then_recover() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn window_thresholds_count_failures_in_the_last_runs() {
+async fn window_thresholds_count_failures_in_the_last_runs(db: TestDb) {
     let server = servers::http().await;
-    let ws = Workspace::new(PLUGINS);
+    let ws = Workspace::on(db, PLUGINS);
     let window = "{mode: window, size: 4, degraded: 2, unhealthy: 3}";
     let good = failing_config(&server.to_string(), window);
     let bad = failing_config("127.0.0.1:1", window);
@@ -375,9 +381,8 @@ async fn window_thresholds_count_failures_in_the_last_runs() {
     assert_eq!(seen, ["healthy", "healthy", "degraded", "unhealthy"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_unhealthy_run_is_a_transition_from_healthy() {
-    let ws = Workspace::new(PLUGINS);
+async fn the_first_unhealthy_run_is_a_transition_from_healthy(db: TestDb) {
+    let ws = Workspace::on(db, PLUGINS);
     ws.config(&failing_config(
         "127.0.0.1:1",
         "{mode: consecutive, degraded: 1, unhealthy: 1}",

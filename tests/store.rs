@@ -1,5 +1,8 @@
-//! The SQLite store through its public API on a real database file:
-//! racing evaluations, parallel entities, aggregates and retention.
+//! The store through its public API, on a real SQLite file and on the real
+//! PostgreSQL: racing evaluations, parallel entities, batches, aggregates,
+//! retention, restarts, several writers on one database, and refusals.
+
+mod support;
 
 use std::sync::Arc;
 
@@ -7,25 +10,32 @@ use checkhost::config::{Assignment, EnvSelection, Thresholds};
 use checkhost::store::retention::RetentionPolicy;
 use checkhost::store::{DAY_MS, HOUR_MS, NewRun, Store};
 use serde_json::json;
+use support::db::TestDb;
 
-async fn store(dir: &tempfile::TempDir, systems: &[&str]) -> Arc<Store> {
-    let store = Store::open_sqlite(&dir.path().join("store.db"))
-        .await
-        .unwrap();
-    let assignments: Vec<Assignment> = systems
+const STRICT: Thresholds = Thresholds::Consecutive {
+    degraded: 1,
+    unhealthy: 1,
+};
+
+fn assignments(systems: &[&str], thresholds: Thresholds) -> Vec<Assignment> {
+    systems
         .iter()
         .map(|s| Assignment {
             system: s.to_string(),
             check: "web".into(),
             environments: EnvSelection::All,
-            thresholds: Thresholds::Consecutive {
-                degraded: 1,
-                unhealthy: 1,
-            },
+            thresholds,
             paused: false,
         })
-        .collect();
-    store.sync_config(&[], &assignments, 0).await.unwrap();
+        .collect()
+}
+
+async fn store(db: &TestDb, systems: &[&str]) -> Arc<Store> {
+    let store = Store::open(&db.url()).await.unwrap();
+    store
+        .sync_config(&[], &assignments(systems, STRICT), 0)
+        .await
+        .unwrap();
     Arc::new(store)
 }
 
@@ -42,15 +52,20 @@ fn run(system: &str, env: Option<&str>, healthy: bool, latency_ms: f64, at_ms: i
     }
 }
 
-async fn count(store: &Store, sql: &'static str) -> i64 {
-    let row: (i64,) = sqlx::query_as(sql).fetch_one(store.pool()).await.unwrap();
-    row.0
-}
+on_both_engines!(
+    eight_racing_evaluations_of_one_entity_write_one_transition,
+    distinct_entities_each_get_their_own_transition_in_parallel,
+    a_large_concurrent_load_is_batched_and_every_change_is_one_transition,
+    two_writers_on_one_database_write_one_transition,
+    hourly_aggregates_fold_runs_and_roll_into_daily_with_max_p95,
+    retention_keeps_the_newest_transition_of_every_entity,
+    state_survives_a_restart,
+    paused_assignments_count_for_nothing,
+    a_database_from_a_newer_checkhost_is_refused,
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eight_racing_evaluations_of_one_entity_write_one_transition() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir, &["shop"]).await;
+async fn eight_racing_evaluations_of_one_entity_write_one_transition(db: TestDb) {
+    let store = store(&db, &["shop"]).await;
     let mut events = store.subscribe();
     let tasks: Vec<_> = (0..8)
         .map(|i| {
@@ -68,36 +83,28 @@ async fn eight_racing_evaluations_of_one_entity_write_one_transition() {
         changes += t.await.unwrap().len();
     }
     assert_eq!(changes, 2, "one change for `shop`, one for `shop::prod`");
-    assert_eq!(
-        count(
-            &store,
-            "SELECT COUNT(*) FROM transitions WHERE entity_id = 'shop::prod'"
-        )
-        .await,
-        1
-    );
-    assert_eq!(
-        count(
-            &store,
-            "SELECT COUNT(*) FROM transitions WHERE entity_id = 'shop'"
-        )
-        .await,
-        1
-    );
-    assert_eq!(count(&store, "SELECT COUNT(*) FROM runs").await, 8);
-    let mut received = 0;
-    while events.try_recv().is_ok() {
-        received += 1;
+    for entity in ["shop", "shop::prod"] {
+        let sql = format!("SELECT COUNT(*) FROM transitions WHERE entity_id = '{entity}'");
+        assert_eq!(db.count(&sql).await, 1, "{entity}");
     }
-    assert_eq!(received, 2, "one event per transition");
+    assert_eq!(db.count("SELECT COUNT(*) FROM runs").await, 8);
+    let mut received = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        received.push(event);
+    }
+    assert_eq!(received.len(), 2, "one event per transition");
+    assert!(
+        received
+            .iter()
+            .all(|e| e.id.is_some() && e.run_id.is_some()),
+        "events carry their row and run ids: {received:?}"
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn distinct_entities_each_get_their_own_transition_in_parallel() {
-    let dir = tempfile::tempdir().unwrap();
+async fn distinct_entities_each_get_their_own_transition_in_parallel(db: TestDb) {
     let systems: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
     let names: Vec<&str> = systems.iter().map(String::as_str).collect();
-    let store = store(&dir, &names).await;
+    let store = store(&db, &names).await;
     let tasks: Vec<_> = systems
         .iter()
         .map(|s| {
@@ -114,13 +121,97 @@ async fn distinct_entities_each_get_their_own_transition_in_parallel() {
     for t in tasks {
         assert_eq!(t.await.unwrap().len(), 1);
     }
-    assert_eq!(count(&store, "SELECT COUNT(*) FROM transitions").await, 8);
+    assert_eq!(db.count("SELECT COUNT(*) FROM transitions").await, 8);
 }
 
-#[tokio::test]
-async fn hourly_aggregates_fold_runs_and_roll_into_daily_with_max_p95() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir, &["shop"]).await;
+/// 40 systems × 3 environments, 10 runs each, all in flight at once: the
+/// writer batches them, and each slice's alternating pattern (fail, fail,
+/// pass, …) yields exactly the transitions the sequence implies.
+async fn a_large_concurrent_load_is_batched_and_every_change_is_one_transition(db: TestDb) {
+    let systems: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+    let names: Vec<&str> = systems.iter().map(String::as_str).collect();
+    let store = store(&db, &names).await;
+    let mut tasks = Vec::new();
+    // Runs of one slice are submitted in order; slices interleave freely.
+    for system in &systems {
+        for env in ["a", "b", "c"] {
+            let store = store.clone();
+            let system = system.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut changes = 0;
+                for i in 0..10 {
+                    let healthy = i % 3 == 2;
+                    let at = 1_000_000 + i;
+                    changes += store
+                        .record_run(&run(&system, Some(env), healthy, 1.0, at))
+                        .await
+                        .unwrap()
+                        .iter()
+                        .filter(|t| t.entity_id.contains("::"))
+                        .count();
+                }
+                changes
+            }));
+        }
+    }
+    let mut env_changes = 0;
+    for t in tasks {
+        env_changes += t.await.unwrap();
+    }
+    // Per slice: F F P F F P F F P F → unhealthy at 0, healthy at 2, 5, 8,
+    // unhealthy at 3, 6, 9: 7 transitions.
+    assert_eq!(env_changes, 120 * 7);
+    assert_eq!(db.count("SELECT COUNT(*) FROM runs").await, 1200);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM transitions WHERE entity_id LIKE '%::%'")
+            .await,
+        120 * 7
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM entity_state WHERE status = 'unhealthy'")
+            .await,
+        160,
+        "every slice ends failed: 120 environments and 40 rollups"
+    );
+}
+
+/// Two stores on one database stand for two processes: each has its own
+/// writer and cache, and they race on one entity.
+async fn two_writers_on_one_database_write_one_transition(db: TestDb) {
+    let first = store(&db, &["shop"]).await;
+    let second = Arc::new(Store::open(&db.url()).await.unwrap());
+    let mut tasks = Vec::new();
+    for (i, store) in [first.clone(), second.clone()].into_iter().enumerate() {
+        for n in 0..20 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .record_run(&run(
+                        "shop",
+                        Some("prod"),
+                        false,
+                        1.0,
+                        5_000 + n * 2 + i as i64,
+                    ))
+                    .await
+                    .unwrap()
+                    .len()
+            }));
+        }
+    }
+    let mut changes = 0;
+    for t in tasks {
+        changes += t.await.unwrap();
+    }
+    assert_eq!(changes, 2, "`shop` and `shop::prod` change once");
+    assert_eq!(db.count("SELECT COUNT(*) FROM transitions").await, 2);
+    assert_eq!(db.count("SELECT COUNT(*) FROM runs").await, 40);
+    first.close().await;
+    second.close().await;
+}
+
+async fn hourly_aggregates_fold_runs_and_roll_into_daily_with_max_p95(db: TestDb) {
+    let store = store(&db, &["shop"]).await;
     let now = 400 * DAY_MS;
     let day = now - 40 * DAY_MS;
     // Hour one: 1..=20 ms; hour two: 101..=120 ms; one env-less run.
@@ -144,17 +235,22 @@ async fn hourly_aggregates_fold_runs_and_roll_into_daily_with_max_p95() {
         .record_run(&run("shop", None, true, 7.0, day + 30))
         .await
         .unwrap();
-    assert_eq!(
-        count(&store, "SELECT COUNT(*) FROM aggregates_hourly").await,
-        3
-    );
-    let (p95_one, p95_two): (f64, f64) =
-        sqlx::query_as("SELECT MIN(p95), MAX(p95) FROM aggregates_hourly WHERE env_key = 'prod'")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+    assert_eq!(db.count("SELECT COUNT(*) FROM aggregates_hourly").await, 3);
+    let prod_hourly = db
+        .floats(
+            "SELECT p95, latency_min, latency_max FROM aggregates_hourly a
+             JOIN slices s ON s.id = a.slice_id WHERE s.env_key = 'prod' ORDER BY bucket",
+        )
+        .await;
+    let (p95_one, p95_two) = (prod_hourly[0].0, prod_hourly[1].0);
     assert!((p95_one - 19.0).abs() < 1.0, "{p95_one}");
     assert!((p95_two - 119.0).abs() < 3.0, "{p95_two}");
+    for (p95, min, max) in db
+        .floats("SELECT p95, latency_min, latency_max FROM aggregates_hourly")
+        .await
+    {
+        assert!(min <= p95 && p95 <= max, "p95 {p95} outside [{min}, {max}]");
+    }
 
     let report = store
         .retention(RetentionPolicy::default(), now)
@@ -162,60 +258,133 @@ async fn hourly_aggregates_fold_runs_and_roll_into_daily_with_max_p95() {
         .unwrap();
     assert_eq!(report.runs_deleted, 41);
     assert_eq!(report.hourly_rolled, 3);
+    assert_eq!(db.count("SELECT COUNT(*) FROM aggregates_hourly").await, 0);
+    let daily =
+        "FROM aggregates_daily a JOIN slices s ON s.id = a.slice_id WHERE s.env_key = 'prod'";
     assert_eq!(
-        count(&store, "SELECT COUNT(*) FROM aggregates_hourly").await,
-        0
+        db.count(&format!(
+            "SELECT total * 10000 + healthy * 100 + unhealthy {daily}"
+        ))
+        .await,
+        40 * 10000 + 36 * 100 + 4
     );
-    let (total, healthy, unhealthy, min, max, p95): (i64, i64, i64, f64, f64, f64) = sqlx::query_as(
-        "SELECT total, healthy, unhealthy, latency_min, latency_max, p95 FROM aggregates_daily WHERE env_key = 'prod'",
-    )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
-    assert_eq!((total, healthy, unhealthy), (40, 36, 4));
+    let (p95, min, max) = db
+        .floats(&format!("SELECT p95, latency_min, latency_max {daily}"))
+        .await[0];
     assert_eq!((min, max), (1.0, 120.0));
     assert_eq!(p95, p95_two, "a day's p95 is the max of its hourly p95s");
     assert_eq!(
-        count(&store, "SELECT COUNT(*) FROM aggregates_daily").await,
+        db.count("SELECT COUNT(*) FROM aggregates_daily").await,
         2,
         "env-less day kept apart"
     );
 }
 
-#[tokio::test]
-async fn retention_keeps_the_newest_transition_of_every_entity() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(&dir, &["shop"]).await;
+async fn retention_keeps_the_newest_transition_of_every_entity(db: TestDb) {
+    let store = store(&db, &["shop"]).await;
     let old = DAY_MS;
-    store
-        .record_run(&run("shop", None, false, 1.0, old))
-        .await
-        .unwrap();
-    store
-        .record_run(&run("shop", None, true, 1.0, old + 1))
-        .await
-        .unwrap();
-    store
-        .record_run(&run("shop", None, false, 1.0, old + 2))
-        .await
-        .unwrap();
-    assert_eq!(count(&store, "SELECT COUNT(*) FROM transitions").await, 3);
+    for (healthy, at) in [(false, old), (true, old + 1), (false, old + 2)] {
+        store
+            .record_run(&run("shop", None, healthy, 1.0, at))
+            .await
+            .unwrap();
+    }
+    assert_eq!(db.count("SELECT COUNT(*) FROM transitions").await, 3);
     store
         .retention(RetentionPolicy::default(), 500 * DAY_MS)
         .await
         .unwrap();
-    let (kept, to): (i64, String) =
-        sqlx::query_as("SELECT COUNT(*), MAX(to_status) FROM transitions")
-            .fetch_one(store.pool())
+    assert_eq!(db.count("SELECT COUNT(*) FROM transitions").await, 1);
+    assert_eq!(
+        db.texts("SELECT to_status FROM transitions").await,
+        ["unhealthy"]
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM entity_state WHERE status = 'unhealthy'")
+            .await,
+        1
+    );
+}
+
+/// The writer's slice state is loaded from the database the first time a
+/// slice is touched: a streak started before a restart continues after it.
+async fn state_survives_a_restart(db: TestDb) {
+    let thresholds = Thresholds::Consecutive {
+        degraded: 2,
+        unhealthy: 3,
+    };
+    let store = Store::open(&db.url()).await.unwrap();
+    store
+        .sync_config(&[], &assignments(&["shop"], thresholds), 0)
+        .await
+        .unwrap();
+    for at in [1, 2] {
+        store
+            .record_run(&run("shop", None, false, 1.0, at))
             .await
             .unwrap();
-    assert_eq!((kept, to.as_str()), (1, "unhealthy"));
+    }
+    store.close().await;
+    let store = Store::open(&db.url()).await.unwrap();
+    let changes = store
+        .record_run(&run("shop", None, false, 1.0, 3))
+        .await
+        .unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].from.as_str(), "degraded");
+    assert_eq!(changes[0].to.as_str(), "unhealthy");
+    store.close().await;
+}
+
+async fn paused_assignments_count_for_nothing(db: TestDb) {
+    let store = Store::open(&db.url()).await.unwrap();
+    let mut config = assignments(&["shop"], STRICT);
+    config.push(Assignment {
+        check: "batch".into(),
+        paused: true,
+        ..config[0].clone()
+    });
+    store.sync_config(&[], &config, 0).await.unwrap();
+    let mut failing = run("shop", None, false, 1.0, 1);
+    failing.check_id = "batch".into();
+    assert!(store.record_run(&failing).await.unwrap().is_empty());
+    let changes = store
+        .record_run(&run("shop", None, true, 1.0, 2))
+        .await
+        .unwrap();
+    assert!(changes.is_empty(), "{changes:?}");
+    let statuses = store.statuses().await.unwrap();
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0].status.as_str(), "healthy");
+    store.close().await;
+}
+
+async fn a_database_from_a_newer_checkhost_is_refused(db: TestDb) {
+    let store = store(&db, &["shop"]).await;
+    store
+        .record_run(&run("shop", None, true, 1.0, 1))
+        .await
+        .unwrap();
+    store.close().await;
+    let checksum = if db.engine() == "sqlite" {
+        "X'00'"
+    } else {
+        "'\\x00'::bytea"
+    };
+    db.execute(&format!(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (9999, 'from the future', TRUE, {checksum}, 1)"
+    ))
+    .await;
+    let error = Store::open(&db.url()).await.err().expect("refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("newer checkhost") && message.contains("9999"),
+        "{message}"
+    );
     assert_eq!(
-        count(
-            &store,
-            "SELECT COUNT(*) FROM entity_state WHERE status = 'unhealthy'"
-        )
-        .await,
-        1
+        db.count("SELECT COUNT(*) FROM runs").await,
+        1,
+        "nothing stored is touched"
     );
 }

@@ -2,6 +2,7 @@
 //! shared runtime, and real local servers (HTTP, TCP banner, DNS, TLS).
 #![allow(dead_code)]
 
+pub mod db;
 pub mod servers;
 
 use std::path::PathBuf;
@@ -168,13 +169,20 @@ pub fn plugin_dir(names: &[&str]) -> tempfile::TempDir {
 pub struct Workspace {
     pub dir: tempfile::TempDir,
     pub plugins: tempfile::TempDir,
+    pub db: db::TestDb,
 }
 
 impl Workspace {
+    /// A workspace on a SQLite file.
     pub fn new(plugins: &[&str]) -> Workspace {
+        Workspace::on(db::TestDb::sqlite(), plugins)
+    }
+
+    pub fn on(db: db::TestDb, plugins: &[&str]) -> Workspace {
         Workspace {
             dir: tempfile::tempdir().unwrap(),
             plugins: plugin_dir(plugins),
+            db,
         }
     }
 
@@ -184,12 +192,8 @@ impl Workspace {
         path
     }
 
-    pub fn db_path(&self) -> PathBuf {
-        self.dir.path().join("checkhost.db")
-    }
-
     pub fn db_url(&self) -> String {
-        format!("sqlite://{}", self.db_path().display())
+        self.db.url()
     }
 
     /// `checkhost run --json` on the current config, with extra env vars.

@@ -126,7 +126,11 @@ pub async fn run(guests: &Path, runs: usize, concurrency: usize) -> anyhow::Resu
     })?;
     let plugins = PluginSet::load_dir(&runtime, guests).await?;
     let dir = tempfile::tempdir()?;
-    let store = Store::open_sqlite(&dir.path().join("bench.db")).await?;
+    let store = Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("bench.db").display()
+    ))
+    .await?;
     let batch = 200.min(runs.max(1));
     let config = config(addr, batch)?;
     let pipeline = Pipeline {

@@ -30,7 +30,8 @@ pub struct ConfigArgs {
 
 #[derive(Debug, Args)]
 pub struct DatabaseArg {
-    /// `sqlite://path`; default: `database:` of the config, else `sqlite://checkhost.db`.
+    /// `sqlite://path` or `postgres://user@host/db`; default: `database:` of
+    /// the config, else `sqlite://checkhost.db`.
     #[arg(long, env = "CHECKHOST_DATABASE")]
     pub database: Option<String>,
 }
@@ -191,7 +192,9 @@ pub async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
             eprint!("\r[{n}/{total}] {} {}", r.system, r.check);
         }
     };
-    let reports = pipeline.run(&selection, &on_done).await?;
+    let reports = pipeline.run(&selection, &on_done).await;
+    store.close().await;
+    let reports = reports?;
     if progress {
         eprintln!();
     }

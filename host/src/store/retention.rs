@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, QueryBuilder};
 
+use super::db::{WritePool, with_pool};
+use super::ids::first_id_at;
 use super::sketch::Sketch;
 use super::{DAY_MS, Store, StoreError};
 
@@ -38,9 +40,12 @@ pub struct RetentionReport {
     pub transitions_deleted: u64,
 }
 
+type BucketRow = (i64, i64, i64, i64, i64, f64, f64, f64, f64, String);
+
+/// A daily bucket being built from hourly rows (and the daily row already
+/// stored, if any). A day's p95 is the max of its hourly p95s.
 #[derive(Default)]
 struct DailyRow {
-    environment_id: Option<String>,
     total: i64,
     healthy: i64,
     unhealthy: i64,
@@ -51,104 +56,129 @@ struct DailyRow {
     sketch: Sketch,
 }
 
+impl DailyRow {
+    fn fold(&mut self, row: &BucketRow) {
+        let (_, _, total, healthy, unhealthy, sum, min, max, p95, ref sketch) = *row;
+        let first = self.total == 0;
+        self.total += total;
+        self.healthy += healthy;
+        self.unhealthy += unhealthy;
+        self.latency_sum += sum;
+        self.latency_min = if first {
+            min
+        } else {
+            self.latency_min.min(min)
+        };
+        self.latency_max = if first {
+            max
+        } else {
+            self.latency_max.max(max)
+        };
+        self.p95 = self.p95.max(p95);
+        self.sketch.merge(&Sketch::from_json(sketch));
+    }
+}
+
+const BUCKET_COLUMNS: &str = "slice_id, bucket, total, healthy, unhealthy, latency_sum, latency_min, latency_max, p95, sketch";
+
 impl Store {
     pub async fn retention(
         &self,
         policy: RetentionPolicy,
         now_ms: i64,
     ) -> Result<RetentionReport, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let runs_deleted = sqlx::query("DELETE FROM runs WHERE created_at < ?")
-            .bind(now_ms - policy.raw_days * DAY_MS)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-
         let cutoff = now_ms - policy.hourly_days * DAY_MS;
-        let hourly = sqlx::query(
-            "SELECT check_id, system_id, environment_id, env_key, bucket, total, healthy, unhealthy,
-                    latency_sum, latency_min, latency_max, p95, sketch
-             FROM aggregates_hourly WHERE bucket < ?",
-        )
-        .bind(cutoff)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut days: BTreeMap<(String, String, String, i64), DailyRow> = BTreeMap::new();
-        for r in &hourly {
-            let bucket: i64 = r.get("bucket");
-            let key = (
-                r.get("check_id"),
-                r.get("system_id"),
-                r.get("env_key"),
-                bucket.div_euclid(DAY_MS) * DAY_MS,
-            );
-            let first = !days.contains_key(&key);
-            let day = days.entry(key).or_default();
-            day.environment_id = r.get("environment_id");
-            day.total += r.get::<i64, _>("total");
-            day.healthy += r.get::<i64, _>("healthy");
-            day.unhealthy += r.get::<i64, _>("unhealthy");
-            day.latency_sum += r.get::<f64, _>("latency_sum");
-            let (min, max): (f64, f64) = (r.get("latency_min"), r.get("latency_max"));
-            day.latency_min = if first { min } else { day.latency_min.min(min) };
-            day.latency_max = day.latency_max.max(max);
-            // p95 of a day is the max of its hourly p95s.
-            day.p95 = day.p95.max(r.get::<f64, _>("p95"));
-            day.sketch
-                .merge(&Sketch::from_json(r.get::<String, _>("sketch").as_str()));
-        }
-        for ((check, system, env_key, bucket), day) in &days {
-            sqlx::query(
-                "INSERT INTO aggregates_daily (check_id, system_id, environment_id, env_key, bucket, total, healthy,
-                    unhealthy, latency_sum, latency_min, latency_max, p95, sketch)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT (check_id, system_id, env_key, bucket) DO UPDATE SET
-                    total = total + excluded.total, healthy = healthy + excluded.healthy,
-                    unhealthy = unhealthy + excluded.unhealthy, latency_sum = latency_sum + excluded.latency_sum,
-                    latency_min = MIN(latency_min, excluded.latency_min),
-                    latency_max = MAX(latency_max, excluded.latency_max),
-                    p95 = MAX(p95, excluded.p95), sketch = excluded.sketch",
-            )
-            .bind(check)
-            .bind(system)
-            .bind(&day.environment_id)
-            .bind(env_key)
-            .bind(bucket)
-            .bind(day.total)
-            .bind(day.healthy)
-            .bind(day.unhealthy)
-            .bind(day.latency_sum)
-            .bind(day.latency_min)
-            .bind(day.latency_max)
-            .bind(day.p95)
-            .bind(day.sketch.to_json())
-            .execute(&mut *tx)
-            .await?;
-        }
-        let hourly_rolled = sqlx::query("DELETE FROM aggregates_hourly WHERE bucket < ?")
+        let report = with_pool!(&self.db.write, pool => {
+            let mut tx = WritePool::begin_write(pool).await?;
+            // Run ids start with their timestamp: no time index needed.
+            let runs_deleted = sqlx::query("DELETE FROM runs WHERE id < $1")
+                .bind(first_id_at(now_ms - policy.raw_days * DAY_MS))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+
+            let hourly: Vec<BucketRow> = sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {BUCKET_COLUMNS} FROM aggregates_hourly WHERE bucket < $1"
+            )))
             .bind(cutoff)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut days: BTreeMap<(i64, i64), DailyRow> = BTreeMap::new();
+            for row in &hourly {
+                days.entry((row.0, row.1.div_euclid(DAY_MS) * DAY_MS))
+                    .or_default()
+                    .fold(row);
+            }
+            let day_keys: Vec<(i64, i64)> = days.keys().copied().collect();
+            for chunk in day_keys.chunks(500) {
+                let mut q = QueryBuilder::new(format!(
+                    "SELECT {BUCKET_COLUMNS} FROM aggregates_daily WHERE slice_id IN ("
+                ));
+                let mut list = q.separated(", ");
+                for (slice, _) in chunk {
+                    list.push_bind(*slice);
+                }
+                list.push_unseparated(")");
+                let stored: Vec<BucketRow> = q.build_query_as().fetch_all(&mut *tx).await?;
+                for row in &stored {
+                    if let Some(day) = days.get_mut(&(row.0, row.1)) {
+                        day.fold(row);
+                    }
+                }
+            }
+            let rows: Vec<_> = days.iter().collect();
+            for chunk in rows.chunks(500) {
+                let mut q = QueryBuilder::new(format!("INSERT INTO aggregates_daily ({BUCKET_COLUMNS}) "));
+                q.push_values(chunk, |mut row, ((slice, bucket), day)| {
+                    row.push_bind(*slice)
+                        .push_bind(*bucket)
+                        .push_bind(day.total)
+                        .push_bind(day.healthy)
+                        .push_bind(day.unhealthy)
+                        .push_bind(day.latency_sum)
+                        .push_bind(day.latency_min)
+                        .push_bind(day.latency_max)
+                        .push_bind(day.p95)
+                        .push_bind(day.sketch.to_json());
+                });
+                q.push(
+                    " ON CONFLICT (slice_id, bucket) DO UPDATE SET total = excluded.total,
+                        healthy = excluded.healthy, unhealthy = excluded.unhealthy,
+                        latency_sum = excluded.latency_sum, latency_min = excluded.latency_min,
+                        latency_max = excluded.latency_max, p95 = excluded.p95, sketch = excluded.sketch",
+                );
+                q.build().execute(&mut *tx).await?;
+            }
+            let hourly_rolled = sqlx::query("DELETE FROM aggregates_hourly WHERE bucket < $1")
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let daily_deleted = sqlx::query("DELETE FROM aggregates_daily WHERE bucket < $1")
+                .bind(now_ms - policy.daily_days * DAY_MS)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let transitions_deleted = sqlx::query(
+                "DELETE FROM transitions WHERE created_at < $1
+                 AND id NOT IN (SELECT MAX(id) FROM transitions GROUP BY entity_id)",
+            )
+            .bind(now_ms - policy.transition_days * DAY_MS)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        let daily_deleted = sqlx::query("DELETE FROM aggregates_daily WHERE bucket < ?")
-            .bind(now_ms - policy.daily_days * DAY_MS)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let transitions_deleted = sqlx::query(
-            "DELETE FROM transitions WHERE created_at < ?
-             AND id NOT IN (SELECT MAX(id) FROM transitions GROUP BY entity_id)",
-        )
-        .bind(now_ms - policy.transition_days * DAY_MS)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(RetentionReport {
-            runs_deleted,
-            hourly_rolled,
-            daily_deleted,
-            transitions_deleted,
-        })
+            sqlx::query("DELETE FROM writers WHERE started_at < $1 AND id < (SELECT MAX(id) FROM writers)")
+                .bind(now_ms - policy.raw_days * DAY_MS)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            RetentionReport {
+                runs_deleted,
+                hourly_rolled,
+                daily_deleted,
+                transitions_deleted,
+            }
+        });
+        Ok(report)
     }
 }

@@ -1,0 +1,357 @@
+//! A batch applied in memory: each run, in order, is folded into its slice's
+//! recent outcomes and its hourly aggregate, and its entities are
+//! re-evaluated — yielding the rows to write and exactly one transition per
+//! status change, however many runs of one entity the batch holds.
+
+use std::collections::HashMap;
+
+use super::sketch::Sketch;
+use super::state::{Status, TransitionKind, runs_needed, slice_status, worst};
+use super::{HOUR_MS, NewRun, TransitionEvent, entity_ids};
+use crate::config::Thresholds;
+
+/// A slice as the batch sees it: loaded under the entity locks, then updated.
+#[derive(Debug, Clone)]
+pub struct SliceState {
+    pub system_id: String,
+    pub check_id: String,
+    pub environment_id: Option<String>,
+    /// Newest first, `1` failed, `0` passed; as many as the thresholds need.
+    pub outcomes: String,
+    pub status: Status,
+    pub last_run_at: Option<i64>,
+    pub thresholds: Thresholds,
+    /// False when the assignment is paused or gone: measured, but the slice
+    /// counts for nothing in its entities.
+    pub counts: bool,
+}
+
+impl SliceState {
+    fn record(&mut self, failed: bool, at_ms: i64) {
+        self.outcomes.insert(0, if failed { '1' } else { '0' });
+        self.outcomes
+            .truncate(runs_needed(&self.thresholds).max(1) as usize);
+        self.status = self.evaluate();
+        self.last_run_at = Some(self.last_run_at.map_or(at_ms, |t| t.max(at_ms)));
+    }
+
+    /// The slice's status under its thresholds.
+    pub fn evaluate(&self) -> Status {
+        let failed: Vec<bool> = self.outcomes.chars().map(|c| c == '1').collect();
+        slice_status(&self.thresholds, &failed)
+    }
+
+    fn env_key(&self) -> &str {
+        self.environment_id.as_deref().unwrap_or("")
+    }
+}
+
+/// One hourly bucket of one slice.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Aggregate {
+    pub total: i64,
+    pub healthy: i64,
+    pub unhealthy: i64,
+    pub latency_sum: f64,
+    pub latency_min: f64,
+    pub latency_max: f64,
+    pub sketch: Sketch,
+}
+
+impl Aggregate {
+    fn add(&mut self, latency_ms: f64, healthy: bool) {
+        if self.total == 0 {
+            self.latency_min = latency_ms;
+            self.latency_max = latency_ms;
+        } else {
+            self.latency_min = self.latency_min.min(latency_ms);
+            self.latency_max = self.latency_max.max(latency_ms);
+        }
+        self.total += 1;
+        if healthy {
+            self.healthy += 1;
+        } else {
+            self.unhealthy += 1;
+        }
+        self.latency_sum += latency_ms;
+        self.sketch.add(latency_ms);
+    }
+
+    /// The sketch's estimate, clamped to the bucket's own range: a bucket
+    /// midpoint can lie outside [min, max] when few runs fall in it.
+    pub fn p95(&self) -> f64 {
+        self.sketch
+            .quantile(0.95)
+            .clamp(self.latency_min, self.latency_max)
+    }
+}
+
+/// What the batch needs from the database, read once per batch.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub slices: HashMap<i64, SliceState>,
+    /// Worst status of the counting slices *not* in this batch, per system
+    /// and environment key (`""` for env-less slices).
+    pub others: HashMap<String, Vec<(String, Status)>>,
+    /// Stored entity statuses; an entity absent here starts healthy.
+    pub entities: HashMap<String, Status>,
+    pub aggregates: HashMap<(i64, i64), Aggregate>,
+}
+
+/// A run queued for the batch, with the ids it was given before the write.
+pub struct PendingRun<'a> {
+    pub id: i64,
+    pub slice_id: i64,
+    pub run: &'a NewRun,
+}
+
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Final status of every entity that changed, with the time it changed.
+    pub entities: Vec<(String, Status, i64)>,
+    /// Per run of the batch (same order), the transitions it caused.
+    pub transitions: Vec<Vec<TransitionEvent>>,
+}
+
+pub fn hour_bucket(at_ms: i64) -> i64 {
+    at_ms.div_euclid(HOUR_MS) * HOUR_MS
+}
+
+/// Applies the runs in order to `loaded`, which then holds the new slice
+/// states and aggregates to write.
+pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
+    let mut touched_by_system: HashMap<String, Vec<i64>> = HashMap::new();
+    for p in runs {
+        let system = &p.run.system_id;
+        let ids = touched_by_system.entry(system.clone()).or_default();
+        if !ids.contains(&p.slice_id) {
+            ids.push(p.slice_id);
+        }
+    }
+    let mut changed_entities: HashMap<String, (Status, i64)> = HashMap::new();
+    let mut transitions = Vec::with_capacity(runs.len());
+    for p in runs {
+        let run = p.run;
+        if let Some(slice) = loaded.slices.get_mut(&p.slice_id) {
+            slice.record(!run.healthy, run.at_ms);
+        }
+        loaded
+            .aggregates
+            .entry((p.slice_id, hour_bucket(run.at_ms)))
+            .or_default()
+            .add(run.latency_ms, run.healthy);
+
+        let mut caused = Vec::new();
+        for entity in entity_ids(&run.system_id, run.environment_id.as_deref()) {
+            let env_scope = entity
+                .contains("::")
+                .then(|| run.environment_id.as_deref().unwrap_or(""));
+            let status = entity_status(loaded, &touched_by_system, &run.system_id, env_scope);
+            if status == Status::Unknown {
+                continue;
+            }
+            let previous = changed_entities
+                .get(&entity)
+                .map(|(s, _)| *s)
+                .or_else(|| loaded.entities.get(&entity).copied());
+            if previous == Some(status) {
+                continue;
+            }
+            changed_entities.insert(entity.clone(), (status, run.at_ms));
+            let from = previous.unwrap_or(Status::Healthy);
+            if from != status {
+                caused.push(TransitionEvent {
+                    id: None,
+                    entity_id: entity,
+                    from,
+                    to: status,
+                    kind: TransitionKind::classify(from, status),
+                    check_id: run.check_id.clone(),
+                    environment_id: run.environment_id.clone(),
+                    run_id: Some(p.id),
+                    at_ms: run.at_ms,
+                });
+            }
+        }
+        transitions.push(caused);
+    }
+    let mut entities: Vec<_> = changed_entities
+        .into_iter()
+        .map(|(entity, (status, at))| (entity, status, at))
+        .collect();
+    entities.sort_by(|a, b| a.0.cmp(&b.0));
+    Applied {
+        entities,
+        transitions,
+    }
+}
+
+/// Worst over the counting slices of a system (`env_scope: None`) or of one
+/// of its environments: the batch's slices as they are now, the others as
+/// loaded.
+fn entity_status(
+    loaded: &Loaded,
+    touched_by_system: &HashMap<String, Vec<i64>>,
+    system: &str,
+    env_scope: Option<&str>,
+) -> Status {
+    let in_scope = |env_key: &str| env_scope.is_none_or(|e| e == env_key);
+    let others = loaded
+        .others
+        .get(system)
+        .into_iter()
+        .flatten()
+        .filter(|(env_key, _)| in_scope(env_key))
+        .map(|(_, status)| *status);
+    let touched = touched_by_system
+        .get(system)
+        .into_iter()
+        .flatten()
+        .filter_map(|id| loaded.slices.get(id))
+        .filter(|s| s.counts && in_scope(s.env_key()))
+        .map(|s| s.status);
+    worst(others.chain(touched))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn slice(system: &str, env: Option<&str>, thresholds: Thresholds) -> SliceState {
+        SliceState {
+            system_id: system.into(),
+            check_id: "web".into(),
+            environment_id: env.map(str::to_string),
+            outcomes: String::new(),
+            status: Status::Unknown,
+            last_run_at: None,
+            thresholds,
+            counts: true,
+        }
+    }
+
+    fn new_run(env: Option<&str>, healthy: bool, at_ms: i64, latency_ms: f64) -> NewRun {
+        NewRun {
+            system_id: "shop".into(),
+            check_id: "web".into(),
+            environment_id: env.map(str::to_string),
+            healthy,
+            latency_ms,
+            result: json!({}),
+            error: None,
+            at_ms,
+        }
+    }
+
+    const STRICT: Thresholds = Thresholds::Consecutive {
+        degraded: 1,
+        unhealthy: 1,
+    };
+
+    #[test]
+    fn a_flip_and_back_in_one_batch_is_two_transitions_per_entity() {
+        let mut loaded = Loaded::default();
+        loaded.slices.insert(1, slice("shop", Some("prod"), STRICT));
+        let runs = [
+            new_run(Some("prod"), true, 1, 1.0),
+            new_run(Some("prod"), false, 2, 1.0),
+            new_run(Some("prod"), false, 3, 1.0),
+            new_run(Some("prod"), true, 4, 1.0),
+        ];
+        let pending: Vec<_> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, run)| PendingRun {
+                id: i as i64,
+                slice_id: 1,
+                run,
+            })
+            .collect();
+        let applied = apply(&mut loaded, &pending);
+        let kinds: Vec<Vec<(String, TransitionKind)>> = applied
+            .transitions
+            .iter()
+            .map(|ts| ts.iter().map(|t| (t.entity_id.clone(), t.kind)).collect())
+            .collect();
+        let both = |k| vec![("shop".to_string(), k), ("shop::prod".to_string(), k)];
+        assert_eq!(
+            kinds,
+            [
+                vec![],
+                both(TransitionKind::Escalation),
+                vec![],
+                both(TransitionKind::Recovery)
+            ]
+        );
+        assert_eq!(
+            applied.entities,
+            [
+                ("shop".to_string(), Status::Healthy, 4),
+                ("shop::prod".to_string(), Status::Healthy, 4)
+            ]
+        );
+        assert_eq!(
+            loaded.slices[&1].outcomes, "0",
+            "trimmed to what thresholds need"
+        );
+    }
+
+    #[test]
+    fn the_rollup_sees_slices_outside_the_batch_and_ignores_paused_ones() {
+        let mut loaded = Loaded::default();
+        loaded.slices.insert(1, slice("shop", Some("prod"), STRICT));
+        let mut paused = slice("shop", Some("dev"), STRICT);
+        paused.counts = false;
+        loaded.slices.insert(2, paused);
+        loaded
+            .others
+            .insert("shop".into(), vec![("staging".into(), Status::Degraded)]);
+        loaded.entities.insert("shop".into(), Status::Degraded);
+        let runs = [
+            new_run(Some("dev"), false, 1, 1.0),
+            new_run(Some("prod"), true, 2, 1.0),
+        ];
+        let pending = [
+            PendingRun {
+                id: 1,
+                slice_id: 2,
+                run: &runs[0],
+            },
+            PendingRun {
+                id: 2,
+                slice_id: 1,
+                run: &runs[1],
+            },
+        ];
+        let applied = apply(&mut loaded, &pending);
+        assert!(applied.transitions.iter().all(Vec::is_empty), "{applied:?}");
+        assert_eq!(
+            applied.entities,
+            [("shop::prod".to_string(), Status::Healthy, 2)],
+            "first healthy evaluation stores the baseline without a transition"
+        );
+    }
+
+    #[test]
+    fn p95_stays_inside_the_bucket_range() {
+        for latencies in [
+            vec![4.14],
+            vec![4.14, 4.15],
+            (1..=14).map(f64::from).collect(),
+        ] {
+            let mut a = Aggregate::default();
+            for l in &latencies {
+                a.add(*l, true);
+            }
+            let p95 = a.p95();
+            assert!(
+                a.latency_min <= p95 && p95 <= a.latency_max,
+                "p95 {p95} outside [{}, {}] for {} runs",
+                a.latency_min,
+                a.latency_max,
+                latencies.len()
+            );
+        }
+    }
+}

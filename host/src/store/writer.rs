@@ -1,0 +1,589 @@
+//! The one batched writer of a process: finished runs wait in a bounded
+//! queue; each batch is what queued while the previous one committed (up to
+//! `max_batch`), written in one transaction of a handful of multi-row
+//! statements. A producer hears back only after its batch committed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::{QueryBuilder, Transaction};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::apply::{Aggregate, Applied, Loaded, PendingRun, SliceState, apply, hour_bucket};
+use super::db::{Db, WritePool, entity_lock_key, is_transient, with_pool};
+use super::ids::RunIds;
+use super::sketch::Sketch;
+use super::state::Status;
+use super::{NewRun, StoreError, TransitionEvent, entity_ids};
+use crate::config::Thresholds;
+
+/// Rows per multi-row statement: well inside both engines' parameter limits.
+const CHUNK: usize = 500;
+
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Runs waiting for the writer before producers wait too.
+    pub queue: usize,
+    /// Runs per transaction at most.
+    pub max_batch: usize,
+    /// How long a batch is retried while the database is unreachable
+    /// before its runs are reported as not persisted.
+    pub retry_for: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            queue: 8192,
+            max_batch: 2000,
+            retry_for: Duration::from_secs(30),
+        }
+    }
+}
+
+pub enum Job {
+    Run {
+        run: NewRun,
+        reply: oneshot::Sender<Result<Vec<TransitionEvent>, StoreError>>,
+    },
+    /// Commit what is queued and end.
+    Stop,
+}
+
+type Reply = oneshot::Sender<Result<Vec<TransitionEvent>, StoreError>>;
+
+/// `(system, check, env_key)`.
+type SliceKey = (String, String, String);
+
+struct Writer {
+    db: Arc<Db>,
+    events: broadcast::Sender<TransitionEvent>,
+    config: WriterConfig,
+    ids: RunIds,
+    /// Slice ids never change once made: resolved once per process.
+    slice_ids: HashMap<SliceKey, i64>,
+}
+
+/// Registers the writer in the database (for its id tag) and starts it.
+pub async fn start(
+    db: Arc<Db>,
+    events: broadcast::Sender<TransitionEvent>,
+    config: WriterConfig,
+) -> Result<(mpsc::Sender<Job>, tokio::task::JoinHandle<()>), StoreError> {
+    let row_id: i64 = with_pool!(&db.write, pool => {
+        sqlx::query_scalar("INSERT INTO writers (started_at) VALUES ($1) RETURNING id")
+            .bind(crate::pipeline::run::now_ms())
+            .fetch_one(pool)
+            .await?
+    });
+    let (queue, jobs) = mpsc::channel(config.queue.max(1));
+    let writer = Writer {
+        db,
+        events,
+        config,
+        ids: RunIds::new(row_id),
+        slice_ids: HashMap::new(),
+    };
+    Ok((queue, tokio::spawn(writer.run(jobs))))
+}
+
+impl Writer {
+    async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        let mut stopping = false;
+        while !stopping {
+            let Some(first) = jobs.recv().await else {
+                break;
+            };
+            let mut batch: Vec<(NewRun, Reply)> = Vec::new();
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Run { run, reply } => batch.push((run, reply)),
+                    Job::Stop => stopping = true,
+                }
+                if batch.len() < self.config.max_batch {
+                    next = jobs.try_recv().ok();
+                }
+            }
+            if stopping {
+                // Runs queued behind the stop are still committed.
+                while let Ok(Job::Run { run, reply }) = jobs.try_recv() {
+                    batch.push((run, reply));
+                }
+            }
+            if !batch.is_empty() {
+                self.write(batch).await;
+            }
+        }
+    }
+
+    async fn write(&mut self, batch: Vec<(NewRun, Reply)>) {
+        let (runs, replies): (Vec<NewRun>, Vec<Reply>) = batch.into_iter().unzip();
+        match self.commit_with_retry(&runs).await {
+            Ok(transitions) => {
+                for (reply, caused) in replies.into_iter().zip(transitions) {
+                    for event in &caused {
+                        // Nobody listening is fine: the transition row is the record.
+                        let _ = self.events.send(event.clone());
+                    }
+                    let _ = reply.send(Ok(caused));
+                }
+            }
+            Err(message) => {
+                tracing::error!(runs = runs.len(), "{message}");
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::NotPersisted(message.clone())));
+                }
+            }
+        }
+    }
+
+    /// Commits the batch, retrying while the database is unreachable. The
+    /// run ids are made once, so a retry after a commit whose answer was
+    /// lost finds the batch already there and does not write it twice.
+    async fn commit_with_retry(
+        &mut self,
+        runs: &[NewRun],
+    ) -> Result<Vec<Vec<TransitionEvent>>, String> {
+        let ids: Vec<i64> = runs.iter().map(|r| self.ids.next(r.at_ms)).collect();
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(50);
+        let mut attempt: Option<Vec<Vec<TransitionEvent>>> = None;
+        loop {
+            let error = match self.commit(runs, &ids, &mut attempt).await {
+                Ok(transitions) => return Ok(transitions),
+                Err(e) => e,
+            };
+            if !is_transient(&error) || started.elapsed() >= self.config.retry_for {
+                return Err(format!("database {}: {error}", self.db.url));
+            }
+            tracing::warn!(database = %self.db.url, "write failed, retrying: {error}");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+            if let Some(transitions) = attempt.take()
+                && self.committed(ids[0]).await
+            {
+                return Ok(transitions);
+            }
+        }
+    }
+
+    /// Whether the run with this id is stored (a batch is all or nothing).
+    async fn committed(&self, run_id: i64) -> bool {
+        let found: Result<Option<i64>, sqlx::Error> = with_pool!(&self.db.write, pool => {
+            sqlx::query_scalar("SELECT id FROM runs WHERE id = $1")
+                .bind(run_id)
+                .fetch_optional(pool)
+                .await
+        });
+        matches!(found, Ok(Some(_)))
+    }
+
+    async fn commit(
+        &mut self,
+        runs: &[NewRun],
+        ids: &[i64],
+        attempt: &mut Option<Vec<Vec<TransitionEvent>>>,
+    ) -> Result<Vec<Vec<TransitionEvent>>, sqlx::Error> {
+        self.resolve_slices(runs).await?;
+        let pending = runs
+            .iter()
+            .zip(ids)
+            .map(|(run, id)| {
+                let slice_id = self.slice_ids.get(&slice_key(run)).copied();
+                slice_id
+                    .map(|slice_id| PendingRun {
+                        id: *id,
+                        slice_id,
+                        run,
+                    })
+                    .ok_or(sqlx::Error::RowNotFound)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut lock_keys: Vec<i64> = runs
+            .iter()
+            .flat_map(|r| entity_ids(&r.system_id, r.environment_id.as_deref()))
+            .collect::<HashSet<_>>()
+            .iter()
+            .map(|e| entity_lock_key(e))
+            .collect();
+        lock_keys.sort_unstable();
+        lock_keys.dedup();
+        with_pool!(&self.db.write, pool => {
+            let mut tx = pool.begin_write().await?;
+            pool.lock_entities(&mut tx, &lock_keys).await?;
+            let mut loaded = load(&mut tx, &pending).await?;
+            let mut applied = apply(&mut loaded, &pending);
+            write(&mut tx, &pending, &loaded, &mut applied).await?;
+            *attempt = Some(applied.transitions.clone());
+            tx.commit().await?;
+            Ok(applied.transitions)
+        })
+    }
+
+    /// Gives every slice of the batch its id, creating the new ones. Runs
+    /// outside the batch transaction: a slice row is harmless on its own,
+    /// and creating it under the entity locks could deadlock with another
+    /// process creating the same slice.
+    async fn resolve_slices(&mut self, runs: &[NewRun]) -> Result<(), sqlx::Error> {
+        let mut missing: Vec<(SliceKey, Option<&str>)> = Vec::new();
+        for run in runs {
+            let key = slice_key(run);
+            if !self.slice_ids.contains_key(&key) && !missing.iter().any(|(k, _)| *k == key) {
+                missing.push((key, run.environment_id.as_deref()));
+            }
+        }
+        for chunk in missing.chunks(CHUNK) {
+            let rows: Vec<(i64, String, String, String)> = with_pool!(&self.db.write, pool => {
+                let mut q = QueryBuilder::new(
+                    "INSERT INTO slices (system_id, check_id, environment_id, env_key) ",
+                );
+                q.push_values(chunk, |mut row, ((system, check, env_key), env)| {
+                    row.push_bind(system.as_str())
+                        .push_bind(check.as_str())
+                        .push_bind(*env)
+                        .push_bind(env_key.as_str());
+                });
+                // A no-op update, so existing slices return their id too.
+                q.push(
+                    " ON CONFLICT (system_id, check_id, env_key) DO UPDATE SET env_key = excluded.env_key \
+                     RETURNING id, system_id, check_id, env_key",
+                );
+                q.build_query_as().fetch_all(pool).await?
+            });
+            for (id, system, check, env_key) in rows {
+                self.slice_ids.insert((system, check, env_key), id);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn slice_key(run: &NewRun) -> SliceKey {
+    (
+        run.system_id.clone(),
+        run.check_id.clone(),
+        run.environment_id.clone().unwrap_or_default(),
+    )
+}
+
+type SliceRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<bool>,
+);
+
+type AggregateRow = (i64, i64, i64, i64, i64, f64, f64, f64, String);
+
+/// Reads what the batch needs, under the entity locks: its slices, the
+/// worst status of the other slices of its systems, its entities' stored
+/// statuses and the hourly buckets it folds into.
+async fn load<DB>(
+    tx: &mut Transaction<'static, DB>,
+    pending: &[PendingRun<'_>],
+) -> Result<Loaded, sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    SliceRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+    (String, String, i32): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (String, String): for<'r> sqlx::FromRow<'r, DB::Row>,
+    AggregateRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let mut slice_ids: Vec<i64> = pending.iter().map(|p| p.slice_id).collect();
+    slice_ids.sort_unstable();
+    slice_ids.dedup();
+    let mut systems: Vec<&str> = pending.iter().map(|p| p.run.system_id.as_str()).collect();
+    systems.sort_unstable();
+    systems.dedup();
+    let mut entities: Vec<String> = pending
+        .iter()
+        .flat_map(|p| entity_ids(&p.run.system_id, p.run.environment_id.as_deref()))
+        .collect();
+    entities.sort_unstable();
+    entities.dedup();
+
+    let mut loaded = Loaded::default();
+    for chunk in slice_ids.chunks(CHUNK) {
+        let mut q = QueryBuilder::<DB>::new(
+            "SELECT s.id, s.system_id, s.check_id, s.environment_id, s.outcomes, s.status, s.last_run_at,
+                    a.thresholds, a.paused
+             FROM slices s LEFT JOIN assignments a ON a.system_id = s.system_id AND a.check_id = s.check_id
+             WHERE s.id IN (",
+        );
+        push_list(&mut q, chunk.iter().copied());
+        let rows: Vec<SliceRow> = q.build_query_as().fetch_all(&mut **tx).await?;
+        for (
+            id,
+            system_id,
+            check_id,
+            environment_id,
+            outcomes,
+            status,
+            last_run_at,
+            thresholds,
+            paused,
+        ) in rows
+        {
+            let thresholds_known = thresholds.is_some();
+            let thresholds: Thresholds = thresholds
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+            loaded.slices.insert(
+                id,
+                SliceState {
+                    system_id,
+                    check_id,
+                    environment_id,
+                    outcomes,
+                    status: Status::parse(&status),
+                    last_run_at,
+                    thresholds,
+                    counts: thresholds_known && paused == Some(false),
+                },
+            );
+        }
+    }
+    for chunk in systems.chunks(CHUNK) {
+        let mut q = QueryBuilder::<DB>::new(
+            "SELECT s.system_id, s.env_key, MAX(CASE s.status WHEN 'unhealthy' THEN 3 WHEN 'degraded' THEN 2
+                    WHEN 'healthy' THEN 1 ELSE 0 END)
+             FROM slices s JOIN assignments a ON a.system_id = s.system_id AND a.check_id = s.check_id
+             WHERE NOT a.paused AND s.status <> 'unknown' AND s.system_id IN (",
+        );
+        push_list(&mut q, chunk.iter().copied());
+        q.push(" AND s.id NOT IN (");
+        push_list(&mut q, slice_ids.iter().copied());
+        q.push(" GROUP BY s.system_id, s.env_key");
+        let rows: Vec<(String, String, i32)> = q.build_query_as().fetch_all(&mut **tx).await?;
+        for (system, env_key, rank) in rows {
+            let status = match rank {
+                3 => Status::Unhealthy,
+                2 => Status::Degraded,
+                1 => Status::Healthy,
+                _ => Status::Unknown,
+            };
+            loaded
+                .others
+                .entry(system)
+                .or_default()
+                .push((env_key, status));
+        }
+    }
+    for chunk in entities.chunks(CHUNK) {
+        let mut q = QueryBuilder::<DB>::new(
+            "SELECT entity_id, status FROM entity_state WHERE entity_id IN (",
+        );
+        push_list(&mut q, chunk.iter().map(String::as_str));
+        let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut **tx).await?;
+        for (entity, status) in rows {
+            loaded.entities.insert(entity, Status::parse(&status));
+        }
+    }
+    let mut buckets: Vec<i64> = pending.iter().map(|p| hour_bucket(p.run.at_ms)).collect();
+    buckets.sort_unstable();
+    buckets.dedup();
+    for chunk in slice_ids.chunks(CHUNK) {
+        let mut q = QueryBuilder::<DB>::new(
+            "SELECT slice_id, bucket, total, healthy, unhealthy, latency_sum, latency_min, latency_max, sketch
+             FROM aggregates_hourly WHERE slice_id IN (",
+        );
+        push_list(&mut q, chunk.iter().copied());
+        q.push(" AND bucket IN (");
+        push_list(&mut q, buckets.iter().copied());
+        let rows: Vec<AggregateRow> = q.build_query_as().fetch_all(&mut **tx).await?;
+        for (
+            slice_id,
+            bucket,
+            total,
+            healthy,
+            unhealthy,
+            latency_sum,
+            latency_min,
+            latency_max,
+            sketch,
+        ) in rows
+        {
+            loaded.aggregates.insert(
+                (slice_id, bucket),
+                Aggregate {
+                    total,
+                    healthy,
+                    unhealthy,
+                    latency_sum,
+                    latency_min,
+                    latency_max,
+                    sketch: Sketch::from_json(&sketch),
+                },
+            );
+        }
+    }
+    Ok(loaded)
+}
+
+/// `a, b, c)` — the rest of an `IN (` list.
+fn push_list<'a, DB, T>(q: &mut QueryBuilder<DB>, items: impl Iterator<Item = T>)
+where
+    DB: sqlx::Database,
+    T: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut list = q.separated(", ");
+    for item in items {
+        list.push_bind(item);
+    }
+    list.push_unseparated(")");
+}
+
+/// The batch's rows: runs, hourly buckets, slice states, entity states and
+/// transitions (whose ids are filled in from the database).
+async fn write<DB>(
+    tx: &mut Transaction<'static, DB>,
+    pending: &[PendingRun<'_>],
+    loaded: &Loaded,
+    applied: &mut Applied,
+) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> f64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (i64, String, i64): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    for chunk in pending.chunks(CHUNK) {
+        let mut q = QueryBuilder::<DB>::new(
+            "INSERT INTO runs (id, slice_id, status, latency_ms, result, error) ",
+        );
+        q.push_values(chunk, |mut row, p| {
+            row.push_bind(p.id)
+                .push_bind(p.slice_id)
+                .push_bind(if p.run.healthy {
+                    "healthy"
+                } else {
+                    "unhealthy"
+                })
+                .push_bind(p.run.latency_ms)
+                .push_bind(p.run.result.to_string())
+                .push_bind(p.run.error.as_deref());
+        });
+        q.build().execute(&mut **tx).await?;
+    }
+
+    let mut buckets: Vec<(i64, i64)> = pending
+        .iter()
+        .map(|p| (p.slice_id, hour_bucket(p.run.at_ms)))
+        .collect();
+    buckets.sort_unstable();
+    buckets.dedup();
+    for chunk in buckets.chunks(CHUNK) {
+        let mut q = QueryBuilder::<DB>::new(
+            "INSERT INTO aggregates_hourly (slice_id, bucket, total, healthy, unhealthy, latency_sum,
+                latency_min, latency_max, p95, sketch) ",
+        );
+        q.push_values(chunk, |mut row, key| {
+            let a = &loaded.aggregates[key];
+            row.push_bind(key.0)
+                .push_bind(key.1)
+                .push_bind(a.total)
+                .push_bind(a.healthy)
+                .push_bind(a.unhealthy)
+                .push_bind(a.latency_sum)
+                .push_bind(a.latency_min)
+                .push_bind(a.latency_max)
+                .push_bind(a.p95())
+                .push_bind(a.sketch.to_json());
+        });
+        q.push(
+            " ON CONFLICT (slice_id, bucket) DO UPDATE SET total = excluded.total, healthy = excluded.healthy,
+                unhealthy = excluded.unhealthy, latency_sum = excluded.latency_sum,
+                latency_min = excluded.latency_min, latency_max = excluded.latency_max,
+                p95 = excluded.p95, sketch = excluded.sketch",
+        );
+        q.build().execute(&mut **tx).await?;
+    }
+
+    let mut slices: Vec<(&i64, &SliceState)> = pending
+        .iter()
+        .filter_map(|p| loaded.slices.get_key_value(&p.slice_id))
+        .collect();
+    slices.sort_unstable_by_key(|(id, _)| **id);
+    slices.dedup_by_key(|(id, _)| **id);
+    for chunk in slices.chunks(CHUNK) {
+        let mut q = QueryBuilder::<DB>::new(
+            "INSERT INTO slices (id, system_id, check_id, environment_id, env_key, outcomes, status, last_run_at) ",
+        );
+        q.push_values(chunk, |mut row, (id, s)| {
+            row.push_bind(**id)
+                .push_bind(s.system_id.as_str())
+                .push_bind(s.check_id.as_str())
+                .push_bind(s.environment_id.as_deref())
+                .push_bind(s.environment_id.as_deref().unwrap_or(""))
+                .push_bind(s.outcomes.as_str())
+                .push_bind(s.status.as_str())
+                .push_bind(s.last_run_at);
+        });
+        q.push(
+            " ON CONFLICT (id) DO UPDATE SET outcomes = excluded.outcomes, status = excluded.status,
+                last_run_at = excluded.last_run_at",
+        );
+        q.build().execute(&mut **tx).await?;
+    }
+
+    for chunk in applied.entities.chunks(CHUNK) {
+        let mut q =
+            QueryBuilder::<DB>::new("INSERT INTO entity_state (entity_id, status, updated_at) ");
+        q.push_values(chunk, |mut row, (entity, status, at)| {
+            row.push_bind(entity.as_str())
+                .push_bind(status.as_str())
+                .push_bind(*at);
+        });
+        q.push(" ON CONFLICT (entity_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at");
+        q.build().execute(&mut **tx).await?;
+    }
+
+    let transitions: Vec<&TransitionEvent> = applied.transitions.iter().flatten().collect();
+    let mut ids: HashMap<(String, i64), i64> = HashMap::new();
+    for chunk in transitions.chunks(CHUNK) {
+        let mut q = QueryBuilder::<DB>::new(
+            "INSERT INTO transitions (entity_id, from_status, to_status, kind, check_id, environment_id,
+                created_at, run_id) ",
+        );
+        q.push_values(chunk, |mut row, t| {
+            row.push_bind(t.entity_id.as_str())
+                .push_bind(t.from.as_str())
+                .push_bind(t.to.as_str())
+                .push_bind(t.kind.as_str())
+                .push_bind(t.check_id.as_str())
+                .push_bind(t.environment_id.as_deref())
+                .push_bind(t.at_ms)
+                .push_bind(t.run_id);
+        });
+        // A run causes at most one transition per entity: (entity, run) names a row.
+        q.push(" RETURNING id, entity_id, run_id");
+        let rows: Vec<(i64, String, i64)> = q.build_query_as().fetch_all(&mut **tx).await?;
+        ids.extend(
+            rows.into_iter()
+                .map(|(id, entity, run)| ((entity, run), id)),
+        );
+    }
+    for t in applied.transitions.iter_mut().flatten() {
+        t.id = t
+            .run_id
+            .and_then(|run| ids.get(&(t.entity_id.clone(), run)).copied());
+    }
+    Ok(())
+}
