@@ -19,6 +19,8 @@ on_both_engines!(
     consecutive_thresholds_degrade_then_fail_then_recover,
     window_thresholds_count_failures_in_the_last_runs,
     the_first_unhealthy_run_is_a_transition_from_healthy,
+    four_processes_flipping_one_entity_write_one_transition,
+    a_failed_write_keeps_nothing_of_its_batch_and_says_so,
 );
 
 fn reports_by_env(reports: &Value) -> std::collections::BTreeMap<String, Value> {
@@ -455,4 +457,74 @@ assignments:
     let (code, reports, out) = ws.run(&[], &[]);
     assert_eq!(code, Some(1), "{out}");
     assert_eq!(reports[0]["error"], "hostile: memory limit 16 MiB exceeded");
+}
+
+/// Four `checkhost run` processes at once on one database, all failing the
+/// same entity: exactly one transition per entity, and nobody sees the
+/// database locked.
+async fn four_processes_flipping_one_entity_write_one_transition(db: TestDb) {
+    let ws = Workspace::on(db, PLUGINS);
+    ws.config(&failing_config(
+        "127.0.0.1:1",
+        "{mode: consecutive, degraded: 1, unhealthy: 1}",
+    ));
+    let runs: Vec<_> = (0..4).map(|_| ws.spawn_run()).collect();
+    for child in runs {
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(!text.contains("locked"), "{text}");
+    }
+    assert_eq!(ws.db.count("SELECT COUNT(*) FROM runs").await, 4);
+    for entity in ["shop", "shop::staging"] {
+        let sql = format!("SELECT COUNT(*) FROM transitions WHERE entity_id = '{entity}'");
+        assert_eq!(ws.db.count(&sql).await, 1, "{entity}");
+    }
+}
+
+/// A write that fails mid-batch (a full disk, simulated by a trigger that
+/// refuses aggregate rows after the run rows went in) leaves nothing of the
+/// batch behind, and `run` says the runs were not persisted.
+async fn a_failed_write_keeps_nothing_of_its_batch_and_says_so(db: TestDb) {
+    let server = servers::http().await;
+    let ws = Workspace::on(db, PLUGINS);
+    ws.config(&failing_config(
+        &server.to_string(),
+        "{mode: consecutive, degraded: 1, unhealthy: 1}",
+    ));
+    let (code, _, out) = ws.run(&[], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    let refuse = if ws.db.engine() == "sqlite" {
+        "CREATE TRIGGER refuse BEFORE INSERT ON aggregates_hourly
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full (simulated)'); END;"
+    } else {
+        "CREATE FUNCTION refuse() RETURNS trigger AS $$
+         BEGIN RAISE EXCEPTION 'database or disk is full (simulated)'; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER refuse BEFORE INSERT ON aggregates_hourly
+         FOR EACH ROW EXECUTE FUNCTION refuse();"
+    };
+    ws.db.execute(refuse).await;
+    let (code, _, out) = ws.run(&[], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("runs were not persisted"), "{out}");
+    assert!(out.contains("disk is full (simulated)"), "{out}");
+    assert_eq!(ws.db.count("SELECT COUNT(*) FROM runs").await, 1);
+}
+
+#[test]
+fn an_unreachable_database_is_named_and_exits_2() {
+    let ws = Workspace::new(PLUGINS);
+    ws.config(&failing_config("127.0.0.1:1", "{mode: consecutive}"));
+    let url = "postgres://checkhost@127.0.0.1:1/nowhere";
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_checkhost"))
+        .args(["status", "--database", url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(url), "{stderr}");
 }

@@ -388,3 +388,137 @@ async fn a_database_from_a_newer_checkhost_is_refused(db: TestDb) {
         "nothing stored is touched"
     );
 }
+
+/// A database written by the previous schema (one transaction per run,
+/// string-keyed runs and aggregates) keeps its history through the upgrade:
+/// a failure streak in progress continues, and stored rows stay.
+#[tokio::test]
+async fn a_sqlite_database_of_the_first_schema_is_upgraded_with_its_history() {
+    let db = TestDb::sqlite();
+    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite");
+    let migrator = sqlx::migrate::Migrator::new(migrations).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", db.url()))
+        .await
+        .unwrap();
+    migrator.run_to(1, &pool).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO runs (system_id, check_id, environment_id, status, latency_ms, result, error, created_at)
+         VALUES ('shop', 'web', 'prod', 'unhealthy', 3.0, '{}', 'refused', 1000),
+                ('shop', 'web', 'prod', 'unhealthy', 4.0, '{}', 'refused', 2000),
+                ('shop', 'web', NULL, 'healthy', 5.0, '{}', NULL, 2500);
+         INSERT INTO aggregates_hourly (check_id, system_id, environment_id, env_key, bucket, total, healthy,
+             unhealthy, latency_sum, latency_min, latency_max, p95, sketch)
+         VALUES ('web', 'shop', 'prod', 'prod', 0, 2, 0, 2, 7.0, 3.0, 4.0, 4.18, '{}');
+         INSERT INTO entity_state (entity_id, status, updated_at) VALUES ('shop::prod', 'degraded', 2000);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = Store::open(&db.url()).await.unwrap();
+    let thresholds = Thresholds::Consecutive {
+        degraded: 2,
+        unhealthy: 3,
+    };
+    store
+        .sync_config(&[], &assignments(&["shop"], thresholds), 0)
+        .await
+        .unwrap();
+    let changes = store
+        .record_run(&run("shop", Some("prod"), false, 1.0, HOUR_MS + 3000))
+        .await
+        .unwrap();
+    let prod: Vec<_> = changes
+        .iter()
+        .filter(|t| t.entity_id == "shop::prod")
+        .map(|t| (t.from.as_str(), t.to.as_str()))
+        .collect();
+    assert_eq!(prod, [("degraded", "unhealthy")], "the streak went on");
+    store.close().await;
+    assert_eq!(db.count("SELECT COUNT(*) FROM runs").await, 4);
+    assert_eq!(db.count("SELECT COUNT(*) FROM slices").await, 2);
+    assert_eq!(
+        db.floats("SELECT p95, latency_min, latency_max FROM aggregates_hourly WHERE bucket = 0")
+            .await,
+        [(4.0, 3.0, 4.0)],
+        "a stored p95 above the bucket's max is clamped"
+    );
+}
+
+/// PostgreSQL drops every connection of the store, five times, while 1,200
+/// runs are in flight: the writer reconnects and retries, and every run is
+/// stored exactly once with exactly its transitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_dropped_mid_load_lose_and_duplicate_nothing() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let systems: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+    let names: Vec<&str> = systems.iter().map(String::as_str).collect();
+    let store = store(&db, &names).await;
+    let TestDb::Postgres { name, .. } = &db else {
+        unreachable!()
+    };
+    let killer = {
+        let db_url = db.url();
+        let name = name.clone();
+        tokio::spawn(async move {
+            use sqlx::Connection;
+            let mut admin = sqlx::PgConnection::connect(&db_url).await.unwrap();
+            let mut killed = 0;
+            for _ in 0..5 {
+                tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+                killed += sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                     WHERE datname = $1 AND pid <> pg_backend_pid()",
+                )
+                .bind(&name)
+                .fetch_all(&mut admin)
+                .await
+                .unwrap()
+                .len();
+            }
+            killed
+        })
+    };
+    let mut tasks = Vec::new();
+    for system in &systems {
+        for env in ["a", "b", "c"] {
+            let store = store.clone();
+            let system = system.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut changes = 0;
+                for i in 0..10 {
+                    let at = 1_000_000 + i;
+                    changes += store
+                        .record_run(&run(&system, Some(env), i % 3 == 2, 1.0, at))
+                        .await
+                        .unwrap()
+                        .iter()
+                        .filter(|t| t.entity_id.contains("::"))
+                        .count();
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                changes
+            }));
+        }
+    }
+    let mut env_changes = 0;
+    for t in tasks {
+        env_changes += t.await.unwrap();
+    }
+    assert!(killer.await.unwrap() > 0, "connections were dropped");
+    assert_eq!(env_changes, 120 * 7);
+    assert_eq!(db.count("SELECT COUNT(*) FROM runs").await, 1200);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM transitions WHERE entity_id LIKE '%::%'")
+            .await,
+        120 * 7
+    );
+    assert_eq!(
+        db.count("SELECT SUM(total)::bigint FROM aggregates_hourly")
+            .await,
+        1200
+    );
+}

@@ -196,12 +196,8 @@ impl Workspace {
         self.db.url()
     }
 
-    /// `checkhost run --json` on the current config, with extra env vars.
-    pub fn run(
-        &self,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> (Option<i32>, serde_json::Value, String) {
+    /// `checkhost run --json` on the current config.
+    fn run_command(&self) -> std::process::Command {
         let config = self.dir.path().join("checkhost.yaml");
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_checkhost"));
         cmd.arg("run")
@@ -211,8 +207,27 @@ impl Workspace {
             .arg("--database")
             .arg(self.db_url())
             .arg("--json")
-            .args(args)
             .env("CHECKHOST_CACHE_DIR", cache_dir());
+        cmd
+    }
+
+    /// Starts `checkhost run --json` without waiting for it.
+    pub fn spawn_run(&self) -> std::process::Child {
+        self.run_command()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("checkhost starts")
+    }
+
+    /// `checkhost run --json` on the current config, with extra env vars.
+    pub fn run(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Option<i32>, serde_json::Value, String) {
+        let mut cmd = self.run_command();
+        cmd.args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }

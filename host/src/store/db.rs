@@ -123,7 +123,18 @@ where
     DB::Connection: sqlx::migrate::Migrate,
 {
     let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
-    migrator.run(pool).await.map_err(|e| match e {
+    let mut result = migrator.run(pool).await;
+    // sqlx cannot lock a SQLite database for migrating: when processes start
+    // together on a new file, the losers fail on what the winner created.
+    // Each migration is one transaction, so a second pass sees it applied.
+    for _ in 0..3 {
+        if !matches!(result, Err(sqlx::migrate::MigrateError::Execute(_))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        result = migrator.run(pool).await;
+    }
+    result.map_err(|e| match e {
         sqlx::migrate::MigrateError::VersionMissing(version) if version > known => {
             StoreError::NewerSchema {
                 url: url.to_string(),
