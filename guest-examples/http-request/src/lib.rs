@@ -47,6 +47,9 @@ pub struct Output {
     #[schemars(extend("x-persist" = false))]
     pub body: Value,
     pub body_length: usize,
+    /// Not persisted by default either: volatile (`date`) and repeated on
+    /// every run, they are there for assertions.
+    #[schemars(extend("x-persist" = false))]
     pub headers: BTreeMap<String, String>,
     pub redirects: usize,
 }

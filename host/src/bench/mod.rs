@@ -3,6 +3,8 @@
 
 pub mod pipeline;
 pub mod runtime;
+mod scratch;
+pub mod store;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,9 @@
 //! Whole-pipeline throughput: N HTTP checks (http strategy + request
-//! collector + an assertion) against a loopback server, persisted to SQLite,
-//! next to a native Rust client doing the same requests (a new connection
-//! each, as wasi:http does) in the same process.
+//! collector + an assertion) against a loopback server, persisted to SQLite
+//! or PostgreSQL, next to a native Rust client doing the same requests (a
+//! new connection each, as wasi:http does) in the same process. Then one
+//! pass as `checkhost run` makes it, whose wall time is set against the sum
+//! of its runs' latencies divided by its concurrency.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -10,38 +12,48 @@ use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::scratch::Scratch;
 use crate::config::ConfigFile;
 use crate::pipeline::plugins::PluginSet;
 use crate::pipeline::run::{Pipeline, Selection};
 use crate::pipeline::secrets::SecretProvider;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::store::{NewRun, Store};
+use crate::store::Store;
 
 const BODY: &str = r#"{"status":"up"}"#;
 
 pub struct PipelineReport {
+    pub engine: &'static str,
     pub runs: usize,
     pub native_per_sec: f64,
     pub checkhost_per_sec: f64,
-    /// `Store::record_run` alone, one after another: the persistence ceiling.
-    pub store_per_sec: f64,
     pub concurrency: usize,
+    /// One pass over `pass_checks` checks, as `checkhost run` does it.
+    pub pass_checks: usize,
+    pub pass_wall: Duration,
+    /// Σ run latency / concurrency: the wall time of a pass that only waits
+    /// for its checks.
+    pub pass_ideal: Duration,
 }
 
 impl PipelineReport {
     pub fn render(&self) -> String {
         format!(
             "native HTTP client (new connection per request, {c} at once): {:>9.0} requests/s\n\
-             checkhost pipeline (http+request+assert+SQLite, {c} at once):  {:>9.0} runs/s\n\
+             checkhost pipeline (http+request+assert+{e}, {c} at once):  {:>9.0} runs/s\n\
              ratio checkhost / native:                                      {:>9.2}\n\
-             SQLite persistence alone (record_run, one transaction each):  {:>9.0} runs/s\n\
-             ({} runs each)",
+             ({} runs each)\n\
+             one pass of {} checks: wall {:.0} ms, Σ latency / concurrency {:.0} ms, ratio {:.2}",
             self.native_per_sec,
             self.checkhost_per_sec,
             self.checkhost_per_sec / self.native_per_sec,
-            self.store_per_sec,
             self.runs,
+            self.pass_checks,
+            self.pass_wall.as_secs_f64() * 1000.0,
+            self.pass_ideal.as_secs_f64() * 1000.0,
+            self.pass_wall.as_secs_f64() / self.pass_ideal.as_secs_f64(),
             c = self.concurrency,
+            e = self.engine,
         )
     }
 }
@@ -105,7 +117,13 @@ systems:
     Ok(serde_yaml_ng::from_str(&yaml)?)
 }
 
-pub async fn run(guests: &Path, runs: usize, concurrency: usize) -> anyhow::Result<PipelineReport> {
+pub async fn run(
+    guests: &Path,
+    database: &str,
+    runs: usize,
+    concurrency: usize,
+    pass_checks: usize,
+) -> anyhow::Result<PipelineReport> {
     let addr = serve().await?;
     let concurrency = concurrency.max(1);
 
@@ -125,18 +143,12 @@ pub async fn run(guests: &Path, runs: usize, concurrency: usize) -> anyhow::Resu
         ..RuntimeConfig::default()
     })?;
     let plugins = PluginSet::load_dir(&runtime, guests).await?;
-    let dir = tempfile::tempdir()?;
-    let store = Store::open(&format!(
-        "sqlite://{}",
-        dir.path().join("bench.db").display()
-    ))
-    .await?;
-    let batch = 200.min(runs.max(1));
-    let config = config(addr, batch)?;
-    let pipeline = Pipeline {
+    let scratch = Scratch::new(database, "pipeline").await?;
+    let store = Store::open(&scratch.url()).await?;
+    let pass = |config| Pipeline {
         runtime: &runtime,
         plugins: &plugins,
-        config: &config,
+        config,
         store: &store,
         secrets: SecretProvider {
             env_prefix: None,
@@ -145,6 +157,9 @@ pub async fn run(guests: &Path, runs: usize, concurrency: usize) -> anyhow::Resu
         concurrency,
     };
     let selection = Selection::default();
+
+    let config = config(addr, 200.min(runs.max(1)))?;
+    let pipeline = pass(&config);
     pipeline.run(&selection, &|_| {}).await?;
     let start = Instant::now();
     let mut done = 0;
@@ -159,29 +174,38 @@ pub async fn run(guests: &Path, runs: usize, concurrency: usize) -> anyhow::Resu
     }
     let checkhost = start.elapsed();
 
+    let config = one_pass_config(addr, pass_checks)?;
     let start = Instant::now();
-    for i in 0..runs {
-        store
-            .record_run(&NewRun {
-                system_id: format!("s{}", i % batch),
-                check_id: "health".into(),
-                environment_id: None,
-                healthy: true,
-                latency_ms: 1.0,
-                result: serde_json::json!({"statusCode": 200}),
-                error: None,
-                at_ms: crate::pipeline::run::now_ms(),
-            })
-            .await?;
-    }
-    let store_only = start.elapsed();
+    let reports = pass(&config).run(&selection, &|_| {}).await?;
+    let pass_wall = start.elapsed();
+    let latency_sum: f64 = reports.iter().map(|r| r.latency_ms).sum();
+    let pass_ideal = Duration::from_secs_f64(latency_sum / 1000.0 / concurrency as f64);
+
+    store.close().await;
+    scratch.drop_database().await;
     Ok(PipelineReport {
+        engine: store.engine(),
         runs: done,
         native_per_sec: per_sec(runs, native),
         checkhost_per_sec: per_sec(done, checkhost),
-        store_per_sec: per_sec(runs, store_only),
         concurrency,
+        pass_checks,
+        pass_wall,
+        pass_ideal,
     })
+}
+
+/// `pass_checks` systems of their own, so the pass creates its slices as a
+/// first `checkhost run` does.
+fn one_pass_config(addr: std::net::SocketAddr, pass_checks: usize) -> anyhow::Result<ConfigFile> {
+    let mut config = config(addr, pass_checks)?;
+    for s in &mut config.systems {
+        s.id = format!("pass-{}", s.id);
+    }
+    for a in &mut config.assignments {
+        a.system = format!("pass-{}", a.system);
+    }
+    Ok(config)
 }
 
 fn per_sec(n: usize, d: Duration) -> f64 {

@@ -79,15 +79,35 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5_000)]
         iterations: u32,
     },
-    /// HTTP checks through the whole pipeline into SQLite against a native client.
+    /// HTTP checks through the whole pipeline into the store against a
+    /// native client, then one pass of `--pass-checks` checks.
     Pipeline {
         /// Folder with the http and request plugins.
         #[arg(long, default_value = "target/guests")]
         guests: PathBuf,
+        /// `sqlite` (a temporary file) or a `postgres://` URL, on whose
+        /// server a scratch database is made and dropped.
+        #[arg(long, default_value = "sqlite")]
+        database: String,
         #[arg(long, default_value_t = 5_000)]
         runs: usize,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        #[arg(long, default_value_t = 1_000)]
+        pass_checks: usize,
+    },
+    /// Record-only store throughput and bytes per run against plain
+    /// batched INSERTs of the same rows through the same driver.
+    Store {
+        /// `sqlite` (a temporary file) or a `postgres://` URL, on whose
+        /// server scratch databases are made and dropped.
+        #[arg(long, default_value = "sqlite")]
+        database: String,
+        #[arg(long, default_value_t = 100_000)]
+        runs: usize,
+        /// Distinct slices the runs spread over.
+        #[arg(long, default_value_t = 1_000)]
+        slices: usize,
     },
 }
 
@@ -134,10 +154,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Pipeline {
             guests,
+            database,
             runs,
             concurrency,
+            pass_checks,
         }) => {
-            let report = crate::bench::pipeline::run(&guests, runs, concurrency).await?;
+            let report =
+                crate::bench::pipeline::run(&guests, &database, runs, concurrency, pass_checks)
+                    .await?;
+            println!("{}", report.render());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Store {
+            database,
+            runs,
+            slices,
+        }) => {
+            let report = crate::bench::store::run(&database, runs, slices).await?;
             println!("{}", report.render());
             Ok(ExitCode::SUCCESS)
         }

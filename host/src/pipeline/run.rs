@@ -259,7 +259,10 @@ impl Pipeline<'_> {
             }
         }
         let error = error.map(|e| masker.text(&e));
-        let mut persisted = json!({ "collectors": result, "assertions": assertions });
+        let mut persisted = json!({
+            "collectors": result,
+            "assertions": persisted_assertions(&assertions),
+        });
         masker.json(&mut persisted);
         let run = NewRun {
             system_id: system.id.clone(),
@@ -393,6 +396,17 @@ impl Pipeline<'_> {
     }
 }
 
+/// Assertion outcomes as stored: every outcome with its expected and actual
+/// values when any failed; when all passed, only their count — the values
+/// they judged are in the collector results, and most runs are this case.
+fn persisted_assertions(assertions: &[AssertionOutcome]) -> Value {
+    if assertions.iter().all(|a| a.passed) {
+        json!({ "passed": assertions.len() })
+    } else {
+        json!(assertions)
+    }
+}
+
 /// Collector results as stored: fields whose result schema says
 /// `x-persist: false` (an HTTP body, say) are there for assertions only.
 fn persisted_results(outcome: &RunOutcome, p: &PreparedCheck<'_>) -> Value {
@@ -416,7 +430,10 @@ fn persisted_results(outcome: &RunOutcome, p: &PreparedCheck<'_>) -> Value {
                     }
                 }
             }
-            json!({"id": out.id, "result": result, "error": out.error})
+            match &out.error {
+                Some(error) => json!({"id": out.id, "result": result, "error": error}),
+                None => json!({"id": out.id, "result": result}),
+            }
         });
     Value::Array(items.collect())
 }
