@@ -80,7 +80,7 @@ async fn eight_racing_evaluations_of_one_entity_write_one_transition(db: TestDb)
         .collect();
     let mut changes = 0;
     for t in tasks {
-        changes += t.await.unwrap().len();
+        changes += t.await.unwrap().transitions.len();
     }
     assert_eq!(changes, 2, "one change for `shop`, one for `shop::prod`");
     for entity in ["shop", "shop::prod"] {
@@ -119,7 +119,7 @@ async fn distinct_entities_each_get_their_own_transition_in_parallel(db: TestDb)
         })
         .collect();
     for t in tasks {
-        assert_eq!(t.await.unwrap().len(), 1);
+        assert_eq!(t.await.unwrap().transitions.len(), 1);
     }
     assert_eq!(db.count("SELECT COUNT(*) FROM transitions").await, 8);
 }
@@ -146,6 +146,7 @@ async fn a_large_concurrent_load_is_batched_and_every_change_is_one_transition(d
                         .record_run(&run(&system, Some(env), healthy, 1.0, at))
                         .await
                         .unwrap()
+                        .transitions
                         .iter()
                         .filter(|t| t.entity_id.contains("::"))
                         .count();
@@ -195,6 +196,7 @@ async fn two_writers_on_one_database_write_one_transition(db: TestDb) {
                     ))
                     .await
                     .unwrap()
+                    .transitions
                     .len()
             }));
         }
@@ -330,9 +332,9 @@ async fn state_survives_a_restart(db: TestDb) {
         .record_run(&run("shop", None, false, 1.0, 3))
         .await
         .unwrap();
-    assert_eq!(changes.len(), 1, "{changes:?}");
-    assert_eq!(changes[0].from.as_str(), "degraded");
-    assert_eq!(changes[0].to.as_str(), "unhealthy");
+    assert_eq!(changes.transitions.len(), 1, "{changes:?}");
+    assert_eq!(changes.transitions[0].from.as_str(), "degraded");
+    assert_eq!(changes.transitions[0].to.as_str(), "unhealthy");
     store.close().await;
 }
 
@@ -347,12 +349,19 @@ async fn paused_assignments_count_for_nothing(db: TestDb) {
     store.sync_config(&[], &config, 0).await.unwrap();
     let mut failing = run("shop", None, false, 1.0, 1);
     failing.check_id = "batch".into();
-    assert!(store.record_run(&failing).await.unwrap().is_empty());
+    assert!(
+        store
+            .record_run(&failing)
+            .await
+            .unwrap()
+            .transitions
+            .is_empty()
+    );
     let changes = store
         .record_run(&run("shop", None, true, 1.0, 2))
         .await
         .unwrap();
-    assert!(changes.is_empty(), "{changes:?}");
+    assert!(changes.transitions.is_empty(), "{changes:?}");
     let statuses = store.statuses().await.unwrap();
     assert_eq!(statuses.len(), 1);
     assert_eq!(statuses[0].status.as_str(), "healthy");
@@ -430,6 +439,7 @@ async fn a_sqlite_database_of_the_first_schema_is_upgraded_with_its_history() {
         .await
         .unwrap();
     let prod: Vec<_> = changes
+        .transitions
         .iter()
         .filter(|t| t.entity_id == "shop::prod")
         .map(|t| (t.from.as_str(), t.to.as_str()))
@@ -495,6 +505,7 @@ async fn postgres_connections_dropped_mid_load_lose_and_duplicate_nothing() {
                         .record_run(&run(&system, Some(env), i % 3 == 2, 1.0, at))
                         .await
                         .unwrap()
+                        .transitions
                         .iter()
                         .filter(|t| t.entity_id.contains("::"))
                         .count();

@@ -43,6 +43,8 @@ pub struct RunReport {
     pub error: Option<String>,
     pub assertions: Vec<AssertionOutcome>,
     pub transitions: Vec<TransitionEvent>,
+    /// The stored run's id.
+    pub run_id: i64,
 }
 
 impl RunReport {
@@ -274,7 +276,7 @@ impl Pipeline<'_> {
             error: error.clone(),
             at_ms: now_ms(),
         };
-        let transitions = self.store.record_run(&run).await?;
+        let recorded = self.store.record_run(&run).await?;
         Ok(RunReport {
             system: system.id.clone(),
             environment: run.environment_id,
@@ -283,7 +285,8 @@ impl Pipeline<'_> {
             latency_ms,
             error,
             assertions,
-            transitions,
+            transitions: recorded.transitions,
+            run_id: recorded.run_id,
         })
     }
 
@@ -382,7 +385,7 @@ impl Pipeline<'_> {
             error: Some(message.clone()),
             at_ms: now_ms(),
         };
-        let transitions = self.store.record_run(&run).await?;
+        let recorded = self.store.record_run(&run).await?;
         Ok(RunReport {
             system: system.id.clone(),
             environment: run.environment_id,
@@ -391,7 +394,8 @@ impl Pipeline<'_> {
             latency_ms: 0.0,
             error: Some(message),
             assertions: Vec::new(),
-            transitions,
+            transitions: recorded.transitions,
+            run_id: recorded.run_id,
         })
     }
 }

@@ -128,7 +128,8 @@ where
     // together on a new file, the losers fail on what the winner created.
     // Each migration is one transaction, so a second pass sees it applied.
     for _ in 0..3 {
-        if !matches!(result, Err(sqlx::migrate::MigrateError::Execute(_))) {
+        use sqlx::migrate::MigrateError::{Execute, ExecuteMigration};
+        if !matches!(result, Err(Execute(_) | ExecuteMigration(..))) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

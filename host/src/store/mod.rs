@@ -85,6 +85,13 @@ pub struct TransitionEvent {
     pub at_ms: i64,
 }
 
+/// A committed run: its id and the transitions it caused.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub run_id: i64,
+    pub transitions: Vec<TransitionEvent>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EntityStatus {
@@ -141,7 +148,7 @@ impl Store {
     /// Queues a finished run for the writer and returns once its batch has
     /// committed, with the transitions it caused (also broadcast). Waits
     /// while the queue is full: that is the backpressure on producers.
-    pub async fn record_run(&self, run: &NewRun) -> Result<Vec<TransitionEvent>, StoreError> {
+    pub async fn record_run(&self, run: &NewRun) -> Result<Recorded, StoreError> {
         let (reply, done) = oneshot::channel();
         self.queue
             .send(writer::Job::Run {

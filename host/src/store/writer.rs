@@ -15,7 +15,7 @@ use super::db::{Db, WritePool, entity_lock_key, is_transient, with_pool};
 use super::ids::RunIds;
 use super::sketch::Sketch;
 use super::state::Status;
-use super::{NewRun, StoreError, TransitionEvent, entity_ids};
+use super::{NewRun, Recorded, StoreError, TransitionEvent, entity_ids};
 use crate::config::Thresholds;
 
 /// Rows per multi-row statement: well inside both engines' parameter limits.
@@ -45,13 +45,13 @@ impl Default for WriterConfig {
 pub enum Job {
     Run {
         run: NewRun,
-        reply: oneshot::Sender<Result<Vec<TransitionEvent>, StoreError>>,
+        reply: Reply,
     },
     /// Commit what is queued and end.
     Stop,
 }
 
-type Reply = oneshot::Sender<Result<Vec<TransitionEvent>, StoreError>>;
+type Reply = oneshot::Sender<Result<Recorded, StoreError>>;
 
 /// `(system, check, env_key)`.
 type SliceKey = (String, String, String);
@@ -120,14 +120,18 @@ impl Writer {
 
     async fn write(&mut self, batch: Vec<(NewRun, Reply)>) {
         let (runs, replies): (Vec<NewRun>, Vec<Reply>) = batch.into_iter().unzip();
-        match self.commit_with_retry(&runs).await {
+        let ids: Vec<i64> = runs.iter().map(|r| self.ids.next(r.at_ms)).collect();
+        match self.commit_with_retry(&runs, &ids).await {
             Ok(transitions) => {
-                for (reply, caused) in replies.into_iter().zip(transitions) {
+                for ((reply, run_id), caused) in replies.into_iter().zip(ids).zip(transitions) {
                     for event in &caused {
                         // Nobody listening is fine: the transition row is the record.
                         let _ = self.events.send(event.clone());
                     }
-                    let _ = reply.send(Ok(caused));
+                    let _ = reply.send(Ok(Recorded {
+                        run_id,
+                        transitions: caused,
+                    }));
                 }
             }
             Err(message) => {
@@ -145,13 +149,13 @@ impl Writer {
     async fn commit_with_retry(
         &mut self,
         runs: &[NewRun],
+        ids: &[i64],
     ) -> Result<Vec<Vec<TransitionEvent>>, String> {
-        let ids: Vec<i64> = runs.iter().map(|r| self.ids.next(r.at_ms)).collect();
         let started = Instant::now();
         let mut delay = Duration::from_millis(50);
         let mut attempt: Option<Vec<Vec<TransitionEvent>>> = None;
         loop {
-            let error = match self.commit(runs, &ids, &mut attempt).await {
+            let error = match self.commit(runs, ids, &mut attempt).await {
                 Ok(transitions) => return Ok(transitions),
                 Err(e) => e,
             };
