@@ -72,7 +72,7 @@ async fn eight_racing_evaluations_of_one_entity_write_one_transition(db: TestDb)
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .record_run(&run("shop", Some("prod"), false, 10.0, 1_000 + i))
+                    .record_run(run("shop", Some("prod"), false, 10.0, 1_000 + i))
                     .await
                     .unwrap()
             })
@@ -112,7 +112,7 @@ async fn distinct_entities_each_get_their_own_transition_in_parallel(db: TestDb)
             let s = s.clone();
             tokio::spawn(async move {
                 store
-                    .record_run(&run(&s, None, false, 5.0, 1_000))
+                    .record_run(run(&s, None, false, 5.0, 1_000))
                     .await
                     .unwrap()
             })
@@ -143,7 +143,7 @@ async fn a_large_concurrent_load_is_batched_and_every_change_is_one_transition(d
                     let healthy = i % 3 == 2;
                     let at = 1_000_000 + i;
                     changes += store
-                        .record_run(&run(&system, Some(env), healthy, 1.0, at))
+                        .record_run(run(&system, Some(env), healthy, 1.0, at))
                         .await
                         .unwrap()
                         .transitions
@@ -187,7 +187,7 @@ async fn two_writers_on_one_database_write_one_transition(db: TestDb) {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 store
-                    .record_run(&run(
+                    .record_run(run(
                         "shop",
                         Some("prod"),
                         false,
@@ -219,11 +219,11 @@ async fn hourly_aggregates_fold_runs_and_roll_into_daily_with_max_p95(db: TestDb
     // Hour one: 1..=20 ms; hour two: 101..=120 ms; one env-less run.
     for i in 1..=20 {
         store
-            .record_run(&run("shop", Some("prod"), true, i as f64, day + 60_000 * i))
+            .record_run(run("shop", Some("prod"), true, i as f64, day + 60_000 * i))
             .await
             .unwrap();
         store
-            .record_run(&run(
+            .record_run(run(
                 "shop",
                 Some("prod"),
                 i % 5 != 0,
@@ -234,7 +234,7 @@ async fn hourly_aggregates_fold_runs_and_roll_into_daily_with_max_p95(db: TestDb
             .unwrap();
     }
     store
-        .record_run(&run("shop", None, true, 7.0, day + 30))
+        .record_run(run("shop", None, true, 7.0, day + 30))
         .await
         .unwrap();
     assert_eq!(db.count("SELECT COUNT(*) FROM aggregates_hourly").await, 3);
@@ -287,7 +287,7 @@ async fn retention_keeps_the_newest_transition_of_every_entity(db: TestDb) {
     let old = DAY_MS;
     for (healthy, at) in [(false, old), (true, old + 1), (false, old + 2)] {
         store
-            .record_run(&run("shop", None, healthy, 1.0, at))
+            .record_run(run("shop", None, healthy, 1.0, at))
             .await
             .unwrap();
     }
@@ -322,14 +322,14 @@ async fn state_survives_a_restart(db: TestDb) {
         .unwrap();
     for at in [1, 2] {
         store
-            .record_run(&run("shop", None, false, 1.0, at))
+            .record_run(run("shop", None, false, 1.0, at))
             .await
             .unwrap();
     }
     store.close().await;
     let store = Store::open(&db.url()).await.unwrap();
     let changes = store
-        .record_run(&run("shop", None, false, 1.0, 3))
+        .record_run(run("shop", None, false, 1.0, 3))
         .await
         .unwrap();
     assert_eq!(changes.transitions.len(), 1, "{changes:?}");
@@ -351,14 +351,14 @@ async fn paused_assignments_count_for_nothing(db: TestDb) {
     failing.check_id = "batch".into();
     assert!(
         store
-            .record_run(&failing)
+            .record_run(failing)
             .await
             .unwrap()
             .transitions
             .is_empty()
     );
     let changes = store
-        .record_run(&run("shop", None, true, 1.0, 2))
+        .record_run(run("shop", None, true, 1.0, 2))
         .await
         .unwrap();
     assert!(changes.transitions.is_empty(), "{changes:?}");
@@ -371,7 +371,7 @@ async fn paused_assignments_count_for_nothing(db: TestDb) {
 async fn a_database_from_a_newer_checkhost_is_refused(db: TestDb) {
     let store = store(&db, &["shop"]).await;
     store
-        .record_run(&run("shop", None, true, 1.0, 1))
+        .record_run(run("shop", None, true, 1.0, 1))
         .await
         .unwrap();
     store.close().await;
@@ -435,7 +435,7 @@ async fn a_sqlite_database_of_the_first_schema_is_upgraded_with_its_history() {
         .await
         .unwrap();
     let changes = store
-        .record_run(&run("shop", Some("prod"), false, 1.0, HOUR_MS + 3000))
+        .record_run(run("shop", Some("prod"), false, 1.0, HOUR_MS + 3000))
         .await
         .unwrap();
     let prod: Vec<_> = changes
@@ -502,7 +502,7 @@ async fn postgres_connections_dropped_mid_load_lose_and_duplicate_nothing() {
                 for i in 0..10 {
                     let at = 1_000_000 + i;
                     changes += store
-                        .record_run(&run(&system, Some(env), i % 3 == 2, 1.0, at))
+                        .record_run(run(&system, Some(env), i % 3 == 2, 1.0, at))
                         .await
                         .unwrap()
                         .transitions

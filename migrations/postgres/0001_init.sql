@@ -29,7 +29,6 @@ CREATE TABLE slices (
     env_key         TEXT NOT NULL,
     outcomes        TEXT NOT NULL DEFAULT '',
     status          TEXT NOT NULL DEFAULT 'unknown',
-    last_run_at     BIGINT NULL,
     UNIQUE (system_id, check_id, env_key)
 );
 CREATE INDEX slices_by_system ON slices (system_id, env_key);

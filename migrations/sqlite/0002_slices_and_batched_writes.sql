@@ -14,7 +14,6 @@ CREATE TABLE slices (
     -- newest first, '1' failed, '0' passed; as many as the thresholds need.
     outcomes        TEXT NOT NULL DEFAULT '',
     status          TEXT NOT NULL DEFAULT 'unknown',
-    last_run_at     INTEGER NULL,
     UNIQUE (system_id, check_id, env_key)
 );
 CREATE INDEX slices_by_system ON slices (system_id, env_key);
@@ -25,8 +24,6 @@ INSERT OR IGNORE INTO slices (system_id, check_id, environment_id, env_key)
     UNION SELECT system_id, check_id, environment_id, env_key FROM aggregates_daily;
 
 UPDATE slices SET
-    last_run_at = (SELECT MAX(r.created_at) FROM runs r WHERE r.system_id = slices.system_id
-                   AND r.check_id = slices.check_id AND r.environment_id IS slices.environment_id),
     outcomes = COALESCE((SELECT group_concat(f, '') FROM (
         SELECT CASE r.status WHEN 'healthy' THEN '0' ELSE '1' END AS f FROM runs r
         WHERE r.system_id = slices.system_id AND r.check_id = slices.check_id

@@ -106,7 +106,7 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 100_000)]
         runs: usize,
         /// Distinct slices the runs spread over.
-        #[arg(long, default_value_t = 1_000)]
+        #[arg(long, default_value_t = 10_000)]
         slices: usize,
     },
 }

@@ -1,17 +1,15 @@
 //! `checkhost run | validate | status | retention | config-schema`.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
 
 use super::output::{clip, table};
-use crate::config::{LoadedConfig, load_config};
-use crate::pipeline::plugins::PluginSet;
 use crate::pipeline::run::{Pipeline, RunReport, Selection, now_ms};
-use crate::pipeline::secrets::SecretProvider;
+use crate::pipeline::setup::{Setup, database_url};
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::store::retention::RetentionPolicy;
@@ -52,63 +50,14 @@ pub struct RunArgs {
     pub json: bool,
 }
 
-/// Config, plugins and secret provider, loaded and reported as exit code 2
-/// when anything is wrong.
-struct Loaded {
-    config: LoadedConfig,
-    plugins: PluginSet,
-    secrets: SecretProvider,
-}
-
-async fn load(args: &ConfigArgs, runtime: &Runtime) -> Result<Loaded, String> {
-    let config = load_config(&args.config).map_err(|e| e.to_string())?;
-    let dir = args
-        .plugins
-        .clone()
-        .or_else(|| config.file.plugins.as_ref().map(|p| config.resolve(p)))
-        .ok_or_else(|| {
-            format!(
-                "{}: no plugin folder: set `plugins:` or pass --plugins",
-                config.path.display()
-            )
-        })?;
-    let plugins = PluginSet::load_dir(runtime, &dir)
-        .await
-        .map_err(|e| e.to_string())?;
-    let secrets = SecretProvider {
-        env_prefix: config.file.secrets.env_prefix.clone(),
-        dir: config.file.secrets.dir.as_ref().map(|d| config.resolve(d)),
-    };
-    Ok(Loaded {
-        config,
-        plugins,
-        secrets,
-    })
-}
-
-fn database_url(arg: &DatabaseArg, config: Option<&LoadedConfig>) -> String {
-    if let Some(url) = &arg.database {
-        return url.clone();
-    }
-    if let Some(config) = config
-        && let Some(url) = &config.file.database
-    {
-        return match url.strip_prefix("sqlite://") {
-            Some(path) => format!("sqlite://{}", config.resolve(Path::new(path)).display()),
-            None => url.clone(),
-        };
-    }
-    "sqlite://checkhost.db".into()
-}
-
 fn config_error(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(CONFIG_ERROR)
 }
 
 pub async fn validate(args: ConfigArgs, json: bool, runtime: Runtime) -> anyhow::Result<ExitCode> {
-    let loaded = match load(&args, &runtime).await {
-        Ok(l) => l,
+    let loaded = match Setup::load(&args.config, args.plugins.as_ref(), &runtime, None).await {
+        Ok((setup, _)) => setup,
         Err(e) => {
             if json {
                 println!(
@@ -150,26 +99,25 @@ pub async fn validate(args: ConfigArgs, json: bool, runtime: Runtime) -> anyhow:
 }
 
 pub async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
-    let loaded = match load(&args.config, &runtime).await {
-        Ok(l) => l,
+    let loaded = match Setup::load(
+        &args.config.config,
+        args.config.plugins.as_ref(),
+        &runtime,
+        None,
+    )
+    .await
+    {
+        Ok((setup, _)) => setup,
         Err(e) => return Ok(config_error(&e)),
     };
-    let problems = crate::validate::validate(
-        &loaded.config.file,
-        &loaded.plugins,
-        &runtime,
-        &loaded.secrets,
-    )
-    .await;
-    // Missing secrets fail their runs (recorded), they do not stop the others.
-    let blocking: Vec<_> = problems.iter().filter(|p| !p.missing_secret).collect();
+    let blocking = loaded.blocking_problems(&runtime).await;
     if !blocking.is_empty() {
         for p in blocking {
             eprintln!("error: {}: {p}", args.config.config.display());
         }
         return Ok(ExitCode::from(CONFIG_ERROR));
     }
-    let store = Store::open(&database_url(&args.database, Some(&loaded.config))).await?;
+    let store = Store::open(&loaded.database_url(args.database.database.as_deref())).await?;
     let pipeline = Pipeline {
         runtime: &runtime,
         plugins: &loaded.plugins,
@@ -250,7 +198,7 @@ fn print_reports(reports: &[RunReport]) {
 }
 
 pub async fn status(database: DatabaseArg, json: bool) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&database_url(&database, None))
+    let store = Store::open(&database_url(database.database.as_deref(), None))
         .await
         .context("opening the database")?;
     let statuses = store.statuses().await?;
@@ -298,7 +246,7 @@ pub async fn status(database: DatabaseArg, json: bool) -> anyhow::Result<ExitCod
 }
 
 pub async fn retention(database: DatabaseArg) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&database_url(&database, None))
+    let store = Store::open(&database_url(database.database.as_deref(), None))
         .await
         .context("opening the database")?;
     let report = store

@@ -8,3 +8,4 @@ pub mod render;
 pub mod run;
 pub mod schema_walk;
 pub mod secrets;
+pub mod setup;

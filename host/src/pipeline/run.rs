@@ -68,8 +68,8 @@ pub struct Pipeline<'a> {
 }
 
 /// A check with its plugins resolved and its configs migrated to current.
-struct PreparedCheck<'c> {
-    check: &'c Check,
+pub struct PreparedCheck {
+    check: Check,
     strategy: Arc<Plugin>,
     strategy_config: Value,
     collectors: Vec<(Arc<Plugin>, Value)>,
@@ -79,7 +79,10 @@ struct PreparedCheck<'c> {
 }
 
 /// The part of a run that went wrong before the sandbox was reached.
-struct EarlyFailure(String);
+pub struct EarlyFailure(String);
+
+/// A check as prepared once per configuration (stage 2), or why it cannot run.
+pub type Prepared = Result<PreparedCheck, EarlyFailure>;
 
 impl Pipeline<'_> {
     pub async fn run(
@@ -92,7 +95,7 @@ impl Pipeline<'_> {
             .await?;
         // Migration is deterministic: prepare each check once per pass, not
         // once per assignment.
-        let mut prepared: HashMap<&str, Result<PreparedCheck<'_>, EarlyFailure>> = HashMap::new();
+        let mut prepared: HashMap<&str, Prepared> = HashMap::new();
         for assignment in self.selected(selection) {
             if let Some(check) = self.config.check(&assignment.check)
                 && !prepared.contains_key(check.id.as_str())
@@ -158,7 +161,7 @@ impl Pipeline<'_> {
         &self,
         assignment: &Assignment,
         check: &Check,
-        prepared: &Result<PreparedCheck<'_>, EarlyFailure>,
+        prepared: &Prepared,
         system: &System,
         selection: &Selection,
         on_done: &(dyn Fn(&RunReport) + Sync),
@@ -188,8 +191,26 @@ impl Pipeline<'_> {
         join_all(runs).await.into_iter().collect()
     }
 
+    /// Runs one slice of an assignment — the scheduler's unit of work — and
+    /// persists it. A check that could not be prepared is a failed run.
+    pub async fn run_one(
+        &self,
+        check: &Check,
+        prepared: &Prepared,
+        system: &System,
+        env: Option<&str>,
+    ) -> Result<RunReport, StoreError> {
+        match prepared {
+            Ok(p) => self.run_slice(p, system, env).await,
+            Err(EarlyFailure(message)) => {
+                self.persist_failure(system, check, env.map(str::to_string), message.clone())
+                    .await
+            }
+        }
+    }
+
     /// Stage 2: resolve plugins and migrate stored (assumed v1) configs.
-    async fn prepare<'c>(&self, check: &'c Check) -> Result<PreparedCheck<'c>, EarlyFailure> {
+    pub async fn prepare(&self, check: &Check) -> Prepared {
         let fail = |m: String| EarlyFailure(m);
         let strategy = self
             .plugins
@@ -221,7 +242,7 @@ impl Pipeline<'_> {
             .ok_or_else(|| fail(format!("invalid interval `{}`", check.interval)))?;
         let policy = NetworkPolicy::from_spec(&check.network).map_err(|e| fail(e.to_string()))?;
         Ok(PreparedCheck {
-            check,
+            check: check.clone(),
             strategy,
             strategy_config,
             collectors,
@@ -237,7 +258,7 @@ impl Pipeline<'_> {
 
     async fn run_slice(
         &self,
-        p: &PreparedCheck<'_>,
+        p: &PreparedCheck,
         system: &System,
         env: Option<&str>,
     ) -> Result<RunReport, StoreError> {
@@ -276,10 +297,10 @@ impl Pipeline<'_> {
             error: error.clone(),
             at_ms: now_ms(),
         };
-        let recorded = self.store.record_run(&run).await?;
+        let recorded = self.store.record_run(run).await?;
         Ok(RunReport {
             system: system.id.clone(),
-            environment: run.environment_id,
+            environment: env.map(str::to_string),
             check: p.check.id.clone(),
             healthy,
             latency_ms,
@@ -293,7 +314,7 @@ impl Pipeline<'_> {
     /// Stages 3–7 for one environment.
     async fn execute_slice(
         &self,
-        p: &PreparedCheck<'_>,
+        p: &PreparedCheck,
         system: &System,
         env_id: Option<&str>,
     ) -> Result<(bool, Option<String>, Vec<AssertionOutcome>, Value, Masker), EarlyFailure> {
@@ -319,7 +340,7 @@ impl Pipeline<'_> {
         }
         let masker = Masker::new(secrets.iter().cloned());
 
-        let ctx = context(environment, p.check, p.interval_seconds, system);
+        let ctx = context(environment, &p.check, p.interval_seconds, system);
         render_config(&p.strategy.info.config_schema, &mut strategy_config, &ctx)
             .map_err(|e| fail(format!("strategy {e}")))?;
         let mut collectors = Vec::new();
@@ -378,17 +399,17 @@ impl Pipeline<'_> {
         let run = NewRun {
             system_id: system.id.clone(),
             check_id: check.id.clone(),
-            environment_id: env,
+            environment_id: env.clone(),
             healthy: false,
             latency_ms: 0.0,
             result: json!({}),
             error: Some(message.clone()),
             at_ms: now_ms(),
         };
-        let recorded = self.store.record_run(&run).await?;
+        let recorded = self.store.record_run(run).await?;
         Ok(RunReport {
             system: system.id.clone(),
-            environment: run.environment_id,
+            environment: env,
             check: check.id.clone(),
             healthy: false,
             latency_ms: 0.0,
@@ -413,7 +434,7 @@ fn persisted_assertions(assertions: &[AssertionOutcome]) -> Value {
 
 /// Collector results as stored: fields whose result schema says
 /// `x-persist: false` (an HTTP body, say) are there for assertions only.
-fn persisted_results(outcome: &RunOutcome, p: &PreparedCheck<'_>) -> Value {
+fn persisted_results(outcome: &RunOutcome, p: &PreparedCheck) -> Value {
     let items = outcome
         .collectors
         .iter()
@@ -443,7 +464,7 @@ fn persisted_results(outcome: &RunOutcome, p: &PreparedCheck<'_>) -> Value {
 }
 
 fn run_context(
-    p: &PreparedCheck<'_>,
+    p: &PreparedCheck,
     system: &System,
     environment: Option<&crate::config::Environment>,
 ) -> RunContext {

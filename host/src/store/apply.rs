@@ -19,7 +19,8 @@ pub struct SliceState {
     /// Newest first, `1` failed, `0` passed; as many as the thresholds need.
     pub outcomes: String,
     pub status: Status,
-    pub last_run_at: Option<i64>,
+    /// Outcomes and status as loaded: an unchanged slice is not rewritten.
+    pub stored: (String, Status),
     pub thresholds: Thresholds,
     /// False when the assignment is paused or gone: measured, but the slice
     /// counts for nothing in its entities.
@@ -27,12 +28,17 @@ pub struct SliceState {
 }
 
 impl SliceState {
-    fn record(&mut self, failed: bool, at_ms: i64) {
+    fn record(&mut self, failed: bool) {
         self.outcomes.insert(0, if failed { '1' } else { '0' });
         self.outcomes
             .truncate(runs_needed(&self.thresholds).max(1) as usize);
         self.status = self.evaluate();
-        self.last_run_at = Some(self.last_run_at.map_or(at_ms, |t| t.max(at_ms)));
+    }
+
+    /// Whether the batch changed what is stored: a steady slice (`00000`
+    /// stays `00000`) costs no write.
+    pub fn changed(&self) -> bool {
+        self.stored.0 != self.outcomes || self.stored.1 != self.status
     }
 
     /// The slice's status under its thresholds.
@@ -103,6 +109,7 @@ pub struct PendingRun<'a> {
     pub id: i64,
     pub slice_id: i64,
     pub run: &'a NewRun,
+    pub result_json: &'a str,
 }
 
 #[derive(Debug, Default)]
@@ -133,7 +140,7 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
     for p in runs {
         let run = p.run;
         if let Some(slice) = loaded.slices.get_mut(&p.slice_id) {
-            slice.record(!run.healthy, run.at_ms);
+            slice.record(!run.healthy);
         }
         loaded
             .aggregates
@@ -225,7 +232,7 @@ mod tests {
             environment_id: env.map(str::to_string),
             outcomes: String::new(),
             status: Status::Unknown,
-            last_run_at: None,
+            stored: (String::new(), Status::Unknown),
             thresholds,
             counts: true,
         }
@@ -266,6 +273,7 @@ mod tests {
                 id: i as i64,
                 slice_id: 1,
                 run,
+                result_json: "{}",
             })
             .collect();
         let applied = apply(&mut loaded, &pending);
@@ -317,11 +325,13 @@ mod tests {
                 id: 1,
                 slice_id: 2,
                 run: &runs[0],
+                result_json: "{}",
             },
             PendingRun {
                 id: 2,
                 slice_id: 1,
                 run: &runs[1],
+                result_json: "{}",
             },
         ];
         let applied = apply(&mut loaded, &pending);

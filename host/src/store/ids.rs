@@ -1,34 +1,60 @@
 //! Run ids made by the writer before the write:
 //! `created_at << 20 | writer tag << 10 | sequence`. They sort by time,
 //! carry the run's timestamp (no separate column or index), and stay the
-//! same when a batch is retried, which makes the retry idempotent.
+//! same when a batch is retried, which makes the retry idempotent. A run
+//! stamped more than two minutes behind the newest one this writer has seen
+//! (back-filled data, say) could reuse an id; its batch then fails loudly.
+
+use std::collections::BTreeMap;
 
 const TAG_BITS: u32 = 10;
 const SEQ_BITS: u32 = 10;
 const TIME_SHIFT: u32 = TAG_BITS + SEQ_BITS;
+const PER_MS: i64 = 1 << SEQ_BITS;
+/// How far behind the newest stamp a run may be and still get a sequence
+/// number that no earlier run of its millisecond has.
+const WINDOW_MS: i64 = 120_000;
 
 /// Hands out run ids for one writer; the tag (from the database's `writers`
-/// table) keeps concurrent writers of one database apart.
+/// table) keeps concurrent writers of one database apart, and a sequence per
+/// millisecond keeps this writer's runs apart.
 pub struct RunIds {
     tag: i64,
-    seq: i64,
+    /// Next sequence number of each recent millisecond.
+    next_seq: BTreeMap<i64, i64>,
 }
 
 impl RunIds {
     pub fn new(writer_row_id: i64) -> RunIds {
         RunIds {
             tag: writer_row_id.rem_euclid(1 << TAG_BITS),
-            seq: 0,
+            next_seq: BTreeMap::new(),
         }
     }
 
-    /// Ids collide only if one writer made more than 1,024 runs stamped
-    /// with the same millisecond.
+    /// A millisecond that already holds 1,024 runs lends its ids from the
+    /// next one, so ids stay unique and in time order.
     pub fn next(&mut self, at_ms: i64) -> i64 {
-        let id =
-            (at_ms << TIME_SHIFT) | (self.tag << SEQ_BITS) | (self.seq & ((1 << SEQ_BITS) - 1));
-        self.seq = self.seq.wrapping_add(1);
-        id
+        let mut ms = at_ms;
+        loop {
+            let seq = self.next_seq.entry(ms).or_insert(0);
+            if *seq < PER_MS {
+                let id = (ms << TIME_SHIFT) | (self.tag << SEQ_BITS) | *seq;
+                *seq += 1;
+                self.forget_before(ms - WINDOW_MS);
+                return id;
+            }
+            ms += 1;
+        }
+    }
+
+    fn forget_before(&mut self, ms: i64) {
+        while let Some(entry) = self.next_seq.first_entry() {
+            if *entry.key() >= ms {
+                break;
+            }
+            entry.remove();
+        }
     }
 }
 
@@ -49,5 +75,20 @@ mod tests {
         assert!(a1 != b1 && a1 < a2 && b1 < a2);
         assert!(first_id_at(1_000) <= a1 && a1 < first_id_at(1_001));
         assert_eq!(a1 >> TIME_SHIFT, 1_000);
+    }
+
+    #[test]
+    fn out_of_order_stamps_never_collide_and_a_full_millisecond_lends() {
+        let mut ids = RunIds::new(7);
+        let mut seen = std::collections::HashSet::new();
+        for round in 0..3 {
+            for ms in [5, 3, 5, 4, 3] {
+                for _ in 0..700 {
+                    assert!(seen.insert(ids.next(ms * 10 + round)), "duplicate id");
+                }
+            }
+        }
+        let last = ids.next(1);
+        assert!(last >> TIME_SHIFT >= 1, "{last}");
     }
 }

@@ -148,11 +148,14 @@ impl Store {
     /// Queues a finished run for the writer and returns once its batch has
     /// committed, with the transitions it caused (also broadcast). Waits
     /// while the queue is full: that is the backpressure on producers.
-    pub async fn record_run(&self, run: &NewRun) -> Result<Recorded, StoreError> {
+    pub async fn record_run(&self, mut run: NewRun) -> Result<Recorded, StoreError> {
+        // Serialised here, on the producer's task, so the one writer does not.
+        let result_json = std::mem::take(&mut run.result).to_string();
         let (reply, done) = oneshot::channel();
         self.queue
             .send(writer::Job::Run {
-                run: run.clone(),
+                run,
+                result_json,
                 reply,
             })
             .await

@@ -45,6 +45,8 @@ impl Default for WriterConfig {
 pub enum Job {
     Run {
         run: NewRun,
+        /// `run.result`, serialised by the producer.
+        result_json: String,
         reply: Reply,
     },
     /// Commit what is queued and end.
@@ -95,11 +97,15 @@ impl Writer {
             let Some(first) = jobs.recv().await else {
                 break;
             };
-            let mut batch: Vec<(NewRun, Reply)> = Vec::new();
+            let mut batch: Vec<(NewRun, String, Reply)> = Vec::new();
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 match job {
-                    Job::Run { run, reply } => batch.push((run, reply)),
+                    Job::Run {
+                        run,
+                        result_json,
+                        reply,
+                    } => batch.push((run, result_json, reply)),
                     Job::Stop => stopping = true,
                 }
                 if batch.len() < self.config.max_batch {
@@ -108,8 +114,13 @@ impl Writer {
             }
             if stopping {
                 // Runs queued behind the stop are still committed.
-                while let Ok(Job::Run { run, reply }) = jobs.try_recv() {
-                    batch.push((run, reply));
+                while let Ok(Job::Run {
+                    run,
+                    result_json,
+                    reply,
+                }) = jobs.try_recv()
+                {
+                    batch.push((run, result_json, reply));
                 }
             }
             if !batch.is_empty() {
@@ -118,9 +129,14 @@ impl Writer {
         }
     }
 
-    async fn write(&mut self, batch: Vec<(NewRun, Reply)>) {
-        let (runs, replies): (Vec<NewRun>, Vec<Reply>) = batch.into_iter().unzip();
-        let ids: Vec<i64> = runs.iter().map(|r| self.ids.next(r.at_ms)).collect();
+    async fn write(&mut self, batch: Vec<(NewRun, String, Reply)>) {
+        let mut runs = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for (run, result_json, reply) in batch {
+            runs.push((run, result_json));
+            replies.push(reply);
+        }
+        let ids: Vec<i64> = runs.iter().map(|(r, _)| self.ids.next(r.at_ms)).collect();
         match self.commit_with_retry(&runs, &ids).await {
             Ok(transitions) => {
                 for ((reply, run_id), caused) in replies.into_iter().zip(ids).zip(transitions) {
@@ -148,7 +164,7 @@ impl Writer {
     /// lost finds the batch already there and does not write it twice.
     async fn commit_with_retry(
         &mut self,
-        runs: &[NewRun],
+        runs: &[(NewRun, String)],
         ids: &[i64],
     ) -> Result<Vec<Vec<TransitionEvent>>, String> {
         let started = Instant::now();
@@ -186,7 +202,7 @@ impl Writer {
 
     async fn commit(
         &mut self,
-        runs: &[NewRun],
+        runs: &[(NewRun, String)],
         ids: &[i64],
         attempt: &mut Option<Vec<Vec<TransitionEvent>>>,
     ) -> Result<Vec<Vec<TransitionEvent>>, sqlx::Error> {
@@ -194,20 +210,21 @@ impl Writer {
         let pending = runs
             .iter()
             .zip(ids)
-            .map(|(run, id)| {
+            .map(|((run, result_json), id)| {
                 let slice_id = self.slice_ids.get(&slice_key(run)).copied();
                 slice_id
                     .map(|slice_id| PendingRun {
                         id: *id,
                         slice_id,
                         run,
+                        result_json,
                     })
                     .ok_or(sqlx::Error::RowNotFound)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut lock_keys: Vec<i64> = runs
             .iter()
-            .flat_map(|r| entity_ids(&r.system_id, r.environment_id.as_deref()))
+            .flat_map(|(r, _)| entity_ids(&r.system_id, r.environment_id.as_deref()))
             .collect::<HashSet<_>>()
             .iter()
             .map(|e| entity_lock_key(e))
@@ -230,9 +247,9 @@ impl Writer {
     /// outside the batch transaction: a slice row is harmless on its own,
     /// and creating it under the entity locks could deadlock with another
     /// process creating the same slice.
-    async fn resolve_slices(&mut self, runs: &[NewRun]) -> Result<(), sqlx::Error> {
+    async fn resolve_slices(&mut self, runs: &[(NewRun, String)]) -> Result<(), sqlx::Error> {
         let mut missing: Vec<(SliceKey, Option<&str>)> = Vec::new();
-        for run in runs {
+        for (run, _) in runs {
             let key = slice_key(run);
             if !self.slice_ids.contains_key(&key) && !missing.iter().any(|(k, _)| *k == key) {
                 missing.push((key, run.environment_id.as_deref()));
@@ -279,7 +296,6 @@ type SliceRow = (
     Option<String>,
     String,
     String,
-    Option<i64>,
     Option<String>,
     Option<bool>,
 );
@@ -320,7 +336,7 @@ where
     let mut loaded = Loaded::default();
     for chunk in slice_ids.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
-            "SELECT s.id, s.system_id, s.check_id, s.environment_id, s.outcomes, s.status, s.last_run_at,
+            "SELECT s.id, s.system_id, s.check_id, s.environment_id, s.outcomes, s.status,
                     a.thresholds, a.paused
              FROM slices s LEFT JOIN assignments a ON a.system_id = s.system_id AND a.check_id = s.check_id
              WHERE s.id IN (",
@@ -334,7 +350,6 @@ where
             environment_id,
             outcomes,
             status,
-            last_run_at,
             thresholds,
             paused,
         ) in rows
@@ -349,9 +364,9 @@ where
                     system_id,
                     check_id,
                     environment_id,
+                    stored: (outcomes.clone(), Status::parse(&status)),
                     outcomes,
                     status: Status::parse(&status),
-                    last_run_at,
                     thresholds,
                     counts: thresholds_known && paused == Some(false),
                 },
@@ -481,7 +496,7 @@ where
                     "unhealthy"
                 })
                 .push_bind(p.run.latency_ms)
-                .push_bind(p.run.result.to_string())
+                .push_bind(p.result_json)
                 .push_bind(p.run.error.as_deref());
         });
         q.build().execute(&mut **tx).await?;
@@ -523,27 +538,21 @@ where
     let mut slices: Vec<(&i64, &SliceState)> = pending
         .iter()
         .filter_map(|p| loaded.slices.get_key_value(&p.slice_id))
+        .filter(|(_, s)| s.changed())
         .collect();
     slices.sort_unstable_by_key(|(id, _)| **id);
     slices.dedup_by_key(|(id, _)| **id);
     for chunk in slices.chunks(CHUNK) {
+        // VALUES columns are column1, column2, … in both engines.
         let mut q = QueryBuilder::<DB>::new(
-            "INSERT INTO slices (id, system_id, check_id, environment_id, env_key, outcomes, status, last_run_at) ",
+            "UPDATE slices SET outcomes = v.column2, status = v.column3 FROM (",
         );
         q.push_values(chunk, |mut row, (id, s)| {
             row.push_bind(**id)
-                .push_bind(s.system_id.as_str())
-                .push_bind(s.check_id.as_str())
-                .push_bind(s.environment_id.as_deref())
-                .push_bind(s.environment_id.as_deref().unwrap_or(""))
                 .push_bind(s.outcomes.as_str())
-                .push_bind(s.status.as_str())
-                .push_bind(s.last_run_at);
+                .push_bind(s.status.as_str());
         });
-        q.push(
-            " ON CONFLICT (id) DO UPDATE SET outcomes = excluded.outcomes, status = excluded.status,
-                last_run_at = excluded.last_run_at",
-        );
+        q.push(") AS v WHERE slices.id = v.column1");
         q.build().execute(&mut **tx).await?;
     }
 
