@@ -13,8 +13,6 @@ use crate::config::Thresholds;
 /// A slice as the batch sees it: loaded under the entity locks, then updated.
 #[derive(Debug, Clone)]
 pub struct SliceState {
-    pub system_id: String,
-    pub check_id: String,
     pub environment_id: Option<String>,
     /// Newest first, `1` failed, `0` passed; as many as the thresholds need.
     pub outcomes: String,
@@ -225,10 +223,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn slice(system: &str, env: Option<&str>, thresholds: Thresholds) -> SliceState {
+    fn slice(env: Option<&str>, thresholds: Thresholds) -> SliceState {
         SliceState {
-            system_id: system.into(),
-            check_id: "web".into(),
             environment_id: env.map(str::to_string),
             outcomes: String::new(),
             status: Status::Unknown,
@@ -259,7 +255,7 @@ mod tests {
     #[test]
     fn a_flip_and_back_in_one_batch_is_two_transitions_per_entity() {
         let mut loaded = Loaded::default();
-        loaded.slices.insert(1, slice("shop", Some("prod"), STRICT));
+        loaded.slices.insert(1, slice(Some("prod"), STRICT));
         let runs = [
             new_run(Some("prod"), true, 1, 1.0),
             new_run(Some("prod"), false, 2, 1.0),
@@ -308,8 +304,8 @@ mod tests {
     #[test]
     fn the_rollup_sees_slices_outside_the_batch_and_ignores_paused_ones() {
         let mut loaded = Loaded::default();
-        loaded.slices.insert(1, slice("shop", Some("prod"), STRICT));
-        let mut paused = slice("shop", Some("dev"), STRICT);
+        loaded.slices.insert(1, slice(Some("prod"), STRICT));
+        let mut paused = slice(Some("dev"), STRICT);
         paused.counts = false;
         loaded.slices.insert(2, paused);
         loaded

@@ -291,8 +291,6 @@ fn slice_key(run: &NewRun) -> SliceKey {
 
 type SliceRow = (
     i64,
-    String,
-    String,
     Option<String>,
     String,
     String,
@@ -336,24 +334,14 @@ where
     let mut loaded = Loaded::default();
     for chunk in slice_ids.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
-            "SELECT s.id, s.system_id, s.check_id, s.environment_id, s.outcomes, s.status,
+            "SELECT s.id, s.environment_id, s.outcomes, s.status,
                     a.thresholds, a.paused
              FROM slices s LEFT JOIN assignments a ON a.system_id = s.system_id AND a.check_id = s.check_id
              WHERE s.id IN (",
         );
         push_list(&mut q, chunk.iter().copied());
         let rows: Vec<SliceRow> = q.build_query_as().fetch_all(&mut **tx).await?;
-        for (
-            id,
-            system_id,
-            check_id,
-            environment_id,
-            outcomes,
-            status,
-            thresholds,
-            paused,
-        ) in rows
-        {
+        for (id, environment_id, outcomes, status, thresholds, paused) in rows {
             let thresholds_known = thresholds.is_some();
             let thresholds: Thresholds = thresholds
                 .and_then(|t| serde_json::from_str(&t).ok())
@@ -361,8 +349,6 @@ where
             loaded.slices.insert(
                 id,
                 SliceState {
-                    system_id,
-                    check_id,
                     environment_id,
                     stored: (outcomes.clone(), Status::parse(&status)),
                     outcomes,
