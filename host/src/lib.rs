@@ -6,5 +6,6 @@ pub mod cli;
 pub mod config;
 pub mod pipeline;
 pub mod runtime;
+pub mod serve;
 pub mod store;
 pub mod validate;

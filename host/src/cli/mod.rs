@@ -36,6 +36,9 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The daemon: keeps every check running on its interval, reloads on
+    /// SIGHUP or file changes, serves /metrics, /healthz and /readyz.
+    Serve(ServeArgs),
     /// Run the selected checks once through the whole pipeline into the
     /// database; exit 0 when all are healthy, 1 when any is not, 2 on
     /// configuration errors.
@@ -67,6 +70,34 @@ pub enum Command {
     /// Measure checkhost against a baseline run in the same process.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// A YAML file, or a folder of them.
+    #[arg(default_value = "checkhost.yaml")]
+    pub config: PathBuf,
+    /// Plugin folder; overrides `plugins:` in the config.
+    #[arg(long, env = "CHECKHOST_PLUGINS")]
+    pub plugins: Option<PathBuf>,
+    /// `sqlite://path` or `postgres://user@host/db`; default: `database:`
+    /// of the config, else `sqlite://checkhost.db`.
+    #[arg(long, env = "CHECKHOST_DATABASE")]
+    pub database: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// How long runs in flight may take to finish on SIGTERM/SIGINT.
+    #[arg(long, default_value = "10s", value_parser = parse_grace)]
+    pub grace: std::time::Duration,
+    /// Runs at once; at this bound the scheduler waits.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+}
+
+fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(text)
+        .ok_or_else(|| format!("`{text}` is not a duration like 10s or 500ms"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,8 +143,13 @@ pub enum BenchCommand {
 }
 
 pub fn init_logging(cli: &Cli) {
+    // The daemon reports each run; one-shot commands speak for themselves.
+    let default = match cli.command {
+        Command::Serve(_) => "warn,checkhost=info,wasmtime_wasi_http=error",
+        _ => "warn,wasmtime_wasi_http=error",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CHECKHOST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wasmtime_wasi_http=error"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -133,6 +169,17 @@ fn runtime(cli_cache: Option<PathBuf>) -> anyhow::Result<Runtime> {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => {
+            let options = crate::serve::ServeOptions {
+                config: args.config,
+                plugins: args.plugins,
+                database: args.database,
+                listen: args.listen,
+                grace: args.grace,
+                concurrency: args.concurrency,
+            };
+            crate::serve::serve(options, runtime(cli.cache_dir)?).await
+        }
         Command::Run(args) => pipeline::run(args, runtime(cli.cache_dir)?).await,
         Command::Validate { config, json } => {
             pipeline::validate(config, json, runtime(cli.cache_dir)?).await

@@ -58,6 +58,11 @@ impl RunIds {
     }
 }
 
+/// The timestamp a run id carries.
+pub fn created_at(id: i64) -> i64 {
+    id >> TIME_SHIFT
+}
+
 /// The first possible id at `at_ms`: runs before it are older.
 pub fn first_id_at(at_ms: i64) -> i64 {
     at_ms << TIME_SHIFT

@@ -145,6 +145,43 @@ impl Store {
         self.events.subscribe()
     }
 
+    /// Runs waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    /// Whether the database answers, within two seconds.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            with_pool!(&self.db.read, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))
+        })
+        .await;
+        match answer {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(StoreError::NotPersisted("no answer within 2 s".into())),
+        }
+    }
+
+    /// When each slice last ran, by `(system, check, env_key)`: run ids
+    /// carry their timestamp, and the runs index finds each slice's newest.
+    pub async fn last_runs(&self) -> Result<HashMap<(String, String, String), i64>, StoreError> {
+        let rows: Vec<(String, String, String, Option<i64>)> = with_pool!(&self.db.read, pool => {
+            sqlx::query_as(
+                "SELECT s.system_id, s.check_id, s.env_key,
+                        (SELECT MAX(r.id) FROM runs r WHERE r.slice_id = s.id)
+                 FROM slices s",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .filter_map(|(system, check, env_key, id)| {
+                Some(((system, check, env_key), ids::created_at(id?)))
+            })
+            .collect())
+    }
+
     /// Queues a finished run for the writer and returns once its batch has
     /// committed, with the transitions it caused (also broadcast). Waits
     /// while the queue is full: that is the backpressure on producers.

@@ -21,7 +21,10 @@ use crate::config::Thresholds;
 /// Rows per multi-row statement: well inside both engines' parameter limits.
 const CHUNK: usize = 500;
 
-#[derive(Debug, Clone, Copy)]
+/// Told the duration and size of every committed batch (for metrics).
+pub type CommitObserver = Arc<dyn Fn(Duration, usize) + Send + Sync>;
+
+#[derive(Clone)]
 pub struct WriterConfig {
     /// Runs waiting for the writer before producers wait too.
     pub queue: usize,
@@ -30,6 +33,7 @@ pub struct WriterConfig {
     /// How long a batch is retried while the database is unreachable
     /// before its runs are reported as not persisted.
     pub retry_for: Duration,
+    pub observer: Option<CommitObserver>,
 }
 
 impl Default for WriterConfig {
@@ -38,6 +42,7 @@ impl Default for WriterConfig {
             queue: 8192,
             max_batch: 2000,
             retry_for: Duration::from_secs(30),
+            observer: None,
         }
     }
 }
@@ -137,8 +142,12 @@ impl Writer {
             replies.push(reply);
         }
         let ids: Vec<i64> = runs.iter().map(|(r, _)| self.ids.next(r.at_ms)).collect();
+        let started = Instant::now();
         match self.commit_with_retry(&runs, &ids).await {
             Ok(transitions) => {
+                if let Some(observe) = &self.config.observer {
+                    observe(started.elapsed(), runs.len());
+                }
                 for ((reply, run_id), caused) in replies.into_iter().zip(ids).zip(transitions) {
                     for event in &caused {
                         // Nobody listening is fine: the transition row is the record.

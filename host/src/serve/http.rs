@@ -1,0 +1,50 @@
+//! The daemon's HTTP endpoints: Prometheus `/metrics`, liveness `/healthz`
+//! and readiness `/readyz` (database reachable, configuration loaded).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use super::metrics::Metrics;
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct Endpoints {
+    pub metrics: Arc<Metrics>,
+    pub store: Arc<Store>,
+}
+
+pub fn router(endpoints: Endpoints) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(endpoints)
+}
+
+async fn metrics(State(e): State<Endpoints>) -> impl IntoResponse {
+    e.metrics.writer_queue.set(e.store.queue_depth() as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        e.metrics.render(),
+    )
+}
+
+/// The daemon only serves once its configuration is loaded, so readiness
+/// is the database answering.
+async fn ready(State(e): State<Endpoints>) -> impl IntoResponse {
+    match e.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unreachable: {error}\n"),
+        ),
+    }
+}

@@ -1,0 +1,149 @@
+//! The daemon's Prometheus metrics, rendered in the text format at `/metrics`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub check: String,
+    pub plugin: String,
+    /// `healthy`, `unhealthy`, or `not_persisted`.
+    pub outcome: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub runs: Family<RunLabels, Counter>,
+    pub run_duration: Histogram,
+    pub scheduler_lag: Histogram,
+    pub in_flight: Gauge,
+    pub slices: Gauge,
+    pub ticks_skipped: Counter,
+    pub writer_queue: Gauge,
+    pub batch_commit: Histogram,
+    pub batch_runs: Histogram,
+    pub reloads: Counter,
+    pub reload_failures: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let seconds = || Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let metrics = Metrics {
+            registry: Registry::with_prefix("checkhost"),
+            runs: Family::default(),
+            run_duration: seconds(),
+            scheduler_lag: seconds(),
+            in_flight: Gauge::default(),
+            slices: Gauge::default(),
+            ticks_skipped: Counter::default(),
+            writer_queue: Gauge::default(),
+            batch_commit: seconds(),
+            batch_runs: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+            reloads: Counter::default(),
+            reload_failures: Counter::default(),
+        };
+        let mut registry = metrics.registry;
+        registry.register(
+            "runs",
+            "Runs by check, strategy plugin and outcome",
+            metrics.runs.clone(),
+        );
+        registry.register(
+            "run_duration_seconds",
+            "Wall time of a run, sandbox included",
+            metrics.run_duration.clone(),
+        );
+        registry.register(
+            "scheduler_lag_seconds",
+            "Actual start minus scheduled start of a run",
+            metrics.scheduler_lag.clone(),
+        );
+        registry.register(
+            "runs_in_flight",
+            "Runs executing now",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "slices",
+            "Slices the scheduler keeps",
+            metrics.slices.clone(),
+        );
+        registry.register(
+            "ticks_skipped",
+            "Ticks skipped because the slice's previous run was still going",
+            metrics.ticks_skipped.clone(),
+        );
+        registry.register(
+            "writer_queue_depth",
+            "Runs waiting for the batched writer",
+            metrics.writer_queue.clone(),
+        );
+        registry.register(
+            "batch_commit_seconds",
+            "Time to commit one batch of runs",
+            metrics.batch_commit.clone(),
+        );
+        registry.register(
+            "batch_runs",
+            "Runs per committed batch",
+            metrics.batch_runs.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Configurations applied after a reload",
+            metrics.reloads.clone(),
+        );
+        registry.register(
+            "reload_failures",
+            "Reloads refused because the new configuration or a plugin was invalid",
+            metrics.reload_failures.clone(),
+        );
+        Arc::new(Metrics {
+            registry,
+            ..metrics
+        })
+    }
+
+    pub fn observe_run(&self, check: &str, plugin: &str, healthy: bool, latency_ms: f64) {
+        let outcome = if healthy { "healthy" } else { "unhealthy" };
+        self.runs
+            .get_or_create(&RunLabels {
+                check: check.into(),
+                plugin: plugin.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.run_duration.observe(latency_ms / 1000.0);
+    }
+
+    pub fn observe_unpersisted(&self, check: &str) {
+        self.runs
+            .get_or_create(&RunLabels {
+                check: check.into(),
+                plugin: String::new(),
+                outcome: "not_persisted".into(),
+            })
+            .inc();
+    }
+
+    pub fn observe_commit(&self, took: Duration, runs: usize) {
+        self.batch_commit.observe(took.as_secs_f64());
+        self.batch_runs.observe(runs as f64);
+    }
+
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}

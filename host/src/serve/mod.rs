@@ -1,0 +1,185 @@
+//! `checkhost serve`: the long-running host — scheduler, hot reload,
+//! graceful shutdown, daily retention and the HTTP endpoints.
+
+pub mod generation;
+mod http;
+pub mod metrics;
+mod reload;
+pub mod scheduler;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::pipeline::run::now_ms;
+use crate::pipeline::setup::Setup;
+use crate::runtime::Runtime;
+use crate::store::retention::RetentionPolicy;
+use crate::store::{Store, WriterConfig};
+use generation::Generation;
+use metrics::Metrics;
+use reload::Reloader;
+use scheduler::Scheduler;
+
+/// Exit code for a configuration, database or port that keeps the daemon
+/// from starting.
+const START_ERROR: u8 = 2;
+
+pub struct ServeOptions {
+    pub config: PathBuf,
+    pub plugins: Option<PathBuf>,
+    pub database: Option<String>,
+    pub listen: SocketAddr,
+    /// How long in-flight runs may take to finish on shutdown.
+    pub grace: Duration,
+    /// Runs at once; at the bound the scheduler waits.
+    pub concurrency: usize,
+}
+
+fn refuse(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("error: {message}");
+    Ok(ExitCode::from(START_ERROR))
+}
+
+pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<ExitCode> {
+    let runtime = Arc::new(runtime);
+    let setup = match Setup::load(&options.config, options.plugins.as_ref(), &runtime, None).await {
+        Ok((setup, _)) => setup,
+        Err(e) => return refuse(e),
+    };
+    let problems = setup.blocking_problems(&runtime).await;
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("error: {}: {p}", options.config.display());
+        }
+        return Ok(ExitCode::from(START_ERROR));
+    }
+    let metrics = Metrics::new();
+    let writer = WriterConfig {
+        observer: Some({
+            let metrics = metrics.clone();
+            Arc::new(move |took, runs| metrics.observe_commit(took, runs))
+        }),
+        ..WriterConfig::default()
+    };
+    let store =
+        match Store::open_with(&setup.database_url(options.database.as_deref()), writer).await {
+            Ok(store) => Arc::new(store),
+            Err(e) => return refuse(e),
+        };
+    let listener = match tokio::net::TcpListener::bind(options.listen).await {
+        Ok(l) => l,
+        Err(e) => return refuse(format!("cannot listen on {}: {e}", options.listen)),
+    };
+    let file = &setup.config.file;
+    store
+        .sync_config(&file.checks, &file.assignments, now_ms())
+        .await?;
+    let plugin_dir = options
+        .plugins
+        .clone()
+        .or_else(|| file.plugins.as_ref().map(|p| setup.config.resolve(p)));
+    let generation = Generation::prepare(setup, &runtime, &store).await;
+    tracing::info!(
+        slices = generation.slices.len(),
+        database = store.engine(),
+        listen = %options.listen,
+        "checkhost serving"
+    );
+    let scheduler = Scheduler::new(
+        Arc::new(generation),
+        runtime.clone(),
+        store.clone(),
+        metrics.clone(),
+        options.concurrency,
+    );
+    let (stop_tx, stop) = watch::channel(false);
+
+    let endpoints = http::Endpoints {
+        metrics: metrics.clone(),
+        store: store.clone(),
+    };
+    let server = {
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.changed().await;
+            };
+            if let Err(e) = axum::serve(listener, http::router(endpoints))
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!("HTTP server stopped: {e}");
+            }
+        })
+    };
+    let reloader = Reloader {
+        config_path: options.config.clone(),
+        plugins_flag: options.plugins.clone(),
+        runtime: runtime.clone(),
+        store: store.clone(),
+        scheduler: scheduler.clone(),
+        metrics: metrics.clone(),
+    };
+    let reloads = tokio::spawn(reloader.run(plugin_dir, stop.clone()));
+    let retention = tokio::spawn(daily_retention(store.clone(), stop.clone()));
+    let scheduling = tokio::spawn(scheduler.clone().run(stop.clone()));
+
+    wait_for_shutdown_signal().await;
+    tracing::info!("shutting down: no new runs, letting runs in flight finish");
+    let _ = stop_tx.send(true);
+    let mut in_flight = scheduling.await?;
+    let finished = tokio::time::timeout(options.grace, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            runs = in_flight.len(),
+            grace_ms = options.grace.as_millis() as u64,
+            "runs still going after the grace period are abandoned, not recorded"
+        );
+        in_flight.abort_all();
+    }
+    let _ = tokio::join!(server, reloads, retention);
+    store.close().await;
+    tracing::info!("stopped; every reported run is committed");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_shutdown_signal() {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the daemon can only be killed.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Retention once a day, the first an hour after start so a restart loop
+/// does not hammer the database.
+async fn daily_retention(store: Arc<Store>, mut stop: watch::Receiver<bool>) {
+    let mut wait = Duration::from_secs(3600);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        match store.retention(RetentionPolicy::default(), now_ms()).await {
+            Ok(report) => tracing::info!(?report, "retention applied"),
+            Err(e) => tracing::error!("retention failed, retrying tomorrow: {e}"),
+        }
+        wait = Duration::from_secs(86_400);
+    }
+}

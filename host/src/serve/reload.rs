@@ -1,0 +1,159 @@
+//! Hot reload on SIGHUP and on changes to the config or plugin files. The
+//! new configuration is validated as `checkhost validate` does; an invalid
+//! one is logged problem by problem and counted while the running one goes
+//! on. A plugin that no longer loads keeps its previous build.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+
+use super::generation::Generation;
+use super::metrics::Metrics;
+use super::scheduler::Scheduler;
+use crate::pipeline::run::now_ms;
+use crate::pipeline::setup::Setup;
+use crate::runtime::Runtime;
+use crate::store::Store;
+
+pub struct Reloader {
+    pub config_path: PathBuf,
+    pub plugins_flag: Option<PathBuf>,
+    pub runtime: Arc<Runtime>,
+    pub store: Arc<Store>,
+    pub scheduler: Arc<Scheduler>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Reloader {
+    /// Loads, validates and applies the configuration; false when it was
+    /// refused and the running one stays.
+    pub async fn reload(&self) -> bool {
+        let previous = self.scheduler.generation();
+        let loaded = Setup::load(
+            &self.config_path,
+            self.plugins_flag.as_ref(),
+            &self.runtime,
+            Some(&previous.setup.plugins),
+        )
+        .await;
+        let (setup, kept) = match loaded {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                tracing::error!("reload refused, the running configuration stays: {error}");
+                self.metrics.reload_failures.inc();
+                return false;
+            }
+        };
+        for problem in &kept {
+            tracing::error!("plugin failed to load on reload: {problem}");
+            self.metrics.reload_failures.inc();
+        }
+        let problems = setup.blocking_problems(&self.runtime).await;
+        if !problems.is_empty() {
+            for p in &problems {
+                tracing::error!(
+                    place = %p.place,
+                    "reload refused, the running configuration stays: {}: {}",
+                    self.config_path.display(),
+                    p
+                );
+            }
+            self.metrics.reload_failures.inc();
+            return false;
+        }
+        let file = &setup.config.file;
+        if let Err(error) = self
+            .store
+            .sync_config(&file.checks, &file.assignments, now_ms())
+            .await
+        {
+            tracing::error!("reload refused, the running configuration stays: {error}");
+            self.metrics.reload_failures.inc();
+            return false;
+        }
+        let generation = Generation::prepare(setup, &self.runtime, &self.store).await;
+        tracing::info!(slices = generation.slices.len(), "configuration reloaded");
+        self.metrics.reloads.inc();
+        self.scheduler.replace(Arc::new(generation));
+        true
+    }
+
+    /// Reloads on SIGHUP and on file changes until `stop` turns true.
+    pub async fn run(self, plugin_dir: Option<PathBuf>, mut stop: watch::Receiver<bool>) {
+        let (changes, mut changed) = mpsc::channel::<()>(1);
+        let _watcher = watch_files(&self.config_path, plugin_dir.as_deref(), changes)
+            .map_err(|e| tracing::warn!("not watching files, reload with SIGHUP: {e}"))
+            .ok();
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGHUP: {e}");
+                None
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                    tracing::info!("SIGHUP: reloading");
+                }
+                Some(()) = changed.recv() => {
+                    // Editors write in several steps: let them finish.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    while changed.try_recv().is_ok() {}
+                    tracing::info!("configuration files changed: reloading");
+                }
+            }
+            self.reload().await;
+        }
+    }
+}
+
+/// Watches the config file (or folder of YAML files) and the plugin folder;
+/// each relevant change sends on `changes` (coalesced).
+fn watch_files(
+    config: &Path,
+    plugin_dir: Option<&Path>,
+    changes: mpsc::Sender<()>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    let config = std::fs::canonicalize(config).unwrap_or_else(|_| config.to_path_buf());
+    let plugin_dir =
+        plugin_dir.map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf()));
+    let config_is_dir = config.is_dir();
+    let relevant = {
+        let (config, plugin_dir) = (config.clone(), plugin_dir.clone());
+        move |path: &Path| {
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            let yaml = matches!(ext, "yaml" | "yml");
+            (config_is_dir && yaml && path.starts_with(&config))
+                || path == config
+                || (ext == "wasm" && plugin_dir.as_ref().is_some_and(|d| path.starts_with(d)))
+        }
+    };
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if matches!(event.kind, EventKind::Access(_)) {
+            return;
+        }
+        if event.paths.iter().any(|p| relevant(p)) {
+            let _ = changes.try_send(());
+        }
+    })?;
+    // Editors replace files: watch the folder that holds the file.
+    let config_dir = if config_is_dir {
+        config.clone()
+    } else {
+        config
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    };
+    watcher.watch(&config_dir, RecursiveMode::NonRecursive)?;
+    if let Some(dir) = &plugin_dir {
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    }
+    Ok(watcher)
+}
