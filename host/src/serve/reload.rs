@@ -43,17 +43,18 @@ impl Reloader {
         let (setup, kept) = match loaded {
             Ok(loaded) => loaded,
             Err(error) => {
-                tracing::error!("reload refused, the running configuration stays: {error}");
                 self.metrics.reload_failures.inc();
+                tracing::error!("reload refused, the running configuration stays: {error}");
                 return false;
             }
         };
         for problem in &kept {
-            tracing::error!("plugin failed to load on reload: {problem}");
             self.metrics.reload_failures.inc();
+            tracing::error!("plugin failed to load on reload: {problem}");
         }
         let problems = setup.blocking_problems(&self.runtime).await;
         if !problems.is_empty() {
+            self.metrics.reload_failures.inc();
             for p in &problems {
                 tracing::error!(
                     place = %p.place,
@@ -62,7 +63,6 @@ impl Reloader {
                     p
                 );
             }
-            self.metrics.reload_failures.inc();
             return false;
         }
         let file = &setup.config.file;
@@ -71,8 +71,8 @@ impl Reloader {
             .sync_config(&file.checks, &file.assignments, now_ms())
             .await
         {
-            tracing::error!("reload refused, the running configuration stays: {error}");
             self.metrics.reload_failures.inc();
+            tracing::error!("reload refused, the running configuration stays: {error}");
             return false;
         }
         let generation = Generation::prepare(setup, &self.runtime, &self.store).await;

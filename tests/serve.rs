@@ -1,0 +1,329 @@
+//! `checkhost serve` as operators run it: the real binary on a real SQLite
+//! file, driven by signals, file edits and kill -9.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::Workspace;
+
+const PLUGINS: &[&str] = &["noop", "hostile"];
+
+/// `systems` systems, each with one no-op check every `interval`; `failing`
+/// makes the collector fail (so every slice has a transition): the hostile
+/// guest answers an unknown mode with a transport error.
+fn config(systems: usize, interval: &str, failing: bool) -> String {
+    let mode = if failing { "fail" } else { "noop" };
+    let mut yaml = format!(
+        "checks:
+  - id: tick
+    interval: {interval}
+    strategy: {{plugin: noop}}
+    collectors: [{{plugin: hostile, config: {{mode: {mode}}}}}]
+systems:
+"
+    );
+    for i in 0..systems {
+        yaml.push_str(&format!("  - {{id: s{i}}}\n"));
+    }
+    yaml.push_str("assignments:\n");
+    for i in 0..systems {
+        yaml.push_str(&format!(
+            "  - {{system: s{i}, check: tick, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}\n"
+        ));
+    }
+    yaml
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `checkhost serve --log-format json` whose stderr lines are
+/// collected as they come.
+struct Daemon {
+    child: Child,
+    port: u16,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    fn start(ws: &Workspace, extra: &[&str]) -> Daemon {
+        let port = free_port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_checkhost"))
+            .args(["--log-format", "json", "serve"])
+            .arg(ws.dir.path().join("checkhost.yaml"))
+            .arg("--plugins")
+            .arg(ws.plugins.path())
+            .args(["--database", &ws.db_url()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env("CHECKHOST_CACHE_DIR", support::cache_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("checkhost serve starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let daemon = Daemon { child, port, lines };
+        daemon.wait_for(Duration::from_secs(30), "the daemon to serve", |d| {
+            d.get("/healthz").is_some()
+        });
+        daemon
+    }
+
+    fn get(&self, path: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        write!(
+            conn,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut response = String::new();
+        conn.read_to_string(&mut response).ok()?;
+        Some(response)
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Run ids the daemon reported as recorded.
+    fn reported_runs(&self) -> Vec<i64> {
+        self.log()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == "run recorded")
+            .filter_map(|v| v["fields"]["run_id"].as_i64())
+            .collect()
+    }
+
+    fn wait_for(&self, limit: Duration, what: &str, ready: impl Fn(&Daemon) -> bool) {
+        let start = Instant::now();
+        while !ready(self) {
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what}; log:\n{}",
+                self.log().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait(mut self) -> (Option<i32>, Vec<String>) {
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        (status.code(), self.log())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_on_the_interval_with_metrics_and_stops_cleanly_on_sigterm() {
+    let ws = Workspace::new(PLUGINS);
+    ws.config(&config(3, "500ms", false));
+    let daemon = Daemon::start(&ws, &[]);
+    daemon.wait_for(Duration::from_secs(20), "nine runs", |d| {
+        d.reported_runs().len() >= 9
+    });
+    let ready = daemon.get("/readyz").unwrap();
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    let metrics = daemon.get("/metrics").unwrap();
+    for name in [
+        "checkhost_runs_total{check=\"tick\",plugin=\"noop\",outcome=\"healthy\"}",
+        "checkhost_scheduler_lag_seconds_bucket",
+        "checkhost_run_duration_seconds_count",
+        "checkhost_runs_in_flight",
+        "checkhost_writer_queue_depth",
+        "checkhost_batch_commit_seconds_count",
+        "checkhost_reload_failures_total 0",
+        "checkhost_slices 3",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    daemon.signal("TERM");
+    let (code, log) = daemon.wait();
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+    let reported = log.iter().filter(|l| l.contains("run recorded")).count() as i64;
+    assert_eq!(ws.db.count("SELECT COUNT(*) FROM runs").await, reported);
+    // Each slice keeps its grid: no two runs of a slice closer than 400 ms.
+    let gaps = ws
+        .db
+        .count(
+            "SELECT COUNT(*) FROM runs a JOIN runs b ON a.slice_id = b.slice_id AND b.id > a.id
+             AND (b.id >> 20) - (a.id >> 20) < 400",
+        )
+        .await;
+    assert_eq!(gaps, 0, "a slice ran twice within one interval");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_edit_is_applied_and_a_broken_one_is_refused_while_the_old_one_runs() {
+    let ws = Workspace::new(PLUGINS);
+    ws.config(&config(1, "300ms", false));
+    let daemon = Daemon::start(&ws, &[]);
+    daemon.wait_for(Duration::from_secs(20), "a first run", |d| {
+        !d.reported_runs().is_empty()
+    });
+    ws.config(&config(2, "300ms", false));
+    daemon.wait_for(Duration::from_secs(20), "the new system to run", |d| {
+        d.log()
+            .iter()
+            .any(|l| l.contains("run recorded") && l.contains("\"system\":\"s1\""))
+    });
+    ws.config(&config(2, "300ms", false).replace("plugin: noop", "plugin: nowhere"));
+    daemon.wait_for(Duration::from_secs(20), "the refusal", |d| {
+        d.log().iter().any(|l| l.contains("reload refused"))
+    });
+    let refusal = daemon
+        .log()
+        .into_iter()
+        .find(|l| l.contains("reload refused"))
+        .unwrap();
+    assert!(
+        refusal.contains("checks[tick].strategy.plugin"),
+        "the place is named: {refusal}"
+    );
+    let metrics = daemon.get("/metrics").unwrap();
+    assert!(
+        metrics.contains("checkhost_reload_failures_total 1"),
+        "{metrics}"
+    );
+    let before = daemon.reported_runs().len();
+    daemon.wait_for(Duration::from_secs(20), "runs to go on", |d| {
+        d.reported_runs().len() >= before + 4
+    });
+    daemon.signal("HUP");
+    daemon.wait_for(Duration::from_secs(20), "a second refusal on SIGHUP", |d| {
+        d.get("/metrics")
+            .is_some_and(|m| m.contains("checkhost_reload_failures_total 2"))
+    });
+}
+
+/// kill -9 under load, then a restart: every run the daemon reported is in
+/// the database, no transition is written twice, and every slice runs
+/// again within one interval of the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_no_reported_run_and_duplicates_no_transition() {
+    let ws = Workspace::new(PLUGINS);
+    ws.config(&config(40, "1s", true));
+    let daemon = Daemon::start(&ws, &[]);
+    daemon.wait_for(Duration::from_secs(30), "two rounds", |d| {
+        d.reported_runs().len() >= 80
+    });
+    daemon.signal("KILL");
+    let reported = daemon.reported_runs();
+    let (code, _) = daemon.wait();
+    assert_eq!(code, None, "killed by a signal");
+    let ids: Vec<String> = reported.iter().map(i64::to_string).collect();
+    let stored = ws
+        .db
+        .count(&format!(
+            "SELECT COUNT(*) FROM runs WHERE id IN ({})",
+            ids.join(",")
+        ))
+        .await;
+    assert_eq!(stored, reported.len() as i64, "a reported run was lost");
+
+    let restarted_at = checkhost::pipeline::run::now_ms();
+    let daemon = Daemon::start(&ws, &[]);
+    let since_restart = format!("FROM runs WHERE (id >> 20) >= {restarted_at}");
+    let started = Instant::now();
+    while ws
+        .db
+        .count(&format!("SELECT COUNT(DISTINCT slice_id) {since_restart}"))
+        .await
+        < 40
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "slices did not resume"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let first_after = ws
+        .db
+        .count(&format!(
+            "SELECT MAX(m) FROM (SELECT MIN(id >> 20) - {restarted_at} AS m {since_restart}
+             GROUP BY slice_id) AS firsts"
+        ))
+        .await;
+    assert!(
+        first_after <= 1_000 + 5_000,
+        "a slice waited {first_after} ms after the restart"
+    );
+    daemon.signal("TERM");
+    let (code, log) = daemon.wait();
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+    assert_eq!(
+        ws.db
+            .count("SELECT COUNT(*) FROM transitions WHERE entity_id LIKE 's%'")
+            .await,
+        40,
+        "each failing system changed once, whatever the kill"
+    );
+}
+
+#[test]
+fn an_invalid_config_or_a_taken_port_stops_the_start_with_exit_2() {
+    let ws = Workspace::new(PLUGINS);
+    ws.config(&config(1, "1s", false).replace("plugin: noop", "plugin: nowhere"));
+    let out = Command::new(env!("CARGO_BIN_EXE_checkhost"))
+        .arg("serve")
+        .arg(ws.dir.path().join("checkhost.yaml"))
+        .arg("--plugins")
+        .arg(ws.plugins.path())
+        .args(["--database", &ws.db_url()])
+        .env("CHECKHOST_CACHE_DIR", support::cache_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("checks[tick].strategy.plugin"), "{stderr}");
+
+    ws.config(&config(1, "1s", false));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_checkhost"))
+        .arg("serve")
+        .arg(ws.dir.path().join("checkhost.yaml"))
+        .arg("--plugins")
+        .arg(ws.plugins.path())
+        .args(["--database", &ws.db_url(), "--listen", &address])
+        .env("CHECKHOST_CACHE_DIR", support::cache_dir())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&address), "{stderr}");
+}
