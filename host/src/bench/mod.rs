@@ -4,6 +4,7 @@
 pub mod pipeline;
 pub mod runtime;
 mod scratch;
+pub mod serve;
 pub mod store;
 
 use std::time::{Duration, Instant};

@@ -88,14 +88,14 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
     /// How long runs in flight may take to finish on SIGTERM/SIGINT.
-    #[arg(long, default_value = "10s", value_parser = parse_grace)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration_arg)]
     pub grace: std::time::Duration,
     /// Runs at once; at this bound the scheduler waits.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
 }
 
-fn parse_grace(text: &str) -> Result<std::time::Duration, String> {
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
     crate::config::parse_duration(text)
         .ok_or_else(|| format!("`{text}` is not a duration like 10s or 500ms"))
 }
@@ -126,6 +126,22 @@ pub enum BenchCommand {
         concurrency: usize,
         #[arg(long, default_value_t = 1_000)]
         pass_checks: usize,
+    },
+    /// The daemon under load: no-op slices through the real scheduler and
+    /// store; sustained runs/s, scheduling lag, RSS and CPU per run.
+    Serve {
+        /// Folder of built test guests (noop.wasm, hostile.wasm).
+        #[arg(long, default_value = "target/test-guests")]
+        guests: PathBuf,
+        /// `sqlite` (a temporary file) or a `postgres://` URL.
+        #[arg(long, default_value = "sqlite")]
+        database: String,
+        #[arg(long, default_value_t = 100_000)]
+        slices: usize,
+        #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
+        interval: std::time::Duration,
+        #[arg(long, default_value = "120s", value_parser = parse_duration_arg)]
+        duration: std::time::Duration,
     },
     /// Record-only store throughput and bytes per run against plain
     /// batched INSERTs of the same rows through the same driver.
@@ -209,6 +225,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report =
                 crate::bench::pipeline::run(&guests, &database, runs, concurrency, pass_checks)
                     .await?;
+            println!("{}", report.render());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Serve {
+            guests,
+            database,
+            slices,
+            interval,
+            duration,
+        }) => {
+            let report =
+                crate::bench::serve::run(&guests, &database, slices, interval, duration).await?;
             println!("{}", report.render());
             Ok(ExitCode::SUCCESS)
         }

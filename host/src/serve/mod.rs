@@ -61,6 +61,9 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
     }
     let metrics = Metrics::new();
     let writer = WriterConfig {
+        // The daemon outlives database outages: runs wait (and the scheduler
+        // with them, through backpressure) until the database is back.
+        retry_for: Duration::MAX,
         observer: Some({
             let metrics = metrics.clone();
             Arc::new(move |took, runs| metrics.observe_commit(took, runs))

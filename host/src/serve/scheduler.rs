@@ -304,9 +304,15 @@ mod tests {
     fn after_a_restart_an_overdue_slice_runs_once_soon_and_a_fresh_one_waits() {
         let k = key("web");
         let now = 10_000_000;
+        let first = first_due(&k, 60_000, None, now) + 60_000;
         let overdue = first_due(&k, 60_000, Some(now - 600_000), now);
         assert!(overdue - now < 5_000, "soon: {}", overdue - now);
+        // Half an interval after the last run at least, then its grid.
         let recent = first_due(&k, 60_000, Some(now - 1_000), now);
-        assert!(recent >= now - 1_000 + 30_000 && recent < now + 60_000);
+        assert!((now + 29_000..now + 89_000).contains(&recent), "{recent}");
+        assert_eq!((recent - phase(&k, 60_000)).rem_euclid(60_000), 0);
+        // A last run on the grid: the very next tick, one interval later.
+        let on_grid = first - 60_000;
+        assert_eq!(first_due(&k, 60_000, Some(on_grid), on_grid + 5_000), first);
     }
 }
