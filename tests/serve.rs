@@ -163,6 +163,9 @@ async fn serves_on_the_interval_with_metrics_and_stops_cleanly_on_sigterm() {
         "checkhost_runs_total{check=\"tick\",plugin=\"noop\",outcome=\"healthy\"}",
         "checkhost_scheduler_lag_seconds_bucket",
         "checkhost_run_duration_seconds_count",
+        "checkhost_guest_instantiate_seconds_count",
+        "checkhost_guest_memory_peak_bytes_bucket",
+        "checkhost_guest_cpu_seconds_count",
         "checkhost_runs_in_flight",
         "checkhost_writer_queue_depth",
         "checkhost_batch_commit_seconds_count",
@@ -326,4 +329,32 @@ fn an_invalid_config_or_a_taken_port_stops_the_start_with_exit_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(&address), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_no_longer_loads_keeps_its_previous_build() {
+    let ws = Workspace::new(PLUGINS);
+    ws.config(&config(1, "300ms", false));
+    let daemon = Daemon::start(&ws, &[]);
+    daemon.wait_for(Duration::from_secs(20), "a first run", |d| {
+        !d.reported_runs().is_empty()
+    });
+    std::fs::write(ws.plugins.path().join("hostile.wasm"), b"not a component").unwrap();
+    daemon.wait_for(Duration::from_secs(20), "the failed load", |d| {
+        d.log()
+            .iter()
+            .any(|l| l.contains("plugin failed to load on reload") && l.contains("hostile.wasm"))
+    });
+    let before = daemon.reported_runs().len();
+    daemon.wait_for(Duration::from_secs(20), "runs on the previous build", |d| {
+        d.reported_runs().len() >= before + 3
+    });
+    assert!(
+        daemon
+            .log()
+            .iter()
+            .filter(|l| l.contains("run recorded"))
+            .all(|l| l.contains("\"healthy\":true")),
+        "runs stay healthy"
+    );
 }

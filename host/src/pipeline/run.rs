@@ -19,7 +19,7 @@ use crate::config::{Assignment, Check, ConfigFile, System, parse_duration};
 use crate::runtime::bindings::{CheckInfo, EnvironmentInfo, RunContext, SystemInfo};
 use crate::runtime::mask::Masker;
 use crate::runtime::{
-    CollectorRun, NetworkPolicy, Plugin, RunLimits, RunOutcome, RunSpec, Runtime,
+    CollectorRun, GuestStats, NetworkPolicy, Plugin, RunLimits, RunOutcome, RunSpec, Runtime,
 };
 use crate::store::{NewRun, Store, StoreError, TransitionEvent};
 
@@ -45,6 +45,9 @@ pub struct RunReport {
     pub transitions: Vec<TransitionEvent>,
     /// The stored run's id.
     pub run_id: i64,
+    /// What the sandbox spent on the run.
+    #[serde(skip)]
+    pub guest: GuestStats,
 }
 
 impl RunReport {
@@ -76,6 +79,16 @@ pub struct PreparedCheck {
     limits: RunLimits,
     interval_seconds: u64,
     policy: Arc<NetworkPolicy>,
+}
+
+/// Stages 3–7 of one run, before masking and persisting.
+struct Executed {
+    healthy: bool,
+    error: Option<String>,
+    assertions: Vec<AssertionOutcome>,
+    result: Value,
+    masker: Masker,
+    guest: GuestStats,
 }
 
 /// The part of a run that went wrong before the sandbox was reached.
@@ -263,17 +276,24 @@ impl Pipeline<'_> {
         env: Option<&str>,
     ) -> Result<RunReport, StoreError> {
         let started = Instant::now();
-        let (healthy, error, assertions, result, masker) =
-            match self.execute_slice(p, system, env).await {
-                Ok(done) => done,
-                Err(EarlyFailure(message)) => (
-                    false,
-                    Some(message),
-                    Vec::new(),
-                    json!({}),
-                    Masker::default(),
-                ),
-            };
+        let Executed {
+            healthy,
+            error,
+            assertions,
+            result,
+            masker,
+            guest,
+        } = match self.execute_slice(p, system, env).await {
+            Ok(done) => done,
+            Err(EarlyFailure(message)) => Executed {
+                healthy: false,
+                error: Some(message),
+                assertions: Vec::new(),
+                result: json!({}),
+                masker: Masker::default(),
+                guest: GuestStats::default(),
+            },
+        };
         let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         let mut assertions = assertions;
         for a in &mut assertions {
@@ -308,6 +328,7 @@ impl Pipeline<'_> {
             assertions,
             transitions: recorded.transitions,
             run_id: recorded.run_id,
+            guest,
         })
     }
 
@@ -317,7 +338,7 @@ impl Pipeline<'_> {
         p: &PreparedCheck,
         system: &System,
         env_id: Option<&str>,
-    ) -> Result<(bool, Option<String>, Vec<AssertionOutcome>, Value, Masker), EarlyFailure> {
+    ) -> Result<Executed, EarlyFailure> {
         let environment = env_id.and_then(|id| self.config.environment(id));
         let fail = |m: String| EarlyFailure(m);
 
@@ -380,13 +401,14 @@ impl Pipeline<'_> {
             .collect();
         let error = outcome.error();
         let healthy = error.is_none() && assertions.iter().all(|a| a.passed);
-        Ok((
+        Ok(Executed {
             healthy,
             error,
             assertions,
-            persisted_results(&outcome, p),
+            result: persisted_results(&outcome, p),
             masker,
-        ))
+            guest: outcome.stats,
+        })
     }
 
     async fn persist_failure(
@@ -417,6 +439,7 @@ impl Pipeline<'_> {
             assertions: Vec::new(),
             transitions: recorded.transitions,
             run_id: recorded.run_id,
+            guest: GuestStats::default(),
         })
     }
 }

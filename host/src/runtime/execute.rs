@@ -3,7 +3,7 @@
 //! whole run under one wall-clock deadline, outcomes typed and masked.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use serde::Serialize;
@@ -65,6 +65,15 @@ pub struct CollectorOutcome {
     pub error: Option<String>,
 }
 
+/// What a run cost, for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuestStats {
+    pub instantiate: Duration,
+    pub memory_peak_bytes: usize,
+    /// CPU time of the threads while they ran this run's guests and host calls.
+    pub cpu: Duration,
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunOutcome {
@@ -75,6 +84,8 @@ pub struct RunOutcome {
     pub collectors: Vec<CollectorOutcome>,
     pub logs: Vec<LogLine>,
     pub duration_ms: f64,
+    #[serde(skip)]
+    pub stats: GuestStats,
 }
 
 impl RunOutcome {
@@ -141,10 +152,12 @@ impl Runtime {
             deadline: started + limits.timeout(),
         };
         let slots = 1 + spec.collectors.len() as u32;
+        let cpu = Arc::new(Mutex::new(Duration::ZERO));
         let mut outcome = match self.acquire(slots).await {
             Err(failure) => empty_outcome(Some(failure)),
             Ok(_permit) => {
-                match tokio::time::timeout(limits.timeout(), self.run_guests(&spec, &scope)).await {
+                let guests = CpuMeter::new(self.run_guests(&spec, &scope), cpu.clone());
+                match tokio::time::timeout(limits.timeout(), guests).await {
                     Ok(Ok(outcome)) => outcome,
                     Ok(Err(guest)) => {
                         empty_outcome(Some(classify(guest, &journal(&shared), &limits)))
@@ -155,6 +168,11 @@ impl Runtime {
         };
         let mut record = journal(&shared);
         outcome.logs = std::mem::take(&mut record.logs);
+        outcome.stats = GuestStats {
+            instantiate: record.instantiate,
+            memory_peak_bytes: record.memory_peak_bytes,
+            cpu: *cpu.lock().unwrap_or_else(|e| e.into_inner()),
+        };
         if let Some(denial) = record.denials.first() {
             let failed = outcome.connect_error.is_some()
                 || outcome.failure.is_some()
@@ -182,10 +200,12 @@ impl Runtime {
             )));
         };
         let mut store = new_store(&self.engine, Sandbox::new(&strategy_id, &[], scope), ticks);
+        let started = Instant::now();
         let bindings = pre
             .instantiate_async(&mut store)
             .await
             .map_err(guest(&strategy_id))?;
+        journal(&scope.journal).instantiate += started.elapsed();
         let connected = bindings
             .checkhost_plugin_strategy_plugin()
             .call_connect(&mut store, &spec.strategy_config, &spec.context)
@@ -254,7 +274,9 @@ impl Runtime {
         let mut sandbox = Sandbox::new(&id, &run.env, scope);
         sandbox.transport = Some(link);
         let mut store = new_store(&self.engine, sandbox, ticks);
+        let started = Instant::now();
         let bindings = pre.instantiate_async(&mut store).await.map_err(fail)?;
+        journal(&scope.journal).instantiate += started.elapsed();
         let output = bindings
             .checkhost_plugin_collector_plugin()
             .call_collect(&mut store, &run.config_json, &spec.context)
@@ -304,7 +326,50 @@ fn empty_outcome(failure: Option<Failure>) -> RunOutcome {
         collectors: Vec::new(),
         logs: Vec::new(),
         duration_ms: 0.0,
+        stats: GuestStats::default(),
     }
+}
+
+/// Adds the CPU time of each poll of a future to a total. A poll runs on
+/// one thread from start to end, so the thread's CPU clock measures it
+/// exactly, whichever worker the task moves to.
+struct CpuMeter<F> {
+    inner: std::pin::Pin<Box<F>>,
+    total: Arc<Mutex<Duration>>,
+}
+
+impl<F> CpuMeter<F> {
+    fn new(inner: F, total: Arc<Mutex<Duration>>) -> Self {
+        CpuMeter {
+            inner: Box::pin(inner),
+            total,
+        }
+    }
+}
+
+impl<F: Future> Future for CpuMeter<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let before = thread_cpu_time();
+        let poll = self.inner.as_mut().poll(cx);
+        let spent = thread_cpu_time().saturating_sub(before);
+        *self.total.lock().unwrap_or_else(|e| e.into_inner()) += spent;
+        poll
+    }
+}
+
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Turns a guest error into the message an operator needs.

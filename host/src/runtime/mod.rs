@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use execute::{CollectorOutcome, CollectorRun, Failure, RunOutcome, RunSpec};
+pub use execute::{CollectorOutcome, CollectorRun, Failure, GuestStats, RunOutcome, RunSpec};
 pub use limits::RunLimits;
 pub use loader::{LoadError, Plugin, PluginInfo, PluginKind};
 pub use migrate::MigrateError;

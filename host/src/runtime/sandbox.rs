@@ -59,6 +59,10 @@ pub struct RunJournal {
     pub logs: Vec<LogLine>,
     pub denials: Vec<Denial>,
     pub violation: Option<Violation>,
+    /// The largest linear memory any guest of the run asked for.
+    pub memory_peak_bytes: usize,
+    /// Time spent instantiating the run's guests.
+    pub instantiate: std::time::Duration,
 }
 
 pub type SharedJournal = Arc<Mutex<RunJournal>>;
@@ -258,6 +262,10 @@ impl ResourceLimiter for GuestLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        {
+            let mut record = journal(&self.journal);
+            record.memory_peak_bytes = record.memory_peak_bytes.max(desired);
+        }
         if desired > self.memory {
             let violation = Violation::Memory { limit: self.memory };
             journal(&self.journal)

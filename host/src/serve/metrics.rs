@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::pipeline::run::RunReport;
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RunLabels {
     pub check: String,
@@ -23,6 +25,9 @@ pub struct Metrics {
     registry: Registry,
     pub runs: Family<RunLabels, Counter>,
     pub run_duration: Histogram,
+    pub guest_instantiate: Histogram,
+    pub guest_memory_peak: Histogram,
+    pub guest_cpu: Histogram,
     pub scheduler_lag: Histogram,
     pub in_flight: Gauge,
     pub slices: Gauge,
@@ -41,6 +46,9 @@ impl Metrics {
             registry: Registry::with_prefix("checkhost"),
             runs: Family::default(),
             run_duration: seconds(),
+            guest_instantiate: Histogram::new(exponential_buckets(0.000_01, 2.0, 16)),
+            guest_memory_peak: Histogram::new(exponential_buckets(65_536.0, 2.0, 14)),
+            guest_cpu: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
             scheduler_lag: seconds(),
             in_flight: Gauge::default(),
             slices: Gauge::default(),
@@ -61,6 +69,21 @@ impl Metrics {
             "run_duration_seconds",
             "Wall time of a run, sandbox included",
             metrics.run_duration.clone(),
+        );
+        registry.register(
+            "guest_instantiate_seconds",
+            "Time to instantiate the guests of a run",
+            metrics.guest_instantiate.clone(),
+        );
+        registry.register(
+            "guest_memory_peak_bytes",
+            "Largest linear memory a guest of the run asked for",
+            metrics.guest_memory_peak.clone(),
+        );
+        registry.register(
+            "guest_cpu_seconds",
+            "CPU time spent running a run's guests and their host calls",
+            metrics.guest_cpu.clone(),
         );
         registry.register(
             "scheduler_lag_seconds",
@@ -113,8 +136,12 @@ impl Metrics {
         })
     }
 
-    pub fn observe_run(&self, check: &str, plugin: &str, healthy: bool, latency_ms: f64) {
-        let outcome = if healthy { "healthy" } else { "unhealthy" };
+    pub fn observe_run(&self, check: &str, plugin: &str, report: &RunReport) {
+        let outcome = if report.healthy {
+            "healthy"
+        } else {
+            "unhealthy"
+        };
         self.runs
             .get_or_create(&RunLabels {
                 check: check.into(),
@@ -122,7 +149,13 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc();
-        self.run_duration.observe(latency_ms / 1000.0);
+        self.run_duration.observe(report.latency_ms / 1000.0);
+        let guest = &report.guest;
+        self.guest_instantiate
+            .observe(guest.instantiate.as_secs_f64());
+        self.guest_memory_peak
+            .observe(guest.memory_peak_bytes as f64);
+        self.guest_cpu.observe(guest.cpu.as_secs_f64());
     }
 
     pub fn observe_unpersisted(&self, check: &str) {

@@ -190,12 +190,8 @@ impl Scheduler {
         match outcome {
             None => {}
             Some(Ok(report)) => {
-                self.metrics.observe_run(
-                    &key.check,
-                    generation.strategy_of(&key.check),
-                    report.healthy,
-                    report.latency_ms,
-                );
+                self.metrics
+                    .observe_run(&key.check, generation.strategy_of(&key.check), &report);
                 tracing::info!(
                     run_id = report.run_id,
                     healthy = report.healthy,
