@@ -32,11 +32,18 @@ impl SliceKey {
     }
 }
 
+/// Where a slice's system and check sit in the config, found once.
+#[derive(Debug, Clone, Copy)]
+pub struct SliceDef {
+    pub interval_ms: i64,
+    system: usize,
+    check: usize,
+}
+
 pub struct Generation {
     pub setup: Setup,
     prepared: HashMap<String, Prepared>,
-    /// Every slice and its interval in milliseconds.
-    pub slices: BTreeMap<SliceKey, i64>,
+    pub slices: BTreeMap<SliceKey, SliceDef>,
 }
 
 impl Generation {
@@ -51,11 +58,26 @@ impl Generation {
             }
         }
         let file = &setup.config.file;
+        let systems: HashMap<&str, usize> = file
+            .systems
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
+        let checks: HashMap<&str, usize> = file
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.as_str(), i))
+            .collect();
         let mut slices = BTreeMap::new();
         for a in file.assignments.iter().filter(|a| !a.paused) {
-            let (Some(system), Some(check)) = (file.system(&a.system), file.check(&a.check)) else {
+            let (Some(&system_at), Some(&check_at)) =
+                (systems.get(a.system.as_str()), checks.get(a.check.as_str()))
+            else {
                 continue;
             };
+            let (system, check) = (&file.systems[system_at], &file.checks[check_at]);
             // Validation refuses a bad interval; a minimum keeps a typo from spinning.
             let interval = parse_duration(&check.interval)
                 .map_or(60_000, |d| d.as_millis() as i64)
@@ -67,7 +89,11 @@ impl Generation {
                         check: a.check.clone(),
                         environment,
                     },
-                    interval,
+                    SliceDef {
+                        interval_ms: interval,
+                        system: system_at,
+                        check: check_at,
+                    },
                 );
             }
         }
@@ -87,8 +113,8 @@ impl Generation {
         store: &Store,
     ) -> Option<Result<RunReport, StoreError>> {
         let file = &self.setup.config.file;
-        let system = file.system(&key.system)?;
-        let check = file.check(&key.check)?;
+        let def = self.slices.get(key)?;
+        let (system, check) = (&file.systems[def.system], &file.checks[def.check]);
         let prepared = self.prepared.get(&key.check)?;
         let pipeline = pipeline(&self.setup, runtime, store);
         Some(
@@ -98,13 +124,14 @@ impl Generation {
         )
     }
 
-    /// The strategy plugin of a check, for metrics.
-    pub fn strategy_of(&self, check: &str) -> &str {
-        self.setup
-            .config
-            .file
-            .check(check)
-            .map_or("", |c| c.strategy.plugin.as_str())
+    /// The strategy plugin of a slice's check, for metrics.
+    pub fn strategy_of(&self, key: &SliceKey) -> &str {
+        self.slices.get(key).map_or("", |def| {
+            self.setup.config.file.checks[def.check]
+                .strategy
+                .plugin
+                .as_str()
+        })
     }
 }
 

@@ -191,7 +191,7 @@ impl Scheduler {
             None => {}
             Some(Ok(report)) => {
                 self.metrics
-                    .observe_run(&key.check, generation.strategy_of(&key.check), &report);
+                    .observe_run(&key.check, generation.strategy_of(key), &report);
                 tracing::info!(
                     run_id = report.run_id,
                     healthy = report.healthy,
@@ -232,8 +232,8 @@ impl Scheduler {
             })
         };
         let now = now_ms();
-        for (key, interval) in &generation.slices {
-            let interval = *interval;
+        for (key, def) in &generation.slices {
+            let interval = def.interval_ms;
             match slots.get_mut(key) {
                 Some(slot) if slot.interval_ms == interval => {}
                 Some(slot) => {

@@ -30,6 +30,10 @@ pub struct WriterConfig {
     pub queue: usize,
     /// Runs per transaction at most.
     pub max_batch: usize,
+    /// How long a batch waits for more runs after its first: under a
+    /// trickle of runs, a few milliseconds turn many tiny transactions
+    /// into a few larger ones.
+    pub linger: Duration,
     /// How long a batch is retried while the database is unreachable
     /// before its runs are reported as not persisted.
     pub retry_for: Duration,
@@ -41,6 +45,7 @@ impl Default for WriterConfig {
         WriterConfig {
             queue: 8192,
             max_batch: 2000,
+            linger: Duration::from_millis(2),
             retry_for: Duration::from_secs(30),
             observer: None,
         }
@@ -103,6 +108,8 @@ impl Writer {
                 break;
             };
             let mut batch: Vec<(NewRun, String, Reply)> = Vec::new();
+            // A batch closes when full, or `linger` after its first run.
+            let closes = tokio::time::Instant::now() + self.config.linger;
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 match job {
@@ -113,8 +120,14 @@ impl Writer {
                     } => batch.push((run, result_json, reply)),
                     Job::Stop => stopping = true,
                 }
-                if batch.len() < self.config.max_batch {
-                    next = jobs.try_recv().ok();
+                if !stopping && batch.len() < self.config.max_batch {
+                    next = match jobs.try_recv() {
+                        Ok(job) => Some(job),
+                        Err(_) => tokio::time::timeout_at(closes, jobs.recv())
+                            .await
+                            .ok()
+                            .flatten(),
+                    };
                 }
             }
             if stopping {
