@@ -5,6 +5,7 @@
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use checkhost::config::{Assignment, EnvSelection, Thresholds};
 use checkhost::store::retention::RetentionPolicy;
@@ -131,34 +132,7 @@ async fn a_large_concurrent_load_is_batched_and_every_change_is_one_transition(d
     let systems: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
     let names: Vec<&str> = systems.iter().map(String::as_str).collect();
     let store = store(&db, &names).await;
-    let mut tasks = Vec::new();
-    // Runs of one slice are submitted in order; slices interleave freely.
-    for system in &systems {
-        for env in ["a", "b", "c"] {
-            let store = store.clone();
-            let system = system.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut changes = 0;
-                for i in 0..10 {
-                    let healthy = i % 3 == 2;
-                    let at = 1_000_000 + i;
-                    changes += store
-                        .record_run(run(&system, Some(env), healthy, 1.0, at))
-                        .await
-                        .unwrap()
-                        .transitions
-                        .iter()
-                        .filter(|t| t.entity_id.contains("::"))
-                        .count();
-                }
-                changes
-            }));
-        }
-    }
-    let mut env_changes = 0;
-    for t in tasks {
-        env_changes += t.await.unwrap();
-    }
+    let env_changes = alternating_load(&store, &systems, Duration::ZERO).await;
     // Per slice: F F P F F P F F P F → unhealthy at 0, healthy at 2, 5, 8,
     // unhealthy at 3, 6, 9: 7 transitions.
     assert_eq!(env_changes, 120 * 7);
@@ -174,6 +148,40 @@ async fn a_large_concurrent_load_is_batched_and_every_change_is_one_transition(d
         160,
         "every slice ends failed: 120 environments and 40 rollups"
     );
+}
+
+/// Three environments of every system, ten runs each (fail, fail, pass, …),
+/// each slice's runs in order while slices interleave freely, `pause`
+/// between a slice's runs. Returns the environment transitions reported.
+async fn alternating_load(store: &Arc<Store>, systems: &[String], pause: Duration) -> usize {
+    let mut tasks = Vec::new();
+    for system in systems {
+        for env in ["a", "b", "c"] {
+            let store = store.clone();
+            let system = system.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut changes = 0;
+                for i in 0..10 {
+                    let at = 1_000_000 + i;
+                    changes += store
+                        .record_run(run(&system, Some(env), i % 3 == 2, 1.0, at))
+                        .await
+                        .unwrap()
+                        .transitions
+                        .iter()
+                        .filter(|t| t.entity_id.contains("::"))
+                        .count();
+                    tokio::time::sleep(pause).await;
+                }
+                changes
+            }));
+        }
+    }
+    let mut env_changes = 0;
+    for t in tasks {
+        env_changes += t.await.unwrap();
+    }
+    env_changes
 }
 
 /// Two stores on one database stand for two processes: each has its own
@@ -478,7 +486,7 @@ async fn postgres_connections_dropped_mid_load_lose_and_duplicate_nothing() {
             let mut admin = sqlx::PgConnection::connect(&db_url).await.unwrap();
             let mut killed = 0;
             for _ in 0..5 {
-                tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+                tokio::time::sleep(Duration::from_millis(15)).await;
                 killed += sqlx::query(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
                      WHERE datname = $1 AND pid <> pg_backend_pid()",
@@ -492,33 +500,7 @@ async fn postgres_connections_dropped_mid_load_lose_and_duplicate_nothing() {
             killed
         })
     };
-    let mut tasks = Vec::new();
-    for system in &systems {
-        for env in ["a", "b", "c"] {
-            let store = store.clone();
-            let system = system.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut changes = 0;
-                for i in 0..10 {
-                    let at = 1_000_000 + i;
-                    changes += store
-                        .record_run(run(&system, Some(env), i % 3 == 2, 1.0, at))
-                        .await
-                        .unwrap()
-                        .transitions
-                        .iter()
-                        .filter(|t| t.entity_id.contains("::"))
-                        .count();
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-                }
-                changes
-            }));
-        }
-    }
-    let mut env_changes = 0;
-    for t in tasks {
-        env_changes += t.await.unwrap();
-    }
+    let env_changes = alternating_load(&store, &systems, Duration::from_millis(2)).await;
     assert!(killer.await.unwrap() > 0, "connections were dropped");
     assert_eq!(env_changes, 120 * 7);
     assert_eq!(db.count("SELECT COUNT(*) FROM runs").await, 1200);

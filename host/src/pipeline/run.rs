@@ -106,19 +106,20 @@ impl Pipeline<'_> {
         self.store
             .sync_config(&self.config.checks, &self.config.assignments, now_ms())
             .await?;
+        let (systems, checks) = self.index();
         // Migration is deterministic: prepare each check once per pass, not
         // once per assignment.
         let mut prepared: HashMap<&str, Prepared> = HashMap::new();
         for assignment in self.selected(selection) {
-            if let Some(check) = self.config.check(&assignment.check)
+            if let Some(check) = checks.get(assignment.check.as_str())
                 && !prepared.contains_key(check.id.as_str())
             {
                 prepared.insert(check.id.as_str(), self.prepare(check).await);
             }
         }
         let runs = self.selected(selection).filter_map(|assignment| {
-            let check = self.config.check(&assignment.check)?;
-            let system = self.config.system(&assignment.system)?;
+            let check = *checks.get(assignment.check.as_str())?;
+            let system = *systems.get(assignment.system.as_str())?;
             let prepared = prepared.get(check.id.as_str())?;
             Some(self.run_assignment(assignment, check, prepared, system, selection, on_done))
         });
@@ -141,14 +142,21 @@ impl Pipeline<'_> {
         })
     }
 
+    /// Systems and checks by id: the config's lookups scan, and a pass
+    /// looks up every assignment.
+    fn index(&self) -> (HashMap<&str, &System>, HashMap<&str, &Check>) {
+        let systems = self.config.systems.iter().map(|s| (s.id.as_str(), s));
+        let checks = self.config.checks.iter().map(|c| (c.id.as_str(), c));
+        (systems.collect(), checks.collect())
+    }
+
     /// The number of runs `run` will do, for progress display.
     pub fn planned_runs(&self, selection: &Selection) -> usize {
+        let (systems, _) = self.index();
         self.selected(selection)
             .filter_map(|a| {
-                Some(
-                    self.environments_of(a, self.config.system(&a.system)?, selection)
-                        .len(),
-                )
+                let system = systems.get(a.system.as_str())?;
+                Some(self.environments_of(a, system, selection).len())
             })
             .sum()
     }
