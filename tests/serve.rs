@@ -358,3 +358,69 @@ async fn a_plugin_that_no_longer_loads_keeps_its_previous_build() {
         "runs stay healthy"
     );
 }
+
+/// PostgreSQL stops taking connections while the daemon runs: /readyz
+/// turns red, runs wait, and when the database is back the daemon recovers
+/// by itself with every reported run stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_waits_out_a_database_outage_and_recovers() {
+    let Some(db) = support::db::TestDb::postgres().await else {
+        return;
+    };
+    let support::db::TestDb::Postgres { admin_url, name } = &db else {
+        unreachable!()
+    };
+    let (admin_url, name) = (admin_url.clone(), name.clone());
+    let ws = Workspace::on(db, PLUGINS);
+    ws.config(&config(5, "300ms", false));
+    let daemon = Daemon::start(&ws, &[]);
+    daemon.wait_for(Duration::from_secs(20), "first runs", |d| {
+        d.reported_runs().len() >= 5
+    });
+    let admin = |sql: String| {
+        let admin_url = admin_url.clone();
+        async move {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    };
+    admin(format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+    ))
+    .await;
+    daemon.wait_for(Duration::from_secs(20), "/readyz to turn red", |d| {
+        d.get("/readyz")
+            .is_some_and(|r| r.starts_with("HTTP/1.1 503"))
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let during = daemon.reported_runs().len();
+    admin(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).await;
+    daemon.wait_for(Duration::from_secs(30), "recovery", |d| {
+        d.get("/readyz")
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            && d.reported_runs().len() >= during + 10
+    });
+    daemon.signal("TERM");
+    let reported = daemon.reported_runs();
+    let (code, log) = daemon.wait();
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+    assert!(
+        !log.iter().any(|l| l.contains("not persisted")),
+        "no run was dropped: {}",
+        log.join("\n")
+    );
+    let ids: Vec<String> = reported.iter().map(i64::to_string).collect();
+    let stored = ws
+        .db
+        .count(&format!(
+            "SELECT COUNT(*) FROM runs WHERE id IN ({})",
+            ids.join(",")
+        ))
+        .await;
+    assert_eq!(stored, reported.len() as i64);
+}

@@ -244,10 +244,13 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            // PostgreSQL: connection exceptions, shutdown, serialization and
-            // deadlock; SQLite: busy / locked.
+            // PostgreSQL: connection exceptions, shutdown, a database not
+            // accepting connections, too many connections, serialization
+            // and deadlock; SQLite: busy / locked.
             code.starts_with("08")
                 || code.starts_with("57P")
+                || code == "55000"
+                || code == "53300"
                 || code == "40001"
                 || code == "40P01"
                 || code == "5"
