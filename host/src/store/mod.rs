@@ -48,6 +48,8 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("runs were not persisted: {0}")]
     NotPersisted(String),
+    #[error("the database did not answer within {0:?}")]
+    NoAnswer(std::time::Duration),
     #[error("unsupported database URL `{0}`: use sqlite://<path> or postgres://<user>@<host>/<db>")]
     Url(String),
 }
@@ -152,13 +154,14 @@ impl Store {
 
     /// Whether the database answers, within two seconds.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let answer = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        let limit = std::time::Duration::from_secs(2);
+        let answer = tokio::time::timeout(limit, async {
             with_pool!(&self.db.read, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))
         })
         .await;
         match answer {
             Ok(result) => Ok(result?),
-            Err(_) => Err(StoreError::NotPersisted("no answer within 2 s".into())),
+            Err(_) => Err(StoreError::NoAnswer(limit)),
         }
     }
 
