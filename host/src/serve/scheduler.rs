@@ -107,10 +107,6 @@ impl Scheduler {
         self.changed.notify_one();
     }
 
-    pub fn in_flight(&self, concurrency: usize) -> usize {
-        concurrency - self.permits.available_permits()
-    }
-
     /// Runs until `stop` turns true; returns the runs still in flight, for
     /// the caller to give a grace period.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> JoinSet<()> {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::sketch::Sketch;
-use super::state::{Status, TransitionKind, runs_needed, slice_status, worst};
+use super::state::{Status, TransitionKind, outcomes_status, runs_needed, worst};
 use super::{HOUR_MS, NewRun, TransitionEvent, entity_ids};
 use crate::config::Thresholds;
 
@@ -41,8 +41,7 @@ impl SliceState {
 
     /// The slice's status under its thresholds.
     pub fn evaluate(&self) -> Status {
-        let failed: Vec<bool> = self.outcomes.chars().map(|c| c == '1').collect();
-        slice_status(&self.thresholds, &failed)
+        outcomes_status(&self.thresholds, &self.outcomes)
     }
 
     fn env_key(&self) -> &str {

@@ -271,8 +271,7 @@ impl Store {
             .await?;
             for (id, outcomes, stored, thresholds) in slices {
                 let thresholds: Thresholds = serde_json::from_str(&thresholds).unwrap_or_default();
-                let failed: Vec<bool> = outcomes.chars().map(|c| c == '1').collect();
-                let status = state::slice_status(&thresholds, &failed);
+                let status = state::outcomes_status(&thresholds, &outcomes);
                 if status.as_str() != stored {
                     sqlx::query("UPDATE slices SET status = $1 WHERE id = $2")
                         .bind(status.as_str())

@@ -86,6 +86,12 @@ pub fn slice_status(t: &Thresholds, newest_first: &[bool]) -> Status {
     }
 }
 
+/// Status of a slice from its stored outcomes (`1` failed, newest first).
+pub fn outcomes_status(t: &Thresholds, outcomes: &str) -> Status {
+    let failed: Vec<bool> = outcomes.chars().map(|c| c == '1').collect();
+    slice_status(t, &failed)
+}
+
 /// Worst of the measured statuses; `Unknown` only when nothing was measured.
 pub fn worst(statuses: impl IntoIterator<Item = Status>) -> Status {
     statuses.into_iter().max().unwrap_or(Status::Unknown)
