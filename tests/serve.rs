@@ -38,6 +38,19 @@ systems:
     yaml
 }
 
+/// Every run the daemon reported is in the database.
+async fn assert_all_stored(ws: &Workspace, reported: &[i64]) {
+    let ids: Vec<String> = reported.iter().map(i64::to_string).collect();
+    let stored = ws
+        .db
+        .count(&format!(
+            "SELECT COUNT(*) FROM runs WHERE id IN ({})",
+            ids.join(",")
+        ))
+        .await;
+    assert_eq!(stored, reported.len() as i64, "a reported run was lost");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -248,15 +261,7 @@ async fn kill_9_under_load_loses_no_reported_run_and_duplicates_no_transition() 
     let reported = daemon.reported_runs();
     let (code, _) = daemon.wait();
     assert_eq!(code, None, "killed by a signal");
-    let ids: Vec<String> = reported.iter().map(i64::to_string).collect();
-    let stored = ws
-        .db
-        .count(&format!(
-            "SELECT COUNT(*) FROM runs WHERE id IN ({})",
-            ids.join(",")
-        ))
-        .await;
-    assert_eq!(stored, reported.len() as i64, "a reported run was lost");
+    assert_all_stored(&ws, &reported).await;
 
     let restarted_at = checkhost::pipeline::run::now_ms();
     let daemon = Daemon::start(&ws, &[]);
@@ -414,13 +419,5 @@ async fn the_daemon_waits_out_a_database_outage_and_recovers() {
         "no run was dropped: {}",
         log.join("\n")
     );
-    let ids: Vec<String> = reported.iter().map(i64::to_string).collect();
-    let stored = ws
-        .db
-        .count(&format!(
-            "SELECT COUNT(*) FROM runs WHERE id IN ({})",
-            ids.join(",")
-        ))
-        .await;
-    assert_eq!(stored, reported.len() as i64);
+    assert_all_stored(&ws, &reported).await;
 }

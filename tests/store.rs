@@ -133,15 +133,7 @@ async fn a_large_concurrent_load_is_batched_and_every_change_is_one_transition(d
     let names: Vec<&str> = systems.iter().map(String::as_str).collect();
     let store = store(&db, &names).await;
     let env_changes = alternating_load(&store, &systems, Duration::ZERO).await;
-    // Per slice: F F P F F P F F P F → unhealthy at 0, healthy at 2, 5, 8,
-    // unhealthy at 3, 6, 9: 7 transitions.
-    assert_eq!(env_changes, 120 * 7);
-    assert_eq!(db.count("SELECT COUNT(*) FROM runs").await, 1200);
-    assert_eq!(
-        db.count("SELECT COUNT(*) FROM transitions WHERE entity_id LIKE '%::%'")
-            .await,
-        120 * 7
-    );
+    assert_alternating_load_stored(&db, env_changes).await;
     assert_eq!(
         db.count("SELECT COUNT(*) FROM entity_state WHERE status = 'unhealthy'")
             .await,
@@ -182,6 +174,19 @@ async fn alternating_load(store: &Arc<Store>, systems: &[String], pause: Duratio
         env_changes += t.await.unwrap();
     }
     env_changes
+}
+
+/// What `alternating_load` over 40 systems must leave: per slice
+/// F F P F F P F F P F → unhealthy at 0, 3, 6, 9 and healthy at 2, 5, 8:
+/// 7 transitions, each reported once and stored once, and every run stored.
+async fn assert_alternating_load_stored(db: &TestDb, env_changes: usize) {
+    assert_eq!(env_changes, 120 * 7);
+    assert_eq!(db.count("SELECT COUNT(*) FROM runs").await, 1200);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM transitions WHERE entity_id LIKE '%::%'")
+            .await,
+        120 * 7
+    );
 }
 
 /// Two stores on one database stand for two processes: each has its own
@@ -502,13 +507,7 @@ async fn postgres_connections_dropped_mid_load_lose_and_duplicate_nothing() {
     };
     let env_changes = alternating_load(&store, &systems, Duration::from_millis(2)).await;
     assert!(killer.await.unwrap() > 0, "connections were dropped");
-    assert_eq!(env_changes, 120 * 7);
-    assert_eq!(db.count("SELECT COUNT(*) FROM runs").await, 1200);
-    assert_eq!(
-        db.count("SELECT COUNT(*) FROM transitions WHERE entity_id LIKE '%::%'")
-            .await,
-        120 * 7
-    );
+    assert_alternating_load_stored(&db, env_changes).await;
     assert_eq!(
         db.count("SELECT SUM(total)::bigint FROM aggregates_hourly")
             .await,
