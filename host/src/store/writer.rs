@@ -65,6 +65,31 @@ pub enum Job {
 
 type Reply = oneshot::Sender<Result<Recorded, StoreError>>;
 
+/// Runs with their serialised results, and who waits for each.
+#[derive(Default)]
+struct Batch {
+    runs: Vec<(NewRun, String)>,
+    replies: Vec<Reply>,
+}
+
+impl Batch {
+    /// Adds a job's run; true when the job asks the writer to stop.
+    fn take(&mut self, job: Job) -> bool {
+        match job {
+            Job::Run {
+                run,
+                result_json,
+                reply,
+            } => {
+                self.runs.push((run, result_json));
+                self.replies.push(reply);
+                false
+            }
+            Job::Stop => true,
+        }
+    }
+}
+
 /// `(system, check, env_key)`.
 type SliceKey = (String, String, String);
 
@@ -107,53 +132,36 @@ impl Writer {
             let Some(first) = jobs.recv().await else {
                 break;
             };
-            let mut batch: Vec<(NewRun, String, Reply)> = Vec::new();
+            let mut batch = Batch::default();
             // A batch closes when full, or `linger` after its first run.
             let closes = tokio::time::Instant::now() + self.config.linger;
-            let mut next = Some(first);
-            while let Some(job) = next.take() {
-                match job {
-                    Job::Run {
-                        run,
-                        result_json,
-                        reply,
-                    } => batch.push((run, result_json, reply)),
-                    Job::Stop => stopping = true,
-                }
-                if !stopping && batch.len() < self.config.max_batch {
-                    next = match jobs.try_recv() {
-                        Ok(job) => Some(job),
-                        Err(_) => tokio::time::timeout_at(closes, jobs.recv())
-                            .await
-                            .ok()
-                            .flatten(),
-                    };
+            stopping = batch.take(first);
+            while !stopping && batch.replies.len() < self.config.max_batch {
+                let next = match jobs.try_recv() {
+                    Ok(job) => Some(job),
+                    Err(_) => tokio::time::timeout_at(closes, jobs.recv())
+                        .await
+                        .ok()
+                        .flatten(),
+                };
+                match next {
+                    Some(job) => stopping = batch.take(job),
+                    None => break,
                 }
             }
             if stopping {
                 // Runs queued behind the stop are still committed.
-                while let Ok(Job::Run {
-                    run,
-                    result_json,
-                    reply,
-                }) = jobs.try_recv()
-                {
-                    batch.push((run, result_json, reply));
+                while let Ok(job) = jobs.try_recv() {
+                    batch.take(job);
                 }
             }
-            if !batch.is_empty() {
-                self.write(batch).await;
+            if !batch.replies.is_empty() {
+                self.write(batch.runs, batch.replies).await;
             }
         }
     }
 
-    async fn write(&mut self, batch: Vec<(NewRun, String, Reply)>) {
-        let mut runs = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        for (run, result_json, reply) in batch {
-            runs.push((run, result_json));
-            replies.push(reply);
-        }
+    async fn write(&mut self, runs: Vec<(NewRun, String)>, replies: Vec<Reply>) {
         let ids: Vec<i64> = runs.iter().map(|(r, _)| self.ids.next(r.at_ms)).collect();
         let started = Instant::now();
         match self.commit_with_retry(&runs, &ids).await {
