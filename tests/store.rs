@@ -27,6 +27,7 @@ fn assignments(systems: &[&str], thresholds: Thresholds) -> Vec<Assignment> {
             environments: EnvSelection::All,
             thresholds,
             paused: false,
+            notify: Vec::new(),
         })
         .collect()
 }
@@ -93,12 +94,19 @@ async fn eight_racing_evaluations_of_one_entity_write_one_transition(db: TestDb)
     while let Ok(event) = events.try_recv() {
         received.push(event);
     }
-    assert_eq!(received.len(), 2, "one event per transition");
+    assert_eq!(received.len(), 8, "one event per committed run");
+    let transitions: Vec<_> = received.iter().flat_map(|e| &e.transitions).collect();
+    assert_eq!(transitions.len(), 2, "each transition told once");
     assert!(
-        received
+        transitions
             .iter()
-            .all(|e| e.id.is_some() && e.run_id.is_some()),
-        "events carry their row and run ids: {received:?}"
+            .all(|t| t.id.is_some() && t.run_id.is_some()),
+        "transitions carry their row and run ids: {transitions:?}"
+    );
+    let ids: Vec<i64> = received.iter().map(|e| e.run.id).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "events come in commit order, ids rising: {ids:?}"
     );
 }
 

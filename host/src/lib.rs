@@ -1,11 +1,14 @@
 //! checkhost: a health-check host whose probe logic runs as WebAssembly
 //! components. Modules follow the data flow of a run.
 
+pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod notify;
 pub mod pipeline;
 pub mod runtime;
 pub mod serve;
 pub mod store;
 pub mod validate;
+pub mod web;

@@ -116,8 +116,110 @@ pub async fn validate(
             }
         }
         validate_thresholds(&mut p, &place, &a.thresholds);
+        for (j, target) in a.notify.iter().enumerate() {
+            if !config.notifications.targets.iter().any(|t| &t.id == target) {
+                p.add(
+                    format!("{place}.notify[{j}]"),
+                    format!("unknown notification target `{target}`"),
+                );
+            }
+        }
     }
+    validate_api(&mut p, &config.api, secrets);
+    validate_notifications(&mut p, config, secrets);
     p.0
+}
+
+fn validate_api(p: &mut Problems, api: &crate::config::ApiConfig, secrets: &SecretProvider) {
+    let Some(token) = &api.token else {
+        if api.reads == crate::config::ReadAccess::Token {
+            p.add("api.reads", "`token` reads need `api.token`");
+        }
+        return;
+    };
+    match reference_name(token) {
+        None => p.add(
+            "api.token",
+            "must be a secret reference like ${{ secrets.API_TOKEN }}, never the token itself",
+        ),
+        Some(name) if secrets.resolve(name).is_none() => {
+            p.missing_secret("api.token", name, secrets)
+        }
+        Some(_) => {}
+    }
+}
+
+fn validate_notifications(p: &mut Problems, config: &ConfigFile, secrets: &SecretProvider) {
+    let n = &config.notifications;
+    duplicates(p, "notifications.targets", n.targets.iter().map(|t| &t.id));
+    duplicates(
+        p,
+        "notifications.maintenance",
+        n.maintenance.iter().map(|w| &w.id),
+    );
+    for t in &n.targets {
+        let place = format!("notifications.targets[{}]", t.id);
+        match reference_name(&t.url) {
+            Some(name) if secrets.resolve(name).is_none() => {
+                p.missing_secret(format!("{place}.url"), name, secrets)
+            }
+            Some(_) => {}
+            None if !(t.url.starts_with("http://") || t.url.starts_with("https://")) => p.add(
+                format!("{place}.url"),
+                format!("`{}` is not an http(s) URL", t.url),
+            ),
+            None => {}
+        }
+        if let Some(secret) = &t.signing_secret {
+            match reference_name(secret) {
+                None => p.add(
+                    format!("{place}.signingSecret"),
+                    "must be a secret reference like ${{ secrets.WEBHOOK_KEY }}",
+                ),
+                Some(name) if secrets.resolve(name).is_none() => {
+                    p.missing_secret(format!("{place}.signingSecret"), name, secrets)
+                }
+                Some(_) => {}
+            }
+        }
+        if t.max_attempts == 0 {
+            p.add(format!("{place}.maxAttempts"), "must be at least 1");
+        }
+        if t.template.is_some() && t.format != crate::config::WebhookFormat::Template {
+            p.add(
+                format!("{place}.template"),
+                "is only used with `format: template`",
+            );
+        }
+    }
+    for w in &n.maintenance {
+        for (i, system) in w.systems.iter().enumerate() {
+            if config.system(system).is_none() {
+                p.add(
+                    format!("notifications.maintenance[{}].systems[{i}]", w.id),
+                    format!("unknown system `{system}`"),
+                );
+            }
+        }
+        for (i, env) in w.environments.iter().enumerate() {
+            if config.environment(env).is_none() {
+                p.add(
+                    format!("notifications.maintenance[{}].environments[{i}]", w.id),
+                    format!("unknown environment `{env}`"),
+                );
+            }
+        }
+    }
+    // Durations, templates and windows are checked by building the notifier.
+    let quiet = SecretProvider {
+        env_prefix: None,
+        dir: None,
+    };
+    if let Err(e) =
+        crate::notify::Notifier::new(config, &quiet, crate::runtime::mask::Masker::default())
+    {
+        p.add(e.place, e.message);
+    }
 }
 
 fn duplicates<'a>(p: &mut Problems, what: &str, ids: impl Iterator<Item = &'a String>) {

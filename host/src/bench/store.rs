@@ -105,6 +105,7 @@ pub async fn run(database: &str, n: usize, slices: usize) -> anyhow::Result<Stor
             environments: EnvSelection::All,
             thresholds: Thresholds::default(),
             paused: false,
+            notify: Vec::new(),
         })
         .collect();
     store.sync_config(&[], &assignments, now_ms()).await?;

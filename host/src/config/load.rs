@@ -113,6 +113,15 @@ fn merge(into: &mut ConfigFile, part: ConfigFile) {
     into.systems.extend(part.systems);
     into.checks.extend(part.checks);
     into.assignments.extend(part.assignments);
+    if part.api.token.is_some() || part.api.reads != Default::default() {
+        into.api = part.api;
+    }
+    into.notifications
+        .targets
+        .extend(part.notifications.targets);
+    into.notifications
+        .maintenance
+        .extend(part.notifications.maintenance);
 }
 
 #[cfg(test)]

@@ -29,6 +29,127 @@ pub struct ConfigFile {
     pub checks: Vec<Check>,
     #[serde(default)]
     pub assignments: Vec<Assignment>,
+    #[serde(default)]
+    pub api: ApiConfig,
+    #[serde(default)]
+    pub notifications: Notifications,
+}
+
+/// Who may use the REST API of `checkhost serve`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Bearer token for the mutating endpoints (run, pause, resume), as a
+    /// secret reference: `${{ secrets.API_TOKEN }}`. Without it they are off.
+    pub token: Option<String>,
+    /// `public` (default): anyone may read the API and the status page;
+    /// `token`: reads need the bearer token too.
+    #[serde(default)]
+    pub reads: ReadAccess,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ReadAccess {
+    #[default]
+    Public,
+    Token,
+}
+
+/// Webhooks fired on status transitions, and when they stay quiet.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Notifications {
+    #[serde(default)]
+    pub targets: Vec<WebhookTarget>,
+    /// Windows that silence notifications (never monitoring).
+    #[serde(default)]
+    pub maintenance: Vec<MaintenanceWindow>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookTarget {
+    pub id: String,
+    /// `http(s)://…`, or a secret reference when the URL itself is secret.
+    pub url: String,
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// The body for `format: template`: a minijinja template over
+    /// `transition`, `system`, `check`, `environment`, `kind`, `reminder`.
+    pub template: Option<String>,
+    /// Content type of a templated body (default `application/json`).
+    pub content_type: Option<String>,
+    /// Fires for every assignment; otherwise only for assignments that list
+    /// this target in `notify:`.
+    #[serde(default)]
+    pub default: bool,
+    /// HMAC-SHA256 key for the `X-Checkhost-Signature` header, as a secret
+    /// reference.
+    pub signing_secret: Option<String>,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Per-attempt timeout, e.g. `10s`.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: String,
+    /// Attempts before a notice is given up (`failed`).
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "yes")]
+    pub on_escalation: bool,
+    /// `false` keeps quiet when a status gets better but not yet healthy.
+    #[serde(default = "yes")]
+    pub on_de_escalation: bool,
+    #[serde(default = "yes")]
+    pub on_recovery: bool,
+    /// Repeat the notice this often while the entity stays unhealthy, e.g.
+    /// `1h`. Absent: no reminders.
+    pub minimum_reminder_interval: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum WebhookFormat {
+    /// `{"event": "transition", "transition": {...}, ...}`
+    #[default]
+    Json,
+    /// `{"text": "..."}`, as Slack, Mattermost and Rocket.Chat take it.
+    Slack,
+    Template,
+}
+
+/// A window that silences notifications: a fixed `start`–`end` range, or a
+/// recurrence (`cron`, five fields, UTC) lasting `duration`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MaintenanceWindow {
+    pub id: String,
+    /// Systems it silences (empty: every system).
+    #[serde(default)]
+    pub systems: Vec<String>,
+    /// Environments it silences (empty: every environment).
+    #[serde(default)]
+    pub environments: Vec<String>,
+    /// RFC 3339, e.g. `2026-12-01T02:00:00Z`.
+    pub start: Option<String>,
+    pub end: Option<String>,
+    /// `minute hour day-of-month month day-of-week`, e.g. `0 2 * * sun`.
+    pub cron: Option<String>,
+    /// How long each recurrence lasts, e.g. `2h`.
+    pub duration: Option<String>,
+}
+
+fn default_webhook_timeout() -> String {
+    "10s".into()
+}
+
+fn default_attempts() -> u32 {
+    10
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where `${{ secrets.NAME }}` references are resolved.
@@ -197,6 +318,10 @@ pub struct Assignment {
     pub thresholds: Thresholds,
     #[serde(default)]
     pub paused: bool,
+    /// Webhook targets (ids) for this assignment's transitions, besides the
+    /// `default` ones.
+    #[serde(default)]
+    pub notify: Vec<String>,
 }
 
 /// `environments:` of an assignment; null, [] and a list stay distinct.

@@ -105,6 +105,31 @@ pub fn resolve_config_secrets(
     }
 }
 
+/// Every secret value the configuration references and the provider has:
+/// what the host masks in anything it shows or sends.
+pub fn referenced_values(
+    config: &crate::config::ConfigFile,
+    provider: &SecretProvider,
+) -> Vec<String> {
+    fn walk(value: &Value, provider: &SecretProvider, out: &mut Vec<String>) {
+        match value {
+            Value::String(text) => {
+                if let Some(secret) = reference_name(text).and_then(|name| provider.resolve(name)) {
+                    out.push(secret);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, provider, out)),
+            Value::Object(map) => map.values().for_each(|v| walk(v, provider, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(value) = serde_json::to_value(config) {
+        walk(&value, provider, &mut out);
+    }
+    out
+}
+
 /// Resolves a collector's `secretEnv` into its environment variables.
 pub fn resolve_secret_env(
     secret_env: &std::collections::BTreeMap<String, String>,

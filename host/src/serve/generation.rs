@@ -4,11 +4,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::config::parse_duration;
+use crate::config::{ApiConfig, ReadAccess, parse_duration};
+use crate::notify::Notifier;
 use crate::pipeline::environments::effective_environments;
 use crate::pipeline::run::{Pipeline, Prepared, RunReport};
+use crate::pipeline::secrets::{SecretProvider, reference_name, referenced_values};
 use crate::pipeline::setup::Setup;
 use crate::runtime::Runtime;
+use crate::runtime::mask::Masker;
 use crate::store::{Store, StoreError};
 
 /// One (assignment, environment | none): the unit the scheduler runs.
@@ -36,19 +39,27 @@ impl SliceKey {
 #[derive(Debug, Clone, Copy)]
 pub struct SliceDef {
     pub interval_ms: i64,
+    /// The configuration's `paused`; an API pause or resume overrides it.
+    pub paused: bool,
     system: usize,
     check: usize,
 }
 
 pub struct Generation {
     pub setup: Setup,
+    /// Who may use the API under this configuration.
+    pub access: Access,
+    pub notifier: Arc<Notifier>,
+    /// Every secret this configuration references, for masking output.
+    pub masker: Masker,
     prepared: HashMap<String, Prepared>,
     pub slices: BTreeMap<SliceKey, SliceDef>,
 }
 
 impl Generation {
     /// Prepares every check (plugins resolved, configs migrated) and lists
-    /// the slices of the non-paused assignments.
+    /// the slices of every assignment, paused or not (an API resume may
+    /// start a paused one).
     pub async fn prepare(setup: Setup, runtime: &Runtime, store: &Store) -> Generation {
         let mut prepared = HashMap::new();
         {
@@ -71,7 +82,7 @@ impl Generation {
             .map(|(i, c)| (c.id.as_str(), i))
             .collect();
         let mut slices = BTreeMap::new();
-        for a in file.assignments.iter().filter(|a| !a.paused) {
+        for a in &file.assignments {
             let (Some(&system_at), Some(&check_at)) =
                 (systems.get(a.system.as_str()), checks.get(a.check.as_str()))
             else {
@@ -91,13 +102,24 @@ impl Generation {
                     },
                     SliceDef {
                         interval_ms: interval,
+                        paused: a.paused,
                         system: system_at,
                         check: check_at,
                     },
                 );
             }
         }
+        let masker = Masker::new(referenced_values(file, &setup.secrets));
+        let notifier = Notifier::new(file, &setup.secrets, masker.clone()).unwrap_or_else(|e| {
+            // `validate` refuses this first; reaching it means a bug, not a config.
+            tracing::error!("notifications are off: {e}");
+            Notifier::new(&Default::default(), &setup.secrets, masker.clone())
+                .expect("an empty configuration has valid notifications")
+        });
         Generation {
+            access: Access::of(&file.api, &setup.secrets),
+            notifier: Arc::new(notifier),
+            masker,
             setup,
             prepared,
             slices,
@@ -124,6 +146,15 @@ impl Generation {
         )
     }
 
+    /// The slices of one assignment.
+    pub fn slices_of(&self, system: &str, check: &str) -> Vec<SliceKey> {
+        self.slices
+            .keys()
+            .filter(|k| k.system == system && k.check == check)
+            .cloned()
+            .collect()
+    }
+
     /// The strategy plugin of a slice's check, for metrics.
     pub fn strategy_of(&self, key: &SliceKey) -> &str {
         self.slices.get(key).map_or("", |def| {
@@ -147,3 +178,27 @@ fn pipeline<'a>(setup: &'a Setup, runtime: &'a Runtime, store: &'a Store) -> Pip
 }
 
 pub type Shared = Arc<Generation>;
+
+/// The API's access rules with the token resolved.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// `None`: no token configured, mutating endpoints are off. `Err`: the
+    /// configured secret cannot be resolved (the message names it).
+    pub token: Option<Result<String, String>>,
+    pub reads: ReadAccess,
+}
+
+impl Access {
+    fn of(api: &ApiConfig, secrets: &SecretProvider) -> Access {
+        let token = api.token.as_ref().map(|text| match reference_name(text) {
+            None => Err("api.token must be a secret reference like ${{ secrets.NAME }}".into()),
+            Some(name) => secrets
+                .resolve(name)
+                .ok_or_else(|| format!("api.token: secret `{name}` is not available")),
+        });
+        Access {
+            token,
+            reads: api.reads,
+        }
+    }
+}

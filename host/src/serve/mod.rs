@@ -1,5 +1,6 @@
 //! `checkhost serve`: the long-running host — scheduler, hot reload,
-//! graceful shutdown, daily retention and the HTTP endpoints.
+//! graceful shutdown, daily retention, notifications and the HTTP side
+//! (API, status page, metrics).
 
 pub mod generation;
 mod http;
@@ -16,6 +17,9 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
+use crate::api::ApiState;
+use crate::notify::Notifier;
+use crate::notify::deliver::{self, Deliverer};
 use crate::pipeline::run::now_ms;
 use crate::pipeline::setup::Setup;
 use crate::runtime::Runtime;
@@ -103,17 +107,34 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
     );
     let (stop_tx, stop) = watch::channel(false);
 
+    match store.pauses().await {
+        Ok(pauses) => {
+            for ((system, check), paused) in pauses {
+                scheduler.set_paused(&system, &check, paused);
+            }
+        }
+        Err(e) => return refuse(format!("cannot read the API pauses: {e}")),
+    }
     let endpoints = http::Endpoints {
         metrics: metrics.clone(),
         store: store.clone(),
     };
+    let api = ApiState {
+        store: store.clone(),
+        scheduler: scheduler.clone(),
+        runtime: runtime.clone(),
+        stop: stop.clone(),
+    };
+    let app = http::router(endpoints)
+        .merge(crate::web::router(api.clone()))
+        .merge(crate::api::router(api));
     let server = {
         let mut stop = stop.clone();
         tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stop.changed().await;
             };
-            if let Err(e) = axum::serve(listener, http::router(endpoints))
+            if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
             {
@@ -131,6 +152,25 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
     };
     let reloads = tokio::spawn(reloader.run(plugin_dir, stop.clone()));
     let retention = tokio::spawn(daily_retention(store.clone(), stop.clone()));
+    let current_notifier = {
+        let scheduler = scheduler.clone();
+        Arc::new(move || scheduler.generation().notifier.clone())
+    };
+    let deliveries = tokio::spawn(
+        Deliverer {
+            store: store.clone(),
+            owner: format!("{}-{}", std::process::id(), now_ms()),
+            notifier: current_notifier.clone(),
+            client: deliver::client(),
+        }
+        .run(stop.clone()),
+    );
+    let reminders = tokio::spawn(remind_every(
+        REMINDER_SWEEP,
+        store.clone(),
+        current_notifier,
+        stop.clone(),
+    ));
     let scheduling = tokio::spawn(scheduler.clone().run(stop.clone()));
 
     wait_for_shutdown_signal().await;
@@ -149,7 +189,7 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         );
         in_flight.abort_all();
     }
-    let _ = tokio::join!(server, reloads, retention);
+    let _ = tokio::join!(server, reloads, retention, deliveries, reminders);
     store.close().await;
     tracing::info!("stopped; every reported run is committed");
     Ok(ExitCode::SUCCESS)
@@ -167,6 +207,28 @@ async fn wait_for_shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// How often unhealthy entities are checked for reminders that are due.
+const REMINDER_SWEEP: Duration = Duration::from_secs(10);
+
+async fn remind_every(
+    every: Duration,
+    store: Arc<Store>,
+    notifier: Arc<dyn Fn() -> Arc<Notifier> + Send + Sync>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match crate::notify::remind(store.clone(), || notifier(), now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(reminders = n, "reminders queued"),
+            Err(e) => tracing::warn!("reminders skipped this round: {e}"),
+        }
     }
 }
 

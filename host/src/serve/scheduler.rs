@@ -27,10 +27,15 @@ pub struct Scheduler {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
+    /// Pauses and resumes from the API, `(system, check)` → paused; they
+    /// win over the configuration.
+    pauses: RwLock<HashMap<(String, String), bool>>,
 }
 
 struct Slot {
     interval_ms: i64,
+    /// The configuration's `paused`.
+    paused: bool,
     due_ms: i64,
     running: Arc<AtomicBool>,
 }
@@ -83,6 +88,7 @@ impl Scheduler {
         metrics: Arc<Metrics>,
         concurrency: usize,
     ) -> Arc<Scheduler> {
+        store.set_router(generation.notifier.clone());
         Arc::new(Scheduler {
             generation: RwLock::new(generation),
             changed: Notify::new(),
@@ -90,7 +96,28 @@ impl Scheduler {
             store,
             metrics,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            pauses: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// Applies an API pause or resume from the next tick on.
+    pub fn set_paused(&self, system: &str, check: &str, paused: bool) {
+        self.pauses
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((system.to_string(), check.to_string()), paused);
+    }
+
+    /// Whether an assignment is paused, the API's word winning over the file.
+    pub fn is_paused(&self, system: &str, check: &str, configured: bool) -> bool {
+        let pauses = self.pauses.read().unwrap_or_else(|e| e.into_inner());
+        if pauses.is_empty() {
+            return configured;
+        }
+        pauses
+            .get(&(system.to_string(), check.to_string()))
+            .copied()
+            .unwrap_or(configured)
     }
 
     pub fn generation(&self) -> Shared {
@@ -103,6 +130,7 @@ impl Scheduler {
     /// Swaps in a new configuration: untouched slices keep their schedule,
     /// removed ones stop after their run in flight, new ones join.
     pub fn replace(&self, generation: Shared) {
+        self.store.set_router(generation.notifier.clone());
         *self.generation.write().unwrap_or_else(|e| e.into_inner()) = generation;
         self.changed.notify_one();
     }
@@ -139,6 +167,9 @@ impl Scheduler {
                         }
                         slot.due_ms = next_due(&key, due, slot.interval_ms, now_ms());
                         queue.push(Reverse((slot.due_ms, key.clone())));
+                        if self.is_paused(&key.system, &key.check, slot.paused) {
+                            continue;
+                        }
                         if slot.running.load(Ordering::Acquire) {
                             self.metrics.ticks_skipped.inc();
                             continue;
@@ -230,6 +261,9 @@ impl Scheduler {
         let now = now_ms();
         for (key, def) in &generation.slices {
             let interval = def.interval_ms;
+            if let Some(slot) = slots.get_mut(key) {
+                slot.paused = def.paused;
+            }
             match slots.get_mut(key) {
                 Some(slot) if slot.interval_ms == interval => {}
                 Some(slot) => {
@@ -251,6 +285,7 @@ impl Scheduler {
                         key.clone(),
                         Slot {
                             interval_ms: interval,
+                            paused: def.paused,
                             due_ms: due,
                             running: Arc::new(AtomicBool::new(false)),
                         },

@@ -4,6 +4,10 @@
 //! same when a batch is retried, which makes the retry idempotent. A run
 //! stamped more than two minutes behind the newest one this writer has seen
 //! (back-filled data, say) could reuse an id; its batch then fails loudly.
+//!
+//! A run stamped a little behind the newest (it waited for the queue) takes
+//! the newest stamp instead, so one writer's ids rise in commit order and the
+//! event stream can resume from the last id a client saw.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +18,9 @@ const PER_MS: i64 = 1 << SEQ_BITS;
 /// How far behind the newest stamp a run may be and still get a sequence
 /// number that no earlier run of its millisecond has.
 const WINDOW_MS: i64 = 120_000;
+/// How far behind the newest stamp a run is moved up to it; older stamps
+/// are back-filled data and keep their time.
+const CLAMP_MS: i64 = 60_000;
 
 /// Hands out run ids for one writer; the tag (from the database's `writers`
 /// table) keeps concurrent writers of one database apart, and a sequence per
@@ -22,6 +29,8 @@ pub struct RunIds {
     tag: i64,
     /// Next sequence number of each recent millisecond.
     next_seq: BTreeMap<i64, i64>,
+    /// The newest millisecond handed out.
+    newest: i64,
 }
 
 impl RunIds {
@@ -29,18 +38,24 @@ impl RunIds {
         RunIds {
             tag: writer_row_id.rem_euclid(1 << TAG_BITS),
             next_seq: BTreeMap::new(),
+            newest: i64::MIN,
         }
     }
 
     /// A millisecond that already holds 1,024 runs lends its ids from the
     /// next one, so ids stay unique and in time order.
     pub fn next(&mut self, at_ms: i64) -> i64 {
-        let mut ms = at_ms;
+        let mut ms = if at_ms < self.newest && self.newest - at_ms <= CLAMP_MS {
+            self.newest
+        } else {
+            at_ms
+        };
         loop {
             let seq = self.next_seq.entry(ms).or_insert(0);
             if *seq < PER_MS {
                 let id = (ms << TIME_SHIFT) | (self.tag << SEQ_BITS) | *seq;
                 *seq += 1;
+                self.newest = self.newest.max(ms);
                 self.forget_before(ms - WINDOW_MS);
                 return id;
             }
@@ -95,5 +110,16 @@ mod tests {
         }
         let last = ids.next(1);
         assert!(last >> TIME_SHIFT >= 1, "{last}");
+    }
+
+    #[test]
+    fn a_slightly_late_stamp_still_gets_a_higher_id_and_back_fill_keeps_its_time() {
+        let mut ids = RunIds::new(3);
+        let newest = ids.next(100_000);
+        let late = ids.next(99_990);
+        assert!(late > newest, "ids rise in the order runs are written");
+        assert_eq!(created_at(late), 100_000);
+        let back_filled = ids.next(100_000 - CLAMP_MS - 1);
+        assert_eq!(created_at(back_filled), 100_000 - CLAMP_MS - 1);
     }
 }

@@ -5,6 +5,8 @@
 mod apply;
 pub(crate) mod db;
 mod ids;
+pub mod outbox;
+pub mod read;
 pub mod retention;
 pub mod sketch;
 pub mod state;
@@ -69,7 +71,7 @@ pub struct NewRun {
 }
 
 /// A status change of an entity (`<system>` or `<system>::<environment>`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TransitionEvent {
     /// The transition row's id, once written.
@@ -85,6 +87,30 @@ pub struct TransitionEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<i64>,
     pub at_ms: i64,
+}
+
+/// A committed run, as the event stream tells it (its result stays in the
+/// database; `GET /api/v1/runs` has it).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunEvent {
+    pub id: i64,
+    pub system_id: String,
+    pub check_id: String,
+    pub environment_id: Option<String>,
+    /// `healthy` or `unhealthy`.
+    pub status: Status,
+    pub latency_ms: f64,
+    pub error: Option<String>,
+    pub at_ms: i64,
+}
+
+/// What the store tells listeners after each commit, in commit order: a
+/// run and the transitions it caused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreEvent {
+    pub run: RunEvent,
+    pub transitions: Vec<TransitionEvent>,
 }
 
 /// A committed run: its id and the transitions it caused.
@@ -106,7 +132,8 @@ pub struct EntityStatus {
 pub struct Store {
     db: Arc<Db>,
     queue: mpsc::Sender<writer::Job>,
-    events: broadcast::Sender<TransitionEvent>,
+    events: broadcast::Sender<StoreEvent>,
+    router: outbox::SharedRouter,
     writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -128,12 +155,15 @@ impl Store {
 
     pub async fn open_with(url: &str, config: WriterConfig) -> Result<Store, StoreError> {
         let db = Arc::new(Db::connect(url).await?);
-        let (events, _) = broadcast::channel(1024);
-        let (queue, handle) = writer::start(db.clone(), events.clone(), config).await?;
+        let (events, _) = broadcast::channel(4096);
+        let router = outbox::SharedRouter::default();
+        let (queue, handle) =
+            writer::start(db.clone(), events.clone(), router.clone(), config).await?;
         Ok(Store {
             db,
             queue,
             events,
+            router,
             writer: tokio::sync::Mutex::new(Some(handle)),
         })
     }
@@ -143,8 +173,16 @@ impl Store {
         self.db.engine()
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<TransitionEvent> {
+    /// Runs and transitions as they commit. A receiver that lags behind
+    /// loses events here; the database still has them (`read::events_after`).
+    pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.events.subscribe()
+    }
+
+    /// Decides which webhooks each new transition goes to; its notices are
+    /// written in the transition's own transaction.
+    pub fn set_router(&self, router: std::sync::Arc<dyn outbox::Route>) {
+        self.router.set(router);
     }
 
     /// Runs waiting for the writer.
@@ -263,6 +301,13 @@ impl Store {
                 });
                 q.build().execute(&mut *tx).await?;
             }
+            // A pause or resume through the API wins over the file.
+            sqlx::query(
+                "UPDATE assignments SET paused = p.paused FROM assignment_pauses p
+                 WHERE p.system_id = assignments.system_id AND p.check_id = assignments.check_id",
+            )
+            .execute(&mut *tx)
+            .await?;
             let slices: Vec<(i64, String, String, String)> = sqlx::query_as(
                 "SELECT s.id, s.outcomes, s.status, a.thresholds FROM slices s
                  JOIN assignments a ON a.system_id = s.system_id AND a.check_id = s.check_id",

@@ -13,9 +13,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::apply::{Aggregate, Applied, Loaded, PendingRun, SliceState, apply, hour_bucket};
 use super::db::{Db, WritePool, entity_lock_key, is_transient, with_pool};
 use super::ids::RunIds;
+use super::outbox::{self, OutboxRow, SharedRouter};
 use super::sketch::Sketch;
 use super::state::Status;
-use super::{NewRun, Recorded, StoreError, TransitionEvent, entity_ids};
+use super::{NewRun, Recorded, RunEvent, StoreError, StoreEvent, TransitionEvent, entity_ids};
 use crate::config::Thresholds;
 
 /// Rows per multi-row statement: well inside both engines' parameter limits.
@@ -95,7 +96,8 @@ type SliceKey = (String, String, String);
 
 struct Writer {
     db: Arc<Db>,
-    events: broadcast::Sender<TransitionEvent>,
+    events: broadcast::Sender<StoreEvent>,
+    router: SharedRouter,
     config: WriterConfig,
     ids: RunIds,
     /// Slice ids never change once made: resolved once per process.
@@ -105,7 +107,8 @@ struct Writer {
 /// Registers the writer in the database (for its id tag) and starts it.
 pub async fn start(
     db: Arc<Db>,
-    events: broadcast::Sender<TransitionEvent>,
+    events: broadcast::Sender<StoreEvent>,
+    router: SharedRouter,
     config: WriterConfig,
 ) -> Result<(mpsc::Sender<Job>, tokio::task::JoinHandle<()>), StoreError> {
     let row_id: i64 = with_pool!(&db.write, pool => {
@@ -118,6 +121,7 @@ pub async fn start(
     let writer = Writer {
         db,
         events,
+        router,
         config,
         ids: RunIds::new(row_id),
         slice_ids: HashMap::new(),
@@ -169,11 +173,14 @@ impl Writer {
                 if let Some(observe) = &self.config.observer {
                     observe(started.elapsed(), runs.len());
                 }
-                for ((reply, run_id), caused) in replies.into_iter().zip(ids).zip(transitions) {
-                    for event in &caused {
-                        // Nobody listening is fine: the transition row is the record.
-                        let _ = self.events.send(event.clone());
-                    }
+                for (((reply, run_id), caused), (run, _)) in
+                    replies.into_iter().zip(ids).zip(transitions).zip(&runs)
+                {
+                    // Nobody listening is fine: the rows are the record.
+                    let _ = self.events.send(StoreEvent {
+                        run: run_event(run_id, run),
+                        transitions: caused.clone(),
+                    });
                     let _ = reply.send(Ok(Recorded {
                         run_id,
                         transitions: caused,
@@ -267,6 +274,23 @@ impl Writer {
             let mut loaded = load(&mut tx, &pending).await?;
             let mut applied = apply(&mut loaded, &pending);
             write(&mut tx, &pending, &loaded, &mut applied).await?;
+            let notices: Vec<(&TransitionEvent, Vec<outbox::Notice>)> = applied
+                .transitions
+                .iter()
+                .flatten()
+                .map(|t| (t, self.router.notices(t)))
+                .collect();
+            let rows: Vec<OutboxRow> = notices
+                .into_iter()
+                .flat_map(|(t, notices)| {
+                    notices.into_iter().map(move |n| {
+                        (t.id.unwrap_or_default(), t.entity_id.as_str(), t.kind.as_str(), n)
+                    })
+                })
+                .collect();
+            if !rows.is_empty() {
+                outbox::insert(&mut tx, &rows, crate::pipeline::run::now_ms()).await?;
+            }
             *attempt = Some(applied.transitions.clone());
             tx.commit().await?;
             Ok(applied.transitions)
@@ -308,6 +332,23 @@ impl Writer {
             }
         }
         Ok(())
+    }
+}
+
+fn run_event(id: i64, run: &NewRun) -> RunEvent {
+    RunEvent {
+        id,
+        system_id: run.system_id.clone(),
+        check_id: run.check_id.clone(),
+        environment_id: run.environment_id.clone(),
+        status: if run.healthy {
+            Status::Healthy
+        } else {
+            Status::Unhealthy
+        },
+        latency_ms: run.latency_ms,
+        error: run.error.clone(),
+        at_ms: super::ids::created_at(id),
     }
 }
 

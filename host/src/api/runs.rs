@@ -1,0 +1,227 @@
+//! `GET /api/v1/runs`, `/history` and `/transitions`: stored runs and
+//! transitions newest first with keyset pagination, and history merged
+//! across the aggregate tiers.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::ApiState;
+use super::error::{ApiError, ErrorBody, Params, cursor_param, limit_param, time_param};
+use crate::pipeline::run::now_ms;
+use crate::store::read::{Bucket, HistoryPoint, RunQuery, RunRecord, SliceFilter, TransitionQuery};
+use crate::store::state::Status;
+use crate::store::{DAY_MS, TransitionEvent};
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Healthy,
+    Unhealthy,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RunParams {
+    /// System id.
+    system: Option<String>,
+    /// Check id.
+    check: Option<String>,
+    /// Environment id, or `none` for runs without environment.
+    environment: Option<String>,
+    status: Option<RunStatus>,
+    /// From this time on (Unix ms or RFC 3339).
+    from: Option<String>,
+    /// Before this time (Unix ms or RFC 3339).
+    to: Option<String>,
+    /// Items per page, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunPage {
+    pub items: Vec<RunRecord>,
+    /// Pass as `cursor` for the next (older) page; absent on the last.
+    pub next_cursor: Option<String>,
+}
+
+fn slices(
+    system: Option<String>,
+    check: Option<String>,
+    environment: Option<String>,
+) -> SliceFilter {
+    SliceFilter {
+        system,
+        check,
+        // Slices without environment are keyed ''.
+        environment: environment.map(|e| if e == "none" { String::new() } else { e }),
+    }
+}
+
+/// Keeps `limit` items and says where the next page starts.
+fn page<T>(mut items: Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> (Vec<T>, Option<String>) {
+    let more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    let next = more
+        .then(|| items.last().map(|i| id(i).to_string()))
+        .flatten();
+    (items, next)
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/runs", tag = "runs",
+    params(RunParams),
+    responses(
+        (status = 200, description = "Runs, newest first", body = RunPage),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<ApiState>,
+    Params(p): Params<RunParams>,
+) -> Result<Json<RunPage>, ApiError> {
+    let limit = limit_param(p.limit)?;
+    let query = RunQuery {
+        slices: slices(p.system, p.check, p.environment),
+        status: p.status.map(|s| match s {
+            RunStatus::Healthy => Status::Healthy,
+            RunStatus::Unhealthy => Status::Unhealthy,
+        }),
+        from_ms: time_param("from", p.from.as_deref())?,
+        to_ms: time_param("to", p.to.as_deref())?,
+        before: cursor_param(p.cursor.as_deref())?,
+        limit: limit + 1,
+    };
+    let masker = state.scheduler.generation().masker.clone();
+    let mut runs = state.store.runs(&query).await?;
+    for run in &mut runs {
+        masker.json(&mut run.result);
+    }
+    let (items, next_cursor) = page(runs, limit, |r| r.id);
+    Ok(Json(RunPage { items, next_cursor }))
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BucketParam {
+    #[default]
+    Hour,
+    Day,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    system: Option<String>,
+    check: Option<String>,
+    /// Environment id, or `none` for runs without environment.
+    environment: Option<String>,
+    /// Default: 24 hours (hour buckets) or 30 days (day buckets) before `to`.
+    from: Option<String>,
+    /// Default: now.
+    to: Option<String>,
+    bucket: Option<BucketParam>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct History {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// `hour` or `day`.
+    pub bucket: String,
+    pub points: Vec<HistoryPoint>,
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/history", tag = "runs",
+    params(HistoryParams),
+    responses(
+        (status = 200, description = "Aggregated history across the hourly and daily tiers", body = History),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    )
+)]
+pub async fn history(
+    State(state): State<ApiState>,
+    Params(p): Params<HistoryParams>,
+) -> Result<Json<History>, ApiError> {
+    let bucket = match p.bucket.unwrap_or_default() {
+        BucketParam::Hour => Bucket::Hour,
+        BucketParam::Day => Bucket::Day,
+    };
+    let to_ms = time_param("to", p.to.as_deref())?.unwrap_or_else(now_ms);
+    let span = if bucket == Bucket::Hour {
+        DAY_MS
+    } else {
+        30 * DAY_MS
+    };
+    let from_ms = time_param("from", p.from.as_deref())?.unwrap_or(to_ms.saturating_sub(span));
+    if from_ms > to_ms {
+        return Err(ApiError::bad_request("from", "`from` is after `to`"));
+    }
+    let filter = slices(p.system, p.check, p.environment);
+    let points = state.store.history(&filter, from_ms, to_ms, bucket).await?;
+    Ok(Json(History {
+        from_ms,
+        to_ms,
+        bucket: if bucket == Bucket::Hour {
+            "hour"
+        } else {
+            "day"
+        }
+        .into(),
+        points,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TransitionParams {
+    /// `<system>` or `<system>::<environment>`.
+    entity: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransitionPage {
+    pub items: Vec<TransitionEvent>,
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/transitions", tag = "runs",
+    params(TransitionParams),
+    responses(
+        (status = 200, description = "Status transitions, newest first", body = TransitionPage),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    )
+)]
+pub async fn transitions(
+    State(state): State<ApiState>,
+    Params(p): Params<TransitionParams>,
+) -> Result<Json<TransitionPage>, ApiError> {
+    let limit = limit_param(p.limit)?;
+    let query = TransitionQuery {
+        entity: p.entity,
+        from_ms: time_param("from", p.from.as_deref())?,
+        to_ms: time_param("to", p.to.as_deref())?,
+        before: cursor_param(p.cursor.as_deref())?,
+        limit: limit + 1,
+    };
+    let found = state.store.transitions(&query).await?;
+    let (items, next_cursor) = page(found, limit, |t| t.id.unwrap_or_default());
+    Ok(Json(TransitionPage { items, next_cursor }))
+}

@@ -1,0 +1,224 @@
+//! `GET /api/v1/systems` and `GET /api/v1/systems/{id}`: statuses from one
+//! read of the entity states, whatever the number of systems.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+
+use super::ApiState;
+use super::error::{ApiError, ErrorBody, Params};
+use crate::config::{ConfigFile, System};
+use crate::store::read::RunRecord;
+use crate::store::state::Status;
+use crate::store::{EntityStatus, entity_ids};
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentStatus {
+    pub id: String,
+    pub name: String,
+    pub status: Status,
+    /// When the status last changed; absent while never measured.
+    pub since_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemSummary {
+    pub id: String,
+    pub name: String,
+    /// Worst over the system's environments and environment-less checks.
+    pub status: Status,
+    pub since_ms: Option<i64>,
+    pub metadata: BTreeMap<String, String>,
+    pub environments: Vec<EnvironmentStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SliceStatus {
+    /// Absent for a check that runs without environment.
+    pub environment_id: Option<String>,
+    pub status: Status,
+    pub last_run: Option<RunRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckStatus {
+    pub id: String,
+    pub name: String,
+    pub interval: String,
+    pub strategy: String,
+    pub collectors: Vec<String>,
+    pub paused: bool,
+    pub slices: Vec<SliceStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemDetail {
+    #[serde(flatten)]
+    pub summary: SystemSummary,
+    pub checks: Vec<CheckStatus>,
+}
+
+/// No query parameters; any given is refused.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+type States<'a> = HashMap<&'a str, &'a EntityStatus>;
+
+pub fn summary(config: &ConfigFile, system: &System, states: &States) -> SystemSummary {
+    let state = |entity: &str| {
+        states.get(entity).map_or((Status::Unknown, None), |s| {
+            (s.status, Some(s.updated_at_ms))
+        })
+    };
+    let (status, since_ms) = state(&system.id);
+    SystemSummary {
+        id: system.id.clone(),
+        name: system.name.clone().unwrap_or_else(|| system.id.clone()),
+        status,
+        since_ms,
+        metadata: system.metadata.clone(),
+        environments: system
+            .environments
+            .iter()
+            .map(|env| {
+                let (status, since_ms) = state(&format!("{}::{env}", system.id));
+                EnvironmentStatus {
+                    id: env.clone(),
+                    name: config
+                        .environment(env)
+                        .and_then(|e| e.name.clone())
+                        .unwrap_or_else(|| env.clone()),
+                    status,
+                    since_ms,
+                }
+            })
+            .collect(),
+    }
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/systems", tag = "status",
+    params(NoParams),
+    responses(
+        (status = 200, description = "Every system with its rollup and per-environment status", body = [SystemSummary]),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<ApiState>,
+    Params(NoParams {}): Params<NoParams>,
+) -> Result<Json<Vec<SystemSummary>>, ApiError> {
+    let generation = state.scheduler.generation();
+    let config = &generation.setup.config.file;
+    let entities = state.store.statuses().await?;
+    let states: States = entities.iter().map(|e| (e.entity_id.as_str(), e)).collect();
+    Ok(Json(
+        config
+            .systems
+            .iter()
+            .map(|s| summary(config, s, &states))
+            .collect(),
+    ))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/systems/{id}", tag = "status",
+    params(("id" = String, Path, description = "System id"), NoParams),
+    responses(
+        (status = 200, description = "The system's checks, each with its last run per environment", body = SystemDetail),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn detail(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Params(NoParams {}): Params<NoParams>,
+) -> Result<Json<SystemDetail>, ApiError> {
+    Ok(Json(system_detail(&state, &id).await?))
+}
+
+pub async fn system_detail(state: &ApiState, id: &str) -> Result<SystemDetail, ApiError> {
+    let generation = state.scheduler.generation();
+    let config = &generation.setup.config.file;
+    let system = config
+        .system(id)
+        .ok_or_else(|| ApiError::not_found(format!("no system `{id}` in the configuration")))?;
+    let entities = state.store.statuses_of(&entity_ids_of(system)).await?;
+    let states: States = entities.iter().map(|e| (e.entity_id.as_str(), e)).collect();
+    let mut stored: HashMap<(String, Option<String>), SliceStatus> = state
+        .store
+        .system_slices(id)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let mut last_run = s.last_run;
+            if let Some(run) = last_run.as_mut() {
+                generation.masker.json(&mut run.result);
+            }
+            (
+                (s.check_id, s.environment_id.clone()),
+                SliceStatus {
+                    environment_id: s.environment_id,
+                    status: s.status,
+                    last_run,
+                },
+            )
+        })
+        .collect();
+    let checks = config
+        .assignments
+        .iter()
+        .filter(|a| a.system == id)
+        .filter_map(|a| {
+            let check = config.check(&a.check)?;
+            let slices = generation
+                .slices_of(id, &a.check)
+                .into_iter()
+                .map(|key| {
+                    stored
+                        .remove(&(a.check.clone(), key.environment.clone()))
+                        .unwrap_or(SliceStatus {
+                            environment_id: key.environment,
+                            status: Status::Unknown,
+                            last_run: None,
+                        })
+                })
+                .collect();
+            Some(CheckStatus {
+                id: check.id.clone(),
+                name: check.name.clone().unwrap_or_else(|| check.id.clone()),
+                interval: check.interval.clone(),
+                strategy: check.strategy.plugin.clone(),
+                collectors: check.collectors.iter().map(|c| c.plugin.clone()).collect(),
+                paused: state.scheduler.is_paused(id, &a.check, a.paused),
+                slices,
+            })
+        })
+        .collect();
+    Ok(SystemDetail {
+        summary: summary(config, system, &states),
+        checks,
+    })
+}
+
+/// The system's rollup entity and one per environment.
+fn entity_ids_of(system: &System) -> Vec<String> {
+    let mut ids = vec![system.id.clone()];
+    for env in &system.environments {
+        ids.extend(
+            entity_ids(&system.id, Some(env))
+                .into_iter()
+                .filter(|e| e != &system.id),
+        );
+    }
+    ids
+}

@@ -1,0 +1,542 @@
+//! Notifications: which webhooks a transition goes to (policy, maintenance
+//! windows), the bodies they get, and their delivery from the outbox.
+
+pub mod deliver;
+pub mod maintenance;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::config::{ConfigFile, WebhookFormat, WebhookTarget, parse_duration};
+use crate::pipeline::secrets::{SecretProvider, reference_name};
+use crate::runtime::mask::Masker;
+use crate::store::outbox::{Notice, Route, idempotency_key};
+use crate::store::state::{Status, TransitionKind};
+use crate::store::{Store, StoreError, TransitionEvent};
+use maintenance::Window;
+
+/// A webhook target, ready to render and send.
+pub struct Target {
+    pub config: WebhookTarget,
+    /// The URL with its secret resolved; `Err` names what is missing.
+    pub url: Result<String, String>,
+    pub signing_key: Option<Result<String, String>>,
+    pub timeout: Duration,
+    pub reminder_every: Option<Duration>,
+    template: Option<minijinja::Environment<'static>>,
+}
+
+/// The notification side of one configuration.
+pub struct Notifier {
+    pub targets: HashMap<String, Target>,
+    windows: Vec<Window>,
+    /// `(system, check)` → the targets of that assignment.
+    routes: HashMap<(String, String), Vec<String>>,
+    names: Names,
+    masker: Masker,
+}
+
+/// Display names for bodies.
+#[derive(Default)]
+struct Names {
+    systems: HashMap<String, String>,
+    checks: HashMap<String, String>,
+    environments: HashMap<String, String>,
+}
+
+/// Why a configured notification cannot be set up; `validate` reports these
+/// at their place first, so serve only meets them if validation was skipped.
+#[derive(Debug, thiserror::Error)]
+#[error("{place}: {message}")]
+pub struct NotifyConfigError {
+    pub place: String,
+    pub message: String,
+}
+
+fn resolve(text: &str, secrets: &SecretProvider) -> Result<String, String> {
+    match reference_name(text) {
+        None => Ok(text.to_string()),
+        Some(name) => secrets
+            .resolve(name)
+            .ok_or_else(|| format!("secret `{name}` is not available")),
+    }
+}
+
+/// Compiles a target's body template.
+pub fn compile_template(source: &str) -> Result<minijinja::Environment<'static>, String> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_template_owned("body", source.to_string())
+        .map_err(|e| format!("template does not compile: {e}"))?;
+    Ok(env)
+}
+
+impl Notifier {
+    pub fn new(
+        config: &ConfigFile,
+        secrets: &SecretProvider,
+        masker: Masker,
+    ) -> Result<Notifier, NotifyConfigError> {
+        let error = |place: String, message: String| NotifyConfigError { place, message };
+        let mut targets = HashMap::new();
+        for t in &config.notifications.targets {
+            let place = format!("notifications.targets[{}]", t.id);
+            let timeout = parse_duration(&t.timeout)
+                .ok_or_else(|| error(format!("{place}.timeout"), "not a duration".into()))?;
+            let reminder_every = match &t.minimum_reminder_interval {
+                None => None,
+                Some(text) => Some(parse_duration(text).ok_or_else(|| {
+                    error(
+                        format!("{place}.minimumReminderInterval"),
+                        "not a duration".into(),
+                    )
+                })?),
+            };
+            let template = match (t.format, &t.template) {
+                (WebhookFormat::Template, Some(source)) => Some(
+                    compile_template(source).map_err(|m| error(format!("{place}.template"), m))?,
+                ),
+                (WebhookFormat::Template, None) => {
+                    return Err(error(
+                        format!("{place}.template"),
+                        "`format: template` needs a template".into(),
+                    ));
+                }
+                _ => None,
+            };
+            targets.insert(
+                t.id.clone(),
+                Target {
+                    url: resolve(&t.url, secrets),
+                    signing_key: t.signing_secret.as_ref().map(|s| resolve(s, secrets)),
+                    timeout,
+                    reminder_every,
+                    template,
+                    config: t.clone(),
+                },
+            );
+        }
+        let windows = config
+            .notifications
+            .maintenance
+            .iter()
+            .map(|w| {
+                Window::parse(w).map_err(|(field, m)| {
+                    error(format!("notifications.maintenance[{}].{field}", w.id), m)
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let defaults: Vec<String> = config
+            .notifications
+            .targets
+            .iter()
+            .filter(|t| t.default)
+            .map(|t| t.id.clone())
+            .collect();
+        let routes = config
+            .assignments
+            .iter()
+            .map(|a| {
+                let mut ids = defaults.clone();
+                for id in &a.notify {
+                    if !ids.contains(id) {
+                        ids.push(id.clone());
+                    }
+                }
+                ((a.system.clone(), a.check.clone()), ids)
+            })
+            .collect();
+        let names = Names {
+            systems: config
+                .systems
+                .iter()
+                .map(|s| (s.id.clone(), s.name.clone().unwrap_or_else(|| s.id.clone())))
+                .collect(),
+            checks: config
+                .checks
+                .iter()
+                .map(|c| (c.id.clone(), c.name.clone().unwrap_or_else(|| c.id.clone())))
+                .collect(),
+            environments: config
+                .environments
+                .iter()
+                .map(|e| (e.id.clone(), e.name.clone().unwrap_or_else(|| e.id.clone())))
+                .collect(),
+        };
+        Ok(Notifier {
+            targets,
+            windows,
+            routes,
+            names,
+            masker,
+        })
+    }
+
+    /// The maintenance window silencing this transition, if any.
+    fn silenced_by(&self, t: &TransitionEvent, system: &str) -> Option<&str> {
+        self.windows
+            .iter()
+            .find(|w| w.silences(system, t.environment_id.as_deref(), t.at_ms))
+            .map(|w| w.id.as_str())
+    }
+
+    /// The targets this transition's assignment notifies.
+    fn targets_of(&self, system: &str, check: &str) -> &[String] {
+        self.routes
+            .get(&(system.to_string(), check.to_string()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The notice for one target, or `None` when its policy keeps quiet.
+    fn notice(
+        &self,
+        t: &TransitionEvent,
+        system: &str,
+        target: &Target,
+        reminder: u32,
+    ) -> Option<Notice> {
+        let c = &target.config;
+        let wanted = reminder > 0
+            || match t.kind {
+                TransitionKind::Escalation => c.on_escalation,
+                TransitionKind::DeEscalation => c.on_de_escalation,
+                TransitionKind::Recovery => c.on_recovery,
+            };
+        if !wanted {
+            return None;
+        }
+        let idempotency_key = idempotency_key(t, &c.id, reminder);
+        let (body, content_type) = self.body(t, system, target, reminder, &idempotency_key);
+        Some(Notice {
+            target: c.id.clone(),
+            idempotency_key,
+            body: self.masker.text(&body),
+            content_type,
+            suppressed: self
+                .silenced_by(t, system)
+                .map(|w| format!("silenced by maintenance window `{w}`")),
+        })
+    }
+
+    fn body(
+        &self,
+        t: &TransitionEvent,
+        system: &str,
+        target: &Target,
+        reminder: u32,
+        key: &str,
+    ) -> (String, String) {
+        let name = |map: &HashMap<String, String>, id: &str| {
+            map.get(id).cloned().unwrap_or_else(|| id.to_string())
+        };
+        let environment = t
+            .environment_id
+            .as_deref()
+            .map(|e| json!({"id": e, "name": name(&self.names.environments, e)}));
+        let at = DateTime::<Utc>::from_timestamp_millis(t.at_ms)
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_default();
+        let context = json!({
+            "event": if reminder > 0 { "reminder" } else { "transition" },
+            "idempotencyKey": key,
+            "kind": t.kind.as_str(),
+            "reminder": reminder,
+            "at": at,
+            "transition": t,
+            "system": {"id": system, "name": name(&self.names.systems, system)},
+            "check": {"id": t.check_id, "name": name(&self.names.checks, &t.check_id)},
+            "environment": environment,
+        });
+        match target.config.format {
+            WebhookFormat::Json => (context.to_string(), "application/json".into()),
+            WebhookFormat::Slack => (
+                json!({"text": slack_text(&context, t)}).to_string(),
+                "application/json".into(),
+            ),
+            WebhookFormat::Template => {
+                let rendered = target
+                    .template
+                    .as_ref()
+                    .and_then(|env| env.get_template("body").ok())
+                    .map(|tpl| tpl.render(minijinja::value::Serde(&context)))
+                    .unwrap_or_else(|| Ok(String::new()));
+                let body = rendered.unwrap_or_else(|e| {
+                    // The notice still goes out: an operator hears about the
+                    // transition and about the template.
+                    json!({"error": format!("template failed: {e}"), "fallback": context})
+                        .to_string()
+                });
+                let content_type = target
+                    .config
+                    .content_type
+                    .clone()
+                    .unwrap_or_else(|| "application/json".into());
+                (body, content_type)
+            }
+        }
+    }
+
+    /// A reminder for a transition that still stands, if its target wants
+    /// one and no window silences it.
+    pub fn reminder(&self, t: &TransitionEvent, target: &str, sent: u32) -> Option<Notice> {
+        let system = system_of(t)?;
+        let target = self.targets.get(target)?;
+        if !self
+            .targets_of(system, &t.check_id)
+            .contains(&target.config.id)
+        {
+            return None;
+        }
+        self.notice(t, system, target, sent.max(1))
+            .filter(|n| n.suppressed.is_none())
+    }
+}
+
+/// The system of a transition that notifies: an environment's own entity,
+/// or the system itself for runs without environment. Rollup transitions
+/// that an environment caused are left out, so one change sends one notice.
+fn system_of(t: &TransitionEvent) -> Option<&str> {
+    match &t.environment_id {
+        Some(env) => t
+            .entity_id
+            .strip_suffix(env.as_str())
+            .and_then(|s| s.strip_suffix("::")),
+        None => (!t.entity_id.contains("::")).then_some(t.entity_id.as_str()),
+    }
+}
+
+impl Route for Notifier {
+    fn route(&self, t: &TransitionEvent) -> Vec<Notice> {
+        let Some(system) = system_of(t) else {
+            return Vec::new();
+        };
+        // The first measurement of a healthy entity is a baseline, not news.
+        if t.from == Status::Unknown && t.to == Status::Healthy {
+            return Vec::new();
+        }
+        self.targets_of(system, &t.check_id)
+            .iter()
+            .filter_map(|id| self.targets.get(id))
+            .filter_map(|target| self.notice(t, system, target, 0))
+            .collect()
+    }
+}
+
+fn slack_text(context: &Value, t: &TransitionEvent) -> String {
+    let icon = match t.to {
+        Status::Healthy => ":large_green_circle:",
+        Status::Degraded => ":large_yellow_circle:",
+        Status::Unhealthy => ":red_circle:",
+        Status::Unknown => ":white_circle:",
+    };
+    let text = |path: &str| context.pointer(path).and_then(Value::as_str).unwrap_or("");
+    let env = context
+        .pointer("/environment/name")
+        .and_then(Value::as_str)
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default();
+    let reminder = if text("/event") == "reminder" {
+        "Still "
+    } else {
+        ""
+    };
+    format!(
+        "{icon} {reminder}*{}*{env} is {} (was {}): check {}",
+        text("/system/name"),
+        t.to,
+        t.from,
+        text("/check/name"),
+    )
+}
+
+/// Reminders: every few seconds, an unhealthy entity whose last notice at a
+/// target is older than the target's interval gets another.
+pub async fn remind(
+    store: Arc<Store>,
+    notifier: impl Fn() -> Arc<Notifier>,
+    now_ms: i64,
+) -> Result<usize, StoreError> {
+    let notifier = notifier();
+    let mut written = 0;
+    for (id, target) in &notifier.targets {
+        let Some(every) = target.reminder_every else {
+            continue;
+        };
+        let overdue = store
+            .overdue_reminders(id, now_ms - every.as_millis() as i64)
+            .await?;
+        let reminders: Vec<(TransitionEvent, Notice)> = overdue
+            .into_iter()
+            .filter_map(|o| {
+                let notice = notifier.reminder(&o.transition, id, o.sent)?;
+                Some((o.transition, notice))
+            })
+            .collect();
+        if !reminders.is_empty() {
+            written += reminders.len();
+            store.insert_reminders(&reminders, now_ms).await?;
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> ConfigFile {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    const BASE: &str = "
+systems: [{id: shop, name: Web shop, environments: [prod]}]
+environments: [{id: prod, name: Production}]
+checks: [{id: web, name: Home page, strategy: {plugin: http}}]
+assignments:
+  - {system: shop, check: web, notify: [pager]}
+notifications:
+  targets:
+    - {id: chat, url: 'http://127.0.0.1:1/chat', format: slack, default: true, onDeEscalation: false}
+    - {id: pager, url: 'http://127.0.0.1:1/pager', format: template, contentType: text/plain,
+       template: '{{ system.name }} {{ transition.to }} {{ idempotencyKey }}'}
+  maintenance:
+    - {id: nightly, systems: [shop], cron: '0 2 * * *', duration: 1h}
+";
+
+    fn transition(
+        entity: &str,
+        env: Option<&str>,
+        from: Status,
+        to: Status,
+        at_ms: i64,
+    ) -> TransitionEvent {
+        TransitionEvent {
+            id: Some(7),
+            entity_id: entity.into(),
+            from,
+            to,
+            kind: TransitionKind::classify(from, to),
+            check_id: "web".into(),
+            environment_id: env.map(Into::into),
+            run_id: Some(99),
+            at_ms,
+        }
+    }
+
+    fn notifier() -> Notifier {
+        let secrets = SecretProvider {
+            env_prefix: None,
+            dir: None,
+        };
+        Notifier::new(&config(BASE), &secrets, Masker::default()).unwrap()
+    }
+
+    const NOON: i64 = 1_764_158_400_000; // 2025-11-26T12:00:00Z
+
+    #[test]
+    fn an_escalation_goes_to_default_and_assigned_targets_once_per_change() {
+        let n = notifier();
+        let t = transition(
+            "shop::prod",
+            Some("prod"),
+            Status::Healthy,
+            Status::Unhealthy,
+            NOON,
+        );
+        let notices = n.route(&t);
+        let targets: Vec<&str> = notices.iter().map(|n| n.target.as_str()).collect();
+        assert_eq!(targets, ["chat", "pager"]);
+        assert!(
+            notices[0]
+                .body
+                .contains("*Web shop* (Production) is unhealthy")
+        );
+        assert_eq!(notices[1].content_type, "text/plain");
+        assert_eq!(
+            notices[1].body,
+            format!("Web shop unhealthy {}", notices[1].idempotency_key)
+        );
+        assert_ne!(notices[0].idempotency_key, notices[1].idempotency_key);
+        let rollup = transition(
+            "shop",
+            Some("prod"),
+            Status::Healthy,
+            Status::Unhealthy,
+            NOON,
+        );
+        assert!(
+            n.route(&rollup).is_empty(),
+            "the rollup it caused stays quiet"
+        );
+    }
+
+    #[test]
+    fn policy_and_maintenance_decide_what_is_sent() {
+        let n = notifier();
+        let baseline = transition(
+            "shop::prod",
+            Some("prod"),
+            Status::Unknown,
+            Status::Healthy,
+            NOON,
+        );
+        assert!(n.route(&baseline).is_empty());
+        let better = transition(
+            "shop::prod",
+            Some("prod"),
+            Status::Unhealthy,
+            Status::Degraded,
+            NOON,
+        );
+        let targets: Vec<String> = n.route(&better).into_iter().map(|n| n.target).collect();
+        assert_eq!(targets, ["pager"], "chat has de-escalations off");
+        let night = NOON - 10 * 3_600_000 + 30 * 60_000; // 02:30
+        let silenced = n.route(&transition(
+            "shop::prod",
+            Some("prod"),
+            Status::Healthy,
+            Status::Unhealthy,
+            night,
+        ));
+        assert_eq!(silenced.len(), 2);
+        assert!(
+            silenced.iter().all(
+                |n| n.suppressed.as_deref() == Some("silenced by maintenance window `nightly`")
+            )
+        );
+    }
+
+    #[test]
+    fn reminders_get_their_own_key_and_bodies_are_masked() {
+        let secrets = SecretProvider {
+            env_prefix: None,
+            dir: None,
+        };
+        let n = Notifier::new(
+            &config(BASE),
+            &secrets,
+            Masker::new(["Web shop".to_string()]),
+        )
+        .unwrap();
+        let t = transition(
+            "shop::prod",
+            Some("prod"),
+            Status::Healthy,
+            Status::Unhealthy,
+            NOON,
+        );
+        let first = n.route(&t);
+        let reminder = n.reminder(&t, "chat", 1).unwrap();
+        assert_ne!(reminder.idempotency_key, first[0].idempotency_key);
+        assert!(reminder.body.contains("Still"), "{}", reminder.body);
+        assert!(
+            !reminder.body.contains("Web shop"),
+            "masked: {}",
+            reminder.body
+        );
+    }
+}

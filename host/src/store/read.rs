@@ -1,0 +1,571 @@
+//! What the API, the event stream and the status page read: slices with
+//! their last runs, pages of runs and transitions, history merged across the
+//! aggregate tiers, uptime and latency series, and API pauses.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use sqlx::QueryBuilder;
+
+use super::db::{WritePool, with_pool};
+use super::ids::{created_at, first_id_at};
+use super::sketch::Sketch;
+use super::state::{Status, TransitionKind};
+use super::{DAY_MS, HOUR_MS, RunEvent, Store, StoreError, StoreEvent, TransitionEvent};
+
+/// Which runs, slices or aggregates a read is about. `environment`:
+/// `Some("")` means runs without an environment.
+#[derive(Debug, Default, Clone)]
+pub struct SliceFilter {
+    pub system: Option<String>,
+    pub check: Option<String>,
+    pub environment: Option<String>,
+}
+
+impl SliceFilter {
+    fn is_empty(&self) -> bool {
+        self.system.is_none() && self.check.is_none() && self.environment.is_none()
+    }
+
+    /// ` AND <column> IN (SELECT id FROM slices WHERE …)`, or nothing.
+    fn push<DB: sqlx::Database>(&self, q: &mut QueryBuilder<DB>, column: &str)
+    where
+        for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        if self.is_empty() {
+            return;
+        }
+        q.push(format!(
+            " AND {column} IN (SELECT id FROM slices WHERE 1 = 1"
+        ));
+        if let Some(system) = &self.system {
+            q.push(" AND system_id = ").push_bind(system.clone());
+        }
+        if let Some(check) = &self.check {
+            q.push(" AND check_id = ").push_bind(check.clone());
+        }
+        if let Some(env) = &self.environment {
+            q.push(" AND env_key = ").push_bind(env.clone());
+        }
+        q.push(")");
+    }
+}
+
+/// A stored run, as the API lists it. Its result was masked before it was
+/// stored.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub id: i64,
+    pub system_id: String,
+    pub check_id: String,
+    pub environment_id: Option<String>,
+    /// `healthy` or `unhealthy`.
+    pub status: Status,
+    pub latency_ms: f64,
+    pub error: Option<String>,
+    pub at_ms: i64,
+    /// Collector results and assertion outcomes.
+    #[schema(value_type = Object)]
+    pub result: serde_json::Value,
+}
+
+type RunRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    f64,
+    Option<String>,
+    String,
+);
+
+fn run_record(row: RunRow) -> RunRecord {
+    let (id, system_id, check_id, environment_id, status, latency_ms, error, result) = row;
+    RunRecord {
+        id,
+        system_id,
+        check_id,
+        environment_id,
+        status: Status::parse(&status),
+        latency_ms,
+        error,
+        at_ms: created_at(id),
+        result: serde_json::from_str(&result).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct RunQuery {
+    pub slices: SliceFilter,
+    pub status: Option<Status>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// Runs older than this id (the cursor of the previous page).
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+/// A slice of a system with its status and its newest run.
+#[derive(Debug, Clone)]
+pub struct SliceView {
+    pub check_id: String,
+    pub environment_id: Option<String>,
+    pub status: Status,
+    pub last_run: Option<RunRecord>,
+}
+
+/// One bucket of history: every matching slice's runs in it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryPoint {
+    pub start_ms: i64,
+    /// `hour` or `day`: days older than the hourly tier stay whole days.
+    pub span: String,
+    pub total: i64,
+    pub healthy: i64,
+    pub unhealthy: i64,
+    /// Healthy runs / runs, 0–1.
+    pub uptime: f64,
+    pub latency_avg_ms: f64,
+    pub latency_min_ms: f64,
+    pub latency_max_ms: f64,
+    pub latency_p95_ms: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Hour,
+    Day,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct TransitionQuery {
+    pub entity: Option<String>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+/// Healthy share of runs over the last 24 hours, 7 days and 30 days, per
+/// entity (`None`: no runs in that window).
+pub type Uptime = HashMap<String, [Option<f64>; 3]>;
+
+type TransitionRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
+
+fn transition_event(row: TransitionRow) -> TransitionEvent {
+    let (id, entity_id, from, to, check_id, environment_id, at_ms, run_id) = row;
+    let (from, to) = (Status::parse(&from), Status::parse(&to));
+    TransitionEvent {
+        id: Some(id),
+        entity_id,
+        from,
+        to,
+        kind: TransitionKind::classify(from, to),
+        check_id,
+        environment_id,
+        run_id,
+        at_ms,
+    }
+}
+
+const RUN_COLUMNS: &str = "SELECT r.id, s.system_id, s.check_id, s.environment_id, r.status, \
+     r.latency_ms, r.error, r.result FROM runs r JOIN slices s ON s.id = r.slice_id WHERE 1 = 1";
+
+impl Store {
+    /// The current status of some entities.
+    pub async fn statuses_of(
+        &self,
+        entities: &[String],
+    ) -> Result<Vec<super::EntityStatus>, StoreError> {
+        let rows: Vec<(String, String, i64)> = with_pool!(&self.db.read, pool => {
+            let mut q = QueryBuilder::new("SELECT entity_id, status, updated_at FROM entity_state WHERE entity_id IN (");
+            let mut list = q.separated(", ");
+            for e in entities {
+                list.push_bind(e.clone());
+            }
+            list.push_unseparated(")");
+            q.build_query_as().fetch_all(pool).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(entity_id, status, updated_at_ms)| super::EntityStatus {
+                entity_id,
+                status: Status::parse(&status),
+                updated_at_ms,
+            })
+            .collect())
+    }
+
+    /// A system's slices, each with its newest run, in one query.
+    pub async fn system_slices(&self, system: &str) -> Result<Vec<SliceView>, StoreError> {
+        type Row = (
+            String,
+            Option<String>,
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<f64>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = with_pool!(&self.db.read, pool => {
+            sqlx::query_as(
+                "SELECT s.check_id, s.environment_id, s.status, r.id, r.status, r.latency_ms, r.error, r.result
+                 FROM slices s LEFT JOIN runs r ON r.id = (SELECT MAX(l.id) FROM runs l WHERE l.slice_id = s.id)
+                 WHERE s.system_id = $1 ORDER BY s.check_id, s.env_key",
+            )
+            .bind(system)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(check_id, environment_id, status, id, rstatus, latency, error, result)| {
+                    let last_run = id.map(|id| {
+                        run_record((
+                            id,
+                            system.to_string(),
+                            check_id.clone(),
+                            environment_id.clone(),
+                            rstatus.unwrap_or_default(),
+                            latency.unwrap_or_default(),
+                            error,
+                            result.unwrap_or_default(),
+                        ))
+                    });
+                    SliceView {
+                        check_id,
+                        environment_id,
+                        status: Status::parse(&status),
+                        last_run,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    /// Runs newest first; pass the last id of a page as `before` for the next.
+    pub async fn runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        let rows: Vec<RunRow> = with_pool!(&self.db.read, pool => {
+            let mut q = QueryBuilder::new(RUN_COLUMNS);
+            query.slices.push(&mut q, "r.slice_id");
+            if let Some(status) = query.status {
+                q.push(" AND r.status = ").push_bind(status.as_str().to_string());
+            }
+            if let Some(from) = query.from_ms {
+                q.push(" AND r.id >= ").push_bind(first_id_at(from));
+            }
+            let to = query.to_ms.map_or(i64::MAX, first_id_at);
+            q.push(" AND r.id < ").push_bind(query.before.map_or(to, |b| b.min(to)));
+            q.push(" ORDER BY r.id DESC LIMIT ").push_bind(query.limit);
+            q.build_query_as().fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().map(run_record).collect())
+    }
+
+    /// Transitions newest first, keyset-paginated like `runs`.
+    pub async fn transitions(
+        &self,
+        query: &TransitionQuery,
+    ) -> Result<Vec<TransitionEvent>, StoreError> {
+        let rows: Vec<TransitionRow> = with_pool!(&self.db.read, pool => {
+            let mut q = QueryBuilder::new(
+                "SELECT id, entity_id, from_status, to_status, check_id, environment_id, created_at, run_id
+                 FROM transitions WHERE 1 = 1",
+            );
+            if let Some(entity) = &query.entity {
+                q.push(" AND entity_id = ").push_bind(entity.clone());
+            }
+            if let Some(from) = query.from_ms {
+                q.push(" AND created_at >= ").push_bind(from);
+            }
+            if let Some(to) = query.to_ms {
+                q.push(" AND created_at < ").push_bind(to);
+            }
+            if let Some(before) = query.before {
+                q.push(" AND id < ").push_bind(before);
+            }
+            q.push(" ORDER BY id DESC LIMIT ").push_bind(query.limit);
+            q.build_query_as().fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().map(transition_event).collect())
+    }
+
+    /// Committed runs after `after` (a run id) and the transitions they
+    /// caused, in commit order: what a reconnecting event stream missed.
+    pub async fn events_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<StoreEvent>, StoreError> {
+        let (runs, transitions): (Vec<RunRow>, Vec<TransitionRow>) = with_pool!(&self.db.read, pool => {
+            let runs: Vec<RunRow> = sqlx::query_as(
+                "SELECT r.id, s.system_id, s.check_id, s.environment_id, r.status, r.latency_ms, r.error, ''
+                 FROM runs r JOIN slices s ON s.id = r.slice_id WHERE r.id > $1 ORDER BY r.id LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            let last = runs.last().map_or(after, |r| r.0);
+            let transitions: Vec<TransitionRow> = sqlx::query_as(
+                "SELECT id, entity_id, from_status, to_status, check_id, environment_id, created_at, run_id
+                 FROM transitions WHERE run_id > $1 AND run_id <= $2 ORDER BY run_id, id",
+            )
+            .bind(after)
+            .bind(last)
+            .fetch_all(pool)
+            .await?;
+            (runs, transitions)
+        });
+        let mut caused: BTreeMap<i64, Vec<TransitionEvent>> = BTreeMap::new();
+        for row in transitions {
+            let t = transition_event(row);
+            caused
+                .entry(t.run_id.unwrap_or_default())
+                .or_default()
+                .push(t);
+        }
+        Ok(runs
+            .into_iter()
+            .map(|row| {
+                let r = run_record(row);
+                StoreEvent {
+                    transitions: caused.remove(&r.id).unwrap_or_default(),
+                    run: RunEvent {
+                        id: r.id,
+                        system_id: r.system_id,
+                        check_id: r.check_id,
+                        environment_id: r.environment_id,
+                        status: r.status,
+                        latency_ms: r.latency_ms,
+                        error: r.error,
+                        at_ms: r.at_ms,
+                    },
+                }
+            })
+            .collect())
+    }
+
+    /// The newest run id, where a fresh event stream starts.
+    pub async fn newest_run_id(&self) -> Result<i64, StoreError> {
+        let id: Option<i64> = with_pool!(&self.db.read, pool => {
+            sqlx::query_scalar("SELECT MAX(id) FROM runs").fetch_one(pool).await?
+        });
+        Ok(id.unwrap_or(0))
+    }
+
+    /// History in hour or day buckets, merged across the hourly and daily
+    /// tiers. The hourly tier is written in each run's own transaction, so
+    /// it already holds the raw runs of the current hour.
+    pub async fn history(
+        &self,
+        slices: &SliceFilter,
+        from_ms: i64,
+        to_ms: i64,
+        bucket: Bucket,
+    ) -> Result<Vec<HistoryPoint>, StoreError> {
+        type Row = (i64, i64, i64, i64, f64, f64, f64, f64, String, i32);
+        let rows: Vec<Row> = with_pool!(&self.db.read, pool => {
+            let mut q = QueryBuilder::new("");
+            for (i, (table, tier)) in [("aggregates_hourly", 0), ("aggregates_daily", 1)].into_iter().enumerate() {
+                if i > 0 {
+                    q.push(" UNION ALL ");
+                }
+                q.push(format!(
+                    "SELECT bucket, total, healthy, unhealthy, latency_sum, latency_min, latency_max, p95, \
+                     sketch, {tier} FROM {table} WHERE bucket >= "
+                ));
+                // A day bucket starts before `from` but may still overlap it.
+                q.push_bind(if tier == 1 { from_ms.div_euclid(DAY_MS) * DAY_MS } else { from_ms });
+                q.push(" AND bucket < ").push_bind(to_ms);
+                slices.push(&mut q, "slice_id");
+            }
+            q.build_query_as().fetch_all(pool).await?
+        });
+        let mut merged: BTreeMap<(i64, bool), (HistoryPoint, Sketch, f64)> = BTreeMap::new();
+        for (start, total, healthy, unhealthy, sum, min, max, p95, sketch, tier) in rows {
+            let day = tier == 1 || bucket == Bucket::Day;
+            let start = if day {
+                start.div_euclid(DAY_MS) * DAY_MS
+            } else {
+                start
+            };
+            let (point, merged_sketch, sum_total) =
+                merged.entry((start, day)).or_insert_with(|| {
+                    (
+                        HistoryPoint {
+                            start_ms: start,
+                            span: if day { "day" } else { "hour" }.into(),
+                            total: 0,
+                            healthy: 0,
+                            unhealthy: 0,
+                            uptime: 0.0,
+                            latency_avg_ms: 0.0,
+                            latency_min_ms: f64::INFINITY,
+                            latency_max_ms: 0.0,
+                            latency_p95_ms: 0.0,
+                        },
+                        Sketch::default(),
+                        0.0,
+                    )
+                });
+            point.total += total;
+            point.healthy += healthy;
+            point.unhealthy += unhealthy;
+            point.latency_min_ms = point.latency_min_ms.min(min);
+            point.latency_max_ms = point.latency_max_ms.max(max);
+            point.latency_p95_ms = point.latency_p95_ms.max(p95);
+            merged_sketch.merge(&Sketch::from_json(&sketch));
+            *sum_total += sum;
+        }
+        Ok(merged
+            .into_values()
+            .filter(|(p, _, _)| p.total > 0)
+            .map(|(mut p, sketch, sum)| {
+                p.uptime = p.healthy as f64 / p.total as f64;
+                p.latency_avg_ms = sum / p.total as f64;
+                // Rolled-up days keep no sketch: their p95 is the max of their hours'.
+                if sketch.count() > 0 {
+                    p.latency_p95_ms = sketch
+                        .quantile(0.95)
+                        .clamp(p.latency_min_ms, p.latency_max_ms);
+                }
+                p
+            })
+            .collect())
+    }
+
+    /// Uptime over 24 h, 7 d and 30 d for every system and
+    /// `system::environment`, from the aggregates in one query.
+    pub async fn uptime(&self, now_ms: i64) -> Result<Uptime, StoreError> {
+        type Row = (String, Option<String>, i64, i64, i64, i64, i64, i64);
+        let windows = [now_ms - DAY_MS, now_ms - 7 * DAY_MS, now_ms - 30 * DAY_MS];
+        let rows: Vec<Row> = with_pool!(&self.db.read, pool => {
+            sqlx::query_as(
+                "SELECT s.system_id, s.environment_id,
+                    SUM(CASE WHEN a.bucket >= $1 THEN a.total ELSE 0 END), SUM(CASE WHEN a.bucket >= $1 THEN a.healthy ELSE 0 END),
+                    SUM(CASE WHEN a.bucket >= $2 THEN a.total ELSE 0 END), SUM(CASE WHEN a.bucket >= $2 THEN a.healthy ELSE 0 END),
+                    SUM(a.total), SUM(a.healthy)
+                 FROM (SELECT slice_id, bucket, total, healthy FROM aggregates_hourly WHERE bucket >= $3
+                       UNION ALL SELECT slice_id, bucket, total, healthy FROM aggregates_daily WHERE bucket >= $3) a
+                 JOIN slices s ON s.id = a.slice_id
+                 GROUP BY s.system_id, s.environment_id",
+            )
+            .bind(windows[0] - windows[0].rem_euclid(HOUR_MS))
+            .bind(windows[1] - windows[1].rem_euclid(HOUR_MS))
+            .bind(windows[2] - windows[2].rem_euclid(DAY_MS))
+            .fetch_all(pool)
+            .await?
+        });
+        let mut counts: HashMap<String, [(i64, i64); 3]> = HashMap::new();
+        for (system, env, t1, h1, t7, h7, t30, h30) in rows {
+            let mut keys = vec![system.clone()];
+            if let Some(env) = env {
+                keys.push(format!("{system}::{env}"));
+            }
+            for key in keys {
+                let c = counts.entry(key).or_default();
+                for (slot, (t, h)) in c.iter_mut().zip([(t1, h1), (t7, h7), (t30, h30)]) {
+                    slot.0 += t;
+                    slot.1 += h;
+                }
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|(entity, c)| {
+                (
+                    entity,
+                    c.map(|(total, healthy)| (total > 0).then(|| healthy as f64 / total as f64)),
+                )
+            })
+            .collect())
+    }
+
+    /// Average latency per hour over the last `hours`, per system, oldest
+    /// first (for sparklines).
+    pub async fn latency_series(
+        &self,
+        now_ms: i64,
+        hours: i64,
+    ) -> Result<HashMap<String, Vec<(i64, f64)>>, StoreError> {
+        let since = now_ms.div_euclid(HOUR_MS) * HOUR_MS - (hours - 1) * HOUR_MS;
+        let rows: Vec<(String, i64, f64, i64)> = with_pool!(&self.db.read, pool => {
+            sqlx::query_as(
+                "SELECT s.system_id, a.bucket, SUM(a.latency_sum), SUM(a.total)
+                 FROM aggregates_hourly a JOIN slices s ON s.id = a.slice_id
+                 WHERE a.bucket >= $1 GROUP BY s.system_id, a.bucket ORDER BY a.bucket",
+            )
+            .bind(since)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut series: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
+        for (system, bucket, sum, total) in rows {
+            if total > 0 {
+                series
+                    .entry(system)
+                    .or_default()
+                    .push((bucket, sum / total as f64));
+            }
+        }
+        Ok(series)
+    }
+
+    /// Pauses and resumes set through the API: `(system, check) → paused`.
+    pub async fn pauses(&self) -> Result<HashMap<(String, String), bool>, StoreError> {
+        let rows: Vec<(String, String, bool)> = with_pool!(&self.db.read, pool => {
+            sqlx::query_as("SELECT system_id, check_id, paused FROM assignment_pauses")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(|(s, c, p)| ((s, c), p)).collect())
+    }
+
+    /// Pauses or resumes an assignment until the next API call: survives
+    /// restarts and reloads, and state evaluation sees it at once.
+    pub async fn set_paused(
+        &self,
+        system: &str,
+        check: &str,
+        paused: bool,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        with_pool!(&self.db.write, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "INSERT INTO assignment_pauses (system_id, check_id, paused, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (system_id, check_id) DO UPDATE SET paused = excluded.paused,
+                     updated_at = excluded.updated_at",
+            )
+            .bind(system)
+            .bind(check)
+            .bind(paused)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE assignments SET paused = $1 WHERE system_id = $2 AND check_id = $3")
+                .bind(paused)
+                .bind(system)
+                .bind(check)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
