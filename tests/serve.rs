@@ -3,12 +3,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::Workspace;
+use support::daemon::Daemon;
 
 const PLUGINS: &[&str] = &["noop", "hostile"];
 
@@ -49,116 +48,6 @@ async fn assert_all_stored(ws: &Workspace, reported: &[i64]) {
         ))
         .await;
     assert_eq!(stored, reported.len() as i64, "a reported run was lost");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running `checkhost serve --log-format json` whose stderr lines are
-/// collected as they come.
-struct Daemon {
-    child: Child,
-    port: u16,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Daemon {
-    fn start(ws: &Workspace, extra: &[&str]) -> Daemon {
-        let port = free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_checkhost"))
-            .args(["--log-format", "json", "serve"])
-            .arg(ws.dir.path().join("checkhost.yaml"))
-            .arg("--plugins")
-            .arg(ws.plugins.path())
-            .args(["--database", &ws.db_url()])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .env("CHECKHOST_CACHE_DIR", support::cache_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("checkhost serve starts");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        let daemon = Daemon { child, port, lines };
-        daemon.wait_for(Duration::from_secs(30), "the daemon to serve", |d| {
-            d.get("/healthz").is_some()
-        });
-        daemon
-    }
-
-    fn get(&self, path: &str) -> Option<String> {
-        use std::io::{Read, Write};
-        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        write!(
-            conn,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut response = String::new();
-        conn.read_to_string(&mut response).ok()?;
-        Some(response)
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// Run ids the daemon reported as recorded.
-    fn reported_runs(&self) -> Vec<i64> {
-        self.log()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["fields"]["message"] == "run recorded")
-            .filter_map(|v| v["fields"]["run_id"].as_i64())
-            .collect()
-    }
-
-    fn wait_for(&self, limit: Duration, what: &str, ready: impl Fn(&Daemon) -> bool) {
-        let start = Instant::now();
-        while !ready(self) {
-            assert!(
-                start.elapsed() < limit,
-                "timed out waiting for {what}; log:\n{}",
-                self.log().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait(mut self) -> (Option<i32>, Vec<String>) {
-        let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        (status.code(), self.log())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

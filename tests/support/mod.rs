@@ -2,6 +2,7 @@
 //! shared runtime, and real local servers (HTTP, TCP banner, DNS, TLS).
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod db;
 pub mod servers;
 

@@ -41,6 +41,18 @@ pub fn client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// How long a claim holds: the longest attempt plus a margin. A deliverer
+/// that dies mid-attempt delays the retry by no more than this.
+fn lease_for(notifier: &Notifier) -> Duration {
+    let longest = notifier
+        .targets
+        .values()
+        .map(|t| t.timeout)
+        .max()
+        .unwrap_or_default();
+    longest + Duration::from_secs(5)
+}
+
 /// `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: the timestamp
 /// lets receivers refuse replays.
 pub fn signature(key: &str, unix_seconds: i64, body: &str) -> String {
@@ -68,7 +80,7 @@ impl Deliverer {
         loop {
             let claimed = {
                 let now = now_ms();
-                let lease = now + 120_000;
+                let lease = now + lease_for(&(this.notifier)()).as_millis() as i64;
                 match this
                     .store
                     .claim_notices(&this.owner, now, lease, CLAIM)
