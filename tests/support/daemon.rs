@@ -128,4 +128,3 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
-

@@ -1,0 +1,705 @@
+//! The REST API, the event stream and webhook delivery of a real
+//! `checkhost serve`, on SQLite and PostgreSQL, against real guests, a
+//! target whose health the test flips and a webhook receiver that fails.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use support::Workspace;
+use support::daemon::Daemon;
+use support::db::TestDb;
+
+const TOKEN: &str = "api-token-7d1f0c";
+const LEAK: &str = "leaked-secret-9a8b7c";
+
+/// A target whose `/health` answers 200 or 500 as the test says, with a
+/// body that carries a secret value.
+async fn flip_server(healthy: Arc<AtomicBool>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let healthy = healthy.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let status = if healthy.load(Ordering::SeqCst) {
+                    "200 OK"
+                } else {
+                    "500 Internal Server Error"
+                };
+                let body = format!(r#"{{"token":"{LEAK}"}}"#);
+                let response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+fn env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("CHECKHOST_SECRET_API_TOKEN", TOKEN),
+        ("CHECKHOST_SECRET_LEAK", LEAK),
+        ("CHECKHOST_SECRET_HOOK_KEY", "hook-signing-key"),
+    ]
+}
+
+async fn call(
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("the daemon answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn get(d: &Daemon, path: &str) -> Value {
+    let (status, _, body) = call(reqwest::Method::GET, d.url(path), None).await;
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
+
+async fn post(d: &Daemon, path: &str) -> Value {
+    let (status, _, body) = call(reqwest::Method::POST, d.url(path), Some(TOKEN)).await;
+    assert_eq!(status, 200, "POST {path}: {body}");
+    body
+}
+
+/// The error of a refused call: its status, code and field.
+async fn refused(
+    d: &Daemon,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, Value) {
+    let (status, _, body) = call(method, d.url(path), token).await;
+    assert!(status >= 400, "{path} should be refused: {body}");
+    assert!(
+        body["error"].is_string() && body["message"].is_string(),
+        "errors are JSON {{error, message}}: {body}"
+    );
+    (status, body)
+}
+
+async fn wait_until<F, Fut>(limit: Duration, what: &str, mut ok: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !ok().await {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+on_both_engines!(
+    the_api_reads_acts_and_refuses_bad_calls,
+    pause_applies_at_once_and_survives_a_restart,
+    the_event_stream_resumes_from_last_event_id_without_gaps,
+    webhooks_reach_a_flaky_receiver_under_one_key_across_a_crash,
+);
+
+async fn the_api_reads_acts_and_refuses_bad_calls(db: TestDb) {
+    let healthy = Arc::new(AtomicBool::new(true));
+    let port = flip_server(healthy.clone()).await;
+    let ws = Workspace::on(db, &["http", "http-request"]);
+    ws.config(&format!(
+        r#"
+api: {{token: "${{{{ secrets.API_TOKEN }}}}"}}
+environments: [{{id: prod, name: Production}}, {{id: staging}}]
+systems: [{{id: shop, name: Web shop, environments: [prod, staging]}}]
+checks:
+  - id: web
+    interval: 1h
+    strategy: {{plugin: http, config: {{baseUrl: "http://127.0.0.1:{port}"}}}}
+    network: {{allow: ["127.0.0.1/32"]}}
+    collectors:
+      - plugin: request
+        config: {{url: /health}}
+        assertions: [{{field: statusCode, operator: equals, value: 200}}]
+  - id: leaky
+    interval: 1h
+    strategy: {{plugin: http, config: {{baseUrl: "http://127.0.0.1:{port}"}}}}
+    network: {{allow: ["127.0.0.1/32"]}}
+    collectors:
+      - plugin: request
+        config: {{url: /health}}
+        secretEnv: {{LEAK: "${{{{ secrets.LEAK }}}}"}}
+        assertions: [{{jsonPath: $.body.token, operator: equals, value: something-else}}]
+assignments:
+  - {{system: shop, check: web, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 2}}}}
+  - {{system: shop, check: leaky, environments: []}}
+"#
+    ));
+    let d = Daemon::start_with_env(&ws, &[], &env());
+
+    let systems = get(&d, "/api/v1/systems").await;
+    assert_eq!(systems[0]["id"], "shop");
+    assert_eq!(systems[0]["status"], "unknown");
+    assert_eq!(systems[0]["environments"][0]["name"], "Production");
+
+    // Actions need the token.
+    let (status, body) = refused(
+        &d,
+        reqwest::Method::POST,
+        "/api/v1/assignments/shop/web/run",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, _) = refused(
+        &d,
+        reqwest::Method::POST,
+        "/api/v1/assignments/shop/web/run",
+        Some("wrong"),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    let first = post(&d, "/api/v1/assignments/shop/web/run").await;
+    assert_eq!(first["runs"].as_array().unwrap().len(), 2, "{first}");
+    assert!(
+        first["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "healthy")
+    );
+    healthy.store(false, Ordering::SeqCst);
+    post(&d, "/api/v1/assignments/shop/web/run").await;
+    let third = post(&d, "/api/v1/assignments/shop/web/run").await;
+    let caused: Vec<&Value> = third["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["transitions"].as_array().unwrap())
+        .collect();
+    assert!(
+        caused
+            .iter()
+            .any(|t| t["entityId"] == "shop::prod" && t["to"] == "unhealthy"),
+        "the second failure makes prod unhealthy: {third}"
+    );
+    post(&d, "/api/v1/assignments/shop/leaky/run").await;
+
+    let systems = get(&d, "/api/v1/systems").await;
+    assert_eq!(systems[0]["status"], "unhealthy");
+    assert!(systems[0]["sinceMs"].as_i64().is_some());
+    let detail = get(&d, "/api/v1/systems/shop").await;
+    let web = &detail["checks"][0];
+    assert_eq!(web["id"], "web");
+    assert_eq!(web["slices"].as_array().unwrap().len(), 2);
+    assert_eq!(web["slices"][0]["lastRun"]["status"], "unhealthy");
+    assert_eq!(
+        detail["checks"][1]["slices"][0]["environmentId"],
+        Value::Null
+    );
+
+    // Keyset pages cover every run once, newest first.
+    let stored = ws.db.count("SELECT COUNT(*) FROM runs").await;
+    assert_eq!(stored, 7);
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/runs?limit=3".to_string();
+    loop {
+        let page = get(&d, &path).await;
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_i64().unwrap()),
+        );
+        match page["nextCursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/runs?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len() as i64, stored, "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no repeats"
+    );
+    let failing = get(
+        &d,
+        "/api/v1/runs?environment=prod&status=unhealthy&check=web",
+    )
+    .await;
+    let items = failing["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(
+        items
+            .iter()
+            .all(|r| r["environmentId"] == "prod" && r["status"] == "unhealthy")
+    );
+    let none = get(&d, "/api/v1/runs?environment=none").await;
+    assert!(
+        none["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["checkId"] == "leaky")
+    );
+
+    let transitions = get(&d, "/api/v1/transitions?entity=shop::prod").await;
+    let to: Vec<&str> = transitions["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(to, ["unhealthy", "degraded"], "newest first");
+    let history = get(&d, "/api/v1/history?system=shop&bucket=day").await;
+    let total: i64 = history["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["total"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, stored);
+
+    // Secrets never leave: not in runs, the system page or the status page.
+    let leaky = get(&d, "/api/v1/runs?check=leaky").await.to_string();
+    assert!(leaky.contains("****") && !leaky.contains(LEAK), "{leaky}");
+    for path in ["/api/v1/systems/shop", "/", "/systems/shop"] {
+        let (_, _, body) = call(reqwest::Method::GET, d.url(path), None).await;
+        assert!(!body.to_string().contains(LEAK), "{path} shows a secret");
+    }
+
+    // Bad calls: JSON errors that name what is wrong.
+    for (path, field) in [
+        ("/api/v1/runs?sytem=shop", "sytem"),
+        ("/api/v1/runs?limit=0", "limit"),
+        ("/api/v1/runs?from=yesterday", "from"),
+        ("/api/v1/runs?cursor=abc", "cursor"),
+        ("/api/v1/runs?status=sideways", "status"),
+        ("/api/v1/history?bucket=week", "bucket"),
+    ] {
+        let (status, body) = refused(&d, reqwest::Method::GET, path, None).await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (400, Some(field)),
+            "{path}: {body}"
+        );
+    }
+    let (status, _) = refused(&d, reqwest::Method::GET, "/api/v1/systems/nope", None).await;
+    assert_eq!(status, 404);
+    let (status, _) = refused(
+        &d,
+        reqwest::Method::POST,
+        "/api/v1/assignments/shop/nope/pause",
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = refused(
+        &d,
+        reqwest::Method::GET,
+        "/api/v1/assignments/shop/web/run",
+        None,
+    )
+    .await;
+    assert_eq!(status, 405);
+    let big = reqwest::Client::new()
+        .post(d.url("/api/v1/assignments/shop/web/pause"))
+        .bearer_auth(TOKEN)
+        .body(vec![b'x'; 200_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status().as_u16(), 413);
+    let openapi = get(&d, "/openapi.json").await;
+    assert!(openapi["openapi"].as_str().unwrap().starts_with("3.1"));
+}
+
+fn ticking_config(interval: &str) -> String {
+    format!(
+        "
+api: {{token: \"${{{{ secrets.API_TOKEN }}}}\"}}
+checks:
+  - {{id: tick, interval: {interval}, strategy: {{plugin: noop}}, collectors: [{{plugin: hostile, config: {{mode: fail}}}}]}}
+systems: [{{id: a}}, {{id: b}}, {{id: c}}]
+assignments:
+  - {{system: a, check: tick, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}
+  - {{system: b, check: tick}}
+  - {{system: c, check: tick}}
+"
+    )
+}
+
+async fn runs_of(ws: &Workspace, system: &str) -> i64 {
+    ws.db
+        .count(&format!(
+            "SELECT COUNT(*) FROM runs r JOIN slices s ON s.id = r.slice_id WHERE s.system_id = '{system}'"
+        ))
+        .await
+}
+
+async fn pause_applies_at_once_and_survives_a_restart(db: TestDb) {
+    let ws = Workspace::on(db, &["noop", "hostile"]);
+    ws.config(&ticking_config("300ms"));
+    let d = Daemon::start_with_env(&ws, &[], &env());
+    wait_until(Duration::from_secs(20), "a's first runs", || async {
+        runs_of(&ws, "a").await >= 2
+    })
+    .await;
+    let paused = post(&d, "/api/v1/assignments/a/tick/pause").await;
+    assert_eq!(paused["paused"], true);
+    // One run may have been in flight.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let before = runs_of(&ws, "a").await;
+    let b_before = runs_of(&ws, "b").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        runs_of(&ws, "a").await,
+        before,
+        "a paused assignment does not run"
+    );
+    assert!(runs_of(&ws, "b").await > b_before, "the others go on");
+    let detail = get(&d, "/api/v1/systems/a").await;
+    assert_eq!(detail["checks"][0]["paused"], true);
+
+    d.signal("TERM");
+    let (code, _) = d.wait();
+    assert_eq!(code, Some(0));
+    let d = Daemon::start_with_env(&ws, &[], &env());
+    let detail = get(&d, "/api/v1/systems/a").await;
+    assert_eq!(
+        detail["checks"][0]["paused"], true,
+        "the pause outlives a restart"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        runs_of(&ws, "a").await,
+        before,
+        "still paused after the restart"
+    );
+
+    let resumed = post(&d, "/api/v1/assignments/a/tick/resume").await;
+    assert_eq!(resumed["paused"], false);
+    wait_until(Duration::from_secs(10), "a to run again", || async {
+        runs_of(&ws, "a").await > before
+    })
+    .await;
+}
+
+/// Reads SSE events until `enough` says stop; returns `(event, id, data)`.
+async fn read_events(
+    response: &mut reqwest::Response,
+    mut enough: impl FnMut(&[(String, Option<String>, Value)]) -> bool,
+) -> Vec<(String, Option<String>, Value)> {
+    let mut events = Vec::new();
+    let mut buffer = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !enough(&events) {
+        assert!(Instant::now() < deadline, "too few events: {events:?}");
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+            .await
+            .expect("the stream goes on")
+            .unwrap()
+            .expect("the stream stays open");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let (mut name, mut id, mut data) = (String::new(), None, String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("id:") {
+                    id = Some(v.trim().to_string());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim());
+                }
+            }
+            if !name.is_empty() {
+                events.push((name, id, serde_json::from_str(&data).unwrap()));
+            }
+        }
+    }
+    events
+}
+
+async fn the_event_stream_resumes_from_last_event_id_without_gaps(db: TestDb) {
+    let ws = Workspace::on(db, &["noop", "hostile"]);
+    ws.config(&ticking_config("200ms"));
+    let d = Daemon::start_with_env(&ws, &[], &env());
+    let client = reqwest::Client::new();
+    let mut first = client.get(d.url("/api/v1/events")).send().await.unwrap();
+    assert_eq!(
+        first.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let events = read_events(&mut first, |e| {
+        e.iter().filter(|e| e.0 == "run").count() >= 6
+    })
+    .await;
+    // Transitions follow their run, and each run's group ends with its id.
+    for (i, (name, id, data)) in events.iter().enumerate() {
+        if name == "transition" {
+            let run = events[..i].iter().rev().find(|e| e.0 == "run").unwrap();
+            assert_eq!(data["runId"], run.2["id"], "a transition follows its run");
+        }
+        if let Some(id) = id {
+            assert_eq!(
+                id.parse::<i64>().unwrap(),
+                events[..=i].iter().rev().find(|e| e.0 == "run").unwrap().2["id"]
+                    .as_i64()
+                    .unwrap()
+            );
+        }
+    }
+    assert!(
+        events.iter().any(|e| e.0 == "transition"),
+        "a's first failure is a transition"
+    );
+    let last_id = events.iter().rev().find_map(|e| e.1.clone()).unwrap();
+    drop(first);
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut second = client
+        .get(d.url("/api/v1/events"))
+        .header("Last-Event-ID", &last_id)
+        .send()
+        .await
+        .unwrap();
+    let missed: BTreeSet<i64> = ws
+        .db
+        .texts(&format!(
+            "SELECT CAST(id AS TEXT) FROM runs WHERE id > {last_id}"
+        ))
+        .await
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect();
+    assert!(missed.len() >= 5, "runs happened while the client was away");
+    let newest = *missed.last().unwrap();
+    let resumed = read_events(&mut second, |e| {
+        e.iter()
+            .any(|e| e.0 == "run" && e.2["id"].as_i64() >= Some(newest))
+    })
+    .await;
+    let ids: Vec<i64> = resumed
+        .iter()
+        .filter(|e| e.0 == "run")
+        .map(|e| e.2["id"].as_i64().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "in order, none twice: {ids:?}"
+    );
+    let got: BTreeSet<i64> = ids.iter().copied().filter(|id| *id <= newest).collect();
+    assert_eq!(got, missed, "the runs missed while away, all of them");
+    assert!(
+        ids[0] > last_id.parse::<i64>().unwrap(),
+        "nothing seen before is repeated"
+    );
+
+    let (status, body) = refused(&d, reqwest::Method::GET, "/api/v1/events?after=-1", None).await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("after")));
+}
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+struct Delivery {
+    key: String,
+    signature: String,
+    body: String,
+    answered: u16,
+}
+
+/// A webhook receiver that answers each key's first attempt with a 500 and
+/// its second by hanging past the sender's timeout, then accepts.
+async fn flaky_receiver(log: Arc<Mutex<Vec<Delivery>>>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head, body) = loop {
+                    let Ok(n) = conn.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let head = text[..end].to_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if text.len() >= end + 4 + length {
+                            break (head, text[end + 4..end + 4 + length].to_string());
+                        }
+                    }
+                };
+                let header = |name: &str| {
+                    head.lines()
+                        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                        .map(|v| v.trim().to_string())
+                        .unwrap_or_default()
+                };
+                let key = header("idempotency-key");
+                let attempt = log.lock().unwrap().iter().filter(|d| d.key == key).count();
+                let answered = match attempt {
+                    0 => 500,
+                    1 => 0,
+                    _ => 200,
+                };
+                log.lock().unwrap().push(Delivery {
+                    key,
+                    signature: header("x-checkhost-signature"),
+                    body,
+                    answered,
+                });
+                if answered == 0 {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    return;
+                }
+                let response = format!(
+                    "HTTP/1.1 {answered} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = conn.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+async fn webhooks_reach_a_flaky_receiver_under_one_key_across_a_crash(db: TestDb) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let port = flaky_receiver(log.clone()).await;
+    let ws = Workspace::on(db, &["noop", "hostile"]);
+    ws.config(&format!(
+        "
+api: {{token: \"${{{{ secrets.API_TOKEN }}}}\"}}
+notifications:
+  targets:
+    - {{id: hook, url: \"http://127.0.0.1:{port}/hook\", default: true, timeout: 1s,
+       signingSecret: \"${{{{ secrets.HOOK_KEY }}}}\"}}
+checks:
+  - {{id: tick, interval: 1h, strategy: {{plugin: noop}}, collectors: [{{plugin: hostile, config: {{mode: fail}}}}]}}
+systems: [{{id: a, name: System A}}]
+assignments:
+  - {{system: a, check: tick, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}
+"
+    ));
+    let d = Daemon::start_with_env(&ws, &[], &env());
+    let run = post(&d, "/api/v1/assignments/a/tick/run").await;
+    assert_eq!(run["runs"][0]["transitions"][0]["to"], "unhealthy");
+    // Attempt one fails with a 500; attempt two hangs: kill -9 during it.
+    let seen = |n: usize| {
+        let log = log.clone();
+        move || {
+            let log = log.clone();
+            async move { log.lock().unwrap().len() >= n }
+        }
+    };
+    wait_until(Duration::from_secs(20), "the second attempt", seen(2)).await;
+    let mut d = d;
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    let d = Daemon::start_with_env(&ws, &[], &env());
+    wait_until(
+        Duration::from_secs(30),
+        "the delivery after the restart",
+        seen(3),
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(10),
+        "the delivery log to say delivered",
+        || async {
+            let (_, _, body) = call(
+                reqwest::Method::GET,
+                d.url("/api/v1/notifications/deliveries"),
+                None,
+            )
+            .await;
+            body["items"][0]["state"] == "delivered"
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let seen = log.lock().unwrap().clone();
+    let keys: HashMap<&str, usize> = seen.iter().fold(HashMap::new(), |mut m, d| {
+        *m.entry(d.key.as_str()).or_default() += 1;
+        m
+    });
+    assert_eq!(
+        keys.len(),
+        1,
+        "one transition, one key on every attempt: {seen:?}"
+    );
+    assert_eq!(
+        seen.iter().filter(|d| d.answered == 200).count(),
+        1,
+        "accepted once: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|d| d.body == seen[0].body),
+        "every retry sends the same bytes"
+    );
+    for delivery in &seen {
+        let (t, v1) = delivery
+            .signature
+            .strip_prefix("t=")
+            .and_then(|s| s.split_once(",v1="))
+            .expect("a signature header");
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"hook-signing-key").unwrap();
+        mac.update(format!("{t}.{}", delivery.body).as_bytes());
+        assert_eq!(
+            hex::encode(mac.finalize().into_bytes()),
+            v1,
+            "the HMAC verifies"
+        );
+    }
+    let body: Value = serde_json::from_str(&seen[0].body).unwrap();
+    assert_eq!(body["event"], "transition");
+    assert_eq!(body["system"]["name"], "System A");
+    assert_eq!(body["transition"]["to"], "unhealthy");
+    assert_eq!(body["idempotencyKey"], seen[0].key.as_str());
+
+    let log_page = get(&d, "/api/v1/notifications/deliveries?target=hook").await;
+    let entry = &log_page["items"][0];
+    assert_eq!(entry["state"], "delivered");
+    assert_eq!(entry["idempotencyKey"], seen[0].key.as_str());
+    assert!(entry["attempts"].as_i64().unwrap() >= 2, "{entry}");
+    assert_eq!(entry["lastStatusCode"], 200);
+    assert_eq!(ws.db.count("SELECT COUNT(*) FROM outbox").await, 1);
+}
