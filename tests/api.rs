@@ -123,6 +123,7 @@ on_both_engines!(
     pause_applies_at_once_and_survives_a_restart,
     the_event_stream_resumes_from_last_event_id_without_gaps,
     webhooks_reach_a_flaky_receiver_under_one_key_across_a_crash,
+    reminders_repeat_while_unhealthy_and_maintenance_keeps_quiet,
 );
 
 async fn the_api_reads_acts_and_refuses_bad_calls(db: TestDb) {
@@ -536,8 +537,9 @@ struct Delivery {
 }
 
 /// A webhook receiver that answers each key's first attempt with a 500 and
-/// its second by hanging past the sender's timeout, then accepts.
-async fn flaky_receiver(log: Arc<Mutex<Vec<Delivery>>>) -> u16 {
+/// its second by hanging past the sender's timeout, then accepts; with
+/// `flaky` false it accepts at once.
+async fn receiver(log: Arc<Mutex<Vec<Delivery>>>, flaky: bool) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -576,8 +578,8 @@ async fn flaky_receiver(log: Arc<Mutex<Vec<Delivery>>>) -> u16 {
                 let key = header("idempotency-key");
                 let attempt = log.lock().unwrap().iter().filter(|d| d.key == key).count();
                 let answered = match attempt {
-                    0 => 500,
-                    1 => 0,
+                    0 if flaky => 500,
+                    1 if flaky => 0,
                     _ => 200,
                 };
                 log.lock().unwrap().push(Delivery {
@@ -602,7 +604,7 @@ async fn flaky_receiver(log: Arc<Mutex<Vec<Delivery>>>) -> u16 {
 
 async fn webhooks_reach_a_flaky_receiver_under_one_key_across_a_crash(db: TestDb) {
     let log = Arc::new(Mutex::new(Vec::new()));
-    let port = flaky_receiver(log.clone()).await;
+    let port = receiver(log.clone(), true).await;
     let ws = Workspace::on(db, &["noop", "hostile"]);
     ws.config(&format!(
         "
@@ -702,4 +704,72 @@ assignments:
     assert!(entry["attempts"].as_i64().unwrap() >= 2, "{entry}");
     assert_eq!(entry["lastStatusCode"], 200);
     assert_eq!(ws.db.count("SELECT COUNT(*) FROM outbox").await, 1);
+}
+
+async fn reminders_repeat_while_unhealthy_and_maintenance_keeps_quiet(db: TestDb) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let port = receiver(log.clone(), false).await;
+    let now = chrono::Utc::now();
+    let (start, end) = (
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::hours(1),
+    );
+    let ws = Workspace::on(db, &["noop", "hostile"]);
+    ws.config(&format!(
+        "
+api: {{token: \"${{{{ secrets.API_TOKEN }}}}\"}}
+notifications:
+  targets:
+    - {{id: hook, url: \"http://127.0.0.1:{port}/hook\", default: true, minimumReminderInterval: 1s}}
+  maintenance:
+    - {{id: upgrade, systems: [b], start: \"{}\", end: \"{}\"}}
+checks:
+  - {{id: tick, interval: 1h, strategy: {{plugin: noop}}, collectors: [{{plugin: hostile, config: {{mode: fail}}}}]}}
+systems: [{{id: a}}, {{id: b}}]
+assignments:
+  - {{system: a, check: tick, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}
+  - {{system: b, check: tick, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}
+",
+        start.to_rfc3339(),
+        end.to_rfc3339()
+    ));
+    let d = Daemon::start_with_env(&ws, &[], &env());
+    post(&d, "/api/v1/assignments/a/tick/run").await;
+    post(&d, "/api/v1/assignments/b/tick/run").await;
+    wait_until(Duration::from_secs(20), "two reminders for a", || async {
+        log.lock().unwrap().len() >= 3
+    })
+    .await;
+    let seen = log.lock().unwrap().clone();
+    let bodies: Vec<Value> = seen
+        .iter()
+        .map(|d| serde_json::from_str(&d.body).unwrap())
+        .collect();
+    assert!(
+        bodies.iter().all(|b| b["system"]["id"] == "a"),
+        "b is in maintenance: {bodies:?}"
+    );
+    assert_eq!(bodies[0]["event"], "transition");
+    assert!(bodies[1..].iter().all(|b| b["event"] == "reminder"));
+    let keys: BTreeSet<&str> = seen.iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(keys.len(), seen.len(), "each reminder has its own key");
+
+    let quiet = get(
+        &d,
+        "/api/v1/notifications/deliveries?entity=b&state=suppressed",
+    )
+    .await;
+    let items = quiet["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{quiet}");
+    assert_eq!(
+        items[0]["reason"],
+        "silenced by maintenance window `upgrade`"
+    );
+    assert_eq!(
+        ws.db
+            .count("SELECT COUNT(*) FROM outbox WHERE entity_id = 'b'")
+            .await,
+        1,
+        "no reminders while silenced"
+    );
 }

@@ -165,12 +165,7 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         }
         .run(stop.clone()),
     );
-    let reminders = tokio::spawn(remind_every(
-        REMINDER_SWEEP,
-        store.clone(),
-        current_notifier,
-        stop.clone(),
-    ));
+    let reminders = tokio::spawn(remind_every(store.clone(), current_notifier, stop.clone()));
     let scheduling = tokio::spawn(scheduler.clone().run(stop.clone()));
 
     wait_for_shutdown_signal().await;
@@ -210,16 +205,23 @@ async fn wait_for_shutdown_signal() {
     }
 }
 
-/// How often unhealthy entities are checked for reminders that are due.
+/// How often unhealthy entities are checked for due reminders, at most:
+/// twice per shortest reminder interval, so none is late by more than half.
 const REMINDER_SWEEP: Duration = Duration::from_secs(10);
 
 async fn remind_every(
-    every: Duration,
     store: Arc<Store>,
     notifier: Arc<dyn Fn() -> Arc<Notifier> + Send + Sync>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
+        let shortest = notifier()
+            .targets
+            .values()
+            .filter_map(|t| t.reminder_every)
+            .min()
+            .unwrap_or(REMINDER_SWEEP);
+        let every = (shortest / 2).clamp(Duration::from_millis(250), REMINDER_SWEEP);
         tokio::select! {
             _ = stop.changed() => return,
             () = tokio::time::sleep(every) => {}
