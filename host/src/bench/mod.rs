@@ -1,6 +1,7 @@
 //! `checkhost bench`: measurements that print a ratio against a baseline
 //! measured in the same process, never absolute thresholds.
 
+pub mod api;
 pub mod pipeline;
 pub mod runtime;
 mod scratch;

@@ -143,6 +143,22 @@ pub enum BenchCommand {
         #[arg(long, default_value = "120s", value_parser = parse_duration_arg)]
         duration: std::time::Duration,
     },
+    /// `GET /api/v1/systems` over HTTP with N systems × E environments of
+    /// stored states, against a plain SELECT of the same rows (p50/p99).
+    Api {
+        /// Folder of built test guests (noop.wasm, hostile.wasm).
+        #[arg(long, default_value = "target/test-guests")]
+        guests: PathBuf,
+        /// `sqlite` (a temporary file) or a `postgres://` URL.
+        #[arg(long, default_value = "sqlite")]
+        database: String,
+        #[arg(long, default_value_t = 10_000)]
+        systems: usize,
+        #[arg(long, default_value_t = 3)]
+        environments: usize,
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+    },
     /// Record-only store throughput and bytes per run against plain
     /// batched INSERTs of the same rows through the same driver.
     Store {
@@ -237,6 +253,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => {
             let report =
                 crate::bench::serve::run(&guests, &database, slices, interval, duration).await?;
+            println!("{}", report.render());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Api {
+            guests,
+            database,
+            systems,
+            environments,
+            requests,
+        }) => {
+            let report =
+                crate::bench::api::run(&guests, &database, systems, environments, requests.max(1))
+                    .await?;
             println!("{}", report.render());
             Ok(ExitCode::SUCCESS)
         }
