@@ -60,6 +60,8 @@ pub struct ApiState {
         events::stream,
         notifications::deliveries,
     ),
+    // Enums used only as query parameters are not collected on their own.
+    components(schemas(runs::RunStatus, runs::BucketParam, notifications::DeliveryState)),
     modifiers(&BearerAuth),
     tags(
         (name = "status", description = "What is up, and since when"),
@@ -236,6 +238,14 @@ mod tests {
         let doc: serde_json::Value =
             serde_json::from_str(&ApiDoc::openapi().to_json().unwrap()).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        let text = doc.to_string();
+        for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &reference[..reference.find('"').unwrap()];
+            assert!(
+                doc["components"]["schemas"].get(name).is_some(),
+                "$ref to {name} resolves"
+            );
+        }
         for path in [
             "/api/v1/systems",
             "/api/v1/systems/{id}",

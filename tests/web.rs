@@ -1,0 +1,297 @@
+//! What users see of `checkhost serve` from outside: the status page in a real
+//! headless browser following a status change live, and the REST API fuzzed
+//! against its own OpenAPI document. Both need `scripts/install-test-tools`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+use support::Workspace;
+use support::daemon::Daemon;
+
+const TOKEN: &str = "web-test-token";
+
+/// The workspace root (`host/..`).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Whether the tools are installed; if not, says so loudly and the test
+/// returns, except on CI (`CI=true`), where a missing tool fails the test.
+fn tools_present(tools: &[PathBuf]) -> bool {
+    let missing: Vec<String> = tools
+        .iter()
+        .filter(|t| !t.exists())
+        .map(|t| t.display().to_string())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let message = format!(
+        "SKIPPED: {} missing: run scripts/install-test-tools",
+        missing.join(", ")
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{message}");
+    }
+    eprintln!("\n==================== {message} ====================\n");
+    false
+}
+
+/// An HTTP server whose `/health` answers 200 while `up` is true, else 500.
+async fn flip_server(up: Arc<AtomicBool>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let up = up.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8 * 1024];
+                let mut len = 0;
+                while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf[len..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => len += n,
+                    }
+                    if len == buf.len() {
+                        return;
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf[..len]);
+                let status = match head.split_whitespace().nth(1) {
+                    Some("/health") if up.load(Ordering::SeqCst) => "200 OK",
+                    Some("/health") => "500 Internal Server Error",
+                    _ => "404 Not Found",
+                };
+                let response =
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = conn.write_all(response.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// System `shop` in environment `prod`, checked by `web` against the flip
+/// server every `interval`, unhealthy after one failure.
+fn config(port: u16, interval: &str, api: &str) -> String {
+    format!(
+        r#"{api}
+environments:
+  - id: prod
+systems:
+  - id: shop
+    environments: [prod]
+checks:
+  - id: web
+    interval: {interval}
+    timeout: 2s
+    strategy: {{plugin: http, config: {{baseUrl: "http://127.0.0.1:{port}"}}}}
+    network: {{allow: ["127.0.0.1/32"]}}
+    collectors:
+      - plugin: request
+        config: {{url: /health}}
+        assertions: [{{field: statusCode, operator: equals, value: 200}}]
+assignments:
+  - {{system: shop, check: web, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}
+"#
+    )
+}
+
+/// `shop`'s rollup and `shop::prod`'s status from `GET /api/v1/systems/shop`.
+async fn statuses(client: &reqwest::Client, d: &Daemon) -> Option<(String, String)> {
+    let body = client
+        .get(d.url("/api/v1/systems/shop"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let prod = v["environments"]
+        .as_array()?
+        .iter()
+        .find(|e| e["id"] == "prod")?;
+    Some((
+        v["status"].as_str()?.to_string(),
+        prod["status"].as_str()?.to_string(),
+    ))
+}
+
+async fn wait_healthy(client: &reqwest::Client, d: &Daemon) {
+    let start = Instant::now();
+    loop {
+        let now = statuses(client, d).await;
+        if now
+            .as_ref()
+            .is_some_and(|(s, p)| s == "healthy" && p == "healthy")
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "shop::prod did not become healthy (now {now:?}); log:\n{}",
+            d.log().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts the daemon off the async workers (it waits for `/healthz` by
+/// sleeping), so the flip server keeps answering.
+fn start(ws: &Workspace, env: &[(&str, &str)]) -> Daemon {
+    tokio::task::block_in_place(|| Daemon::start_with_env(ws, &[], env))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_follows_a_status_change_live_in_a_real_browser() {
+    let script = root().join("tests/browser/status-page.mjs");
+    if !tools_present(&[
+        root().join("tests/browser/node_modules/playwright-core"),
+        PathBuf::from("/usr/bin/chromium"),
+    ]) {
+        return;
+    }
+    let up = Arc::new(AtomicBool::new(true));
+    let port = flip_server(up.clone()).await;
+    let ws = Workspace::new(&["http", "http-request"]);
+    ws.config(&config(port, "1s", ""));
+    let daemon = start(&ws, &[]);
+    let client = reqwest::Client::new();
+    wait_healthy(&client, &daemon).await;
+
+    let artifacts = support::target_dir().join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join("status-page.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let mut browser = tokio::process::Command::new("node")
+        .arg(&script)
+        .args(["--url", &daemon.url("/")])
+        .arg("--screenshot")
+        .arg(&screenshot)
+        .args(["--expect", r#"{"shop":"healthy","shop::prod":"healthy"}"#])
+        .args(["--change", "shop::prod=unhealthy", "--timeout-ms", "20000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (scripts/install-test-tools)");
+    let mut stdout = BufReader::new(browser.stdout.take().unwrap()).lines();
+    let mut stderr = browser.stderr.take().unwrap();
+    let stderr = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+
+    let outcome = tokio::time::timeout(Duration::from_secs(45), async {
+        let mut seen = Vec::new();
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            if line == "READY" {
+                up.store(false, Ordering::SeqCst);
+            }
+            seen.push(line);
+        }
+        (browser.wait().await.unwrap(), seen)
+    })
+    .await;
+    let stderr = tokio::time::timeout(Duration::from_secs(5), stderr)
+        .await
+        .map(|t| t.unwrap_or_default())
+        .unwrap_or_default();
+    let log = || daemon.log().join("\n");
+    let Ok((status, seen)) = outcome else {
+        panic!(
+            "the browser script did not finish in 45 s; stderr:\n{stderr}\ndaemon log:\n{}",
+            log()
+        );
+    };
+    assert!(
+        status.success() && seen == ["READY", "OK"],
+        "the browser script failed ({status}); stdout: {seen:?}\nstderr:\n{stderr}\n\
+         screenshot: {}\ndaemon log:\n{}",
+        screenshot.display(),
+        log()
+    );
+    assert!(
+        screenshot.exists(),
+        "no screenshot at {}",
+        screenshot.display()
+    );
+    println!("status page screenshot: {}", screenshot.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_holds_to_its_openapi_document_under_fuzzing() {
+    let target = support::target_dir();
+    if !tools_present(&[target.join("test-tools/venv/bin/schemathesis")]) {
+        return;
+    }
+    let up = Arc::new(AtomicBool::new(true));
+    let port = flip_server(up.clone()).await;
+    let ws = Workspace::new(&["http", "http-request"]);
+    ws.config(&config(
+        port,
+        "1h",
+        "api:\n  token: \"${{ secrets.API_TOKEN }}\"",
+    ));
+    let daemon = start(&ws, &[("CHECKHOST_SECRET_API_TOKEN", TOKEN)]);
+    let client = reqwest::Client::new();
+
+    // Runs and transitions to read: healthy, unhealthy, healthy again.
+    for (healthy, want) in [(true, "healthy"), (false, "unhealthy"), (true, "healthy")] {
+        up.store(healthy, Ordering::SeqCst);
+        let response = client
+            .post(daemon.url("/api/v1/assignments/shop/web/run"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["runs"][0]["status"], want, "{body}");
+    }
+
+    let started = Instant::now();
+    let out = tokio::process::Command::new(root().join("tests/api-fuzz/run"))
+        .args([&daemon.url(""), TOKEN])
+        .env("CARGO_TARGET_DIR", &target)
+        .env("API_FUZZ_PATH", "system=shop check=web")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("tests/api-fuzz/run starts");
+    let output = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "api-fuzz failed ({}) after {:?}:\n{output}\ndaemon log (errors):\n{}",
+        out.status,
+        started.elapsed(),
+        daemon
+            .log()
+            .iter()
+            .filter(|l| l.contains("\"ERROR\"") || l.contains("\"WARN\""))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    println!("api-fuzz passed in {:?}", started.elapsed());
+}
