@@ -291,9 +291,18 @@ assignments:
     let leaky = get(&d, "/api/v1/runs?check=leaky").await.to_string();
     assert!(leaky.contains("****") && !leaky.contains(LEAK), "{leaky}");
     for path in ["/api/v1/systems/shop", "/", "/systems/shop"] {
-        let (_, _, body) = call(reqwest::Method::GET, d.url(path), None).await;
+        let (status, _, body) = call(reqwest::Method::GET, d.url(path), None).await;
+        assert_eq!(status, 200, "{path}: {body}");
         assert!(!body.to_string().contains(LEAK), "{path} shows a secret");
     }
+    let Value::String(page) = call(reqwest::Method::GET, d.url("/"), None).await.2 else {
+        panic!("the status page is HTML");
+    };
+    assert!(
+        page.contains(r#"data-entity="shop::prod" data-status="unhealthy""#),
+        "the matrix shows prod unhealthy: {page}"
+    );
+    assert!(page.contains("Latest transitions") && page.contains(r#"<svg class="spark""#));
 
     // Bad calls: JSON errors that name what is wrong.
     for (path, field) in [
@@ -462,27 +471,36 @@ async fn the_event_stream_resumes_from_last_event_id_without_gaps(db: TestDb) {
         e.iter().filter(|e| e.0 == "run").count() >= 6
     })
     .await;
-    // Transitions follow their run, and each run's group ends with its id.
+    // Transitions follow their run; every message is `<run id>:<n>`.
     for (i, (name, id, data)) in events.iter().enumerate() {
+        let run = events[..=i].iter().rev().find(|e| e.0 == "run").unwrap();
+        let run_id = run.2["id"].as_i64().unwrap();
         if name == "transition" {
-            let run = events[..i].iter().rev().find(|e| e.0 == "run").unwrap();
-            assert_eq!(data["runId"], run.2["id"], "a transition follows its run");
+            assert_eq!(data["runId"], run_id, "a transition follows its run");
         }
-        if let Some(id) = id {
-            assert_eq!(
-                id.parse::<i64>().unwrap(),
-                events[..=i].iter().rev().find(|e| e.0 == "run").unwrap().2["id"]
-                    .as_i64()
-                    .unwrap()
-            );
-        }
+        let (run_part, n) = id.as_deref().unwrap().split_once(':').unwrap();
+        assert_eq!(run_part.parse::<i64>().unwrap(), run_id);
+        assert_eq!(n == "0", name == "run", "{id:?}");
     }
-    assert!(
-        events.iter().any(|e| e.0 == "transition"),
-        "a's first failure is a transition"
-    );
-    let last_id = events.iter().rev().find_map(|e| e.1.clone()).unwrap();
+    let transition = events
+        .iter()
+        .find(|e| e.0 == "transition")
+        .expect("a's first failure is a transition");
+    let last_id = events.last().unwrap().1.clone().unwrap();
     drop(first);
+
+    // A client that saw a run but not its transition gets the transition.
+    let run_of_transition = transition.1.as_deref().unwrap().split_once(':').unwrap().0;
+    let mut partial = client
+        .get(d.url("/api/v1/events"))
+        .header("Last-Event-ID", format!("{run_of_transition}:0"))
+        .send()
+        .await
+        .unwrap();
+    let rest = read_events(&mut partial, |e| !e.is_empty()).await;
+    assert_eq!(rest[0].0, "transition");
+    assert_eq!(rest[0].1, transition.1);
+    drop(partial);
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let mut second = client
@@ -494,7 +512,8 @@ async fn the_event_stream_resumes_from_last_event_id_without_gaps(db: TestDb) {
     let missed: BTreeSet<i64> = ws
         .db
         .texts(&format!(
-            "SELECT CAST(id AS TEXT) FROM runs WHERE id > {last_id}"
+            "SELECT CAST(id AS TEXT) FROM runs WHERE id > {}",
+            last_id.split_once(':').unwrap().0
         ))
         .await
         .iter()
@@ -518,10 +537,8 @@ async fn the_event_stream_resumes_from_last_event_id_without_gaps(db: TestDb) {
     );
     let got: BTreeSet<i64> = ids.iter().copied().filter(|id| *id <= newest).collect();
     assert_eq!(got, missed, "the runs missed while away, all of them");
-    assert!(
-        ids[0] > last_id.parse::<i64>().unwrap(),
-        "nothing seen before is repeated"
-    );
+    let last_run: i64 = last_id.split_once(':').unwrap().0.parse().unwrap();
+    assert!(ids[0] > last_run, "nothing seen before is repeated");
 
     let (status, body) = refused(&d, reqwest::Method::GET, "/api/v1/events?after=-1", None).await;
     assert_eq!((status, body["field"].as_str()), (400, Some("after")));

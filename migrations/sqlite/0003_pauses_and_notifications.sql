@@ -47,3 +47,6 @@ CREATE TABLE delivery_attempts (
 );
 
 CREATE INDEX transitions_by_run ON transitions (run_id);
+
+-- The API's cache of entity states reads what changed since its last look.
+CREATE INDEX entity_state_by_time ON entity_state (updated_at);

@@ -1,7 +1,9 @@
-//! `GET /api/v1/events`: runs and transitions as server-sent events. Each
-//! run's group of events ends with `id: <run id>`; a client reconnecting
-//! with `Last-Event-ID` gets what it missed from the database, then the live
-//! stream, with nothing lost and nothing twice.
+//! `GET /api/v1/events`: runs and transitions as server-sent events. A run
+//! and the transitions it caused are a group; its messages carry the ids
+//! `<run id>:0`, `<run id>:1`, …, so a client reconnecting with
+//! `Last-Event-ID` gets what it missed from the database — the rest of a
+//! group it saw in part, then the runs after — and then the live stream,
+//! with nothing lost and nothing twice.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,7 +27,8 @@ const REPLAY_PAGE: i64 = 500;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EventParams {
-    /// Start after this run id, as `Last-Event-ID` does (the header wins).
+    /// Start after this run id (its whole group), as `Last-Event-ID` does;
+    /// the header wins.
     /// Without either, the stream starts with the next run.
     #[param(minimum = 0)]
     after: Option<i64>,
@@ -35,8 +38,8 @@ pub struct EventParams {
     get, path = "/api/v1/events", tag = "events",
     params(EventParams, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id")),
     responses(
-        (status = 200, description = "`event: run` and `event: transition` messages, JSON data; \
-            the last event of each run carries `id: <run id>`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`event: run` and `event: transition` messages, JSON data, \
+            with ids `<run id>:<n>` (n = 0 for the run, then its transitions)", content_type = "text/event-stream", body = String),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
     )
 )]
@@ -47,9 +50,8 @@ pub async fn stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let header = headers
         .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
         .map(|v| {
-            v.trim().parse::<i64>().map_err(|_| {
+            v.to_str().ok().and_then(Position::parse).ok_or_else(|| {
                 ApiError::bad_request("Last-Event-ID", "not an event id of this stream")
             })
         })
@@ -59,9 +61,9 @@ pub async fn stream(
     }
     // Subscribed before reading the database: nothing falls in between.
     let live = state.store.subscribe();
-    let after = match header.or(p.after) {
-        Some(id) => id,
-        None => state.store.newest_run_id().await?,
+    let after = match header.or(p.after.map(Position::after_run)) {
+        Some(position) => position,
+        None => Position::after_run(state.store.newest_run_id().await?),
     };
     let (tx, rx) = mpsc::channel::<Event>(256);
     let masker = state.scheduler.generation().masker.clone();
@@ -79,34 +81,69 @@ pub async fn stream(
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
-/// Replays from the database after `after`, then forwards live events,
+/// Where a client is: run `run` seen up to its message `seen` (`None`: the
+/// whole group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    run: i64,
+    seen: Option<usize>,
+}
+
+impl Position {
+    fn after_run(run: i64) -> Position {
+        Position { run, seen: None }
+    }
+
+    /// `<run>` or `<run>:<message>`.
+    fn parse(text: &str) -> Option<Position> {
+        let text = text.trim();
+        let (run, seen) = match text.split_once(':') {
+            Some((run, seen)) => (run, Some(seen.parse().ok()?)),
+            None => (text, None),
+        };
+        let run = run.parse().ok().filter(|r: &i64| *r >= 0)?;
+        Some(Position { run, seen })
+    }
+}
+
+/// Replays from the database after `from`, then forwards live events,
 /// going back to the database whenever the live channel dropped some.
 async fn forward(
     store: Arc<Store>,
     mut live: broadcast::Receiver<StoreEvent>,
-    mut after: i64,
+    from: Position,
     tx: mpsc::Sender<Event>,
     masker: Masker,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    // A group seen in part is read again, and its seen messages skipped.
+    let (mut after, mut skip) = match from.seen {
+        Some(seen) => (from.run - 1, Some((from.run, seen + 1))),
+        None => (from.run, None),
+    };
     let mut replay = true;
     loop {
+        if *stop.borrow() {
+            return;
+        }
         if replay {
-            match store.events_after(after, REPLAY_PAGE).await {
-                Ok(events) => {
-                    let full = events.len() as i64 == REPLAY_PAGE;
-                    for event in events {
-                        if !send(&tx, &event, &masker).await {
-                            return;
-                        }
-                        after = event.run.id;
-                    }
-                    replay = full;
-                }
+            let events = match store.events_after(after, REPLAY_PAGE).await {
+                Ok(events) => events,
                 Err(e) => {
                     tracing::warn!("event stream cannot read the database, closing it: {e}");
                     return;
                 }
+            };
+            replay = events.len() as i64 == REPLAY_PAGE;
+            for event in events {
+                let first = match skip.take() {
+                    Some((run, n)) if run == event.run.id => n,
+                    _ => 0,
+                };
+                if !send(&tx, &event, first, &masker, &mut stop).await {
+                    return;
+                }
+                after = event.run.id;
             }
             continue;
         }
@@ -115,7 +152,7 @@ async fn forward(
             _ = stop.changed() => return,
             received = live.recv() => match received {
                 Ok(event) if event.run.id > after => {
-                    if !send(&tx, &event, &masker).await {
+                    if !send(&tx, &event, 0, &masker, &mut stop).await {
                         return;
                     }
                     after = event.run.id;
@@ -128,8 +165,15 @@ async fn forward(
     }
 }
 
-/// Sends a run and its transitions; the last of them carries the run id.
-async fn send(tx: &mpsc::Sender<Event>, event: &StoreEvent, masker: &Masker) -> bool {
+/// Sends a run's group from message `first` on; false when the client is
+/// gone or the daemon stops.
+async fn send(
+    tx: &mpsc::Sender<Event>,
+    event: &StoreEvent,
+    first: usize,
+    masker: &Masker,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
     let mut run = event.run.clone();
     run.error = run.error.map(|e| masker.text(&e));
     let mut messages = vec![("run", serde_json::to_string(&run))];
@@ -139,15 +183,41 @@ async fn send(tx: &mpsc::Sender<Event>, event: &StoreEvent, masker: &Masker) -> 
             .iter()
             .map(|t| ("transition", serde_json::to_string(t))),
     );
-    let last = messages.len() - 1;
-    for (i, (name, data)) in messages.into_iter().enumerate() {
-        let mut message = Event::default().event(name).data(data.unwrap_or_default());
-        if i == last {
-            message = message.id(event.run.id.to_string());
-        }
-        if tx.send(message).await.is_err() {
-            return false;
+    for (i, (name, data)) in messages.into_iter().enumerate().skip(first) {
+        let message = Event::default()
+            .event(name)
+            .id(format!("{}:{i}", event.run.id))
+            .data(data.unwrap_or_default());
+        tokio::select! {
+            sent = tx.send(message) => if sent.is_err() { return false },
+            _ = stop.changed() => return false,
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_name_a_run_and_a_message_of_its_group() {
+        assert_eq!(
+            Position::parse("42"),
+            Some(Position {
+                run: 42,
+                seen: None
+            })
+        );
+        assert_eq!(
+            Position::parse(" 42:1 "),
+            Some(Position {
+                run: 42,
+                seen: Some(1)
+            })
+        );
+        for bad in ["", "x", "42:", "42:x", "-1", ":1"] {
+            assert_eq!(Position::parse(bad), None, "{bad}");
+        }
+    }
 }

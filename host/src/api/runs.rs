@@ -102,6 +102,7 @@ pub async fn list(
     let mut runs = state.store.runs(&query).await?;
     for run in &mut runs {
         masker.json(&mut run.result);
+        run.error = run.error.take().map(|e| masker.text(&e));
     }
     let (items, next_cursor) = page(runs, limit, |r| r.id);
     Ok(Json(RunPage { items, next_cursor }))

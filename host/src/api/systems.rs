@@ -70,7 +70,7 @@ pub struct SystemDetail {
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 
-type States<'a> = HashMap<&'a str, &'a EntityStatus>;
+type States = HashMap<String, EntityStatus>;
 
 pub fn summary(config: &ConfigFile, system: &System, states: &States) -> SystemSummary {
     let state = |entity: &str| {
@@ -118,8 +118,7 @@ pub async fn list(
 ) -> Result<Json<Vec<SystemSummary>>, ApiError> {
     let generation = state.scheduler.generation();
     let config = &generation.setup.config.file;
-    let entities = state.store.statuses().await?;
-    let states: States = entities.iter().map(|e| (e.entity_id.as_str(), e)).collect();
+    let states = state.store.current_statuses().await?;
     Ok(Json(
         config
             .systems
@@ -152,8 +151,13 @@ pub async fn system_detail(state: &ApiState, id: &str) -> Result<SystemDetail, A
     let system = config
         .system(id)
         .ok_or_else(|| ApiError::not_found(format!("no system `{id}` in the configuration")))?;
-    let entities = state.store.statuses_of(&entity_ids_of(system)).await?;
-    let states: States = entities.iter().map(|e| (e.entity_id.as_str(), e)).collect();
+    let states: States = state
+        .store
+        .statuses_of(&entity_ids_of(system))
+        .await?
+        .into_iter()
+        .map(|e| (e.entity_id.clone(), e))
+        .collect();
     let mut stored: HashMap<(String, Option<String>), SliceStatus> = state
         .store
         .system_slices(id)
@@ -163,6 +167,7 @@ pub async fn system_detail(state: &ApiState, id: &str) -> Result<SystemDetail, A
             let mut last_run = s.last_run;
             if let Some(run) = last_run.as_mut() {
                 generation.masker.json(&mut run.result);
+                run.error = run.error.take().map(|e| generation.masker.text(&e));
             }
             (
                 (s.check_id, s.environment_id.clone()),

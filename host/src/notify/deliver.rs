@@ -99,8 +99,15 @@ impl Deliverer {
                 let this = this.clone();
                 sending.spawn(async move { this.deliver(notice).await });
             }
-            while sending.join_next().await.is_some() {}
-            if busy {
+            // On shutdown, attempts in flight are dropped: their leases run
+            // out and they are sent again, under the same key.
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    done = sending.join_next() => if done.is_none() { break },
+                }
+            }
+            if busy && !*stop.borrow() {
                 continue;
             }
             // Wake on a new transition (its notices may be due now) or poll.
@@ -127,6 +134,7 @@ impl Deliverer {
             ),
             Some(target) => self.send(target, &notice, at_ms).await,
         };
+        let error = error.map(|e| notifier.mask(&e));
         let attempts_left = notifier
             .targets
             .get(&notice.target)
@@ -186,8 +194,13 @@ impl Deliverer {
             .header("content-type", &notice.content_type)
             .header("idempotency-key", &notice.idempotency_key)
             .header("x-checkhost-idempotency-key", &notice.idempotency_key);
-        for (name, value) in &target.config.headers {
-            request = request.header(name, value);
+        match &target.headers {
+            Ok(headers) => {
+                for (name, value) in headers {
+                    request = request.header(name, value);
+                }
+            }
+            Err(e) => return (None, Some(e.clone()), true),
         }
         match &target.signing_key {
             None => {}
@@ -222,7 +235,12 @@ impl Deliverer {
                 Some(format!("no answer within {}", humantime(target.timeout))),
                 true,
             ),
-            Err(e) => (None, Some(format!("cannot reach the receiver: {e}")), true),
+            // Without the URL: it may be a secret.
+            Err(e) => (
+                None,
+                Some(format!("cannot reach the receiver: {}", e.without_url())),
+                true,
+            ),
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct Target {
     /// The URL with its secret resolved; `Err` names what is missing.
     pub url: Result<String, String>,
     pub signing_key: Option<Result<String, String>>,
+    /// Extra headers with their secrets resolved.
+    pub headers: Result<Vec<(String, String)>, String>,
     pub timeout: Duration,
     pub reminder_every: Option<Duration>,
     template: Option<minijinja::Environment<'static>>,
@@ -113,6 +115,11 @@ impl Notifier {
                 Target {
                     url: resolve(&t.url, secrets),
                     signing_key: t.signing_secret.as_ref().map(|s| resolve(s, secrets)),
+                    headers: t
+                        .headers
+                        .iter()
+                        .map(|(name, value)| Ok((name.clone(), resolve(value, secrets)?)))
+                        .collect(),
                     timeout,
                     reminder_every,
                     template,
@@ -176,12 +183,17 @@ impl Notifier {
         })
     }
 
-    /// The maintenance window silencing this transition, if any.
-    fn silenced_by(&self, t: &TransitionEvent, system: &str) -> Option<&str> {
+    /// The maintenance window silencing this entity at `at_ms`, if any.
+    fn silenced_by(&self, t: &TransitionEvent, system: &str, at_ms: i64) -> Option<&str> {
         self.windows
             .iter()
-            .find(|w| w.silences(system, t.environment_id.as_deref(), t.at_ms))
+            .find(|w| w.silences(system, t.environment_id.as_deref(), at_ms))
             .map(|w| w.id.as_str())
+    }
+
+    /// Masks every configured secret in `text` (error messages, say).
+    pub fn mask(&self, text: &str) -> String {
+        self.masker.text(text)
     }
 
     /// The targets this transition's assignment notifies.
@@ -198,6 +210,7 @@ impl Notifier {
         system: &str,
         target: &Target,
         reminder: u32,
+        silenced: Option<&str>,
     ) -> Option<Notice> {
         let c = &target.config;
         let wanted = reminder > 0
@@ -216,9 +229,7 @@ impl Notifier {
             idempotency_key,
             body: self.masker.text(&body),
             content_type,
-            suppressed: self
-                .silenced_by(t, system)
-                .map(|w| format!("silenced by maintenance window `{w}`")),
+            suppressed: silenced.map(|w| format!("silenced by maintenance window `{w}`")),
         })
     }
 
@@ -280,19 +291,25 @@ impl Notifier {
         }
     }
 
-    /// A reminder for a transition that still stands, if its target wants
-    /// one and no window silences it.
-    pub fn reminder(&self, t: &TransitionEvent, target: &str, sent: u32) -> Option<Notice> {
+    /// A reminder at `now_ms` for a transition that still stands, if its
+    /// target wants one and no window silences it now.
+    pub fn reminder(
+        &self,
+        t: &TransitionEvent,
+        target: &str,
+        sent: u32,
+        now_ms: i64,
+    ) -> Option<Notice> {
         let system = system_of(t)?;
         let target = self.targets.get(target)?;
         if !self
             .targets_of(system, &t.check_id)
             .contains(&target.config.id)
+            || self.silenced_by(t, system, now_ms).is_some()
         {
             return None;
         }
-        self.notice(t, system, target, sent.max(1))
-            .filter(|n| n.suppressed.is_none())
+        self.notice(t, system, target, sent.max(1), None)
     }
 }
 
@@ -318,10 +335,16 @@ impl Route for Notifier {
         if t.from == Status::Unknown && t.to == Status::Healthy {
             return Vec::new();
         }
-        self.targets_of(system, &t.check_id)
+        let targets = self.targets_of(system, &t.check_id);
+        if targets.is_empty() {
+            return Vec::new();
+        }
+        // Decided once per transition: windows can be long recurrences.
+        let silenced = self.silenced_by(t, system, t.at_ms);
+        targets
             .iter()
             .filter_map(|id| self.targets.get(id))
-            .filter_map(|target| self.notice(t, system, target, 0))
+            .filter_map(|target| self.notice(t, system, target, 0, silenced))
             .collect()
     }
 }
@@ -354,10 +377,12 @@ fn slack_text(context: &Value, t: &TransitionEvent) -> String {
 }
 
 /// Reminders: every few seconds, an unhealthy entity whose last notice at a
-/// target is older than the target's interval gets another.
+/// target is older than the target's interval gets another, unless
+/// `still_monitored` says its assignment is paused or gone.
 pub async fn remind(
     store: Arc<Store>,
     notifier: impl Fn() -> Arc<Notifier>,
+    still_monitored: impl Fn(&TransitionEvent) -> bool,
     now_ms: i64,
 ) -> Result<usize, StoreError> {
     let notifier = notifier();
@@ -371,8 +396,9 @@ pub async fn remind(
             .await?;
         let reminders: Vec<(TransitionEvent, Notice)> = overdue
             .into_iter()
+            .filter(|o| still_monitored(&o.transition))
             .filter_map(|o| {
-                let notice = notifier.reminder(&o.transition, id, o.sent)?;
+                let notice = notifier.reminder(&o.transition, id, o.sent, now_ms)?;
                 Some((o.transition, notice))
             })
             .collect();
@@ -530,7 +556,9 @@ notifications:
             NOON,
         );
         let first = n.route(&t);
-        let reminder = n.reminder(&t, "chat", 1).unwrap();
+        let reminder = n.reminder(&t, "chat", 1, NOON + 60_000).unwrap();
+        let night = NOON - 10 * 3_600_000 + 30 * 60_000; // 02:30, in the window
+        assert!(n.reminder(&t, "chat", 1, night).is_none(), "silenced now");
         assert_ne!(reminder.idempotency_key, first[0].idempotency_key);
         assert!(reminder.body.contains("Still"), "{}", reminder.body);
         assert!(

@@ -165,7 +165,12 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         }
         .run(stop.clone()),
     );
-    let reminders = tokio::spawn(remind_every(store.clone(), current_notifier, stop.clone()));
+    let reminders = tokio::spawn(remind_every(
+        store.clone(),
+        current_notifier,
+        scheduler.clone(),
+        stop.clone(),
+    ));
     let scheduling = tokio::spawn(scheduler.clone().run(stop.clone()));
 
     wait_for_shutdown_signal().await;
@@ -184,6 +189,13 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         );
         in_flight.abort_all();
     }
+    // Open event streams end on stop; a client that stopped reading must
+    // not hold the daemon up beyond the grace period.
+    let server = async {
+        if tokio::time::timeout(options.grace, server).await.is_err() {
+            tracing::warn!("HTTP connections still open after the grace period are dropped");
+        }
+    };
     let _ = tokio::join!(server, reloads, retention, deliveries, reminders);
     store.close().await;
     tracing::info!("stopped; every reported run is committed");
@@ -212,8 +224,28 @@ const REMINDER_SWEEP: Duration = Duration::from_secs(10);
 async fn remind_every(
     store: Arc<Store>,
     notifier: Arc<dyn Fn() -> Arc<Notifier> + Send + Sync>,
+    scheduler: Arc<Scheduler>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // An entity whose slice is paused or gone stays unhealthy in the
+    // database, but nobody works on it any more: no reminders.
+    let still_monitored = |t: &crate::store::TransitionEvent| {
+        let generation = scheduler.generation();
+        let system = t
+            .entity_id
+            .split("::")
+            .next()
+            .unwrap_or(t.entity_id.as_str());
+        let key = generation::SliceKey {
+            system: system.to_string(),
+            check: t.check_id.clone(),
+            environment: t.environment_id.clone(),
+        };
+        generation
+            .slices
+            .get(&key)
+            .is_some_and(|def| !scheduler.is_paused(system, &t.check_id, def.paused))
+    };
     loop {
         let shortest = notifier()
             .targets
@@ -226,7 +258,7 @@ async fn remind_every(
             _ = stop.changed() => return,
             () = tokio::time::sleep(every) => {}
         }
-        match crate::notify::remind(store.clone(), || notifier(), now_ms()).await {
+        match crate::notify::remind(store.clone(), || notifier(), still_monitored, now_ms()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(reminders = n, "reminders queued"),
             Err(e) => tracing::warn!("reminders skipped this round: {e}"),

@@ -134,6 +134,7 @@ pub struct Store {
     queue: mpsc::Sender<writer::Job>,
     events: broadcast::Sender<StoreEvent>,
     router: outbox::SharedRouter,
+    status_cache: tokio::sync::Mutex<read::StatusCache>,
     writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -164,6 +165,7 @@ impl Store {
             queue,
             events,
             router,
+            status_cache: Default::default(),
             writer: tokio::sync::Mutex::new(Some(handle)),
         })
     }

@@ -3,6 +3,8 @@
 //! aggregate tiers, uptime and latency series, and API pauses.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sqlx::QueryBuilder;
@@ -11,7 +13,9 @@ use super::db::{WritePool, with_pool};
 use super::ids::{created_at, first_id_at};
 use super::sketch::Sketch;
 use super::state::{Status, TransitionKind};
-use super::{DAY_MS, HOUR_MS, RunEvent, Store, StoreError, StoreEvent, TransitionEvent};
+use super::{
+    DAY_MS, EntityStatus, HOUR_MS, RunEvent, Store, StoreError, StoreEvent, TransitionEvent,
+};
 
 /// Which runs, slices or aggregates a read is about. `environment`:
 /// `Some("")` means runs without an environment.
@@ -180,10 +184,68 @@ fn transition_event(row: TransitionRow) -> TransitionEvent {
     }
 }
 
+/// Entity states as the API and the status page read them: kept in memory
+/// and brought up to date on each read with the rows changed since the last
+/// one, so a read costs one small query whatever the number of systems.
+#[derive(Default)]
+pub struct StatusCache {
+    states: Arc<HashMap<String, EntityStatus>>,
+    /// The newest `updated_at` seen.
+    newest: i64,
+    full_at: Option<Instant>,
+}
+
+/// Rows are stamped with their run's time, which may be a little older than
+/// their commit: each delta reads this far behind the newest stamp seen.
+const LOOK_BACK_MS: i64 = 60_000;
+/// A full read now and then picks up anything committed later than that
+/// (runs that waited out a database outage).
+const FULL_READ_EVERY: Duration = Duration::from_secs(300);
+
 const RUN_COLUMNS: &str = "SELECT r.id, s.system_id, s.check_id, s.environment_id, r.status, \
      r.latency_ms, r.error, r.result FROM runs r JOIN slices s ON s.id = r.slice_id WHERE 1 = 1";
 
 impl Store {
+    /// Every entity's current status, from the in-memory cache refreshed by
+    /// one query (see [`StatusCache`]).
+    pub async fn current_statuses(&self) -> Result<Arc<HashMap<String, EntityStatus>>, StoreError> {
+        let mut cache = self.status_cache.lock().await;
+        let full = cache
+            .full_at
+            .is_none_or(|at| at.elapsed() >= FULL_READ_EVERY);
+        let since = if full {
+            i64::MIN
+        } else {
+            cache.newest - LOOK_BACK_MS
+        };
+        let rows: Vec<(String, String, i64)> = with_pool!(&self.db.read, pool => {
+            sqlx::query_as("SELECT entity_id, status, updated_at FROM entity_state WHERE updated_at >= $1")
+                .bind(since)
+                .fetch_all(pool)
+                .await?
+        });
+        if full {
+            cache.states = Arc::new(HashMap::with_capacity(rows.len()));
+            cache.full_at = Some(Instant::now());
+        }
+        if !rows.is_empty() {
+            let cache = &mut *cache;
+            let states = Arc::make_mut(&mut cache.states);
+            for (entity_id, status, updated_at_ms) in rows {
+                cache.newest = cache.newest.max(updated_at_ms);
+                states.insert(
+                    entity_id.clone(),
+                    EntityStatus {
+                        entity_id,
+                        status: Status::parse(&status),
+                        updated_at_ms,
+                    },
+                );
+            }
+        }
+        Ok(cache.states.clone())
+    }
+
     /// The current status of some entities.
     pub async fn statuses_of(
         &self,
@@ -200,7 +262,7 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .map(|(entity_id, status, updated_at_ms)| super::EntityStatus {
+            .map(|(entity_id, status, updated_at_ms)| EntityStatus {
                 entity_id,
                 status: Status::parse(&status),
                 updated_at_ms,
@@ -456,10 +518,13 @@ impl Store {
         let windows = [now_ms - DAY_MS, now_ms - 7 * DAY_MS, now_ms - 30 * DAY_MS];
         let rows: Vec<Row> = with_pool!(&self.db.read, pool => {
             sqlx::query_as(
+                // PostgreSQL sums BIGINTs into NUMERIC: cast back.
                 "SELECT s.system_id, s.environment_id,
-                    SUM(CASE WHEN a.bucket >= $1 THEN a.total ELSE 0 END), SUM(CASE WHEN a.bucket >= $1 THEN a.healthy ELSE 0 END),
-                    SUM(CASE WHEN a.bucket >= $2 THEN a.total ELSE 0 END), SUM(CASE WHEN a.bucket >= $2 THEN a.healthy ELSE 0 END),
-                    SUM(a.total), SUM(a.healthy)
+                    CAST(SUM(CASE WHEN a.bucket >= $1 THEN a.total ELSE 0 END) AS BIGINT),
+                    CAST(SUM(CASE WHEN a.bucket >= $1 THEN a.healthy ELSE 0 END) AS BIGINT),
+                    CAST(SUM(CASE WHEN a.bucket >= $2 THEN a.total ELSE 0 END) AS BIGINT),
+                    CAST(SUM(CASE WHEN a.bucket >= $2 THEN a.healthy ELSE 0 END) AS BIGINT),
+                    CAST(SUM(a.total) AS BIGINT), CAST(SUM(a.healthy) AS BIGINT)
                  FROM (SELECT slice_id, bucket, total, healthy FROM aggregates_hourly WHERE bucket >= $3
                        UNION ALL SELECT slice_id, bucket, total, healthy FROM aggregates_daily WHERE bucket >= $3) a
                  JOIN slices s ON s.id = a.slice_id
@@ -506,7 +571,7 @@ impl Store {
         let since = now_ms.div_euclid(HOUR_MS) * HOUR_MS - (hours - 1) * HOUR_MS;
         let rows: Vec<(String, i64, f64, i64)> = with_pool!(&self.db.read, pool => {
             sqlx::query_as(
-                "SELECT s.system_id, a.bucket, SUM(a.latency_sum), SUM(a.total)
+                "SELECT s.system_id, a.bucket, SUM(a.latency_sum), CAST(SUM(a.total) AS BIGINT)
                  FROM aggregates_hourly a JOIN slices s ON s.id = a.slice_id
                  WHERE a.bucket >= $1 GROUP BY s.system_id, a.bucket ORDER BY a.bucket",
             )

@@ -38,6 +38,7 @@ pub struct RetentionReport {
     pub hourly_rolled: u64,
     pub daily_deleted: u64,
     pub transitions_deleted: u64,
+    pub notices_deleted: u64,
 }
 
 type BucketRow = (i64, i64, i64, i64, i64, f64, f64, f64, f64, String);
@@ -167,6 +168,18 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            // Finished notices go with the transitions' horizon; pending
+            // ones stay until delivered or given up.
+            let notices_deleted = sqlx::query(
+                "DELETE FROM outbox WHERE state <> 'pending' AND created_at < $1",
+            )
+            .bind(now_ms - policy.transition_days * DAY_MS)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("DELETE FROM delivery_attempts WHERE outbox_id NOT IN (SELECT id FROM outbox)")
+                .execute(&mut *tx)
+                .await?;
             sqlx::query("DELETE FROM writers WHERE started_at < $1 AND id < (SELECT MAX(id) FROM writers)")
                 .bind(now_ms - policy.raw_days * DAY_MS)
                 .execute(&mut *tx)
@@ -177,6 +190,7 @@ impl Store {
                 hourly_rolled,
                 daily_deleted,
                 transitions_deleted,
+                notices_deleted,
             }
         });
         Ok(report)

@@ -170,27 +170,24 @@ async fn index(State(state): State<ApiState>) -> Result<Response, ApiError> {
         ..Default::default()
     };
     let (entities, uptime, series, transitions) = tokio::try_join!(
-        store.statuses(),
+        store.current_statuses(),
         store.uptime(now),
         store.latency_series(now, SPARK_HOURS),
         store.transitions(&latest),
     )?;
-    let states: HashMap<&str, &EntityStatus> =
-        entities.iter().map(|e| (e.entity_id.as_str(), e)).collect();
+    let states: &HashMap<String, EntityStatus> = &entities;
     let rows: Vec<Row> = config
         .systems
         .iter()
         .map(|system| {
-            let (status, since_text, since_iso) =
-                since(states.get(system.id.as_str()).copied(), now);
+            let (status, since_text, since_iso) = since(states.get(system.id.as_str()), now);
             let cells = config
                 .environments
                 .iter()
                 .map(|env| {
                     system.environments.contains(&env.id).then(|| {
                         let entity = format!("{}::{}", system.id, env.id);
-                        let (status, since, since_iso) =
-                            since(states.get(entity.as_str()).copied(), now);
+                        let (status, since, since_iso) = since(states.get(entity.as_str()), now);
                         Cell {
                             entity,
                             status,
