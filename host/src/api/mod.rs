@@ -38,6 +38,7 @@ pub struct ApiState {
     pub runtime: Arc<Runtime>,
     /// Turns true on shutdown: event streams end so the server can stop.
     pub stop: tokio::sync::watch::Receiver<bool>,
+    pub systems_json: Arc<systems::RenderedSystems>,
 }
 
 #[derive(OpenApi)]

@@ -5,6 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::ApiState;
@@ -115,17 +118,44 @@ pub fn summary(config: &ConfigFile, system: &System, states: &States) -> SystemS
 pub async fn list(
     State(state): State<ApiState>,
     Params(NoParams {}): Params<NoParams>,
-) -> Result<Json<Vec<SystemSummary>>, ApiError> {
+) -> Result<Response, ApiError> {
     let generation = state.scheduler.generation();
-    let config = &generation.setup.config.file;
-    let states = state.store.current_statuses().await?;
-    Ok(Json(
-        config
-            .systems
-            .iter()
-            .map(|s| summary(config, s, &states))
-            .collect(),
-    ))
+    let statuses = state.store.current_statuses().await?;
+    let key = (generation.id, statuses.version);
+    let cached = state.systems_json.get(key);
+    let body = match cached {
+        Some(body) => body,
+        None => {
+            let config = &generation.setup.config.file;
+            let systems: Vec<SystemSummary> = config
+                .systems
+                .iter()
+                .map(|s| summary(config, s, &statuses.states))
+                .collect();
+            let body = Bytes::from(serde_json::to_vec(&systems).unwrap_or_default());
+            state.systems_json.put(key, body.clone());
+            body
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The last `/api/v1/systems` answer, by (configuration, states version):
+/// while nothing changed, a read is one small query and a copy.
+#[derive(Default)]
+pub struct RenderedSystems(std::sync::Mutex<Option<((u64, u64), Bytes)>>);
+
+impl RenderedSystems {
+    fn get(&self, key: (u64, u64)) -> Option<Bytes> {
+        let slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, b)| b.clone())
+    }
+
+    fn put(&self, key: (u64, u64), body: Bytes) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, body));
+    }
 }
 
 #[utoipa::path(

@@ -46,6 +46,8 @@ pub struct SliceDef {
 }
 
 pub struct Generation {
+    /// Unique per loaded configuration in this process (for caches).
+    pub id: u64,
     pub setup: Setup,
     /// Who may use the API under this configuration.
     pub access: Access,
@@ -116,7 +118,9 @@ impl Generation {
             Notifier::new(&Default::default(), &setup.secrets, masker.clone())
                 .expect("an empty configuration has valid notifications")
         });
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Generation {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             access: Access::of(&file.api, &setup.secrets),
             notifier: Arc::new(notifier),
             masker,

@@ -124,6 +124,7 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         scheduler: scheduler.clone(),
         runtime: runtime.clone(),
         stop: stop.clone(),
+        systems_json: Default::default(),
     };
     let app = http::router(endpoints)
         .merge(crate::web::router(api.clone()))

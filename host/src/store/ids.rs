@@ -80,7 +80,8 @@ pub fn created_at(id: i64) -> i64 {
 
 /// The first possible id at `at_ms`: runs before it are older.
 pub fn first_id_at(at_ms: i64) -> i64 {
-    at_ms << TIME_SHIFT
+    // Times beyond what an id can carry (a query's far-off bound) saturate.
+    at_ms.clamp(i64::MIN >> TIME_SHIFT, i64::MAX >> TIME_SHIFT) << TIME_SHIFT
 }
 
 #[cfg(test)]
@@ -94,6 +95,7 @@ mod tests {
         let (a1, b1, a2) = (a.next(1_000), b.next(1_000), a.next(1_001));
         assert!(a1 != b1 && a1 < a2 && b1 < a2);
         assert!(first_id_at(1_000) <= a1 && a1 < first_id_at(1_001));
+        assert!(first_id_at(i64::MAX) > a1 && first_id_at(i64::MIN) < 0);
         assert_eq!(a1 >> TIME_SHIFT, 1_000);
     }
 

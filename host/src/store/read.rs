@@ -190,9 +190,18 @@ fn transition_event(row: TransitionRow) -> TransitionEvent {
 #[derive(Default)]
 pub struct StatusCache {
     states: Arc<HashMap<String, EntityStatus>>,
+    /// Bumped whenever a state changes: what callers cache their output by.
+    version: u64,
     /// The newest `updated_at` seen.
     newest: i64,
     full_at: Option<Instant>,
+}
+
+/// A snapshot of every entity's state.
+pub struct Statuses {
+    pub states: Arc<HashMap<String, EntityStatus>>,
+    /// Differs whenever any state differs.
+    pub version: u64,
 }
 
 /// Rows are stamped with their run's time, which may be a little older than
@@ -208,7 +217,7 @@ const RUN_COLUMNS: &str = "SELECT r.id, s.system_id, s.check_id, s.environment_i
 impl Store {
     /// Every entity's current status, from the in-memory cache refreshed by
     /// one query (see [`StatusCache`]).
-    pub async fn current_statuses(&self) -> Result<Arc<HashMap<String, EntityStatus>>, StoreError> {
+    pub async fn current_statuses(&self) -> Result<Statuses, StoreError> {
         let mut cache = self.status_cache.lock().await;
         let full = cache
             .full_at
@@ -227,23 +236,30 @@ impl Store {
         if full {
             cache.states = Arc::new(HashMap::with_capacity(rows.len()));
             cache.full_at = Some(Instant::now());
+            cache.version += 1;
         }
-        if !rows.is_empty() {
-            let cache = &mut *cache;
-            let states = Arc::make_mut(&mut cache.states);
-            for (entity_id, status, updated_at_ms) in rows {
-                cache.newest = cache.newest.max(updated_at_ms);
-                states.insert(
-                    entity_id.clone(),
-                    EntityStatus {
-                        entity_id,
-                        status: Status::parse(&status),
-                        updated_at_ms,
-                    },
-                );
+        let cache = &mut *cache;
+        for (entity_id, status, updated_at_ms) in rows {
+            cache.newest = cache.newest.max(updated_at_ms);
+            let status = Status::parse(&status);
+            let known = cache.states.get(&entity_id);
+            if known.is_some_and(|k| k.status == status && k.updated_at_ms == updated_at_ms) {
+                continue;
             }
+            cache.version += 1;
+            Arc::make_mut(&mut cache.states).insert(
+                entity_id.clone(),
+                EntityStatus {
+                    entity_id,
+                    status,
+                    updated_at_ms,
+                },
+            );
         }
-        Ok(cache.states.clone())
+        Ok(Statuses {
+            states: cache.states.clone(),
+            version: cache.version,
+        })
     }
 
     /// The current status of some entities.
@@ -451,8 +467,9 @@ impl Store {
                     "SELECT bucket, total, healthy, unhealthy, latency_sum, latency_min, latency_max, p95, \
                      sketch, {tier} FROM {table} WHERE bucket >= "
                 ));
-                // A day bucket starts before `from` but may still overlap it.
-                q.push_bind(if tier == 1 { from_ms.div_euclid(DAY_MS) * DAY_MS } else { from_ms });
+                // A bucket that starts before `from` may still overlap it.
+                let span = if tier == 1 { DAY_MS } else { HOUR_MS };
+                q.push_bind(from_ms.saturating_sub(from_ms.rem_euclid(span)));
                 q.push(" AND bucket < ").push_bind(to_ms);
                 slices.push(&mut q, "slice_id");
             }

@@ -175,7 +175,7 @@ async fn index(State(state): State<ApiState>) -> Result<Response, ApiError> {
         store.latency_series(now, SPARK_HOURS),
         store.transitions(&latest),
     )?;
-    let states: &HashMap<String, EntityStatus> = &entities;
+    let states: &HashMap<String, EntityStatus> = &entities.states;
     let rows: Vec<Row> = config
         .systems
         .iter()
