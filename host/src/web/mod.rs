@@ -142,14 +142,19 @@ fn sparkline(series: &[(i64, f64)], now: i64) -> (String, String) {
     let first_hour = now.div_euclid(HOUR_MS) * HOUR_MS - (SPARK_HOURS - 1) * HOUR_MS;
     let max = series.iter().map(|(_, v)| *v).fold(f64::EPSILON, f64::max);
     let min = series.iter().map(|(_, v)| *v).fold(f64::INFINITY, f64::min);
+    let y = |v: f64| 23.0 - (v / max) * 22.0;
+    if let [(_, only)] = series {
+        // One hour of data: a level line, so it shows at all.
+        let y = y(*only);
+        return (format!("1.0,{y:.1} 119.0,{y:.1}"), format!("{only:.0} ms"));
+    }
     let points = series
         .iter()
         .map(|(bucket, v)| {
             let x = (bucket - first_hour) as f64 / HOUR_MS as f64 / (SPARK_HOURS - 1) as f64
                 * 118.0
                 + 1.0;
-            let y = 23.0 - (v / max) * 22.0;
-            format!("{x:.1},{y:.1}")
+            format!("{x:.1},{:.1}", y(*v))
         })
         .collect::<Vec<_>>()
         .join(" ");
@@ -328,6 +333,8 @@ mod tests {
         let (points, range) = sparkline(&[(77 * HOUR_MS, 10.0), (100 * HOUR_MS, 20.0)], now);
         assert_eq!(points, "1.0,12.0 119.0,1.0");
         assert_eq!(range, "10–20 ms");
+        let (level, range) = sparkline(&[(100 * HOUR_MS, 7.0)], now);
+        assert_eq!((level.as_str(), range.as_str()), ("1.0,1.0 119.0,1.0", "7 ms"));
         assert_eq!(age(0, 90_000), "1 min ago");
     }
 }
