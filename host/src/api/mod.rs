@@ -3,6 +3,7 @@
 //! delivery log, with its OpenAPI document at `/openapi.json`.
 
 mod assignments;
+mod cluster;
 pub mod error;
 mod events;
 mod notifications;
@@ -60,6 +61,7 @@ pub struct ApiState {
         assignments::resume,
         events::stream,
         notifications::deliveries,
+        cluster::view,
     ),
     // Enums used only as query parameters are not collected on their own.
     components(schemas(runs::RunStatus, runs::BucketParam, notifications::DeliveryState)),
@@ -106,6 +108,7 @@ pub fn router(state: ApiState) -> Router {
             post(assignments::resume),
         )
         .route("/api/v1/events", get(events::stream))
+        .route("/api/v1/cluster", get(cluster::view))
         .route(
             "/api/v1/notifications/deliveries",
             get(notifications::deliveries),
@@ -258,6 +261,7 @@ mod tests {
             "/api/v1/assignments/{system}/{check}/resume",
             "/api/v1/events",
             "/api/v1/notifications/deliveries",
+            "/api/v1/cluster",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} is documented");
         }

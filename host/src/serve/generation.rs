@@ -48,6 +48,8 @@ pub struct SliceDef {
 pub struct Generation {
     /// Unique per loaded configuration in this process (for caches).
     pub id: u64,
+    /// A digest of the configuration: nodes of a cluster compare them.
+    pub config_version: String,
     pub setup: Setup,
     /// Who may use the API under this configuration.
     pub access: Access,
@@ -121,6 +123,7 @@ impl Generation {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Generation {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            config_version: version_of(file),
             access: Access::of(&file.api, &setup.secrets),
             notifier: Arc::new(notifier),
             masker,
@@ -182,6 +185,13 @@ fn pipeline<'a>(setup: &'a Setup, runtime: &'a Runtime, store: &'a Store) -> Pip
 }
 
 pub type Shared = Arc<Generation>;
+
+/// The first 16 hex digits of the SHA-256 of the configuration as loaded.
+fn version_of(file: &crate::config::ConfigFile) -> String {
+    use sha2::{Digest, Sha256};
+    let text = serde_json::to_string(file).unwrap_or_default();
+    hex::encode(&Sha256::digest(text.as_bytes())[..8])
+}
 
 /// The API's access rules with the token resolved.
 #[derive(Debug, Clone)]

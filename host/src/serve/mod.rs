@@ -18,6 +18,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::api::ApiState;
+use crate::cluster::Cluster;
 use crate::notify::Notifier;
 use crate::notify::deliver::{self, Deliverer};
 use crate::pipeline::run::now_ms;
@@ -172,7 +173,20 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         scheduler.clone(),
         stop.clone(),
     ));
-    let scheduling = tokio::spawn(scheduler.clone().run(stop.clone()));
+    // On PostgreSQL the node joins the cluster: due slices come from the
+    // shared schedule, so several nodes can split the work.
+    let cluster = (store.engine() == "postgres").then(|| {
+        Cluster::new(
+            node_id(options.listen),
+            options.listen.to_string(),
+            scheduler.clone(),
+            store.clone(),
+        )
+    });
+    let scheduling = match &cluster {
+        Some(cluster) => tokio::spawn(cluster.clone().run(stop.clone())),
+        None => tokio::spawn(scheduler.clone().run(stop.clone())),
+    };
 
     wait_for_shutdown_signal().await;
     tracing::info!("shutting down: no new runs, letting runs in flight finish");
@@ -190,6 +204,9 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         );
         in_flight.abort_all();
     }
+    if let Some(cluster) = &cluster {
+        cluster.finish().await;
+    }
     // Open event streams end on stop; a client that stopped reading must
     // not hold the daemon up beyond the grace period.
     let server = async {
@@ -201,6 +218,14 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
     store.close().await;
     tracing::info!("stopped; every reported run is committed");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `<host>:<port>-<pid>`: unique among the nodes of a cluster.
+fn node_id(listen: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "node".into());
+    format!("{host}:{}-{}", listen.port(), std::process::id())
 }
 
 async fn wait_for_shutdown_signal() {

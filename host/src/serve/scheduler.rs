@@ -68,6 +68,18 @@ pub fn first_due(key: &SliceKey, interval_ms: i64, last_run_ms: Option<i64>, now
     }
 }
 
+/// The tick after a run that was due at `due` and finished at `now`, for
+/// the shared schedule: on the grid, and at least half an interval away (a
+/// slice taken over late does not run twice in a row).
+pub fn tick_after(due: i64, interval_ms: i64, now: i64) -> i64 {
+    let mut next = due + interval_ms;
+    if next < now + interval_ms / 2 {
+        let behind = (now + interval_ms / 2 - next + interval_ms - 1) / interval_ms;
+        next += behind * interval_ms;
+    }
+    next
+}
+
 /// The tick after `due`: the next point of the grid, never `finish +
 /// interval`. A slice that fell more than an interval behind (the host was
 /// stalled) rejoins its grid instead of catching up in a burst.
@@ -195,6 +207,20 @@ impl Scheduler {
         tasks
     }
 
+    /// Slots left under the concurrency bound.
+    pub fn free_permits(&self) -> usize {
+        self.permits.available_permits()
+    }
+
+    /// Runs a slice claimed from the shared schedule, within the
+    /// concurrency bound.
+    pub async fn run_claimed(&self, key: &SliceKey, due_ms: i64) {
+        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
+            return;
+        };
+        self.run_slice(key, due_ms).await;
+    }
+
     async fn run_slice(&self, key: &SliceKey, due_ms: i64) {
         let started = now_ms();
         self.metrics
@@ -307,6 +333,18 @@ mod tests {
             check: check.into(),
             environment: Some("prod".into()),
         }
+    }
+
+    #[test]
+    fn a_late_claim_skips_to_a_tick_half_an_interval_away() {
+        assert_eq!(tick_after(10_000, 2_000, 10_500), 12_000);
+        assert_eq!(
+            tick_after(10_000, 2_000, 11_200),
+            14_000,
+            "12 s is too close"
+        );
+        assert_eq!(tick_after(10_000, 2_000, 19_000), 22_000);
+        assert_eq!((tick_after(10_000, 2_000, 123_456) - 10_000) % 2_000, 0);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod ids;
 pub mod outbox;
 pub mod read;
 pub mod retention;
+pub mod schedule;
 pub mod sketch;
 pub mod state;
 mod writer;

@@ -334,7 +334,10 @@ mod tests {
         assert_eq!(points, "1.0,12.0 119.0,1.0");
         assert_eq!(range, "10–20 ms");
         let (level, range) = sparkline(&[(100 * HOUR_MS, 7.0)], now);
-        assert_eq!((level.as_str(), range.as_str()), ("1.0,1.0 119.0,1.0", "7 ms"));
+        assert_eq!(
+            (level.as_str(), range.as_str()),
+            ("1.0,1.0 119.0,1.0", "7 ms")
+        );
         assert_eq!(age(0, 90_000), "1 min ago");
     }
 }

@@ -1,0 +1,287 @@
+//! Several nodes on one PostgreSQL: each node heartbeats, the node with the
+//! newest configuration keeps the shared schedule in line with it, and
+//! every node claims due slices under a lease, runs them and hands them
+//! back with their next tick — so each slice runs once per interval
+//! cluster-wide and a dead node's slices move on when their leases end.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::parse_duration;
+use crate::pipeline::run::now_ms;
+use crate::serve::generation::{Generation, SliceKey};
+use crate::serve::scheduler::{Scheduler, first_due, tick_after};
+use crate::store::Store;
+use crate::store::schedule::{Claim, ScheduleRow};
+
+/// How often a node says it is alive and looks at the cluster's versions.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// A node silent this long no longer counts as alive.
+const DEAD_AFTER_MS: i64 = 5_000;
+/// How often due slices are claimed, and how far ahead.
+const CLAIM_EVERY: Duration = Duration::from_millis(100);
+const LOOKAHEAD_MS: i64 = 250;
+/// Slices claimed per round at most.
+const CLAIM_LIMIT: i64 = 1_000;
+
+pub struct Cluster {
+    pub node: String,
+    pub listen: String,
+    pub scheduler: Arc<Scheduler>,
+    pub store: Arc<Store>,
+    /// Next due times of finished runs, handed back in batches.
+    released: Mutex<Vec<(String, i64)>>,
+}
+
+/// What this node knows of the cluster, refreshed each heartbeat.
+#[derive(Default)]
+struct View {
+    /// The configuration version that owns the schedule.
+    owner: Option<String>,
+    /// The generation this node last registered (node row, version).
+    registered: Option<u64>,
+    /// The generation whose slices this node last wrote to the schedule.
+    synced: Option<u64>,
+    /// The version last reported as newer than ours (logged once).
+    reported: Option<String>,
+}
+
+/// A generation's slices by schedule id, with what the schedule needs.
+struct Slices {
+    by_id: HashMap<String, (SliceKey, i64)>,
+    /// The longest run a claim may have to wait out: the lease beyond due.
+    hold_ms: i64,
+}
+
+impl Slices {
+    fn of(generation: &Generation) -> Slices {
+        let file = &generation.setup.config.file;
+        let longest = file
+            .checks
+            .iter()
+            .filter_map(|c| parse_duration(&c.timeout))
+            .max()
+            .unwrap_or(Duration::from_secs(30));
+        Slices {
+            by_id: generation
+                .slices
+                .iter()
+                .map(|(k, d)| (k.id(), (k.clone(), d.interval_ms)))
+                .collect(),
+            hold_ms: longest.as_millis() as i64 + 1_000,
+        }
+    }
+}
+
+impl Cluster {
+    pub fn new(
+        node: String,
+        listen: String,
+        scheduler: Arc<Scheduler>,
+        store: Arc<Store>,
+    ) -> Arc<Cluster> {
+        Arc::new(Cluster {
+            node,
+            listen,
+            scheduler,
+            store,
+            released: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Claims and runs due slices until `stop`; returns the runs in flight.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> JoinSet<()> {
+        let mut tasks = JoinSet::new();
+        let mut view = View::default();
+        let mut next_heartbeat = 0;
+        let mut slices: Option<(u64, Arc<Slices>)> = None;
+        loop {
+            let generation = self.scheduler.generation();
+            let current = match &slices {
+                Some((id, s)) if *id == generation.id => s.clone(),
+                _ => {
+                    let s = Arc::new(Slices::of(&generation));
+                    slices = Some((generation.id, s.clone()));
+                    s
+                }
+            };
+            let now = now_ms();
+            if now >= next_heartbeat {
+                if let Err(e) = self.heartbeat(&generation, &mut view, now).await {
+                    tracing::warn!(
+                        "cluster heartbeat failed, claiming nothing until the database answers: {e}"
+                    );
+                    view.owner = None;
+                }
+                next_heartbeat = now + HEARTBEAT.as_millis() as i64;
+            }
+            self.hand_back().await;
+            if view.owner.as_deref() == Some(generation.config_version.as_str()) {
+                self.claim(&generation, &current, &mut tasks).await;
+            }
+            tokio::select! {
+                _ = stop.changed() => break,
+                () = tokio::time::sleep(CLAIM_EVERY) => {}
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        tasks
+    }
+
+    /// Hands back what is left and the node's other leases, and says the
+    /// node stopped: its slices are free for the others at once.
+    pub async fn finish(&self) {
+        self.hand_back().await;
+        if let Err(e) = self.store.node_stopped(&self.node, now_ms()).await {
+            tracing::warn!("cannot hand the leases back; they expire on their own: {e}");
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        generation: &Generation,
+        view: &mut View,
+        now: i64,
+    ) -> Result<(), crate::store::StoreError> {
+        let mine = generation.config_version.as_str();
+        if view.registered != Some(generation.id) {
+            self.store.register_config(mine, now).await?;
+            self.store
+                .register_node(&self.node, &self.listen, mine, now)
+                .await?;
+            view.registered = Some(generation.id);
+        } else {
+            self.store.heartbeat(&self.node, mine, now).await?;
+        }
+        view.owner = self.store.newest_live_config(now - DEAD_AFTER_MS).await?;
+        let Some(owner) = view.owner.clone() else {
+            return Ok(());
+        };
+        if owner != mine {
+            // Another node runs a newer configuration: its slices may be
+            // ones this node does not know how to run.
+            view.synced = None;
+            if view.reported.as_deref() != Some(owner.as_str()) {
+                tracing::warn!(
+                    node = %self.node,
+                    ours = mine,
+                    cluster = %owner,
+                    "this node's configuration is older than the one the cluster runs: \
+                     claiming nothing until it loads that version"
+                );
+                view.reported = Some(owner);
+            }
+        } else if view.synced != Some(generation.id) {
+            self.sync(generation, now).await?;
+            view.synced = Some(generation.id);
+            view.reported = None;
+        }
+        Ok(())
+    }
+
+    /// Writes this configuration's slices to the schedule; new slices
+    /// start where the local scheduler would start them.
+    async fn sync(
+        &self,
+        generation: &Generation,
+        now: i64,
+    ) -> Result<(), crate::store::StoreError> {
+        let last = self.store.last_runs().await?;
+        let rows: Vec<ScheduleRow> = generation
+            .slices
+            .iter()
+            .map(|(key, def)| {
+                let last_run = last
+                    .get(&(
+                        key.system.clone(),
+                        key.check.clone(),
+                        key.environment.clone().unwrap_or_default(),
+                    ))
+                    .copied();
+                ScheduleRow {
+                    slice: key.id(),
+                    system_id: key.system.clone(),
+                    check_id: key.check.clone(),
+                    interval_ms: def.interval_ms,
+                    due_at: first_due(key, def.interval_ms, last_run, now),
+                }
+            })
+            .collect();
+        self.store
+            .sync_schedule(&generation.config_version, &rows)
+            .await?;
+        tracing::info!(node = %self.node, slices = rows.len(), version = %generation.config_version, "schedule synced");
+        Ok(())
+    }
+
+    async fn hand_back(&self) {
+        let next = std::mem::take(&mut *self.released.lock().unwrap_or_else(|e| e.into_inner()));
+        if next.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.release(&self.node, &next).await {
+            // The leases run out and the slices move on; only their next
+            // tick is late.
+            tracing::warn!(slices = next.len(), "cannot hand slices back: {e}");
+        }
+    }
+
+    async fn claim(
+        self: &Arc<Self>,
+        generation: &Arc<Generation>,
+        slices: &Arc<Slices>,
+        tasks: &mut JoinSet<()>,
+    ) {
+        let free = self.scheduler.free_permits() as i64 - tasks.len() as i64;
+        if free <= 0 {
+            return;
+        }
+        let now = now_ms();
+        let claims = match self
+            .store
+            .claim_due(
+                &self.node,
+                &generation.config_version,
+                now + LOOKAHEAD_MS,
+                now,
+                slices.hold_ms,
+                free.min(CLAIM_LIMIT),
+            )
+            .await
+        {
+            Ok(claims) => claims,
+            Err(e) => {
+                tracing::warn!("cannot claim due slices: {e}");
+                return;
+            }
+        };
+        for claim in claims {
+            let Some((key, interval)) = slices.by_id.get(&claim.slice).cloned() else {
+                // Synced by this version, so known; a race with a reload.
+                continue;
+            };
+            let this = self.clone();
+            tasks.spawn(async move { this.run_claim(claim, key, interval).await });
+        }
+    }
+
+    async fn run_claim(&self, claim: Claim, key: SliceKey, interval_ms: i64) {
+        let wait = (claim.due_at - now_ms()).max(0) as u64;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        if now_ms() >= claim.lease_until {
+            // Another node may hold it by now: never run it twice.
+            tracing::warn!(slice = %claim.slice, "lease ran out before the run could start; left to the cluster");
+            return;
+        }
+        self.scheduler.run_claimed(&key, claim.due_at).await;
+        let next = tick_after(claim.due_at, interval_ms, now_ms());
+        self.released
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((claim.slice, next));
+    }
+}

@@ -1,0 +1,183 @@
+//! Several `checkhost serve` processes on one PostgreSQL: they split the
+//! slices, each slice runs once per interval cluster-wide, and when one node
+//! is killed with -9 the others take its slices over.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use support::Workspace;
+use support::daemon::Daemon;
+use support::db::TestDb;
+
+const SLICES: usize = 60;
+const INTERVAL_MS: i64 = 2_000;
+
+/// Accepts every webhook and counts them by idempotency key.
+async fn receiver(keys: Arc<Mutex<HashMap<String, usize>>>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let keys = keys.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = conn.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_lowercase();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length: usize = text[..end]
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if text.len() < end + 4 + length {
+                        continue;
+                    }
+                    let key = text[..end]
+                        .lines()
+                        .find_map(|l| l.strip_prefix("idempotency-key:"))
+                        .map(|v| v.trim().to_string())
+                        .unwrap_or_default();
+                    *keys.lock().unwrap().entry(key).or_default() += 1;
+                    let _ = conn
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        )
+                        .await;
+                    return;
+                }
+            });
+        }
+    });
+    port
+}
+
+fn config(hook_port: u16) -> String {
+    let mut yaml = format!(
+        "notifications:
+  targets:
+    - {{id: hook, url: \"http://127.0.0.1:{hook_port}/hook\", default: true, timeout: 1s}}
+checks:
+  - id: tick
+    interval: {INTERVAL_MS}ms
+    timeout: 1s
+    strategy: {{plugin: noop}}
+    collectors: [{{plugin: hostile, config: {{mode: fail}}}}]
+systems:
+"
+    );
+    for i in 0..SLICES {
+        yaml.push_str(&format!("  - {{id: s{i}}}\n"));
+    }
+    yaml.push_str("assignments:\n");
+    for i in 0..SLICES {
+        yaml.push_str(&format!(
+            "  - {{system: s{i}, check: tick, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}\n"
+        ));
+    }
+    yaml
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_split_the_slices_and_take_over_from_a_killed_one() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let keys = Arc::new(Mutex::new(HashMap::new()));
+    let hook = receiver(keys.clone()).await;
+    let ws = Workspace::on(db, &["noop", "hostile"]);
+    ws.config(&config(hook));
+    let nodes: Vec<Daemon> = (0..3).map(|_| Daemon::start(&ws, &[])).collect();
+    tokio::time::sleep(Duration::from_millis(7_000)).await;
+
+    let cluster: serde_json::Value = serde_json::from_str(
+        &reqwest::get(nodes[1].url("/api/v1/cluster"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cluster["engine"], "postgres");
+    assert_eq!(cluster["nodes"].as_array().unwrap().len(), 3, "{cluster}");
+
+    let mut nodes = nodes.into_iter();
+    let mut killed = nodes.next().unwrap();
+    let killed_runs = killed.reported_runs().len();
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(9_000)).await;
+
+    let survivors: Vec<Daemon> = nodes.collect();
+    let mut ran = vec![killed_runs];
+    for node in survivors {
+        node.signal("TERM");
+        let runs = node.reported_runs().len();
+        let (code, log) = node.wait();
+        assert_eq!(code, Some(0), "{}", log.join("\n"));
+        ran.push(runs);
+    }
+    assert!(
+        ran.iter().all(|r| *r > 0),
+        "every node took a share: {ran:?}"
+    );
+
+    // Every slice ran on its interval, about as often as every other.
+    let counts: Vec<i64> = ws
+        .db
+        .texts(
+            "SELECT CAST(COUNT(*) AS TEXT) FROM runs r JOIN slices s ON s.id = r.slice_id GROUP BY s.id",
+        )
+        .await
+        .iter()
+        .map(|c| c.parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), SLICES, "every slice ran");
+    let (min, max) = (*counts.iter().min().unwrap(), *counts.iter().max().unwrap());
+    assert!(min >= 6, "about 16 s at one run per 2 s: {counts:?}");
+    assert!(max - min <= 2, "M ± 1 around the kill: {counts:?}");
+    let close = ws
+        .db
+        .count(&format!(
+            "SELECT COUNT(*) FROM runs a JOIN runs b ON a.slice_id = b.slice_id AND b.id > a.id
+             AND (b.id >> 20) - (a.id >> 20) < {}",
+            INTERVAL_MS / 2
+        ))
+        .await;
+    assert_eq!(close, 0, "no slice ran twice within half an interval");
+
+    // One transition per system, one webhook per transition.
+    assert_eq!(
+        ws.db
+            .count("SELECT COUNT(*) FROM (SELECT entity_id FROM transitions GROUP BY entity_id HAVING COUNT(*) > 1) d")
+            .await,
+        0,
+        "no duplicate transitions"
+    );
+    assert_eq!(
+        ws.db.count("SELECT COUNT(*) FROM transitions").await,
+        SLICES as i64
+    );
+    let keys = keys.lock().unwrap().clone();
+    assert_eq!(keys.len(), SLICES, "one key per transition");
+    assert!(
+        keys.values().all(|n| *n == 1),
+        "no webhook delivered twice: {keys:?}"
+    );
+}
