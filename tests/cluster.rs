@@ -117,6 +117,26 @@ async fn three_nodes_split_the_slices_and_take_over_from_a_killed_one() {
     assert_eq!(cluster["engine"], "postgres");
     assert_eq!(cluster["nodes"].as_array().unwrap().len(), 3, "{cluster}");
 
+    // A node's event stream shows the runs of the other nodes too.
+    let mut stream = reqwest::get(nodes[1].url("/api/v1/events")).await.unwrap();
+    let mut seen = String::new();
+    let until = std::time::Instant::now() + Duration::from_millis(3_000);
+    while std::time::Instant::now() < until {
+        if let Ok(Ok(Some(chunk))) =
+            tokio::time::timeout(Duration::from_millis(500), stream.chunk()).await
+        {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    drop(stream);
+    let elsewhere = nodes[0].reported_runs();
+    assert!(
+        elsewhere
+            .iter()
+            .any(|id| seen.contains(&format!("\"id\":{id},"))),
+        "node 1's stream carries node 0's runs"
+    );
+
     let mut nodes = nodes.into_iter();
     let mut killed = nodes.next().unwrap();
     let killed_runs = killed.reported_runs().len();
@@ -136,6 +156,30 @@ async fn three_nodes_split_the_slices_and_take_over_from_a_killed_one() {
     assert!(
         ran.iter().all(|r| *r > 0),
         "every node took a share: {ran:?}"
+    );
+
+    let status = ws.status();
+    let states: Vec<&str> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            if n["stoppedAtMs"].is_null() {
+                "gone"
+            } else {
+                "stopped"
+            }
+        })
+        .collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == "stopped").count(),
+        2,
+        "{status}"
+    );
+    assert_eq!(
+        states.iter().filter(|s| **s == "gone").count(),
+        1,
+        "{status}"
     );
 
     // Every slice ran on its interval, about as often as every other.

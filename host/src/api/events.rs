@@ -5,6 +5,7 @@
 //! group it saw in part, then the runs after — and then the live stream,
 //! with nothing lost and nothing twice.
 
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -107,61 +108,114 @@ impl Position {
 }
 
 /// Replays from the database after `from`, then forwards live events,
-/// going back to the database whenever the live channel dropped some.
+/// going back to the database whenever the live channel dropped some. In a
+/// cluster, other nodes' runs reach the database only, so it is also read
+/// every second, a few seconds back (their ids come from their clocks and
+/// commit a little out of order); what was sent already is not sent again.
 async fn forward(
     store: Arc<Store>,
     mut live: broadcast::Receiver<StoreEvent>,
     from: Position,
     tx: mpsc::Sender<Event>,
     masker: Masker,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let cluster = store.engine() == "postgres";
     // A group seen in part is read again, and its seen messages skipped.
-    let (mut after, mut skip) = match from.seen {
+    let (after, mut skip) = match from.seen {
         Some(seen) => (from.run - 1, Some((from.run, seen + 1))),
         None => (from.run, None),
     };
-    let mut replay = true;
+    let mut out = Outlet {
+        tx,
+        masker,
+        stop,
+        sent: BTreeSet::new(),
+        after,
+        floor: after,
+    };
+    let mut poll = tokio::time::interval(CLUSTER_POLL);
+    let mut replay_from = Some(after);
     loop {
-        if *stop.borrow() {
+        if *out.stop.borrow() {
             return;
         }
-        if replay {
-            let events = match store.events_after(after, REPLAY_PAGE).await {
+        if let Some(start) = replay_from.take() {
+            let events = match store.events_after(start, REPLAY_PAGE).await {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!("event stream cannot read the database, closing it: {e}");
                     return;
                 }
             };
-            replay = events.len() as i64 == REPLAY_PAGE;
+            if events.len() as i64 == REPLAY_PAGE {
+                replay_from = events.last().map(|e| e.run.id);
+            }
             for event in events {
                 let first = match skip.take() {
                     Some((run, n)) if run == event.run.id => n,
                     _ => 0,
                 };
-                if !send(&tx, &event, first, &masker, &mut stop).await {
+                if !out.offer(&event, first).await {
                     return;
                 }
-                after = event.run.id;
             }
             continue;
         }
         tokio::select! {
-            () = tx.closed() => return,
-            _ = stop.changed() => return,
+            () = out.tx.closed() => return,
+            _ = out.stop.changed() => return,
+            _ = poll.tick(), if cluster => {
+                replay_from = Some(out.after.saturating_sub(CLUSTER_LOOK_BACK).max(out.floor));
+            }
             received = live.recv() => match received {
-                Ok(event) if event.run.id > after => {
-                    if !send(&tx, &event, 0, &masker, &mut stop).await {
+                Ok(event) => {
+                    if !out.offer(&event, 0).await {
                         return;
                     }
-                    after = event.run.id;
                 }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => replay = true,
+                Err(broadcast::error::RecvError::Lagged(_)) => replay_from = Some(out.after),
                 Err(broadcast::error::RecvError::Closed) => return,
             },
         }
+    }
+}
+
+/// How often, and how far back in run-id time, a cluster's stream reads
+/// the database for other nodes' runs.
+const CLUSTER_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+const CLUSTER_LOOK_BACK: i64 = 5_000 << 20;
+
+/// One client's side of the stream: what it was sent, and where it resumed.
+struct Outlet {
+    tx: mpsc::Sender<Event>,
+    masker: Masker,
+    stop: tokio::sync::watch::Receiver<bool>,
+    /// Run ids sent within the look-back window.
+    sent: BTreeSet<i64>,
+    /// The highest run id sent.
+    after: i64,
+    /// Runs at or before where the client resumed were its to see already.
+    floor: i64,
+}
+
+impl Outlet {
+    /// Sends a run's group unless it went out already or lies before where
+    /// the client resumed; false when the client is gone or the daemon stops.
+    async fn offer(&mut self, event: &StoreEvent, first: usize) -> bool {
+        let id = event.run.id;
+        if (id <= self.floor && first == 0) || self.sent.contains(&id) {
+            return true;
+        }
+        if !send(&self.tx, event, first, &self.masker, &mut self.stop).await {
+            return false;
+        }
+        self.sent.insert(id);
+        self.after = self.after.max(id);
+        self.sent = self
+            .sent
+            .split_off(&self.after.saturating_sub(CLUSTER_LOOK_BACK));
+        true
     }
 }
 

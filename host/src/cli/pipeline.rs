@@ -203,12 +203,13 @@ pub async fn status(database: DatabaseArg, json: bool) -> anyhow::Result<ExitCod
         .context("opening the database")?;
     let statuses = store.statuses().await?;
     let transitions = store.recent_transitions(20).await?;
+    let nodes = store.nodes().await?;
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"entities": statuses, "transitions": transitions})
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "entities": statuses, "transitions": transitions, "nodes": nodes,
+            }))?
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -240,6 +241,31 @@ pub async fn status(database: DatabaseArg, json: bool) -> anyhow::Result<ExitCod
         println!(
             "{}",
             table(&["time", "entity", "change", "kind", "check"], &rows)
+        );
+    }
+    if !nodes.is_empty() {
+        println!("\nnodes:");
+        let now = crate::pipeline::run::now_ms();
+        let rows: Vec<Vec<String>> = nodes
+            .iter()
+            .map(|n| {
+                let state = match n.stopped_at_ms {
+                    Some(at) => format!("stopped {}", format_ms(at)),
+                    None if now - n.heartbeat_at_ms > 5_000 => "gone (no heartbeat)".into(),
+                    None => "alive".into(),
+                };
+                vec![
+                    n.id.clone(),
+                    state,
+                    format!("{:.1} s ago", (now - n.heartbeat_at_ms) as f64 / 1000.0),
+                    n.leases.to_string(),
+                    n.config_version.clone(),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(&["node", "state", "heartbeat", "leases", "config"], &rows)
         );
     }
     Ok(ExitCode::SUCCESS)
