@@ -225,3 +225,84 @@ async fn three_nodes_split_the_slices_and_take_over_from_a_killed_one() {
         "no webhook delivered twice: {keys:?}"
     );
 }
+
+fn small_config(systems: &[&str]) -> String {
+    let mut yaml = String::from(
+        "checks:\n  - {id: tick, interval: 500ms, timeout: 1s, strategy: {plugin: noop}, \
+         collectors: [{plugin: hostile, config: {mode: noop}}]}\nsystems:\n",
+    );
+    for s in systems {
+        yaml.push_str(&format!("  - {{id: {s}}}\n"));
+    }
+    yaml.push_str("assignments:\n");
+    for s in systems {
+        yaml.push_str(&format!("  - {{system: {s}, check: tick}}\n"));
+    }
+    yaml
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_an_older_configuration_claims_nothing_and_says_so() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let ws = Workspace::on(db, &["noop", "hostile"]);
+    ws.config(&small_config(&["a", "b"]));
+    let old = Daemon::start(&ws, &[]);
+    old.wait_for(Duration::from_secs(20), "the first runs", |d| {
+        d.reported_runs().len() >= 3
+    });
+
+    let newer = ws.dir.path().join("newer.yaml");
+    std::fs::write(&newer, small_config(&["a", "b", "c"])).unwrap();
+    let new = Daemon::start_at(&ws, &newer, &[], &[]);
+    old.wait_for(Duration::from_secs(10), "the old node to step back", |d| {
+        d.log()
+            .iter()
+            .any(|l| l.contains("older than the one the cluster runs"))
+    });
+    let before = old.reported_runs().len();
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert!(
+        old.reported_runs().len() <= before + 2,
+        "the old node claims nothing new (runs in flight may finish)"
+    );
+    let mut ran_c = 0;
+    for _ in 0..100 {
+        ran_c = ws
+            .db
+            .count("SELECT COUNT(*) FROM runs r JOIN slices s ON s.id = r.slice_id WHERE s.system_id = 'c'")
+            .await;
+        if ran_c > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!new.reported_runs().is_empty(), "the new node runs");
+    assert!(ran_c > 0, "the newer configuration's slice runs");
+
+    // A node whose configuration does not validate never joins.
+    let broken = ws.dir.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "checks: [{id: tick, interval: soon, strategy: {plugin: noop}}]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_checkhost"))
+        .arg("serve")
+        .arg(&broken)
+        .arg("--plugins")
+        .arg(ws.plugins.path())
+        .args(["--database", &ws.db_url(), "--listen", "127.0.0.1:0"])
+        .env("CHECKHOST_CACHE_DIR", support::cache_dir())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("checks[tick].interval"), "{stderr}");
+    assert_eq!(
+        ws.db.count("SELECT COUNT(*) FROM nodes").await,
+        2,
+        "it never joined"
+    );
+}

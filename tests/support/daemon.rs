@@ -31,10 +31,21 @@ impl Daemon {
 
     /// Starts with extra environment variables (secrets, say).
     pub fn start_with_env(ws: &Workspace, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::start_at(ws, &ws.dir.path().join("checkhost.yaml"), extra, env)
+    }
+
+    /// Starts on another configuration file, with the workspace's plugins
+    /// and database.
+    pub fn start_at(
+        ws: &Workspace,
+        config: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let port = free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_checkhost"))
             .args(["--log-format", "json", "serve"])
-            .arg(ws.dir.path().join("checkhost.yaml"))
+            .arg(config)
             .arg("--plugins")
             .arg(ws.plugins.path())
             .args(["--database", &ws.db_url()])
