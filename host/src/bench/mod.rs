@@ -2,6 +2,7 @@
 //! measured in the same process, never absolute thresholds.
 
 pub mod api;
+pub mod cluster;
 pub mod pipeline;
 pub mod runtime;
 mod scratch;

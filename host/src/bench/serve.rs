@@ -54,7 +54,7 @@ impl ServeReport {
     }
 }
 
-fn config_yaml(plugins: &Path, slices: usize, interval: Duration) -> String {
+pub(super) fn config_yaml(plugins: &Path, slices: usize, interval: Duration) -> String {
     let mut yaml = format!(
         "plugins: {}\nchecks:\n  - id: tick\n    interval: {}ms\n    strategy: {{plugin: noop}}\n    \
          collectors: [{{plugin: hostile, config: {{mode: noop}}}}]\nsystems:\n",
@@ -149,7 +149,7 @@ pub async fn run(
     })
 }
 
-fn metric_sum(text: &str, prefix: &str) -> f64 {
+pub(super) fn metric_sum(text: &str, prefix: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -174,7 +174,7 @@ fn lag_quantile(text: &str, q: f64) -> f64 {
         .map_or(f64::NAN, |(le, _)| *le)
 }
 
-fn cpu_time() -> Duration {
+pub(super) fn cpu_time() -> Duration {
     // SAFETY: getrusage only writes the struct it is given.
     let usage = unsafe {
         let mut usage = std::mem::zeroed::<libc::rusage>();

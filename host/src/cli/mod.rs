@@ -159,6 +159,25 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         requests: usize,
     },
+    /// Cluster coordination on PostgreSQL: N in-process nodes claiming
+    /// no-op slices from the shared schedule, against one node of the local
+    /// scheduler; claimed slices/s, statements and CPU per run.
+    Cluster {
+        /// Folder of built test guests (noop.wasm, hostile.wasm).
+        #[arg(long, default_value = "target/test-guests")]
+        guests: PathBuf,
+        /// A `postgres://` URL, on whose server scratch databases are made.
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        database: String,
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        #[arg(long, default_value_t = 2_000)]
+        slices: usize,
+        #[arg(long, default_value = "2s", value_parser = parse_duration_arg)]
+        interval: std::time::Duration,
+        #[arg(long, default_value = "20s", value_parser = parse_duration_arg)]
+        duration: std::time::Duration,
+    },
     /// Record-only store throughput and bytes per run against plain
     /// batched INSERTs of the same rows through the same driver.
     Store {
@@ -265,6 +284,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => {
             let report =
                 crate::bench::api::run(&guests, &database, systems, environments, requests.max(1))
+                    .await?;
+            println!("{}", report.render());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Cluster {
+            guests,
+            database,
+            nodes,
+            slices,
+            interval,
+            duration,
+        }) => {
+            let report =
+                crate::bench::cluster::run(&guests, &database, nodes, slices, interval, duration)
                     .await?;
             println!("{}", report.render());
             Ok(ExitCode::SUCCESS)

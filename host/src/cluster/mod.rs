@@ -5,6 +5,7 @@
 //! cluster-wide and a dead node's slices move on when their leases end.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,9 @@ pub struct Cluster {
     pub store: Arc<Store>,
     /// Next due times of finished runs, handed back in batches.
     released: Mutex<Vec<(String, i64)>>,
+    /// Statements sent for coordination (heartbeats, claims, hand-backs,
+    /// syncs): what `bench cluster` divides by the runs.
+    pub statements: AtomicU64,
 }
 
 /// What this node knows of the cluster, refreshed each heartbeat.
@@ -90,6 +94,7 @@ impl Cluster {
             scheduler,
             store,
             released: Mutex::new(Vec::new()),
+            statements: AtomicU64::new(0),
         })
     }
 
@@ -148,6 +153,7 @@ impl Cluster {
         now: i64,
     ) -> Result<(), crate::store::StoreError> {
         let mine = generation.config_version.as_str();
+        self.statements.fetch_add(2, Ordering::Relaxed);
         if view.registered != Some(generation.id) {
             self.store.register_config(mine, now).await?;
             self.store
@@ -223,6 +229,8 @@ impl Cluster {
         if next.is_empty() {
             return;
         }
+        self.statements
+            .fetch_add(next.len().div_ceil(500) as u64, Ordering::Relaxed);
         if let Err(e) = self.store.release(&self.node, &next).await {
             // The leases run out and the slices move on; only their next
             // tick is late.
@@ -241,6 +249,7 @@ impl Cluster {
             return;
         }
         let now = now_ms();
+        self.statements.fetch_add(1, Ordering::Relaxed);
         let claims = match self
             .store
             .claim_due(
