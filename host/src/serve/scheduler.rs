@@ -343,7 +343,11 @@ mod tests {
             14_000,
             "12 s is too close"
         );
-        assert_eq!(tick_after(10_000, 2_000, 19_000), 22_000);
+        assert_eq!(
+            tick_after(10_000, 2_000, 19_000),
+            20_000,
+            "half an interval on"
+        );
         assert_eq!((tick_after(10_000, 2_000, 123_456) - 10_000) % 2_000, 0);
     }
 
