@@ -5,7 +5,7 @@
 //! cluster-wide and a dead node's slices move on when their leases end.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,8 +34,11 @@ pub struct Cluster {
     pub listen: String,
     pub scheduler: Arc<Scheduler>,
     pub store: Arc<Store>,
-    /// Next due times of finished runs, handed back in batches.
-    released: Mutex<Vec<(String, i64)>>,
+    /// Finished runs as `(slice, claimed due time, next due time)`, handed
+    /// back in batches.
+    released: Mutex<Vec<(String, i64, i64)>>,
+    /// Claims whose run has not started yet: they hold no permit, but will.
+    waiting: AtomicUsize,
     /// Statements sent for coordination (heartbeats, claims, hand-backs,
     /// syncs): what `bench cluster` divides by the runs.
     pub statements: AtomicU64,
@@ -52,6 +55,14 @@ struct View {
     synced: Option<u64>,
     /// The version last reported as newer than ours (logged once).
     reported: Option<String>,
+}
+
+/// Whether this node must write the schedule: it runs the owning version
+/// and either loaded a new generation or just became the owner again
+/// (another version, or nobody reachable, owned it meanwhile).
+fn must_sync(view: &View, previous_owner: Option<&str>, mine: &str, generation: u64) -> bool {
+    view.owner.as_deref() == Some(mine)
+        && (view.synced != Some(generation) || previous_owner != Some(mine))
 }
 
 /// A generation's slices by schedule id, with what the schedule needs.
@@ -94,6 +105,7 @@ impl Cluster {
             scheduler,
             store,
             released: Mutex::new(Vec::new()),
+            waiting: AtomicUsize::new(0),
             statements: AtomicU64::new(0),
         })
     }
@@ -163,6 +175,7 @@ impl Cluster {
         } else {
             self.store.heartbeat(&self.node, mine, now).await?;
         }
+        let previous = view.owner.take();
         view.owner = self.store.newest_live_config(now - DEAD_AFTER_MS).await?;
         let Some(owner) = view.owner.clone() else {
             return Ok(());
@@ -181,7 +194,7 @@ impl Cluster {
                 );
                 view.reported = Some(owner);
             }
-        } else if view.synced != Some(generation.id) {
+        } else if must_sync(view, previous.as_deref(), mine, generation.id) {
             self.sync(generation, now).await?;
             view.synced = Some(generation.id);
             view.reported = None;
@@ -220,6 +233,9 @@ impl Cluster {
         self.store
             .sync_schedule(&generation.config_version, &rows)
             .await?;
+        // last_runs, and the sync's own transaction: begin, inserts, delete, commit.
+        self.statements
+            .fetch_add(4 + rows.len().div_ceil(500) as u64, Ordering::Relaxed);
         tracing::info!(node = %self.node, slices = rows.len(), version = %generation.config_version, "schedule synced");
         Ok(())
     }
@@ -232,9 +248,16 @@ impl Cluster {
         self.statements
             .fetch_add(next.len().div_ceil(500) as u64, Ordering::Relaxed);
         if let Err(e) = self.store.release(&self.node, &next).await {
-            // The leases run out and the slices move on; only their next
-            // tick is late.
-            tracing::warn!(slices = next.len(), "cannot hand slices back: {e}");
+            // Retried next round; if the lease runs out first, the fence on
+            // the claimed due time makes the retry a no-op.
+            tracing::warn!(
+                slices = next.len(),
+                "cannot hand slices back, retrying: {e}"
+            );
+            self.released
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(next);
         }
     }
 
@@ -244,7 +267,8 @@ impl Cluster {
         slices: &Arc<Slices>,
         tasks: &mut JoinSet<()>,
     ) {
-        let free = self.scheduler.free_permits() as i64 - tasks.len() as i64;
+        let free =
+            self.scheduler.free_permits() as i64 - self.waiting.load(Ordering::Relaxed) as i64;
         if free <= 0 {
             return;
         }
@@ -270,10 +294,16 @@ impl Cluster {
         };
         for claim in claims {
             let Some((key, interval)) = slices.by_id.get(&claim.slice).cloned() else {
-                // Synced by this version, so known; a race with a reload.
+                // Synced by another generation of this version (a reload
+                // raced the claim): hand it back untouched.
+                self.released
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((claim.slice, claim.due_at, claim.due_at));
                 continue;
             };
             let this = self.clone();
+            self.waiting.fetch_add(1, Ordering::Relaxed);
             tasks.spawn(async move { this.run_claim(claim, key, interval).await });
         }
     }
@@ -281,6 +311,7 @@ impl Cluster {
     async fn run_claim(&self, claim: Claim, key: SliceKey, interval_ms: i64) {
         let wait = (claim.due_at - now_ms()).max(0) as u64;
         tokio::time::sleep(Duration::from_millis(wait)).await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
         if now_ms() >= claim.lease_until {
             // Another node may hold it by now: never run it twice.
             tracing::warn!(slice = %claim.slice, "lease ran out before the run could start; left to the cluster");
@@ -291,6 +322,40 @@ impl Cluster {
         self.released
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((claim.slice, next));
+            .push((claim.slice, claim.due_at, next));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_that_becomes_the_owner_again_rewrites_the_schedule() {
+        let view = |owner: Option<&str>, synced| View {
+            owner: owner.map(str::to_string),
+            synced,
+            ..View::default()
+        };
+        assert!(
+            must_sync(&view(Some("v2"), None), None, "v2", 1),
+            "first start"
+        );
+        assert!(
+            !must_sync(&view(Some("v2"), Some(1)), Some("v2"), "v2", 1),
+            "steady"
+        );
+        assert!(
+            must_sync(&view(Some("v2"), Some(1)), Some("v2"), "v2", 2),
+            "reloaded"
+        );
+        assert!(
+            must_sync(&view(Some("v2"), Some(1)), None, "v2", 1),
+            "back from a partition, others may have rewritten it"
+        );
+        assert!(
+            !must_sync(&view(Some("v3"), Some(1)), Some("v2"), "v2", 1),
+            "not the owner"
+        );
     }
 }

@@ -220,12 +220,18 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-/// `<host>:<port>-<pid>`: unique among the nodes of a cluster.
+/// `<host>:<port>-<pid>-<start ms>`: unique among the nodes of a cluster,
+/// even when a restarted container gets the same host name and pid.
 fn node_id(listen: SocketAddr) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "node".into());
-    format!("{host}:{}-{}", listen.port(), std::process::id())
+    format!(
+        "{host}:{}-{}-{}",
+        listen.port(),
+        std::process::id(),
+        now_ms()
+    )
 }
 
 async fn wait_for_shutdown_signal() {

@@ -180,6 +180,18 @@ impl Store {
             sqlx::query("DELETE FROM delivery_attempts WHERE outbox_id NOT IN (SELECT id FROM outbox)")
                 .execute(&mut *tx)
                 .await?;
+            // Nodes silent for the raw-run horizon are gone for good; a
+            // configuration version nobody runs or schedules is history.
+            sqlx::query("DELETE FROM nodes WHERE heartbeat_at < $1")
+                .bind(now_ms - policy.raw_days * DAY_MS)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "DELETE FROM config_versions WHERE version NOT IN (SELECT config_version FROM nodes)
+                 AND version NOT IN (SELECT config_version FROM schedule)",
+            )
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("DELETE FROM writers WHERE started_at < $1 AND id < (SELECT MAX(id) FROM writers)")
                 .bind(now_ms - policy.raw_days * DAY_MS)
                 .execute(&mut *tx)

@@ -224,17 +224,27 @@ impl Store {
             .collect())
     }
 
-    /// Hands slices back with their next due times, in one statement.
-    pub async fn release(&self, owner: &str, next: &[(String, i64)]) -> Result<(), StoreError> {
+    /// Hands slices back with their next due times, in one statement per
+    /// 500. Each is `(slice, the due time it was claimed at, next)`: a
+    /// slice whose row changed since (a reload moved it, or its lease ran
+    /// out and it was claimed again) is left as it is.
+    pub async fn release(
+        &self,
+        owner: &str,
+        next: &[(String, i64, i64)],
+    ) -> Result<(), StoreError> {
         for chunk in next.chunks(CHUNK) {
             with_pool!(&self.db.write, pool => {
                 let mut q = QueryBuilder::new(
-                    "UPDATE schedule SET due_at = v.column2, lease_owner = NULL, lease_until = NULL FROM (",
+                    "UPDATE schedule SET due_at = v.column3, lease_owner = NULL, lease_until = NULL FROM (",
                 );
-                q.push_values(chunk, |mut row, (slice, due)| {
-                    row.push_bind(slice.as_str()).push_bind(*due);
+                q.push_values(chunk, |mut row, (slice, claimed, due)| {
+                    row.push_bind(slice.as_str()).push_bind(*claimed).push_bind(*due);
                 });
-                q.push(") AS v WHERE schedule.slice = v.column1 AND schedule.lease_owner = ");
+                q.push(
+                    ") AS v WHERE schedule.slice = v.column1 AND schedule.due_at = v.column2 \
+                     AND schedule.lease_owner = ",
+                );
                 q.push_bind(owner);
                 q.build().execute(pool).await?;
             });
