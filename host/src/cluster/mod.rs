@@ -29,6 +29,12 @@ const LOOKAHEAD_MS: i64 = 250;
 /// Slices claimed per round at most.
 const CLAIM_LIMIT: i64 = 1_000;
 
+/// Whether `serve` on this store runs as a cluster node: on PostgreSQL,
+/// where other nodes may share the database.
+pub fn shares_database(store: &Store) -> bool {
+    store.engine() == "postgres"
+}
+
 pub struct Cluster {
     pub node: String,
     pub listen: String,
@@ -39,6 +45,8 @@ pub struct Cluster {
     released: Mutex<Vec<(String, i64, i64)>>,
     /// Claims whose run has not started yet: they hold no permit, but will.
     waiting: AtomicUsize,
+    /// What this node knows of the cluster.
+    view: tokio::sync::Mutex<View>,
     /// Statements sent for coordination (heartbeats, claims, hand-backs,
     /// syncs): what `bench cluster` divides by the runs.
     pub statements: AtomicU64,
@@ -105,6 +113,7 @@ impl Cluster {
             scheduler,
             store,
             released: Mutex::new(Vec::new()),
+            view: tokio::sync::Mutex::new(View::default()),
             waiting: AtomicUsize::new(0),
             statements: AtomicU64::new(0),
         })
@@ -113,7 +122,6 @@ impl Cluster {
     /// Claims and runs due slices until `stop`; returns the runs in flight.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> JoinSet<()> {
         let mut tasks = JoinSet::new();
-        let mut view = View::default();
         let mut next_heartbeat = 0;
         let mut slices: Option<(u64, Arc<Slices>)> = None;
         loop {
@@ -128,16 +136,12 @@ impl Cluster {
             };
             let now = now_ms();
             if now >= next_heartbeat {
-                if let Err(e) = self.heartbeat(&generation, &mut view, now).await {
-                    tracing::warn!(
-                        "cluster heartbeat failed, claiming nothing until the database answers: {e}"
-                    );
-                    view.owner = None;
-                }
+                self.beat(&generation, now).await;
                 next_heartbeat = now + HEARTBEAT.as_millis() as i64;
             }
             self.hand_back().await;
-            if view.owner.as_deref() == Some(generation.config_version.as_str()) {
+            let owner = self.view.lock().await.owner.clone();
+            if owner.as_deref() == Some(generation.config_version.as_str()) {
                 self.claim(&generation, &current, &mut tasks).await;
             }
             tokio::select! {
@@ -155,6 +159,23 @@ impl Cluster {
         self.hand_back().await;
         if let Err(e) = self.store.node_stopped(&self.node, now_ms()).await {
             tracing::warn!("cannot hand the leases back; they expire on their own: {e}");
+        }
+    }
+
+    /// Registers the node and, if it runs the owning version, writes the
+    /// shared configuration and schedule: done once before the daemon
+    /// serves, so its first answers already see them.
+    pub async fn join(&self) {
+        self.beat(&self.scheduler.generation(), now_ms()).await;
+    }
+
+    async fn beat(&self, generation: &Generation, now: i64) {
+        let mut view = self.view.lock().await;
+        if let Err(e) = self.heartbeat(generation, &mut view, now).await {
+            tracing::warn!(
+                "cluster heartbeat failed, claiming nothing until the database answers: {e}"
+            );
+            view.owner = None;
         }
     }
 
@@ -209,6 +230,12 @@ impl Cluster {
         generation: &Generation,
         now: i64,
     ) -> Result<(), crate::store::StoreError> {
+        // The shared checks and assignments (thresholds, paused flags) follow
+        // the owning version, like the schedule.
+        let file = &generation.setup.config.file;
+        self.store
+            .sync_config(&file.checks, &file.assignments, now)
+            .await?;
         let last = self.store.last_runs().await?;
         let rows: Vec<ScheduleRow> = generation
             .slices
@@ -233,9 +260,10 @@ impl Cluster {
         self.store
             .sync_schedule(&generation.config_version, &rows)
             .await?;
-        // last_runs, and the sync's own transaction: begin, inserts, delete, commit.
+        // Config sync, last_runs, and the schedule's transaction (begin,
+        // inserts, delete, commit): counted roughly, it happens on change.
         self.statements
-            .fetch_add(4 + rows.len().div_ceil(500) as u64, Ordering::Relaxed);
+            .fetch_add(8 + rows.len().div_ceil(500) as u64, Ordering::Relaxed);
         tracing::info!(node = %self.node, slices = rows.len(), version = %generation.config_version, "schedule synced");
         Ok(())
     }

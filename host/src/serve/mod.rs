@@ -85,9 +85,13 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         Err(e) => return refuse(format!("cannot listen on {}: {e}", options.listen)),
     };
     let file = &setup.config.file;
-    store
-        .sync_config(&file.checks, &file.assignments, now_ms())
-        .await?;
+    // A cluster node leaves the shared checks and assignments to the nodes
+    // of the owning configuration version (see `cluster`).
+    if !crate::cluster::shares_database(&store) {
+        store
+            .sync_config(&file.checks, &file.assignments, now_ms())
+            .await?;
+    }
     let plugin_dir = options
         .plugins
         .clone()
@@ -115,6 +119,19 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
             }
         }
         Err(e) => return refuse(format!("cannot read the API pauses: {e}")),
+    }
+    // On PostgreSQL the node joins the cluster: due slices come from the
+    // shared schedule, so several nodes can split the work.
+    let cluster = crate::cluster::shares_database(&store).then(|| {
+        Cluster::new(
+            node_id(options.listen),
+            options.listen.to_string(),
+            scheduler.clone(),
+            store.clone(),
+        )
+    });
+    if let Some(cluster) = &cluster {
+        cluster.join().await;
     }
     let endpoints = http::Endpoints {
         metrics: metrics.clone(),
@@ -173,16 +190,6 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         scheduler.clone(),
         stop.clone(),
     ));
-    // On PostgreSQL the node joins the cluster: due slices come from the
-    // shared schedule, so several nodes can split the work.
-    let cluster = (store.engine() == "postgres").then(|| {
-        Cluster::new(
-            node_id(options.listen),
-            options.listen.to_string(),
-            scheduler.clone(),
-            store.clone(),
-        )
-    });
     let scheduling = match &cluster {
         Some(cluster) => tokio::spawn(cluster.clone().run(stop.clone())),
         None => tokio::spawn(scheduler.clone().run(stop.clone())),

@@ -66,10 +66,14 @@ impl Reloader {
             return false;
         }
         let file = &setup.config.file;
-        if let Err(error) = self
-            .store
-            .sync_config(&file.checks, &file.assignments, now_ms())
-            .await
+        // In a cluster only the nodes of the owning version write the shared
+        // checks and assignments (with the schedule); see `cluster`.
+        let standalone = !crate::cluster::shares_database(&self.store);
+        if standalone
+            && let Err(error) = self
+                .store
+                .sync_config(&file.checks, &file.assignments, now_ms())
+                .await
         {
             self.metrics.reload_failures.inc();
             tracing::error!("reload refused, the running configuration stays: {error}");
