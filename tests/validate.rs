@@ -106,3 +106,31 @@ fn the_published_config_schema_matches_the_binary() {
         "schemas/checkhost.schema.json is stale: regenerate with `checkhost config-schema`"
     );
 }
+
+#[test]
+fn skip_secrets_checks_everything_but_their_availability() {
+    let plugins = plugin_dir(PLUGINS);
+    let run = |file: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_checkhost"))
+            .args(["validate", "--skip-secrets"])
+            .arg(file)
+            .arg("--plugins")
+            .arg(plugins.path())
+            .env("CHECKHOST_CACHE_DIR", cache_dir())
+            .env_remove("CHECKHOST_SECRET_NOT_DEFINED_ANYWHERE")
+            .output()
+            .unwrap()
+    };
+    let missing = run(&corpus().join("broken/missing-secret.yaml"));
+    assert!(
+        missing.status.success(),
+        "{}",
+        String::from_utf8_lossy(&missing.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("1 secret reference(s) not resolved")
+    );
+    // A malformed reference is still an error.
+    let plain = run(&corpus().join("broken/api-plain-token.yaml"));
+    assert_eq!(plain.status.code(), Some(1));
+}

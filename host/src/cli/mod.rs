@@ -49,6 +49,11 @@ pub enum Command {
         config: pipeline::ConfigArgs,
         #[arg(long)]
         json: bool,
+        /// Check everything but whether secrets can be resolved here (for
+        /// CI machines without production secrets); references must still
+        /// be well-formed.
+        #[arg(long)]
+        skip_secrets: bool,
     },
     /// Current status of every system and environment, and recent transitions.
     Status {
@@ -232,9 +237,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::serve::serve(options, runtime(cli.cache_dir)?).await
         }
         Command::Run(args) => pipeline::run(args, runtime(cli.cache_dir)?).await,
-        Command::Validate { config, json } => {
-            pipeline::validate(config, json, runtime(cli.cache_dir)?).await
-        }
+        Command::Validate {
+            config,
+            json,
+            skip_secrets,
+        } => pipeline::validate(config, json, skip_secrets, runtime(cli.cache_dir)?).await,
         Command::Status { database, json } => pipeline::status(database, json).await,
         Command::Retention { database } => pipeline::retention(database).await,
         Command::ConfigSchema => {
