@@ -16,6 +16,7 @@ use support::db::TestDb;
 const STRICT: Thresholds = Thresholds::Consecutive {
     degraded: 1,
     unhealthy: 1,
+    healthy: 1,
 };
 
 fn assignments(systems: &[&str], thresholds: Thresholds) -> Vec<Assignment> {
@@ -335,6 +336,7 @@ async fn state_survives_a_restart(db: TestDb) {
     let thresholds = Thresholds::Consecutive {
         degraded: 2,
         unhealthy: 3,
+        healthy: 1,
     };
     let store = Store::open(&db.url()).await.unwrap();
     store
@@ -450,6 +452,7 @@ async fn a_sqlite_database_of_the_first_schema_is_upgraded_with_its_history() {
     let thresholds = Thresholds::Consecutive {
         degraded: 2,
         unhealthy: 3,
+        healthy: 1,
     };
     store
         .sync_config(&[], &assignments(&["shop"], thresholds), 0)

@@ -233,17 +233,25 @@ fn duplicates<'a>(p: &mut Problems, what: &str, ids: impl Iterator<Item = &'a St
 
 fn validate_thresholds(p: &mut Problems, place: &str, t: &crate::config::Thresholds) {
     use crate::config::Thresholds::*;
-    let (degraded, unhealthy, size) = match *t {
+    let (degraded, unhealthy, size, healthy) = match *t {
         Consecutive {
             degraded,
             unhealthy,
-        } => (degraded, unhealthy, None),
+            healthy,
+        } => (degraded, unhealthy, None, healthy),
         Window {
             size,
             degraded,
             unhealthy,
-        } => (degraded, unhealthy, Some(size)),
+            healthy,
+        } => (degraded, unhealthy, Some(size), healthy),
     };
+    if healthy == 0 {
+        p.add(
+            format!("{place}.thresholds.healthy"),
+            "at least 1 success is needed to recover",
+        );
+    }
     if degraded == 0 || unhealthy < degraded {
         p.add(
             format!("{place}.thresholds"),

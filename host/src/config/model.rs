@@ -349,6 +349,9 @@ pub enum Thresholds {
         degraded: u32,
         #[serde(default = "five")]
         unhealthy: u32,
+        /// Successes in a row needed to leave degraded or unhealthy.
+        #[serde(default = "one")]
+        healthy: u32,
     },
     /// Counts failures among the last `size` runs.
     Window {
@@ -358,6 +361,9 @@ pub enum Thresholds {
         degraded: u32,
         #[serde(default = "seven")]
         unhealthy: u32,
+        /// Successes in a row needed to leave degraded or unhealthy.
+        #[serde(default = "one")]
+        healthy: u32,
     },
 }
 
@@ -366,10 +372,14 @@ impl Default for Thresholds {
         Thresholds::Consecutive {
             degraded: 2,
             unhealthy: 5,
+            healthy: 1,
         }
     }
 }
 
+fn one() -> u32 {
+    1
+}
 fn two() -> u32 {
     2
 }

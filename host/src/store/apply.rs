@@ -249,6 +249,7 @@ mod tests {
     const STRICT: Thresholds = Thresholds::Consecutive {
         degraded: 1,
         unhealthy: 1,
+        healthy: 1,
     };
 
     #[test]

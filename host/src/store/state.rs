@@ -42,19 +42,38 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// How many recent runs `slice_status` needs to see.
+/// How many recent runs `slice_status` needs to see: the thresholds'
+/// window, and before a recovering streak the runs that judged it.
 pub fn runs_needed(t: &Thresholds) -> u32 {
-    match *t {
+    let (window, healthy) = match *t {
         Thresholds::Consecutive {
             degraded,
             unhealthy,
-        } => degraded.max(unhealthy),
-        Thresholds::Window { size, .. } => size,
-    }
+            healthy,
+        } => (degraded.max(unhealthy), healthy),
+        Thresholds::Window { size, healthy, .. } => (size, healthy),
+    };
+    window + healthy.saturating_sub(1)
 }
 
 /// Status of one slice from its recent runs, newest first (`true` = failed).
+/// A degraded or unhealthy slice stays so until `healthy` runs in a row
+/// succeed: a shorter streak of successes keeps the status it ended.
 pub fn slice_status(t: &Thresholds, newest_first: &[bool]) -> Status {
+    let status = judged(t, newest_first);
+    let healthy = match *t {
+        Thresholds::Consecutive { healthy, .. } | Thresholds::Window { healthy, .. } => healthy,
+    };
+    let streak = newest_first.iter().take_while(|failed| !**failed).count();
+    if streak > 0 && (streak as u32) < healthy {
+        status.max(judged(t, &newest_first[streak..]))
+    } else {
+        status
+    }
+}
+
+/// The thresholds alone, without recovery.
+fn judged(t: &Thresholds, newest_first: &[bool]) -> Status {
     if newest_first.is_empty() {
         return Status::Unknown;
     }
@@ -62,6 +81,7 @@ pub fn slice_status(t: &Thresholds, newest_first: &[bool]) -> Status {
         Thresholds::Consecutive {
             degraded,
             unhealthy,
+            ..
         } => {
             let streak = newest_first.iter().take_while(|failed| **failed).count() as u32;
             (streak, degraded, unhealthy)
@@ -70,6 +90,7 @@ pub fn slice_status(t: &Thresholds, newest_first: &[bool]) -> Status {
             size,
             degraded,
             unhealthy,
+            ..
         } => {
             let count = newest_first
                 .iter()
@@ -149,6 +170,7 @@ mod tests {
             size: 10,
             degraded: 3,
             unhealthy: 7,
+            healthy: 1,
         };
         let mut runs = vec![true, false, true, false, true];
         assert_eq!(slice_status(&t, &runs), Status::Degraded);
@@ -156,6 +178,51 @@ mod tests {
         assert_eq!(slice_status(&t, &runs), Status::Unhealthy);
         let old_failures: Vec<bool> = [false; 10].into_iter().chain([true; 10]).collect();
         assert_eq!(slice_status(&t, &old_failures), Status::Healthy);
+    }
+
+    #[test]
+    fn recovery_needs_healthy_successes_in_a_row_in_both_modes() {
+        let consecutive = Thresholds::Consecutive {
+            degraded: 1,
+            unhealthy: 2,
+            healthy: 3,
+        };
+        // Newest first: two successes after two failures stay unhealthy.
+        assert_eq!(
+            slice_status(&consecutive, &[false, false, true, true]),
+            Status::Unhealthy
+        );
+        assert_eq!(
+            slice_status(&consecutive, &[false, false, false, true, true]),
+            Status::Healthy
+        );
+        assert_eq!(slice_status(&consecutive, &[false, true]), Status::Degraded);
+        assert_eq!(
+            slice_status(&consecutive, &[false]),
+            Status::Healthy,
+            "never bad"
+        );
+        assert_eq!(runs_needed(&consecutive), 4);
+        let window = Thresholds::Window {
+            size: 4,
+            degraded: 2,
+            unhealthy: 3,
+            healthy: 2,
+        };
+        // One success after a bad window holds; two in a row recover only
+        // as far as the window allows.
+        assert_eq!(
+            slice_status(&window, &[false, true, true, true]),
+            Status::Unhealthy
+        );
+        assert_eq!(
+            slice_status(&window, &[false, false, true, true, true]),
+            Status::Degraded
+        );
+        assert_eq!(
+            slice_status(&window, &[false, false, false, false, true]),
+            Status::Healthy
+        );
     }
 
     #[test]
