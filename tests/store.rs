@@ -64,6 +64,7 @@ on_both_engines!(
     retention_keeps_the_newest_transition_of_every_entity,
     state_survives_a_restart,
     paused_assignments_count_for_nothing,
+    recovery_waits_for_healthy_successes_in_a_row,
     a_database_from_a_newer_checkhost_is_refused,
 );
 
@@ -524,4 +525,40 @@ async fn postgres_connections_dropped_mid_load_lose_and_duplicate_nothing() {
             .await,
         1200
     );
+}
+
+async fn recovery_waits_for_healthy_successes_in_a_row(db: TestDb) {
+    let thresholds = Thresholds::Consecutive {
+        degraded: 1,
+        unhealthy: 2,
+        healthy: 3,
+    };
+    let store = Store::open(&db.url()).await.unwrap();
+    store
+        .sync_config(&[], &assignments(&["shop"], thresholds), 0)
+        .await
+        .unwrap();
+    let mut changes = Vec::new();
+    for (at, healthy) in [
+        (1, false),
+        (2, false),
+        (3, true),
+        (4, true),
+        (5, false),
+        (6, true),
+        (7, true),
+        (8, true),
+    ] {
+        let recorded = store
+            .record_run(run("shop", None, healthy, 1.0, at))
+            .await
+            .unwrap();
+        changes.extend(recorded.transitions.iter().map(|t| (at, t.to.as_str())));
+    }
+    assert_eq!(
+        changes,
+        [(1, "degraded"), (2, "unhealthy"), (8, "healthy")],
+        "two successes, a failure, then three in a row"
+    );
+    store.close().await;
 }

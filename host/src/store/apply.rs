@@ -41,7 +41,7 @@ impl SliceState {
 
     /// The slice's status under its thresholds.
     pub fn evaluate(&self) -> Status {
-        outcomes_status(&self.thresholds, &self.outcomes)
+        outcomes_status(&self.thresholds, &self.outcomes, self.status)
     }
 
     fn env_key(&self) -> &str {

@@ -319,7 +319,7 @@ impl Store {
             .await?;
             for (id, outcomes, stored, thresholds) in slices {
                 let thresholds: Thresholds = serde_json::from_str(&thresholds).unwrap_or_default();
-                let status = state::outcomes_status(&thresholds, &outcomes);
+                let status = state::outcomes_status(&thresholds, &outcomes, Status::parse(&stored));
                 if status.as_str() != stored {
                     sqlx::query("UPDATE slices SET status = $1 WHERE id = $2")
                         .bind(status.as_str())

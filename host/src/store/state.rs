@@ -43,7 +43,7 @@ impl std::fmt::Display for Status {
 }
 
 /// How many recent runs `slice_status` needs to see: the thresholds'
-/// window, and before a recovering streak the runs that judged it.
+/// window, and enough to count a recovering streak of successes.
 pub fn runs_needed(t: &Thresholds) -> u32 {
     let (window, healthy) = match *t {
         Thresholds::Consecutive {
@@ -53,20 +53,22 @@ pub fn runs_needed(t: &Thresholds) -> u32 {
         } => (degraded.max(unhealthy), healthy),
         Thresholds::Window { size, healthy, .. } => (size, healthy),
     };
-    window + healthy.saturating_sub(1)
+    window.max(healthy)
 }
 
-/// Status of one slice from its recent runs, newest first (`true` = failed).
-/// A degraded or unhealthy slice stays so until `healthy` runs in a row
-/// succeed: a shorter streak of successes keeps the status it ended.
-pub fn slice_status(t: &Thresholds, newest_first: &[bool]) -> Status {
+/// Status of one slice from its recent runs, newest first (`true` = failed),
+/// and its status before them. With `healthy: N` above one, a degraded or
+/// unhealthy slice stays at least that bad until N runs in a row succeed.
+pub fn slice_status(t: &Thresholds, newest_first: &[bool], previous: Status) -> Status {
     let status = judged(t, newest_first);
     let healthy = match *t {
         Thresholds::Consecutive { healthy, .. } | Thresholds::Window { healthy, .. } => healthy,
     };
-    let streak = newest_first.iter().take_while(|failed| !**failed).count();
-    if streak > 0 && (streak as u32) < healthy {
-        status.max(judged(t, &newest_first[streak..]))
+    let streak = newest_first.iter().take_while(|failed| !**failed).count() as u32;
+    let was_bad = matches!(previous, Status::Degraded | Status::Unhealthy);
+    // With the default of one, the thresholds alone decide, as they always did.
+    if healthy > 1 && was_bad && streak < healthy {
+        status.max(previous)
     } else {
         status
     }
@@ -109,10 +111,11 @@ fn judged(t: &Thresholds, newest_first: &[bool]) -> Status {
     }
 }
 
-/// Status of a slice from its stored outcomes (`1` failed, newest first).
-pub fn outcomes_status(t: &Thresholds, outcomes: &str) -> Status {
+/// Status of a slice from its stored outcomes (`1` failed, newest first)
+/// and its stored status.
+pub fn outcomes_status(t: &Thresholds, outcomes: &str, previous: Status) -> Status {
     let failed: Vec<bool> = outcomes.chars().map(|c| c == '1').collect();
-    slice_status(t, &failed)
+    slice_status(t, &failed, previous)
 }
 
 /// Worst of the measured statuses; `Unknown` only when nothing was measured.
@@ -155,11 +158,17 @@ mod tests {
     #[test]
     fn consecutive_counts_the_leading_streak() {
         let t = Thresholds::default();
-        assert_eq!(slice_status(&t, &[true]), Status::Healthy);
-        assert_eq!(slice_status(&t, &[true, true]), Status::Degraded);
-        assert_eq!(slice_status(&t, &[true; 5]), Status::Unhealthy);
+        assert_eq!(slice_status(&t, &[true], Status::Unknown), Status::Healthy);
         assert_eq!(
-            slice_status(&t, &[false, true, true, true, true, true]),
+            slice_status(&t, &[true, true], Status::Unknown),
+            Status::Degraded
+        );
+        assert_eq!(
+            slice_status(&t, &[true; 5], Status::Unknown),
+            Status::Unhealthy
+        );
+        assert_eq!(
+            slice_status(&t, &[false, true, true, true, true, true], Status::Unknown),
             Status::Healthy
         );
     }
@@ -173,11 +182,14 @@ mod tests {
             healthy: 1,
         };
         let mut runs = vec![true, false, true, false, true];
-        assert_eq!(slice_status(&t, &runs), Status::Degraded);
+        assert_eq!(slice_status(&t, &runs, Status::Unknown), Status::Degraded);
         runs.extend([true, true, true, true]);
-        assert_eq!(slice_status(&t, &runs), Status::Unhealthy);
+        assert_eq!(slice_status(&t, &runs, Status::Unknown), Status::Unhealthy);
         let old_failures: Vec<bool> = [false; 10].into_iter().chain([true; 10]).collect();
-        assert_eq!(slice_status(&t, &old_failures), Status::Healthy);
+        assert_eq!(
+            slice_status(&t, &old_failures, Status::Unknown),
+            Status::Healthy
+        );
     }
 
     #[test]
@@ -187,40 +199,34 @@ mod tests {
             unhealthy: 2,
             healthy: 3,
         };
-        // Newest first: two successes after two failures stay unhealthy.
+        let bad = Status::Unhealthy;
+        // Newest first: two successes keep an unhealthy slice unhealthy, and
+        // so does a single failure after them; three in a row recover it.
+        assert_eq!(slice_status(&consecutive, &[false, false, true], bad), bad);
+        assert_eq!(slice_status(&consecutive, &[true, false, false], bad), bad);
         assert_eq!(
-            slice_status(&consecutive, &[false, false, true, true]),
-            Status::Unhealthy
-        );
-        assert_eq!(
-            slice_status(&consecutive, &[false, false, false, true, true]),
+            slice_status(&consecutive, &[false, false, false], bad),
             Status::Healthy
         );
-        assert_eq!(slice_status(&consecutive, &[false, true]), Status::Degraded);
         assert_eq!(
-            slice_status(&consecutive, &[false]),
-            Status::Healthy,
-            "never bad"
+            slice_status(&consecutive, &[false], Status::Healthy),
+            Status::Healthy
         );
-        assert_eq!(runs_needed(&consecutive), 4);
+        assert_eq!(runs_needed(&consecutive), 3);
         let window = Thresholds::Window {
             size: 4,
             degraded: 2,
             unhealthy: 3,
             healthy: 2,
         };
-        // One success after a bad window holds; two in a row recover only
-        // as far as the window allows.
+        assert_eq!(slice_status(&window, &[false, true, true, true], bad), bad);
+        // Two in a row lift the hold; the window still counts its failures.
         assert_eq!(
-            slice_status(&window, &[false, true, true, true]),
-            Status::Unhealthy
-        );
-        assert_eq!(
-            slice_status(&window, &[false, false, true, true, true]),
+            slice_status(&window, &[false, false, true, true], bad),
             Status::Degraded
         );
         assert_eq!(
-            slice_status(&window, &[false, false, false, false, true]),
+            slice_status(&window, &[false, false, false, false], bad),
             Status::Healthy
         );
     }
