@@ -16,6 +16,7 @@ on_both_engines!(
     assertions_record_expected_and_actual_values,
     a_missing_secret_fails_that_run_by_name,
     a_secret_canary_never_reaches_the_database_output_or_logs,
+    the_http_auth_token_reaches_the_target_and_nothing_it_leaves_behind,
     consecutive_thresholds_degrade_then_fail_then_recover,
     window_thresholds_count_failures_in_the_last_runs,
     the_first_unhealthy_run_is_a_transition_from_healthy,
@@ -299,12 +300,18 @@ assignments:
     assert!(!out.contains(CANARY), "canary in output: {out}");
     assert!(out.contains("****"), "{out}");
     assert_eq!(reports[0]["assertions"][0]["passed"], true, "{out}");
+    assert_nowhere_stored(&ws, CANARY).await;
+}
+
+/// `secret` is in no stored run and in no file of the workspace or the
+/// database folder.
+async fn assert_nowhere_stored(ws: &Workspace, secret: &str) {
     for row in ws
         .db
         .texts("SELECT result || COALESCE(error, '') FROM runs")
         .await
     {
-        assert!(!row.contains(CANARY), "canary in a stored run: {row}");
+        assert!(!row.contains(secret), "secret in a stored run: {row}");
     }
     let folders = [Some(ws.dir.path()), ws.db.dir()];
     for entry in folders
@@ -318,11 +325,74 @@ assignments:
             continue;
         };
         assert!(
-            !bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()),
-            "canary in {}",
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "secret in {}",
             path.display()
         );
     }
+}
+
+/// A target that answers 200 only to `Authorization: Bearer <token>`.
+async fn guarded_server(token: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+                let status = if head.contains(&format!("authorization: bearer {token}")) {
+                    "200 OK"
+                } else {
+                    "401 Unauthorized"
+                };
+                let _ = conn
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn the_http_auth_token_reaches_the_target_and_nothing_it_leaves_behind(db: TestDb) {
+    const TOKEN: &str = "bearer-token-5e8f1a";
+    let server = guarded_server(TOKEN).await;
+    let ws = Workspace::on(db, PLUGINS);
+    ws.config(&format!(
+        "{}checks:
+  - id: api
+    strategy:
+      plugin: http
+      config: {{baseUrl: 'http://{server}', auth: {{bearer: '${{{{ secrets.API_TOKEN }}}}'}}}}
+    network: {{allow: ['127.0.0.1/32']}}
+    collectors:
+      - plugin: request
+        config: {{url: /private}}
+        assertions: [{{field: statusCode, operator: equals, value: 200}}]
+assignments:
+  - {{system: shop, check: api, environments: [staging]}}
+",
+        envs("127.0.0.1:1", "127.0.0.1:1")
+    ));
+    let (code, reports, out) = ws.run(
+        &[],
+        &[
+            ("CHECKHOST_SECRET_API_TOKEN", TOKEN),
+            ("CHECKHOST_LOG", "debug"),
+        ],
+    );
+    assert_eq!(code, Some(0), "the target accepted the token: {out}");
+    assert_eq!(reports[0]["healthy"], true, "{out}");
+    assert!(!out.contains(TOKEN), "token in the output or logs: {out}");
+    assert_nowhere_stored(&ws, TOKEN).await;
 }
 
 fn failing_config(server: &str, thresholds: &str) -> String {

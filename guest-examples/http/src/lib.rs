@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use checkhost_sdk::http::{self, Url};
 use checkhost_sdk::{
     Client, Migrations, Request, Response, RunContext, Strategy, TransportError, Value,
@@ -28,6 +30,63 @@ pub struct Config {
     pub headers: BTreeMap<String, String>,
     /// Per-request timeout; the run deadline always applies too.
     pub timeout_ms: Option<u32>,
+    /// Credentials sent with every request.
+    #[serde(default)]
+    pub auth: Option<Auth>,
+}
+
+/// One way to authenticate. Secret fields take a secret reference
+/// (`${{ secrets.NAME }}`): the host resolves it for the run and masks the
+/// value in everything it keeps or shows.
+#[derive(Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Auth {
+    /// Sent as `Authorization: Bearer <token>`.
+    #[schemars(extend("x-secret" = true))]
+    pub bearer: Option<String>,
+    /// With `password`: `Authorization: Basic …`.
+    pub username: Option<String>,
+    #[schemars(extend("x-secret" = true))]
+    pub password: Option<String>,
+    /// A header of your own whose value is secret, e.g. `X-Api-Key`.
+    pub header: Option<String>,
+    #[schemars(extend("x-secret" = true))]
+    pub value: Option<String>,
+}
+
+impl Auth {
+    /// The header this auth adds, or why the combination is wrong.
+    fn header(self) -> Result<(String, String), TransportError> {
+        let wrong = |message: &str| TransportError::BadConfig(format!("auth: {message}"));
+        match (
+            self.bearer,
+            self.username,
+            self.password,
+            self.header,
+            self.value,
+        ) {
+            (Some(token), None, None, None, None) => {
+                Ok(("authorization".into(), format!("Bearer {token}")))
+            }
+            (None, Some(user), Some(password), None, None) => Ok((
+                "authorization".into(),
+                format!("Basic {}", BASE64.encode(format!("{user}:{password}"))),
+            )),
+            (None, None, None, Some(name), Some(value)) => Ok((name, value)),
+            (None, Some(_), None, None, None) | (None, None, Some(_), None, None) => {
+                Err(wrong("basic needs both `username` and `password`"))
+            }
+            (None, None, None, Some(_), None) | (None, None, None, None, Some(_)) => {
+                Err(wrong("a custom header needs both `header` and `value`"))
+            }
+            (None, None, None, None, None) => Err(wrong(
+                "give `bearer`, `username`+`password` or `header`+`value`",
+            )),
+            _ => Err(wrong(
+                "use one of `bearer`, `username`+`password` or `header`+`value`",
+            )),
+        }
+    }
 }
 
 pub struct Http;
@@ -68,10 +127,14 @@ impl Strategy for Http {
 
     fn connect(config: Config, _ctx: &RunContext) -> Result<HttpClient, TransportError> {
         let base = config.base_url.as_deref().map(Url::parse).transpose()?;
+        let mut headers: Vec<(String, String)> = config.headers.into_iter().collect();
+        if let Some(auth) = config.auth {
+            headers.push(auth.header()?);
+        }
         Ok(HttpClient {
             base,
             default_method: config.default_method.unwrap_or_else(|| "GET".into()),
-            headers: config.headers.into_iter().collect(),
+            headers,
             timeout: config.timeout_ms.map(|ms| Duration::from_millis(ms.into())),
         })
     }
@@ -111,6 +174,32 @@ checkhost_sdk::export_strategy!(Http);
 mod tests {
     use super::*;
     use checkhost_sdk::{json, testing};
+
+    #[test]
+    fn auth_makes_one_header_and_refuses_half_combinations() {
+        let auth = |v: Value| serde_json::from_value::<Auth>(v).unwrap().header();
+        assert_eq!(
+            auth(json!({"bearer": "t0k"})).unwrap(),
+            ("authorization".into(), "Bearer t0k".into())
+        );
+        assert_eq!(
+            auth(json!({"username": "ops", "password": "pw"}))
+                .unwrap()
+                .1,
+            "Basic b3BzOnB3"
+        );
+        assert_eq!(
+            auth(json!({"header": "X-Api-Key", "value": "k"})).unwrap(),
+            ("X-Api-Key".into(), "k".into())
+        );
+        for bad in [
+            json!({"username": "ops"}),
+            json!({"bearer": "t", "header": "X"}),
+            json!({}),
+        ] {
+            assert!(auth(bad).is_err());
+        }
+    }
 
     #[test]
     fn v1_config_migrates_to_v2_and_v2_is_untouched() {
