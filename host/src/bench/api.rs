@@ -122,14 +122,9 @@ pub async fn run(
     environments: usize,
     requests: usize,
 ) -> anyhow::Result<ApiReport> {
-    let dir = tempfile::tempdir()?;
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir(&plugins)?;
-    for name in ["noop.wasm", "hostile.wasm"] {
-        std::fs::copy(guests.join(name), plugins.join(name))?;
-    }
-    let config = dir.path().join("checkhost.yaml");
-    std::fs::write(&config, config_yaml(&plugins, systems, environments))?;
+    let (_dir, config) = super::noop_workspace(guests, |plugins| {
+        config_yaml(plugins, systems, environments)
+    })?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
     let (setup, _) = Setup::load(&config, None, &runtime, None)
         .await

@@ -27,6 +27,23 @@ where
     Ok(start.elapsed() / n)
 }
 
+/// A temporary folder with the no-op test guests in `plugins/` and
+/// `checkhost.yaml` made by `config` from that plugin folder's path.
+pub(crate) fn noop_workspace(
+    guests: &std::path::Path,
+    config: impl FnOnce(&std::path::Path) -> String,
+) -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins)?;
+    for name in ["noop.wasm", "hostile.wasm"] {
+        std::fs::copy(guests.join(name), plugins.join(name))?;
+    }
+    let path = dir.path().join("checkhost.yaml");
+    std::fs::write(&path, config(&plugins))?;
+    Ok((dir, path))
+}
+
 pub fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }

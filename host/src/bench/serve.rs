@@ -78,14 +78,8 @@ pub async fn run(
     interval: Duration,
     duration: Duration,
 ) -> anyhow::Result<ServeReport> {
-    let dir = tempfile::tempdir()?;
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir(&plugins)?;
-    for name in ["noop.wasm", "hostile.wasm"] {
-        std::fs::copy(guests.join(name), plugins.join(name))?;
-    }
-    let config = dir.path().join("checkhost.yaml");
-    std::fs::write(&config, config_yaml(&plugins, slices, interval))?;
+    let (_dir, config) =
+        super::noop_workspace(guests, |plugins| config_yaml(plugins, slices, interval))?;
 
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         instance_slots: 128,

@@ -217,7 +217,12 @@ pub async fn status(database: DatabaseArg, json: bool) -> anyhow::Result<ExitCod
         .await
         .context("opening the database")?;
     let statuses = store.statuses().await?;
-    let transitions = store.recent_transitions(20).await?;
+    let transitions = store
+        .transitions(&crate::store::read::TransitionQuery {
+            limit: 20,
+            ..Default::default()
+        })
+        .await?;
     let nodes = store.nodes().await?;
     if json {
         println!(

@@ -349,45 +349,4 @@ impl Store {
             })
             .collect())
     }
-
-    pub async fn recent_transitions(&self, limit: i64) -> Result<Vec<TransitionEvent>, StoreError> {
-        type Row = (
-            i64,
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            i64,
-            Option<i64>,
-        );
-        let rows: Vec<Row> = with_pool!(&self.db.read, pool => {
-            sqlx::query_as(
-                "SELECT id, entity_id, from_status, to_status, check_id, environment_id, created_at, run_id
-                 FROM transitions ORDER BY created_at DESC, id DESC LIMIT $1",
-            )
-            .bind(limit)
-            .fetch_all(pool)
-            .await?
-        });
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, entity_id, from, to, check_id, environment_id, at_ms, run_id)| {
-                    let (from, to) = (Status::parse(&from), Status::parse(&to));
-                    TransitionEvent {
-                        id: Some(id),
-                        entity_id,
-                        from,
-                        to,
-                        kind: TransitionKind::classify(from, to),
-                        check_id,
-                        environment_id,
-                        run_id,
-                        at_ms,
-                    }
-                },
-            )
-            .collect())
-    }
 }
