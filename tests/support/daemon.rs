@@ -42,7 +42,42 @@ impl Daemon {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Daemon {
-        let port = free_port();
+        // A free port may be taken by a parallel test before the daemon
+        // binds it (and a neighbour's daemon would answer on it): the daemon
+        // then exits 2, and is started again on another port.
+        for _ in 0..5 {
+            let mut daemon = Self::spawn(ws, config, extra, env, free_port());
+            let start = Instant::now();
+            loop {
+                if daemon.child.try_wait().unwrap().is_some() {
+                    let log = daemon.log().join("\n");
+                    assert!(
+                        log.contains("Address already in use"),
+                        "the daemon exited:\n{log}"
+                    );
+                    break;
+                }
+                if daemon.get("/healthz").is_some() && daemon.child.try_wait().unwrap().is_none() {
+                    return daemon;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "timed out waiting for the daemon to serve; log:\n{}",
+                    daemon.log().join("\n")
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        panic!("the daemon found no free port in 5 tries")
+    }
+
+    fn spawn(
+        ws: &Workspace,
+        config: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        port: u16,
+    ) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_checkhost"))
             .args(["--log-format", "json", "serve"])
             .arg(config)
@@ -67,11 +102,7 @@ impl Daemon {
                 }
             });
         }
-        let daemon = Daemon { child, port, lines };
-        daemon.wait_for(Duration::from_secs(30), "the daemon to serve", |d| {
-            d.get("/healthz").is_some()
-        });
-        daemon
+        Daemon { child, port, lines }
     }
 
     pub fn get(&self, path: &str) -> Option<String> {

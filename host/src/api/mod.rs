@@ -183,7 +183,9 @@ async fn limit_body(request: Request, next: Next) -> Response {
     }
 }
 
-async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+/// Middleware: lets a request on under the current configuration's access
+/// rules (API and status page alike).
+pub async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     let access = state.scheduler.generation().access.clone();
     match check_access(&access, request.method(), request.headers()) {
         Ok(()) => next.run(request).await,

@@ -65,7 +65,11 @@ fn slices(
 }
 
 /// Keeps `limit` items and says where the next page starts.
-fn page<T>(mut items: Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> (Vec<T>, Option<String>) {
+pub(super) fn page<T>(
+    mut items: Vec<T>,
+    limit: i64,
+    id: impl Fn(&T) -> i64,
+) -> (Vec<T>, Option<String>) {
     let more = items.len() as i64 > limit;
     items.truncate(limit as usize);
     let next = more
@@ -102,9 +106,9 @@ pub async fn list(
     let mut runs = state.store.runs(&query).await?;
     for run in &mut runs {
         masker.json(&mut run.result);
-        run.error = run.error.take().map(|e| masker.text(&e));
+        run.run.error = run.run.error.take().map(|e| masker.text(&e));
     }
-    let (items, next_cursor) = page(runs, limit, |r| r.id);
+    let (items, next_cursor) = page(runs, limit, |r| r.run.id);
     Ok(Json(RunPage { items, next_cursor }))
 }
 

@@ -197,7 +197,7 @@ pub async fn system_detail(state: &ApiState, id: &str) -> Result<SystemDetail, A
             let mut last_run = s.last_run;
             if let Some(run) = last_run.as_mut() {
                 generation.masker.json(&mut run.result);
-                run.error = run.error.take().map(|e| generation.masker.text(&e));
+                run.run.error = run.run.error.take().map(|e| generation.masker.text(&e));
             }
             (
                 (s.check_id, s.environment_id.clone()),

@@ -358,6 +358,7 @@ impl Store {
             String,
             String,
             String,
+            String,
             Option<String>,
             i64,
             Option<i64>,
@@ -365,8 +366,9 @@ impl Store {
         );
         let rows: Vec<Row> = with_pool!(&self.db.read, pool => {
             sqlx::query_as(
-                "SELECT t.id, t.entity_id, t.from_status, t.check_id, t.environment_id, t.created_at,
-                        t.run_id, (SELECT COUNT(*) FROM outbox c WHERE c.transition_id = t.id AND c.target = $1)
+                "SELECT t.id, t.entity_id, t.from_status, t.to_status, t.check_id, t.environment_id,
+                        t.created_at, t.run_id,
+                        (SELECT COUNT(*) FROM outbox c WHERE c.transition_id = t.id AND c.target = $1)
                  FROM entity_state e
                  JOIN transitions t ON t.id = (SELECT MAX(l.id) FROM transitions l WHERE l.entity_id = e.entity_id)
                  WHERE e.status = 'unhealthy' AND t.to_status = 'unhealthy'
@@ -380,23 +382,11 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(
-                |(id, entity_id, from, check_id, environment_id, at_ms, run_id, sent)| {
-                    let from = super::state::Status::parse(&from);
-                    let to = super::state::Status::Unhealthy;
-                    Overdue {
-                        transition: TransitionEvent {
-                            id: Some(id),
-                            entity_id,
-                            from,
-                            to,
-                            kind: super::state::TransitionKind::classify(from, to),
-                            check_id,
-                            environment_id,
-                            run_id,
-                            at_ms,
-                        },
-                        sent: sent as u32,
-                    }
+                |(id, entity, from, to, check, env, at, run, sent)| Overdue {
+                    transition: super::read::transition_event((
+                        id, entity, from, to, check, env, at, run,
+                    )),
+                    sent: sent as u32,
                 },
             )
             .collect())

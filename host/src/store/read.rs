@@ -55,20 +55,13 @@ impl SliceFilter {
     }
 }
 
-/// A stored run, as the API lists it. Its result was masked before it was
-/// stored.
+/// A stored run, as the API lists it: the run as events tell it, and its
+/// result, which was masked before it was stored.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunRecord {
-    pub id: i64,
-    pub system_id: String,
-    pub check_id: String,
-    pub environment_id: Option<String>,
-    /// `healthy` or `unhealthy`.
-    pub status: Status,
-    pub latency_ms: f64,
-    pub error: Option<String>,
-    pub at_ms: i64,
+    #[serde(flatten)]
+    pub run: RunEvent,
     /// Collector results and assertion outcomes.
     #[schema(value_type = Object)]
     pub result: serde_json::Value,
@@ -88,14 +81,16 @@ type RunRow = (
 fn run_record(row: RunRow) -> RunRecord {
     let (id, system_id, check_id, environment_id, status, latency_ms, error, result) = row;
     RunRecord {
-        id,
-        system_id,
-        check_id,
-        environment_id,
-        status: Status::parse(&status),
-        latency_ms,
-        error,
-        at_ms: created_at(id),
+        run: RunEvent {
+            id,
+            system_id,
+            check_id,
+            environment_id,
+            status: Status::parse(&status),
+            latency_ms,
+            error,
+            at_ms: created_at(id),
+        },
         result: serde_json::from_str(&result).unwrap_or(serde_json::Value::Null),
     }
 }
@@ -157,7 +152,7 @@ pub struct TransitionQuery {
 /// entity (`None`: no runs in that window).
 pub type Uptime = HashMap<String, [Option<f64>; 3]>;
 
-type TransitionRow = (
+pub(super) type TransitionRow = (
     i64,
     String,
     String,
@@ -168,7 +163,7 @@ type TransitionRow = (
     Option<i64>,
 );
 
-fn transition_event(row: TransitionRow) -> TransitionEvent {
+pub(super) fn transition_event(row: TransitionRow) -> TransitionEvent {
     let (id, entity_id, from, to, check_id, environment_id, at_ms, run_id) = row;
     let (from, to) = (Status::parse(&from), Status::parse(&to));
     TransitionEvent {
@@ -420,19 +415,10 @@ impl Store {
         Ok(runs
             .into_iter()
             .map(|row| {
-                let r = run_record(row);
+                let run = run_record(row).run;
                 StoreEvent {
-                    transitions: caused.remove(&r.id).unwrap_or_default(),
-                    run: RunEvent {
-                        id: r.id,
-                        system_id: r.system_id,
-                        check_id: r.check_id,
-                        environment_id: r.environment_id,
-                        status: r.status,
-                        latency_ms: r.latency_ms,
-                        error: r.error,
-                        at_ms: r.at_ms,
-                    },
+                    transitions: caused.remove(&run.id).unwrap_or_default(),
+                    run,
                 }
             })
             .collect())

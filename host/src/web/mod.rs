@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
@@ -45,17 +45,12 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/systems/{id}", get(system))
-        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        // The page follows the API's read rule: private reads, private page.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::api::authorize,
+        ))
         .with_state(state)
-}
-
-/// The page follows the API's read rule: private reads, private page.
-async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let access = state.scheduler.generation().access.clone();
-    match crate::api::check_access(&access, request.method(), request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
-    }
 }
 
 fn render(name: &str, ctx: Value) -> Response {
@@ -263,10 +258,10 @@ async fn system(
                 .map(|s| {
                     let run = s.last_run.as_ref().map(|r| {
                         json!({
-                            "status": r.status,
-                            "latency": format!("{:.0}", r.latency_ms),
-                            "age": age(r.at_ms, now),
-                            "error": r.error,
+                            "status": r.run.status,
+                            "latency": format!("{:.0}", r.run.latency_ms),
+                            "age": age(r.run.at_ms, now),
+                            "error": r.run.error,
                             "result": serde_json::to_string_pretty(&r.result).unwrap_or_default(),
                         })
                     });
