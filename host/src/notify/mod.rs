@@ -144,9 +144,13 @@ impl Notifier {
             .filter(|t| t.default)
             .map(|t| t.id.clone())
             .collect();
+        // Without targets nothing is ever sent: a large fleet without
+        // notifications keeps no per-assignment tables for them.
+        let notifying = !config.notifications.targets.is_empty();
         let routes = config
             .assignments
             .iter()
+            .filter(|_| notifying)
             .map(|a| {
                 let mut ids = defaults.clone();
                 for id in &a.notify {
@@ -161,6 +165,7 @@ impl Notifier {
             systems: config
                 .systems
                 .iter()
+                .filter(|_| notifying)
                 .map(|s| (s.id.clone(), s.name.clone().unwrap_or_else(|| s.id.clone())))
                 .collect(),
             checks: config

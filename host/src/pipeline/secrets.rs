@@ -106,28 +106,28 @@ pub fn resolve_config_secrets(
 }
 
 /// Every secret value the configuration references and the provider has:
-/// what the host masks in anything it shows or sends.
+/// what the host masks in anything it shows or sends. The configuration is
+/// scanned as text: a tree of a large fleet's configuration would cost more
+/// memory than the daemon needs for everything else.
 pub fn referenced_values(
     config: &crate::config::ConfigFile,
     provider: &SecretProvider,
 ) -> Vec<String> {
-    fn walk(value: &Value, provider: &SecretProvider, out: &mut Vec<String>) {
-        match value {
-            Value::String(text) => {
-                if let Some(secret) = reference_name(text).and_then(|name| provider.resolve(name)) {
-                    out.push(secret);
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|v| walk(v, provider, out)),
-            Value::Object(map) => map.values().for_each(|v| walk(v, provider, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    if let Ok(value) = serde_json::to_value(config) {
-        walk(&value, provider, &mut out);
-    }
-    out
+    static ANYWHERE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    let pattern = ANYWHERE.get_or_init(|| {
+        Regex::new(r"\$\{\{\s*secrets\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}").expect("valid regex")
+    });
+    let text = serde_json::to_string(config).unwrap_or_default();
+    let mut names: Vec<&str> = pattern
+        .captures_iter(&text)
+        .filter_map(|c| c.get(1).map(|m| m.as_str()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|n| provider.resolve(n))
+        .collect()
 }
 
 /// Resolves a collector's `secretEnv` into its environment variables.
@@ -153,6 +153,32 @@ pub fn resolve_secret_env(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn referenced_secrets_are_found_anywhere_in_the_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, value) in [
+            ("API", "api-value"),
+            ("HOOK", "hook-value"),
+            ("UNUSED", "x"),
+        ] {
+            std::fs::write(dir.path().join(name), value).unwrap();
+        }
+        let provider = SecretProvider {
+            env_prefix: None,
+            dir: Some(dir.path().into()),
+        };
+        let config: crate::config::ConfigFile = serde_yaml_ng::from_str(
+            "api: {token: '${{ secrets.API }}'}\n\
+             notifications: {targets: [{id: t, url: '${{secrets.HOOK}}'}]}\n\
+             checks: [{id: c, strategy: {plugin: http, config: {auth: {bearer: '${{ secrets.MISSING }}'}}}}]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            referenced_values(&config, &provider),
+            ["api-value", "hook-value"]
+        );
+    }
 
     #[test]
     fn references_parse() {

@@ -189,8 +189,10 @@ pub type Shared = Arc<Generation>;
 /// The first 16 hex digits of the SHA-256 of the configuration as loaded.
 fn version_of(file: &crate::config::ConfigFile) -> String {
     use sha2::{Digest, Sha256};
-    let text = serde_json::to_string(file).unwrap_or_default();
-    hex::encode(&Sha256::digest(text.as_bytes())[..8])
+    // Streamed into the hash: a large configuration is never one string.
+    let mut hasher = Sha256::new();
+    let _ = serde_json::to_writer(&mut hasher, file);
+    hex::encode(&hasher.finalize()[..8])
 }
 
 /// The API's access rules with the token resolved.
