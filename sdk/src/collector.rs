@@ -4,9 +4,9 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bindings::checkhost::plugin::transport;
-use crate::bindings::checkhost::plugin::types as wit;
-use crate::bindings::exports::checkhost::plugin::collector_plugin as exports;
+use crate::bindings::collector::checkhost::plugin::transport;
+use crate::bindings::collector::exports::checkhost::plugin::collector_plugin as exports;
+use crate::bindings::types as wit;
 use crate::convert::{migrate_json, parse_config};
 use crate::{Migrations, Request, Response, RunContext, TransportError};
 
@@ -99,6 +99,6 @@ fn failed(error: String) -> wit::CollectorOutput {
 macro_rules! export_collector {
     ($ty:ty) => {
         type __CheckhostCollectorExport = $crate::CollectorAdapter<$ty>;
-        $crate::bindings::export_collector_world!(__CheckhostCollectorExport);
+        $crate::bindings::collector::export_collector_world!(__CheckhostCollectorExport);
     };
 }

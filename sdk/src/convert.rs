@@ -1,6 +1,6 @@
 //! Conversions between the generated WIT types and the SDK's own types.
 
-use crate::bindings::checkhost::plugin::types as wit;
+use crate::bindings::types as wit;
 use crate::types::*;
 
 impl From<wit::RunContext> for RunContext {

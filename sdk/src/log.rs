@@ -1,8 +1,8 @@
 //! Guest logs. The host captures, masks and caps them; they never reach the
 //! operator unfiltered.
 
-use crate::bindings::checkhost::plugin::log::log;
-use crate::bindings::checkhost::plugin::types::LogLevel;
+use crate::bindings::log::log;
+use crate::bindings::types::LogLevel;
 
 pub fn debug(message: &str) {
     log(LogLevel::Debug, message);

@@ -4,8 +4,8 @@ use std::marker::PhantomData;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
-use crate::bindings::checkhost::plugin::types as wit;
-use crate::bindings::exports::checkhost::plugin::strategy_plugin as exports;
+use crate::bindings::strategy::exports::checkhost::plugin::strategy_plugin as exports;
+use crate::bindings::types as wit;
 use crate::convert::{migrate_json, parse_config};
 use crate::{Migrations, Request, Response, RunContext, Timings, TransportError};
 
@@ -97,6 +97,6 @@ impl<S: Strategy> exports::Guest for StrategyAdapter<S> {
 macro_rules! export_strategy {
     ($ty:ty) => {
         type __CheckhostStrategyExport = $crate::StrategyAdapter<$ty>;
-        $crate::bindings::export_strategy_world!(__CheckhostStrategyExport);
+        $crate::bindings::strategy::export_strategy_world!(__CheckhostStrategyExport);
     };
 }
