@@ -98,7 +98,20 @@ fn failed(error: String) -> wit::CollectorOutput {
 #[macro_export]
 macro_rules! export_collector {
     ($ty:ty) => {
-        type __CheckhostCollectorExport = $crate::CollectorAdapter<$ty>;
-        $crate::bindings::collector::export_collector_world!(__CheckhostCollectorExport);
+        // Exports exist only in the component: a native build (unit tests,
+        // `cargo build --workspace`) would fail to link WIT export names.
+        #[cfg(target_family = "wasm")]
+        const _: () = {
+            type Export = $crate::CollectorAdapter<$ty>;
+            $crate::bindings::collector::export_collector_world!(Export);
+        };
+        // Natively the plugin is still type-checked and counted as used.
+        #[cfg(not(target_family = "wasm"))]
+        const _: () = {
+            #[allow(dead_code)]
+            fn exported() {
+                let _ = <$crate::CollectorAdapter<$ty> as $crate::bindings::collector::exports::checkhost::plugin::collector_plugin::Guest>::describe;
+            }
+        };
     };
 }

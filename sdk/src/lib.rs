@@ -17,6 +17,8 @@ mod types;
 
 pub mod dns;
 pub mod http;
+pub mod net;
+pub mod service;
 
 #[doc(hidden)]
 pub mod bindings;

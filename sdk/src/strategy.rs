@@ -96,7 +96,20 @@ impl<S: Strategy> exports::Guest for StrategyAdapter<S> {
 #[macro_export]
 macro_rules! export_strategy {
     ($ty:ty) => {
-        type __CheckhostStrategyExport = $crate::StrategyAdapter<$ty>;
-        $crate::bindings::strategy::export_strategy_world!(__CheckhostStrategyExport);
+        // Exports exist only in the component: a native build (unit tests,
+        // `cargo build --workspace`) would fail to link WIT export names.
+        #[cfg(target_family = "wasm")]
+        const _: () = {
+            type Export = $crate::StrategyAdapter<$ty>;
+            $crate::bindings::strategy::export_strategy_world!(Export);
+        };
+        // Natively the plugin is still type-checked and counted as used.
+        #[cfg(not(target_family = "wasm"))]
+        const _: () = {
+            #[allow(dead_code)]
+            fn exported() {
+                let _ = <$crate::StrategyAdapter<$ty> as $crate::bindings::strategy::exports::checkhost::plugin::strategy_plugin::Guest>::describe;
+            }
+        };
     };
 }

@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod db;
 pub mod servers;
+pub mod services;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};

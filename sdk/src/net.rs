@@ -1,0 +1,73 @@
+//! Plain TCP for strategies that speak a wire protocol themselves
+//! (PostgreSQL, Redis, SMTP…): resolve, connect, time both, and bound
+//! every read and write by the strategy's timeout.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use crate::{Timings, TransportError};
+
+/// An open connection and what opening it cost.
+pub struct Connection {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub timings: Timings,
+}
+
+/// Resolves `host`, connects to its first address and sets `timeout` on
+/// reads and writes, so a silent peer becomes a `timeout` error.
+pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<Connection, TransportError> {
+    let dns_start = Instant::now();
+    let peer = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| TransportError::Dns(format!("cannot resolve `{host}`: {e}")))?
+        .next()
+        .ok_or_else(|| TransportError::Dns(format!("`{host}` has no address")))?;
+    let dns_ms = ms_since(dns_start);
+    let connect_start = Instant::now();
+    // `connect_timeout` on wasm32-wasip2 reports success for a refused
+    // connection; a blocking connect is exact and the run deadline bounds
+    // a slow one.
+    let stream = TcpStream::connect(peer)
+        .map_err(|e| TransportError::from_io(&format!("connect to {peer}"), &e))?;
+    let connect_ms = ms_since(connect_start);
+    // A host without socket timeouts still stops the guest at the run's
+    // deadline, so failing to set them is not an error.
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    Ok(Connection {
+        stream,
+        peer,
+        timings: Timings {
+            dns_ms: Some(dns_ms),
+            connect_ms: Some(connect_ms),
+            ..Timings::default()
+        },
+    })
+}
+
+/// Milliseconds since `start`, as timings report them.
+pub fn ms_since(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Writes all of `bytes`; `what` names the message in the error.
+pub fn send(stream: &mut impl Write, bytes: &[u8], what: &str) -> Result<(), TransportError> {
+    stream
+        .write_all(bytes)
+        .and_then(|()| stream.flush())
+        .map_err(|e| TransportError::from_io(&format!("send {what}"), &e))
+}
+
+/// Reads exactly `buf.len()` bytes. A peer that closes early is a
+/// protocol error naming what was expected.
+pub fn receive(stream: &mut impl Read, buf: &mut [u8], what: &str) -> Result<(), TransportError> {
+    stream.read_exact(buf).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            TransportError::Protocol(format!("connection closed while reading {what}"))
+        } else {
+            TransportError::from_io(&format!("read {what}"), &e)
+        }
+    })
+}

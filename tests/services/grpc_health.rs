@@ -1,0 +1,1 @@
+//! The `grpc-health` strategy against a local gRPC server.

@@ -1,0 +1,1 @@
+//! The `mqtt` strategy against the local server.

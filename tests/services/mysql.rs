@@ -1,0 +1,1 @@
+//! The `mysql` strategy against the local server.

@@ -1,0 +1,1 @@
+//! The `postgres` strategy against the local PostgreSQL.

@@ -1,0 +1,1 @@
+//! The `redis` strategy against the local server.

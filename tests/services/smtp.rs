@@ -1,0 +1,1 @@
+//! The `smtp` strategy against the local server.
