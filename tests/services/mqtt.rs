@@ -1,1 +1,234 @@
-//! The `mqtt` strategy against the local server.
+//! The `mqtt` strategy against the local Mosquitto, and against tiny fake
+//! brokers for the CONNACK refusals Mosquitto will not give anonymously.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::support::services::{self, Service};
+use crate::support::{Probe, servers};
+
+fn mosquitto() -> Option<Service> {
+    services::service("CHECKHOST_TEST_MQTT", "mqtt://127.0.0.1:1883")
+}
+
+fn config(svc: &Service) -> Value {
+    let mut config = json!({"host": svc.host, "port": svc.port});
+    if let Some(user) = &svc.user {
+        config["username"] = json!(user);
+    }
+    if let Some(password) = &svc.password {
+        config["password"] = json!(password);
+    }
+    config
+}
+
+async fn run(config: Value, queries: &[&str]) -> checkhost::runtime::RunOutcome {
+    let mut probe = Probe::new("mqtt", config).await;
+    if queries.is_empty() {
+        probe = probe.collector("service", json!({})).await;
+    }
+    for query in queries {
+        probe = probe.collector("service", json!({"query": query})).await;
+    }
+    probe.run().await
+}
+
+/// A broker that reads CONNECT and answers CONNACK with `code`.
+async fn refusing_broker(code: u8) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut connect = [0u8; 256];
+                if conn
+                    .read(&mut connect)
+                    .await
+                    .is_ok_and(|n| n > 0 && connect[0] == 0x10)
+                {
+                    let _ = conn.write_all(&[0x20, 0x02, 0x00, code]).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Accepts connections and never writes a byte.
+async fn silent() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn connects_and_reads_the_broker_version() {
+    let Some(svc) = mosquitto() else { return };
+    let mut config = config(&svc);
+    config["clientId"] = json!("checkhost-test-info");
+    let outcome = run(config, &[]).await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    let result = &outcome.collectors[0].result;
+    let info = &result["info"];
+    assert_eq!(info["connackCode"], 0);
+    assert_eq!(info["sessionPresent"], false);
+    assert_eq!(info["protocol"], "MQTT 3.1.1");
+    assert_eq!(info["clientId"], "checkhost-test-info");
+    let version = result["serverVersion"].as_str().unwrap_or_default();
+    let parts: Vec<&str> = version.split('.').collect();
+    assert!(
+        parts.len() >= 2 && parts.iter().all(|p| p.parse::<u32>().is_ok()),
+        "{result}"
+    );
+    assert_eq!(
+        info["sysVersion"].as_str().unwrap_or_default(),
+        format!("mosquitto version {version}")
+    );
+}
+
+#[tokio::test]
+async fn without_sys_the_version_is_unknown() {
+    let Some(svc) = mosquitto() else { return };
+    let mut config = config(&svc);
+    config["sysVersion"] = json!(false);
+    let outcome = run(config, &[]).await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    let result = &outcome.collectors[0].result;
+    assert_eq!(result["serverVersion"], Value::Null);
+    let client_id = result["info"]["clientId"].as_str().unwrap();
+    assert!(
+        client_id.starts_with("checkhost-") && client_id.len() == 22,
+        "{client_id}"
+    );
+}
+
+#[tokio::test]
+async fn publish_at_qos_1_is_acknowledged() {
+    let Some(svc) = mosquitto() else { return };
+    let outcome = run(
+        config(&svc),
+        &[
+            "publish checkhost/test hello broker",
+            "publish checkhost/test again",
+        ],
+    )
+    .await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    // Packet id 1 went to the $SYS subscription; each publish takes the next.
+    assert_eq!(
+        outcome.collectors[0].result["reply"],
+        json!({"ok": true, "packetId": 2, "topic": "checkhost/test", "payloadBytes": 12})
+    );
+    assert_eq!(outcome.collectors[1].result["reply"]["packetId"], 3);
+    assert_eq!(outcome.collectors[1].result["ok"], true);
+}
+
+#[tokio::test]
+async fn other_queries_are_unsupported_answers() {
+    let Some(svc) = mosquitto() else { return };
+    let outcome = run(config(&svc), &["subscribe a/b", "publish a/# x"]).await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    let unsupported = &outcome.collectors[0].result;
+    assert_eq!(unsupported["ok"], false);
+    assert_eq!(
+        unsupported["error"],
+        "unsupported query `subscribe a/b`: the only query is `publish <topic> <payload>`"
+    );
+    let wildcard = &outcome.collectors[1].result;
+    assert_eq!(wildcard["ok"], false);
+    assert_eq!(
+        wildcard["error"],
+        "topic `a/#` has a wildcard; a publish needs a plain topic"
+    );
+}
+
+#[tokio::test]
+async fn connack_refusals_are_named() {
+    let outcome = run(
+        json!({"host": "127.0.0.1", "port": refusing_broker(5).await.port()}),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        outcome.connect_error.as_deref(),
+        Some("connection refused: not authorized: the broker refused anonymous clients, CONNACK 5"),
+        "{outcome:?}"
+    );
+    let outcome = run(
+        json!({
+            "host": "127.0.0.1",
+            "port": refusing_broker(4).await.port(),
+            "username": "alice",
+            "password": "wrong-password",
+        }),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        outcome.connect_error.as_deref(),
+        Some(
+            "connection refused: authentication failed for user `alice`: \
+             CONNACK 4 (bad user name or password)"
+        ),
+        "{outcome:?}"
+    );
+    assert!(!format!("{outcome:?}").contains("wrong-password"));
+    let outcome = run(
+        json!({"host": "127.0.0.1", "port": refusing_broker(3).await.port()}),
+        &[],
+    )
+    .await;
+    assert_eq!(
+        outcome.connect_error.as_deref(),
+        Some(
+            "connection refused: the broker refused the connection: CONNACK 3 (server unavailable)"
+        ),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn closed_port_is_refused() {
+    let outcome = run(json!({"host": "127.0.0.1", "port": 1}), &[]).await;
+    let error = outcome.connect_error.clone().unwrap_or_default();
+    assert!(error.starts_with("connection refused"), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn another_protocol_is_not_mqtt() {
+    let ssh = servers::banner("SSH-2.0-x\r\n").await;
+    let outcome = run(json!({"host": "127.0.0.1", "port": ssh.port()}), &[]).await;
+    assert_eq!(
+        outcome.connect_error.as_deref(),
+        Some(r#"protocol error: not an MQTT broker: expected CONNACK, got "SSH-2.0-x\r\n""#),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out() {
+    let addr = silent().await;
+    let started = Instant::now();
+    let outcome = run(
+        json!({"host": "127.0.0.1", "port": addr.port(), "timeoutMs": 500}),
+        &[],
+    )
+    .await;
+    let error = outcome.connect_error.clone().unwrap_or_default();
+    assert!(error.starts_with("timeout: read CONNACK"), "{outcome:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
