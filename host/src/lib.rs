@@ -9,6 +9,7 @@ pub mod config;
 pub mod notify;
 pub mod pipeline;
 pub mod runtime;
+pub mod scaffold;
 pub mod serve;
 pub mod store;
 pub mod validate;

@@ -1,4 +1,4 @@
-//! `checkhost plugin inspect|test`.
+//! `checkhost plugin new|build|inspect|test`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,9 +13,31 @@ use crate::runtime::bindings::{CheckInfo, RunContext, SystemInfo};
 use crate::runtime::{
     CollectorRun, NetworkPolicy, PluginKind, PolicySpec, RunLimits, RunSpec, Runtime,
 };
+use crate::scaffold::{self, Kind, Lang, NewPlugin};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Write a new plugin project (code, a unit test, a README) into ./<name>.
+    New {
+        /// The plugin id, also the folder and component name.
+        name: String,
+        #[arg(long, value_enum)]
+        kind: Kind,
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// Parent folder of the new project.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// checkhost's Rust SDK folder, for Rust plugins; defaults to the
+        /// checkout this binary was built from.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build the plugin project in a folder into <folder>/<name>.wasm.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Show a component's world, contract version, id and config schema.
     Inspect {
         file: PathBuf,
@@ -52,6 +74,42 @@ pub enum PluginCommand {
 
 pub async fn run(cmd: PluginCommand, runtime: Runtime) -> anyhow::Result<ExitCode> {
     match cmd {
+        PluginCommand::New {
+            name,
+            kind,
+            lang,
+            dir,
+            sdk,
+        } => {
+            let plugin = NewPlugin {
+                dir: dir.join(&name),
+                name,
+                kind,
+                lang,
+                sdk,
+            };
+            let files = scaffold::new_plugin(&plugin)?;
+            println!("wrote a {lang} {kind} in {}:", plugin.dir.display());
+            for file in files {
+                println!("  {file}");
+            }
+            println!(
+                "next: cd {} && checkhost plugin build",
+                plugin.dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Build { dir } => {
+            let component = scaffold::build(&dir)?;
+            let plugin = runtime.load(&component).await?;
+            println!(
+                "built {} ({} `{}`)",
+                component.display(),
+                plugin.info.kind,
+                plugin.info.id
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         PluginCommand::Inspect { file, json } => inspect(&runtime, file, json).await,
         PluginCommand::Test {
             strategy,

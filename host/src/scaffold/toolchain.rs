@@ -1,0 +1,171 @@
+//! `plugin build`: each language's component toolchain, installed on first
+//! use when a registry has it (the wasm32-wasip2 Rust target, componentize-py,
+//! componentize-js).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{Kind, Lang, MANIFEST, Manifest, ScaffoldError};
+
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.*";
+
+/// Builds the plugin project in `dir` and returns the component's path.
+pub fn build(dir: &Path) -> Result<PathBuf, ScaffoldError> {
+    let manifest = read_manifest(dir)?;
+    let output = dir.join(format!("{}.wasm", manifest.name));
+    let world = match manifest.kind {
+        Kind::Strategy => "strategy",
+        Kind::Collector => "collector",
+    };
+    match manifest.lang {
+        Lang::Rust => build_rust(dir, &manifest, &output)?,
+        Lang::Python => {
+            if !succeeds(Command::new("componentize-py").arg("--version")) {
+                eprintln!("installing {COMPONENTIZE_PY} with pip…");
+                run(
+                    Command::new("python3").args([
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        COMPONENTIZE_PY,
+                    ]),
+                    "python3",
+                    Lang::Python,
+                )?;
+            }
+            run(
+                Command::new("componentize-py")
+                    .current_dir(dir)
+                    .args(["-d", "wit", "-w", world, "componentize", "app", "-o"])
+                    .arg(&output),
+                "componentize-py",
+                Lang::Python,
+            )?;
+        }
+        Lang::Js => {
+            if !dir.join("node_modules").is_dir() {
+                run(
+                    Command::new("npm").current_dir(dir).args([
+                        "install",
+                        "--no-audit",
+                        "--no-fund",
+                        "--loglevel=error",
+                    ]),
+                    "npm",
+                    Lang::Js,
+                )?;
+            }
+            run(
+                Command::new("npx")
+                    .current_dir(dir)
+                    .args([
+                        "--no-install",
+                        "componentize-js",
+                        "app.js",
+                        "--wit",
+                        "wit",
+                        "-n",
+                        world,
+                        "-o",
+                    ])
+                    .arg(&output),
+                "npx",
+                Lang::Js,
+            )?;
+        }
+    }
+    Ok(output)
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest, ScaffoldError> {
+    let path = dir.join(MANIFEST);
+    let not_a_plugin = |reason: String| ScaffoldError::NotAPlugin {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        not_a_plugin(format!(
+            "cannot read {MANIFEST} ({e}); create projects with `checkhost plugin new`"
+        ))
+    })?;
+    serde_json::from_str(&text).map_err(|e| not_a_plugin(format!("{MANIFEST}: {e}")))
+}
+
+fn build_rust(dir: &Path, manifest: &Manifest, output: &Path) -> Result<(), ScaffoldError> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|source| tool_error("rustup", Lang::Rust, source))?;
+    if !String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|t| t == "wasm32-wasip2")
+    {
+        run(
+            Command::new("rustup").args(["target", "add", "wasm32-wasip2"]),
+            "rustup",
+            Lang::Rust,
+        )?;
+    }
+    let cargo_toml = dir.join("Cargo.toml");
+    run(
+        Command::new("cargo")
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(&cargo_toml),
+        "cargo",
+        Lang::Rust,
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("target"));
+    let built = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", manifest.name.replace('-', "_")));
+    std::fs::copy(&built, output).map_err(|source| ScaffoldError::Io {
+        path: built,
+        source,
+    })?;
+    Ok(())
+}
+
+fn tool_error(tool: &str, lang: Lang, source: std::io::Error) -> ScaffoldError {
+    let hint = match lang {
+        Lang::Rust => "Install Rust with rustup (https://rustup.rs).",
+        Lang::Python => "Install Python 3 with pip.",
+        Lang::Js => "Install Node.js 20 or newer with npm.",
+    };
+    ScaffoldError::Tool {
+        tool: tool.to_string(),
+        lang,
+        hint,
+        source,
+    }
+}
+
+fn succeeds(command: &mut Command) -> bool {
+    command.output().is_ok_and(|o| o.status.success())
+}
+
+/// Runs a toolchain step with its output going to the user's terminal.
+fn run(command: &mut Command, tool: &str, lang: Lang) -> Result<(), ScaffoldError> {
+    let status = command
+        .status()
+        .map_err(|source| tool_error(tool, lang, source))?;
+    if status.success() {
+        return Ok(());
+    }
+    let args: Vec<String> = command
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    Err(ScaffoldError::Failed {
+        command: format!("{tool} {}", args.join(" ")),
+        status: status.to_string(),
+    })
+}

@@ -1,0 +1,262 @@
+//! Plugin authoring in other languages: the shipped JavaScript and C
+//! collectors ride on the Rust `http` strategy like any Rust collector.
+
+mod support;
+
+use serde_json::json;
+use support::{Probe, checkhost, servers};
+
+#[tokio::test]
+async fn javascript_collector_finds_keywords_and_patterns() {
+    let server = servers::http().await;
+    let outcome = Probe::new("http", json!({"baseUrl": format!("http://{server}/")}))
+        .await
+        .collector(
+            "keyword-js",
+            json!({"url": "/ok", "keyword": "UP", "caseSensitive": false, "pattern": "\"items\":\\[[0-9,]+\\]"}),
+        )
+        .await
+        .collector("keyword-js", json!({"url": "/ok", "keyword": "down"}))
+        .await
+        .collector("keyword-js", json!({"url": "/ok"}))
+        .await
+        .run()
+        .await;
+    assert_eq!(outcome.failure, None, "{outcome:?}");
+    assert_eq!(
+        outcome.collectors[0].result,
+        json!({"statusCode": 200, "found": true, "matches": 2, "match": "\"items\":[1,2,3]", "bodyBytes": 58})
+    );
+    assert_eq!(outcome.collectors[1].result["found"], false);
+    assert_eq!(outcome.collectors[1].result["matches"], 0);
+    assert_eq!(
+        outcome.collectors[2].error.as_deref(),
+        Some("bad config: give `keyword`, `pattern` or both")
+    );
+    assert!(
+        outcome
+            .logs
+            .iter()
+            .any(|l| l.plugin == "keyword" && l.message.contains("found=true")),
+        "{:?}",
+        outcome.logs
+    );
+}
+
+#[tokio::test]
+async fn javascript_collector_reports_a_transport_failure_as_its_error() {
+    let outcome = Probe::new("http", json!({"baseUrl": "http://127.0.0.1:1/"}))
+        .await
+        .collector("keyword-js", json!({"url": "/", "keyword": "x"}))
+        .await
+        .run()
+        .await;
+    let error = outcome.collectors[0].error.as_deref().unwrap_or_default();
+    assert!(error.starts_with("refused: "), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn c_collector_reports_a_header_in_any_case() {
+    let server = servers::http().await;
+    let outcome = Probe::new("http", json!({"baseUrl": format!("http://{server}/")}))
+        .await
+        .collector("header-c", json!({"url": "/ok", "header": "CONTENT-type"}))
+        .await
+        .collector(
+            "header-c",
+            json!({"url": "/ok", "header": "x-missing", "extra": [1, {"a": "}"}]}),
+        )
+        .await
+        .collector("header-c", json!({"url": "/ok"}))
+        .await
+        .run()
+        .await;
+    assert_eq!(outcome.failure, None, "{outcome:?}");
+    assert_eq!(
+        outcome.collectors[0].result,
+        json!({"statusCode": 200, "present": true, "count": 1, "value": "application/json"})
+    );
+    assert_eq!(
+        outcome.collectors[1].result,
+        json!({"statusCode": 200, "present": false, "count": 0, "value": null})
+    );
+    assert_eq!(
+        outcome.collectors[2].error.as_deref(),
+        Some("bad config: `url` and `header` are required")
+    );
+}
+
+#[tokio::test]
+async fn c_collector_reports_a_transport_failure_as_its_error() {
+    let outcome = Probe::new("http", json!({"baseUrl": "http://127.0.0.1:1/"}))
+        .await
+        .collector("header-c", json!({"url": "/", "header": "server"}))
+        .await
+        .run()
+        .await;
+    let error = outcome.collectors[0].error.as_deref().unwrap_or_default();
+    assert!(error.starts_with("refused: "), "{outcome:?}");
+}
+
+/// `plugin new`, its own unit test, `plugin build` and `plugin test` against
+/// a local server, as the generated README walks through.
+fn scaffold_builds_and_runs(lang: &str, unit_test: &[&str]) {
+    let parent = tempfile::tempdir().unwrap();
+    let name = format!("my-{lang}-check");
+    let dir = parent.path().join(&name);
+    let new = checkhost(&[
+        "plugin",
+        "new",
+        &name,
+        "--kind",
+        "collector",
+        "--lang",
+        lang,
+        "--dir",
+        parent.path().to_str().unwrap(),
+    ]);
+    assert!(
+        new.status.success(),
+        "{}",
+        String::from_utf8_lossy(&new.stderr)
+    );
+    assert!(dir.join("README.md").is_file());
+
+    let again = checkhost(&[
+        "plugin",
+        "new",
+        &name,
+        "--kind",
+        "collector",
+        "--lang",
+        lang,
+        "--dir",
+        parent.path().to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already exists"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let build = checkhost_in(&dir, &["plugin", "build"]);
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let built = String::from_utf8_lossy(&build.stdout);
+    assert!(built.contains(&format!("(collector `{name}`)")), "{built}");
+
+    let tested = std::process::Command::new(unit_test[0])
+        .args(&unit_test[1..])
+        .current_dir(&dir)
+        .env(
+            "CARGO_TARGET_DIR",
+            support::target_dir().join("scaffold-tests"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        tested.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&tested.stdout),
+        String::from_utf8_lossy(&tested.stderr)
+    );
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(servers::http());
+    let config = json!({
+        "strategy": {"baseUrl": format!("http://{server}/")},
+        "collector": {"url": "/fail", "expectStatus": 500},
+    });
+    let run = checkhost_in(
+        &dir,
+        &[
+            "plugin",
+            "test",
+            support::guest("http").to_str().unwrap(),
+            "--collector",
+            &format!("{name}.wasm"),
+            "--config",
+            &config.to_string(),
+            "--allow",
+            "127.0.0.1",
+            "--json",
+        ],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(
+        report["collectors"][0]["result"]["statusCode"], 500,
+        "{report}"
+    );
+    assert_eq!(report["collectors"][0]["result"]["up"], true, "{report}");
+}
+
+fn checkhost_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_checkhost"))
+        .args(args)
+        .current_dir(dir)
+        .env("CHECKHOST_CACHE_DIR", support::cache_dir())
+        // Rust plugins share one target folder so their dependencies build once.
+        .env(
+            "CARGO_TARGET_DIR",
+            support::target_dir().join("scaffold-tests"),
+        )
+        .output()
+        .expect("checkhost binary runs")
+}
+
+#[test]
+fn a_rust_collector_from_plugin_new_builds_and_runs() {
+    scaffold_builds_and_runs("rust", &["cargo", "test", "--quiet"]);
+}
+
+#[test]
+fn a_python_collector_from_plugin_new_builds_and_runs() {
+    scaffold_builds_and_runs("python", &["python3", "-m", "unittest", "--quiet"]);
+}
+
+#[test]
+fn a_javascript_collector_from_plugin_new_builds_and_runs() {
+    scaffold_builds_and_runs("js", &["npm", "test", "--silent"]);
+}
+
+#[test]
+fn plugin_new_refuses_bad_names_and_missing_templates() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().to_str().unwrap();
+    let bad = checkhost(&[
+        "plugin",
+        "new",
+        "My_Check",
+        "--kind",
+        "collector",
+        "--lang",
+        "rust",
+        "--dir",
+        dir,
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid plugin name `My_Check`"));
+    let none = checkhost(&[
+        "plugin", "new", "x", "--kind", "strategy", "--lang", "js", "--dir", dir,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("js strategy plugins have no template yet"),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
+    let build = checkhost_in(parent.path(), &["plugin", "build"]);
+    assert!(String::from_utf8_lossy(&build.stderr).contains("is not a plugin project"));
+    assert_eq!(
+        std::fs::read_dir(parent.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
