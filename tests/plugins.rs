@@ -312,6 +312,105 @@ async fn tls_certificate_reports_validity() {
     assert_eq!(cert["valid"], true);
     assert_eq!(cert["validTo"], "2099-01-01T00:00:00Z");
     assert!(cert["daysRemaining"].as_i64().unwrap() > 365 * 50);
+    assert_eq!(cert["chainLength"], 1);
+    // Offered both, the server picks the newest.
+    assert_eq!(cert["protocol"], "TLSv1.3", "{cert}");
+    assert!(cert["handshakeMs"].as_f64().unwrap() > 0.0, "{cert}");
+}
+
+#[tokio::test]
+async fn a_tls13_only_server_completes_a_tls13_handshake() {
+    use tokio_rustls::rustls::version::TLS13;
+    let server = servers::tls_with(false, &[&TLS13]).await;
+    let config = json!({
+        "host": "127.0.0.1", "port": server.port(), "servername": "localhost",
+        "minVersion": "1.3", "alpn": ["h2", "http/1.1"]
+    });
+    let outcome = Probe::new("tls", config)
+        .await
+        .collector("tls-certificate", json!({}))
+        .await
+        .run()
+        .await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    let cert = &outcome.collectors[0].result;
+    assert_eq!(cert["protocol"], "TLSv1.3", "{cert}");
+    let cipher = cert["cipher"].as_str().unwrap();
+    assert!(
+        [
+            "TLS13_AES_128_GCM_SHA256",
+            "TLS13_AES_256_GCM_SHA384",
+            "TLS13_CHACHA20_POLY1305_SHA256"
+        ]
+        .contains(&cipher),
+        "{cert}"
+    );
+    assert_eq!(cert["alpn"], "h2", "{cert}");
+    assert_eq!(cert["sni"], "localhost", "{cert}");
+    // The certificate travels encrypted in TLS 1.3 and is still read.
+    assert_eq!(cert["subject"], "CN=checkhost test");
+    assert_eq!(cert["validTo"], "2099-01-01T00:00:00Z");
+}
+
+#[tokio::test]
+async fn a_tls12_only_server_completes_a_tls12_handshake() {
+    use tokio_rustls::rustls::version::TLS12;
+    let server = servers::tls_with(false, &[&TLS12]).await;
+    let config = json!({"host": "127.0.0.1", "port": server.port(), "servername": "localhost"});
+    let outcome = Probe::new("tls", config)
+        .await
+        .collector("tls-certificate", json!({}))
+        .await
+        .run()
+        .await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    let cert = &outcome.collectors[0].result;
+    assert_eq!(cert["protocol"], "TLSv1.2", "{cert}");
+    let cipher = cert["cipher"].as_str().unwrap();
+    // The test certificate has an ECDSA key.
+    assert!(cipher.starts_with("TLS_ECDHE_ECDSA_WITH_"), "{cert}");
+    assert_eq!(cert["alpn"], json!(null), "no ALPN offered: {cert}");
+    assert_eq!(cert["subject"], "CN=checkhost test");
+}
+
+#[tokio::test]
+async fn a_version_the_server_does_not_speak_is_a_tls_error_naming_the_alert() {
+    use tokio_rustls::rustls::version::TLS13;
+    let server = servers::tls_with(false, &[&TLS13]).await;
+    let config = json!({"host": "127.0.0.1", "port": server.port(), "maxVersion": "1.2"});
+    let outcome = Probe::new("tls", config)
+        .await
+        .collector("tls-certificate", json!({}))
+        .await
+        .run()
+        .await;
+    assert_eq!(
+        outcome.connect_error.as_deref(),
+        Some(
+            "tls failure: server sent alert protocol_version \
+             (the server accepts none of the offered versions: TLS 1.2)"
+        ),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_self_signed_certificate_is_untrusted_but_not_an_error() {
+    let server = servers::tls(false).await;
+    let config = json!({"host": "127.0.0.1", "port": server.port(), "servername": "localhost"});
+    let outcome = Probe::new("tls", config)
+        .await
+        .collector("tls-certificate", json!({}))
+        .await
+        .run()
+        .await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    let cert = &outcome.collectors[0].result;
+    assert_eq!(cert["trusted"], false, "{cert}");
+    assert_eq!(
+        cert["verifyError"], "invalid peer certificate: UnknownIssuer",
+        "{cert}"
+    );
 }
 
 #[tokio::test]
@@ -328,6 +427,12 @@ async fn an_expired_certificate_is_a_metric_not_an_error() {
     assert_eq!(cert["valid"], false);
     assert_eq!(cert["validTo"], "2021-01-01T00:00:00Z");
     assert!(cert["daysRemaining"].as_i64().unwrap() < 0);
+    assert_eq!(cert["trusted"], false, "{cert}");
+    assert_eq!(
+        cert["sni"],
+        json!(null),
+        "an IP address sends no SNI: {cert}"
+    );
 }
 
 #[tokio::test]
@@ -339,8 +444,14 @@ async fn tls_handshake_with_a_non_tls_server_is_a_transport_error() {
         .await
         .run()
         .await;
-    let error = outcome.connect_error.clone().unwrap_or_default();
-    assert!(error.starts_with("tls failure"), "{outcome:?}");
+    assert_eq!(
+        outcome.connect_error.as_deref(),
+        Some(
+            "tls failure: not a TLS server: expected a TLS record, \
+             got \"220 plain smtp, no tls here\\r\\n\""
+        ),
+        "{outcome:?}"
+    );
 }
 
 #[test]

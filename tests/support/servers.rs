@@ -143,6 +143,16 @@ fn dns_reply(query: &[u8]) -> Option<Vec<u8>> {
 /// A TLS server (TLS 1.2 and 1.3) with a self-signed certificate for
 /// `localhost`, valid now, or expired in 2021 when `expired` is set.
 pub async fn tls(expired: bool) -> SocketAddr {
+    use tokio_rustls::rustls::version::{TLS12, TLS13};
+    tls_with(expired, &[&TLS13, &TLS12]).await
+}
+
+/// A TLS server like [`tls`] that speaks only `versions`, and agrees to
+/// ALPN `h2` or `http/1.1` when a client offers them.
+pub async fn tls_with(
+    expired: bool,
+    versions: &[&'static tokio_rustls::rustls::SupportedProtocolVersion],
+) -> SocketAddr {
     use tokio_rustls::rustls;
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
     params
@@ -158,8 +168,8 @@ pub async fn tls(expired: bool) -> SocketAddr {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = params.self_signed(&key).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(
@@ -167,6 +177,7 @@ pub async fn tls(expired: bool) -> SocketAddr {
             rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
         )
         .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

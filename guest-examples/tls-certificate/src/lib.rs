@@ -1,5 +1,7 @@
-//! The `certificate` collector: who issued the server's certificate and how
-//! long it stays valid. An expired certificate is a result, not an error.
+//! The `certificate` collector: who issued the server's certificate, how
+//! long it stays valid, whether it is trusted, and the protocol and cipher
+//! the handshake settled on. An expired or untrusted certificate is a
+//! result, not an error.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -26,6 +28,27 @@ pub struct Output {
     pub valid: bool,
     pub self_signed: bool,
     pub chain_length: usize,
+    /// "TLSv1.3" or "TLSv1.2".
+    pub protocol: String,
+    /// The negotiated cipher suite's IANA name, e.g. `TLS13_AES_128_GCM_SHA256`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+    /// The server name sent as SNI (none for an IP address); `trusted`
+    /// judges the certificate for this name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// The application protocol agreed by ALPN, when one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<String>,
+    /// The chain verifies against the Mozilla roots for the server name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted: Option<bool>,
+    /// Why the chain is not trusted (unknown issuer, expired, wrong name…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_error: Option<String>,
+    /// Time the TLS handshake took, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_ms: Option<f64>,
 }
 
 pub struct Certificate;
@@ -33,7 +56,7 @@ pub struct Certificate;
 impl Collector for Certificate {
     const ID: &'static str = "certificate";
     const DISPLAY_NAME: &'static str = "TLS certificate";
-    const DESCRIPTION: &'static str = "Subject, issuer and validity of the server certificate";
+    const DESCRIPTION: &'static str = "Subject, issuer, validity and trust of the server certificate, and the TLS version and cipher";
     const STRATEGIES: &'static [&'static str] = &["tls"];
     type Config = Config;
     type Output = Output;
@@ -62,6 +85,16 @@ impl Collector for Certificate {
                 .header("chain-length")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1),
+            protocol: response
+                .header("protocol")
+                .unwrap_or(&response.status_text)
+                .to_string(),
+            cipher: response.header("cipher").map(str::to_string),
+            sni: response.header("sni").map(str::to_string),
+            alpn: response.header("alpn").map(str::to_string),
+            trusted: response.header("trusted").map(|v| v == "true"),
+            verify_error: response.header("verify-error").map(str::to_string),
+            handshake_ms: response.timings.tls_ms,
         })
     }
 }
