@@ -58,6 +58,7 @@ fn http_check(id: &str, extra: &str) -> String {
         "  - id: {id}
     timeout: 5s
     strategy: {{plugin: http, config: {{baseUrl: '{{{{ environment.baseUrl }}}}'}}}}
+    network: {{allow: ['127.0.0.0/8']}}
     collectors:
       - plugin: request
         config: {{url: /ok}}
@@ -150,6 +151,7 @@ async fn templates_render_per_environment_and_other_fields_stay_verbatim() {
         "{}checks:
   - id: echo
     strategy: {{plugin: http, config: {{url: '{{{{ environment.baseUrl }}}}', method: GET, timeout: 5}}}}
+    network: {{allow: ['127.0.0.0/8']}}
     collectors:
       - plugin: request
         config: {{url: /echo, headers: {{x-env: '{{{{ environment.id }}}}-{{{{ system.id }}}}-{{{{ environment.missing }}}}!'}}}}
@@ -209,6 +211,7 @@ async fn assertions_record_expected_and_actual_values(db: TestDb) {
         "{}checks:
   - id: api
     strategy: {{plugin: http, config: {{baseUrl: '{{{{ environment.baseUrl }}}}'}}}}
+    network: {{allow: ['127.0.0.0/8']}}
     collectors:
       - plugin: request
         config: {{url: /fail}}
@@ -246,6 +249,7 @@ async fn a_missing_secret_fails_that_run_by_name(db: TestDb) {
         "{}checks:
   - id: api
     strategy: {{plugin: http, config: {{baseUrl: '{{{{ environment.baseUrl }}}}'}}}}
+    network: {{allow: ['127.0.0.0/8']}}
     collectors:
       - plugin: request
         config: {{url: /ok}}
@@ -499,6 +503,7 @@ async fn a_v1_stored_config_is_migrated_before_render() {
         "{}checks:
   - id: legacy
     strategy: {{plugin: http, config: {{url: '{{{{ environment.baseUrl }}}}', method: GET, timeout: 5}}}}
+    network: {{allow: ['127.0.0.0/8']}}
     collectors: [{{plugin: request, config: {{url: /ok}}, assertions: [{{field: statusCode, operator: equals, value: 200}}]}}]
 assignments:
   - {{system: shop, check: legacy, environments: [staging]}}

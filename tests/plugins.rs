@@ -471,6 +471,8 @@ fn plugin_test_command_runs_a_strategy_and_collector() {
         guest("http-request").to_str().unwrap(),
         "--config",
         &config,
+        "--allow",
+        "127.0.0.1",
         "--json",
     ]);
     assert!(
@@ -490,6 +492,8 @@ fn plugin_test_command_runs_a_strategy_and_collector() {
         guest("http-request").to_str().unwrap(),
         "--config",
         &refused,
+        "--allow",
+        "127.0.0.1",
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("connection refused"));

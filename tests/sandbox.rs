@@ -172,8 +172,45 @@ async fn cloud_metadata_is_denied_by_default() {
     assert_eq!(
         failure(&outcome),
         "connection to 169.254.169.254:80 denied by network policy \
-         (link-local and cloud-metadata addresses are always denied)"
+         (link-local and cloud-metadata addresses are denied unless network.allow names them)"
     );
+}
+
+#[tokio::test]
+async fn loopback_is_denied_unless_the_policy_names_it() {
+    let server = servers::http().await;
+    let port = server.port();
+    let raw = hostile(json!({"mode": "connect", "target": server.to_string()}))
+        .await
+        .default_policy()
+        .run()
+        .await;
+    assert_eq!(
+        failure(&raw),
+        format!(
+            "connection to {server} denied by network policy \
+             (loopback is denied unless network.allow names it, e.g. `127.0.0.1/32`)"
+        )
+    );
+    let via_http = Probe::new("http", json!({}))
+        .await
+        .collector(
+            "http-request",
+            json!({"url": format!("http://localhost:{port}/ok")}),
+        )
+        .await
+        .default_policy()
+        .run()
+        .await;
+    assert!(
+        failure(&via_http).contains("(127.0.0.1) denied by network policy (loopback is denied"),
+        "{via_http:?}"
+    );
+    let named = hostile(json!({"mode": "connect", "target": server.to_string()}))
+        .await
+        .run()
+        .await;
+    assert_eq!(named.failure, None, "{named:?}");
 }
 
 #[tokio::test]

@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use crate::config::{Assertion, ConfigFile, OperandKind, parse_duration};
 use crate::pipeline::assert::assertion_path;
+use crate::pipeline::environments::effective_environments;
 use crate::pipeline::plugins::PluginSet;
+use crate::pipeline::render::{context, render_config};
 use crate::pipeline::schema_walk::{is_open, schema_at, types_of, visit_strings};
 use crate::pipeline::secrets::{SecretProvider, reference_name};
 use crate::runtime::{NetworkPolicy, Plugin, Runtime};
@@ -80,6 +82,9 @@ pub async fn validate(
     }
     for check in &config.checks {
         validate_check(&mut p, check, plugins, runtime, secrets).await;
+        if let Some(strategy) = plugins.strategy(&check.strategy.plugin) {
+            refused_targets(&mut p, config, check, strategy);
+        }
     }
     let mut seen = BTreeSet::new();
     for (i, a) in config.assignments.iter().enumerate() {
@@ -473,4 +478,87 @@ fn validate_assertion(p: &mut Problems, place: &str, a: &Assertion, result_schem
             ),
         );
     }
+}
+
+/// Strategy config fields that name where a check connects.
+const TARGET_FIELDS: &[&str] = &["host", "baseUrl", "url", "nameserver", "server"];
+
+/// Targets the check's own network policy will refuse: a strategy config
+/// field naming an IP or `localhost`, as each assignment renders it. Names
+/// that need DNS are left to the run, which resolves and checks them.
+fn refused_targets(
+    p: &mut Problems,
+    config: &ConfigFile,
+    check: &crate::config::Check,
+    strategy: &Plugin,
+) {
+    let Ok(policy) = NetworkPolicy::from_spec(&check.network) else {
+        return;
+    };
+    let interval = parse_duration(&check.interval).map_or(0, |d| d.as_secs());
+    let mut reported = BTreeSet::new();
+    for assignment in config.assignments.iter().filter(|a| a.check == check.id) {
+        let Some(system) = config.system(&assignment.system) else {
+            continue;
+        };
+        for env in effective_environments(&assignment.environments, &system.environments) {
+            let environment = env.as_deref().and_then(|id| config.environment(id));
+            let ctx = context(environment, check, interval, system);
+            let mut rendered = check.strategy.config.clone();
+            if render_config(&strategy.info.config_schema, &mut rendered, &ctx).is_err() {
+                continue;
+            }
+            let Some(fields) = rendered.as_object() else {
+                continue;
+            };
+            for (field, addr) in fields
+                .iter()
+                .filter(|(k, _)| TARGET_FIELDS.contains(&k.as_str()))
+                .filter_map(|(k, v)| Some((k, literal_target(v.as_str()?, fields.get("port"))?)))
+            {
+                if let Err(denial) = policy.check_addr(addr)
+                    && reported.insert(field.clone())
+                {
+                    p.add(
+                        format!("checks[{}].strategy.config.{field}", check.id),
+                        format!(
+                            "every run would fail: {denial}; add the address to the check's network.allow"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The address a host or URL value names, when it is an IP literal or
+/// `localhost` (port from the URL, a sibling `port` field, or the scheme).
+fn literal_target(value: &str, port: Option<&Value>) -> Option<std::net::SocketAddr> {
+    let (host, url_port) = match value.parse::<http::Uri>() {
+        Ok(uri) if uri.scheme().is_some() => {
+            let default = if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            };
+            (
+                uri.host()?.to_string(),
+                Some(uri.port_u16().unwrap_or(default)),
+            )
+        }
+        _ => (value.to_string(), None),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = if host.eq_ignore_ascii_case("localhost") {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        host.parse().ok()?
+    };
+    let port = url_port
+        .or_else(|| {
+            port.and_then(Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok())
+        })
+        .unwrap_or(0);
+    Some(std::net::SocketAddr::new(ip, port))
 }

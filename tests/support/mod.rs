@@ -82,7 +82,8 @@ pub fn context() -> RunContext {
     }
 }
 
-/// A run of one strategy with collectors, default limits, open policy.
+/// A run of one strategy with collectors, default limits, and a policy
+/// that opens loopback, where the tests' servers listen.
 pub struct Probe {
     pub strategy: Arc<Plugin>,
     pub strategy_config: serde_json::Value,
@@ -100,8 +101,17 @@ impl Probe {
             collectors: Vec::new(),
             env: Vec::new(),
             limits: RunLimits::default(),
-            policy: PolicySpec::default(),
+            policy: PolicySpec {
+                allow: vec!["127.0.0.0/8".into(), "::1".into()],
+                deny: Vec::new(),
+            },
         }
+    }
+
+    /// No allow rules: the default policy a check without `network` gets.
+    pub fn default_policy(mut self) -> Probe {
+        self.policy = PolicySpec::default();
+        self
     }
 
     pub async fn collector(mut self, name: &str, config: serde_json::Value) -> Probe {

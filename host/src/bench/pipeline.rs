@@ -100,6 +100,7 @@ fn config(addr: std::net::SocketAddr, systems: usize) -> anyhow::Result<ConfigFi
   - id: health
     timeout: 10s
     strategy: {{plugin: http, config: {{baseUrl: 'http://{addr}'}}}}
+    network: {{allow: ['127.0.0.1/32']}}
     collectors:
       - plugin: request
         config: {{url: /health}}

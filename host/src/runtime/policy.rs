@@ -3,13 +3,17 @@
 //! Rules are CIDRs (`10.0.0.0/8`), host:port patterns (`api.example.com:443`,
 //! `*.example.com:*`, `127.0.0.1:8080`) or bare hosts (any port). Deny rules
 //! win over allow rules; when any allow rule exists, a target must match one.
-//! Link-local and cloud-metadata addresses are denied unless an allow rule
-//! names them explicitly. Raw sockets are judged by IP only (the host
+//! Some addresses are denied unless an allow rule names them with an IP or a
+//! range of /8 or narrower (so `0.0.0.0/0` opens none of them): link-local
+//! and cloud-metadata addresses, loopback, the unspecified address, and the
+//! addresses this process listens on (its API), so a plugin cannot reach a
+//! database or admin port that trusts local callers. Raw sockets are judged by IP only (the host
 //! resolves names and the guest connects to the IP it was given); HTTP
 //! requests are judged by name and by every address the name resolves to.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
+use std::sync::RwLock;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -120,9 +124,16 @@ impl Rule {
             }
     }
 
-    /// An explicit allow of a range that contains `ip` (not a wildcard).
-    fn names_net_containing(&self, ip: IpAddr) -> bool {
-        matches!(&self.host, Host::Net(net) if net.contains(&ip))
+    /// An allow rule that names `addr` with an IP or a narrow range, not a
+    /// wildcard or a default route.
+    fn names_explicitly(&self, addr: SocketAddr) -> bool {
+        let ip = canonical(addr.ip());
+        let narrow = |net: &IpNet| match net {
+            IpNet::V4(v4) => v4.prefix_len() >= 8,
+            IpNet::V6(v6) => v6.prefix_len() >= 10,
+        };
+        self.port_matches(addr.port())
+            && matches!(&self.host, Host::Net(net) if narrow(net) && net.contains(&ip))
     }
 }
 
@@ -139,6 +150,75 @@ fn canonical(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
     }
+}
+
+/// Why `addr` is denied unless an allow rule names it, if it is.
+fn guarded(addr: SocketAddr) -> Option<&'static str> {
+    let ip = canonical(addr.ip());
+    if is_link_local_or_metadata(ip) {
+        Some("link-local and cloud-metadata addresses are denied unless network.allow names them")
+    } else if ip.is_loopback() {
+        Some("loopback is denied unless network.allow names it, e.g. `127.0.0.1/32`")
+    } else if ip.is_unspecified() {
+        Some("the unspecified address is denied unless network.allow names it")
+    } else if own_listeners().contains(&SocketAddr::new(ip, addr.port())) {
+        Some("checkhost's own listening address is denied unless network.allow names it")
+    } else {
+        None
+    }
+}
+
+/// The addresses this process serves on, guarded like loopback.
+static OWN_LISTENERS: RwLock<Vec<SocketAddr>> = RwLock::new(Vec::new());
+
+fn own_listeners() -> Vec<SocketAddr> {
+    OWN_LISTENERS.read().map(|l| l.clone()).unwrap_or_default()
+}
+
+/// Guards a socket this process listens on. An unspecified address stands
+/// for every address of this machine's interfaces.
+pub fn guard_own_listener(addr: SocketAddr) {
+    let ips = if addr.ip().is_unspecified() {
+        local_addresses()
+    } else {
+        vec![canonical(addr.ip())]
+    };
+    if let Ok(mut listeners) = OWN_LISTENERS.write() {
+        listeners.extend(ips.into_iter().map(|ip| SocketAddr::new(ip, addr.port())));
+    }
+}
+
+/// Every IP address of this machine's network interfaces.
+fn local_addresses() -> Vec<IpAddr> {
+    let mut ips = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list that stays valid
+    // until freeifaddrs; each address is read per its family's layout.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return ips;
+        }
+        let mut entry = list;
+        while !entry.is_null() {
+            let sa = (*entry).ifa_addr;
+            if !sa.is_null() {
+                match i32::from((*sa).sa_family) {
+                    libc::AF_INET => {
+                        let v4 = &*(sa as *const libc::sockaddr_in);
+                        ips.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))));
+                    }
+                    libc::AF_INET6 => {
+                        let v6 = &*(sa as *const libc::sockaddr_in6);
+                        ips.push(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)));
+                    }
+                    _ => {}
+                }
+            }
+            entry = (*entry).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    ips
 }
 
 fn is_link_local_or_metadata(ip: IpAddr) -> bool {
@@ -221,8 +301,10 @@ impl NetworkPolicy {
         if let Some(rule) = self.deny.iter().find(|r| matches(r)) {
             return deny(format!("deny rule `{}`", rule.source));
         }
-        if is_link_local_or_metadata(ip) && !self.allow.iter().any(|r| r.names_net_containing(ip)) {
-            return deny("link-local and cloud-metadata addresses are always denied".into());
+        if let Some(reason) = guarded(addr)
+            && !self.allow.iter().any(|r| r.names_explicitly(addr))
+        {
+            return deny(reason.into());
         }
         if !self.allow.is_empty() && !self.allow.iter().any(matches) {
             return deny("no allow rule matches".into());
@@ -250,13 +332,12 @@ mod tests {
     #[test]
     fn default_policy_allows_ordinary_addresses_but_not_metadata() {
         let p = NetworkPolicy::default();
-        assert!(p.check_addr(addr("127.0.0.1:80")).is_ok());
         assert!(p.check_addr(addr("10.1.2.3:5432")).is_ok());
         let denial = p.check_addr(addr("169.254.169.254:80")).unwrap_err();
         assert_eq!(
             denial.to_string(),
             "connection to 169.254.169.254:80 denied by network policy \
-             (link-local and cloud-metadata addresses are always denied)"
+             (link-local and cloud-metadata addresses are denied unless network.allow names them)"
         );
         assert!(p.check_addr(addr("[fe80::1]:80")).is_err());
         assert!(p.check_addr(addr("[::ffff:169.254.169.254]:80")).is_err());
@@ -289,6 +370,57 @@ mod tests {
             p.check_named("ok.example.com", addr("93.184.216.34:80"))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn loopback_and_unspecified_need_an_explicit_allow() {
+        let p = NetworkPolicy::default();
+        for target in [
+            "127.0.0.1:5432",
+            "127.8.0.1:6379",
+            "[::1]:80",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            let denial = p.check_addr(addr(target)).unwrap_err();
+            assert!(
+                denial.reason.starts_with("loopback is denied"),
+                "{target}: {denial}"
+            );
+        }
+        assert!(p.check_addr(addr("0.0.0.0:80")).is_err());
+        assert!(p.check_addr(addr("[::]:80")).is_err());
+        assert!(p.check_named("localhost", addr("127.0.0.1:80")).is_err());
+        let open = policy(&["127.0.0.1/32", "::1"], &[]);
+        assert!(open.check_addr(addr("127.0.0.1:5432")).is_ok());
+        assert!(open.check_addr(addr("[::1]:5432")).is_ok());
+        assert!(open.check_addr(addr("127.0.0.2:5432")).is_err());
+        let port = policy(&["127.0.0.1:8080"], &[]);
+        assert!(port.check_addr(addr("127.0.0.1:8080")).is_ok());
+        assert!(port.check_addr(addr("127.0.0.1:5432")).is_err());
+        let everything = policy(&["0.0.0.0/0", "::/0", "*"], &[]);
+        assert!(everything.check_addr(addr("127.0.0.1:5432")).is_err());
+        assert!(everything.check_addr(addr("10.0.0.1:5432")).is_ok());
+    }
+
+    #[test]
+    fn the_own_listener_is_guarded_on_every_local_address() {
+        guard_own_listener(addr("0.0.0.0:47123"));
+        let p = NetworkPolicy::default();
+        let own: Vec<SocketAddr> = own_listeners()
+            .into_iter()
+            .filter(|a| {
+                a.port() == 47123 && !a.ip().is_loopback() && !is_link_local_or_metadata(a.ip())
+            })
+            .collect();
+        for target in &own {
+            let denial = p.check_addr(*target).unwrap_err();
+            assert!(denial.reason.contains("own listening address"), "{denial}");
+            assert!(p.check_addr(SocketAddr::new(target.ip(), 47124)).is_ok());
+        }
+        if let Some(first) = own.first() {
+            let named = policy(&[&first.ip().to_string()], &[]);
+            assert!(named.check_addr(*first).is_ok());
+        }
     }
 
     #[test]

@@ -84,6 +84,10 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         Ok(l) => l,
         Err(e) => return refuse(format!("cannot listen on {}: {e}", options.listen)),
     };
+    // Plugins must not reach this daemon's own API through a local address.
+    if let Ok(addr) = listener.local_addr() {
+        crate::runtime::policy::guard_own_listener(addr);
+    }
     let file = &setup.config.file;
     // A cluster node leaves the shared checks and assignments to the nodes
     // of the owning configuration version (see `cluster`).
