@@ -209,3 +209,107 @@ pub async fn run(guests: &Path, iterations: u32) -> anyhow::Result<RuntimeReport
         checkhost,
     })
 }
+
+/// What one checkhost run of a collector costs, averaged.
+#[derive(Debug, Clone, Copy)]
+pub struct RunCost {
+    pub wall: Duration,
+    /// Host CPU while the run's guests and host calls ran.
+    pub cpu: Duration,
+    pub peak_memory_bytes: usize,
+}
+
+pub struct CollectorReport {
+    pub name: String,
+    pub rust: RunCost,
+    pub candidate: RunCost,
+}
+
+impl CollectorReport {
+    pub fn ratio(&self) -> f64 {
+        self.candidate.cpu.as_secs_f64() / self.rust.cpu.as_secs_f64()
+    }
+
+    pub fn render(&self) -> String {
+        let row = |name: &str, c: &RunCost| {
+            format!(
+                "{name:<28} {:>9.1} µs wall {:>9.1} µs host CPU {:>8.1} MiB guest memory peak",
+                micros(c.wall),
+                micros(c.cpu),
+                c.peak_memory_bytes as f64 / (1024.0 * 1024.0)
+            )
+        };
+        format!(
+            "fresh instance per run, no-op strategy, one collector:\n{}\n{}\nratio host CPU {} / Rust no-op: {:.2}",
+            row("Rust no-op collector", &self.rust),
+            row(&self.name, &self.candidate),
+            self.name,
+            self.ratio()
+        )
+    }
+}
+
+/// Runs `component` as the only collector over the no-op strategy, and the
+/// Rust no-op collector the same way in the same process, for a ratio.
+pub async fn collector(
+    guests: &Path,
+    component: &Path,
+    config_json: &str,
+    iterations: u32,
+) -> anyhow::Result<CollectorReport> {
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: crate::runtime::default_cache_dir(),
+        ..RuntimeConfig::default()
+    })?;
+    let strategy = runtime.load(&guests.join("noop.wasm")).await?;
+    let rust = runtime.load(&guests.join("hostile.wasm")).await?;
+    let candidate = runtime.load(component).await?;
+    let policy = Arc::new(NetworkPolicy::default());
+    let measure = async |plugin: &Arc<crate::runtime::Plugin>, config: &str| {
+        let spec = || RunSpec {
+            strategy: strategy.clone(),
+            strategy_config: "{}".into(),
+            collectors: vec![CollectorRun {
+                plugin: plugin.clone(),
+                config_json: config.into(),
+                env: Vec::new(),
+            }],
+            context: context(),
+            limits: RunLimits::default(),
+            policy: policy.clone(),
+            secrets: Vec::new(),
+        };
+        let totals = std::cell::Cell::new((Duration::ZERO, 0usize));
+        let wall = per_call(iterations, || {
+            let (spec, runtime, totals) = (spec(), &runtime, &totals);
+            async move {
+                let outcome = runtime.run(spec).await;
+                if let Some(failure) = &outcome.failure {
+                    anyhow::bail!("benchmark run failed: {failure}");
+                }
+                let (cpu, peak) = totals.get();
+                totals.set((
+                    cpu + outcome.stats.cpu,
+                    peak.max(outcome.stats.memory_peak_bytes),
+                ));
+                Ok(())
+            }
+        })
+        .await?;
+        let (cpu, peak) = totals.get();
+        // per_call runs a tenth more as warm-up; average over all of them.
+        let runs = iterations + (iterations / 10).max(1);
+        anyhow::Ok(RunCost {
+            wall,
+            cpu: cpu / runs,
+            peak_memory_bytes: peak,
+        })
+    };
+    let rust_cost = measure(&rust, r#"{"mode":"noop"}"#).await?;
+    let candidate_cost = measure(&candidate, config_json).await?;
+    Ok(CollectorReport {
+        name: candidate.info.id.clone(),
+        rust: rust_cost,
+        candidate: candidate_cost,
+    })
+}

@@ -114,6 +114,13 @@ pub enum BenchCommand {
         guests: PathBuf,
         #[arg(long, default_value_t = 5_000)]
         iterations: u32,
+        /// Instead: the host cost of runs of this collector component (any
+        /// language) against the Rust no-op collector, over the no-op strategy.
+        #[arg(long)]
+        collector: Option<PathBuf>,
+        /// The collector's config for `--collector`.
+        #[arg(long, default_value = "{}")]
+        collector_config: String,
     },
     /// HTTP checks through the whole pipeline into the store against a
     /// native client, then one pass of `--pass-checks` checks.
@@ -252,7 +259,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin(cmd) => plugin::run(cmd, runtime(cli.cache_dir)?).await,
-        Command::Bench(BenchCommand::Runtime { guests, iterations }) => {
+        Command::Bench(BenchCommand::Runtime {
+            guests,
+            iterations,
+            collector: Some(component),
+            collector_config,
+        }) => {
+            let report = crate::bench::runtime::collector(
+                &guests,
+                &component,
+                &collector_config,
+                iterations,
+            )
+            .await?;
+            println!("{}", report.render());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Runtime {
+            guests,
+            iterations,
+            collector: None,
+            ..
+        }) => {
             let report = crate::bench::runtime::run(&guests, iterations).await?;
             println!("{}", report.render());
             Ok(ExitCode::SUCCESS)
