@@ -16,8 +16,14 @@ pub struct Connection {
 }
 
 /// Resolves `host`, connects to its first address and sets `timeout` on
-/// reads and writes, so a silent peer becomes a `timeout` error.
+/// reads and writes, so a silent peer becomes a `timeout` error. A zero
+/// `timeout` is refused: std sockets take it as no timeout at all.
 pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<Connection, TransportError> {
+    if timeout.is_zero() {
+        return Err(TransportError::BadConfig(
+            "timeoutMs must be at least 1".into(),
+        ));
+    }
     let dns_start = Instant::now();
     let peer = (host, port)
         .to_socket_addrs()
@@ -60,6 +66,17 @@ pub fn send(stream: &mut impl Write, bytes: &[u8], what: &str) -> Result<(), Tra
         .map_err(|e| TransportError::from_io(&format!("send {what}"), &e))
 }
 
+/// Bytes of a peer's answer that [`preview`] shows.
+const PREVIEW_BYTES: usize = 48;
+
+/// The start of what a peer sent, quoted and escaped, with `…` when there
+/// is more: for errors such as `not a Redis server: … got "SSH-2.0-…"`.
+pub fn preview(bytes: &[u8]) -> String {
+    let shown = bytes.get(..PREVIEW_BYTES).unwrap_or(bytes);
+    let more = if shown.len() < bytes.len() { "…" } else { "" };
+    format!("\"{}{more}\"", shown.escape_ascii())
+}
+
 /// Reads exactly `buf.len()` bytes. A peer that closes early is a
 /// protocol error naming what was expected.
 pub fn receive(stream: &mut impl Read, buf: &mut [u8], what: &str) -> Result<(), TransportError> {
@@ -70,4 +87,29 @@ pub fn receive(stream: &mut impl Read, buf: &mut [u8], what: &str) -> Result<(),
             TransportError::from_io(&format!("read {what}"), &e)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews_are_quoted_escaped_and_cut() {
+        assert_eq!(preview(b"SSH-2.0-x\r\n"), "\"SSH-2.0-x\\r\\n\"");
+        assert_eq!(preview(&[0x16, 0x03, 0x01]), "\"\\x16\\x03\\x01\"");
+        assert_eq!(preview(&[b'a'; 48]), format!("\"{}\"", "a".repeat(48)));
+        assert_eq!(preview(&[b'a'; 50]), format!("\"{}…\"", "a".repeat(48)));
+        assert_eq!(preview(b""), "\"\"");
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused_before_connecting() {
+        let error = connect("127.0.0.1", 1, Duration::ZERO).err();
+        assert_eq!(
+            error,
+            Some(TransportError::BadConfig(
+                "timeoutMs must be at least 1".into()
+            ))
+        );
+    }
 }

@@ -8,12 +8,11 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
+use checkhost::runtime::RunOutcome;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
-use crate::support::{self, Probe, servers};
+use crate::support::{self, servers, services};
 
 struct GrpcServers {
     health: u16,
@@ -96,15 +95,14 @@ fn strategy(port: u16, extra: Value) -> Value {
     config
 }
 
+async fn run(config: Value, queries: &[&str]) -> RunOutcome {
+    services::run("grpc-health", config, queries).await
+}
+
 #[tokio::test]
 async fn the_whole_server_is_serving() {
     let Some(grpc) = grpc_servers() else { return };
-    let outcome = Probe::new("grpc-health", strategy(grpc.health, json!({})))
-        .await
-        .collector("service", json!({}))
-        .await
-        .run()
-        .await;
+    let outcome = run(strategy(grpc.health, json!({})), &[]).await;
     assert_eq!(outcome.error(), None, "{outcome:?}");
     let result = &outcome.collectors[0].result;
     assert_eq!(
@@ -121,18 +119,10 @@ async fn the_whole_server_is_serving() {
 #[tokio::test]
 async fn not_serving_and_unknown_services_are_answers() {
     let Some(grpc) = grpc_servers() else { return };
-    let outcome = Probe::new(
-        "grpc-health",
+    let outcome = run(
         strategy(grpc.health, json!({"service": "db"})),
+        &["shop", "db", "nope"],
     )
-    .await
-    .collector("service", json!({"query": "shop"}))
-    .await
-    .collector("service", json!({"query": "db"}))
-    .await
-    .collector("service", json!({"query": "nope"}))
-    .await
-    .run()
     .await;
     assert_eq!(outcome.connect_error, None, "{outcome:?}");
     assert_eq!(outcome.failure, None, "{outcome:?}");
@@ -168,12 +158,7 @@ async fn not_serving_and_unknown_services_are_answers() {
 #[tokio::test]
 async fn a_server_without_the_health_service_answers_unimplemented() {
     let Some(grpc) = grpc_servers() else { return };
-    let outcome = Probe::new("grpc-health", strategy(grpc.bare, json!({})))
-        .await
-        .collector("service", json!({"query": "shop"}))
-        .await
-        .run()
-        .await;
+    let outcome = run(strategy(grpc.bare, json!({})), &["shop"]).await;
     assert_eq!(outcome.error(), None, "{outcome:?}");
     let result = &outcome.collectors[0].result;
     assert_eq!(result["info"]["status"], Value::Null);
@@ -190,12 +175,7 @@ async fn a_server_without_the_health_service_answers_unimplemented() {
 async fn metadata_reaches_the_server() {
     let Some(grpc) = grpc_servers() else { return };
     let config = strategy(grpc.health, json!({"metadata": {"X-Deny": "probe"}}));
-    let outcome = Probe::new("grpc-health", config)
-        .await
-        .collector("service", json!({}))
-        .await
-        .run()
-        .await;
+    let outcome = run(config, &[]).await;
     assert_eq!(outcome.error(), None, "{outcome:?}");
     let info = &outcome.collectors[0].result["info"];
     assert_eq!(info["grpcStatus"], 7);
@@ -205,81 +185,35 @@ async fn metadata_reaches_the_server() {
 
 #[tokio::test]
 async fn a_closed_port_is_refused() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let outcome = Probe::new("grpc-health", strategy(port, json!({})))
-        .await
-        .collector("service", json!({}))
-        .await
-        .run()
-        .await;
-    let error = outcome.connect_error.clone().unwrap_or_default();
-    assert!(error.starts_with("connection refused: "), "{outcome:?}");
+    services::assert_closed_port_refused("grpc-health").await;
 }
 
 #[tokio::test]
 async fn an_http1_server_is_not_http2() {
     let server = servers::http().await;
-    let outcome = Probe::new("grpc-health", strategy(server.port(), json!({})))
-        .await
-        .collector("service", json!({}))
-        .await
-        .run()
-        .await;
-    assert_eq!(
-        outcome.connect_error.as_deref(),
-        Some(
-            "protocol error: not an HTTP/2 (gRPC) server: expected a SETTINGS frame, \
-             got \"HTTP/1.1 404 Not Found\\r\\nContent-Type: applicatio…\""
-        ),
-        "{outcome:?}"
+    let outcome = run(services::at(server), &[]).await;
+    services::assert_connect_error(
+        &outcome,
+        "protocol error: not an HTTP/2 (gRPC) server: expected a SETTINGS frame, \
+         got \"HTTP/1.1 404 Not Found\\r\\nContent-Type: applicatio…\"",
     );
 }
 
 #[tokio::test]
 async fn a_silent_server_times_out() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((conn, _)) = listener.accept().await {
-            held.push(conn);
-        }
-    });
-    let start = Instant::now();
-    let outcome = Probe::new("grpc-health", strategy(port, json!({"timeoutMs": 500})))
-        .await
-        .collector("service", json!({}))
-        .await
-        .run()
-        .await;
-    let error = outcome.connect_error.clone().unwrap_or_default();
-    assert!(
-        error.starts_with("timeout: read the server's SETTINGS"),
-        "{outcome:?}"
-    );
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        start.elapsed()
-    );
+    services::assert_times_out(
+        "grpc-health",
+        servers::silent().await,
+        "timeout: read the server's SETTINGS",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn tls_is_not_supported_yet() {
-    let outcome = Probe::new("grpc-health", strategy(1, json!({"tls": true})))
-        .await
-        .collector("service", json!({}))
-        .await
-        .run()
-        .await;
-    assert_eq!(
-        outcome.connect_error.as_deref(),
-        Some(
-            "bad config: tls is not supported yet: grpc-health speaks cleartext HTTP/2 (h2c) only"
-        ),
-        "{outcome:?}"
+    let outcome = run(strategy(1, json!({"tls": true})), &[]).await;
+    services::assert_connect_error(
+        &outcome,
+        "bad config: tls is not supported yet: grpc-health speaks cleartext HTTP/2 (h2c) only",
     );
 }

@@ -2,39 +2,21 @@
 //! brokers for the CONNACK refusals Mosquitto will not give anonymously.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
+use checkhost::runtime::RunOutcome;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::support::servers;
 use crate::support::services::{self, Service};
-use crate::support::{Probe, servers};
 
 fn mosquitto() -> Option<Service> {
     services::service("CHECKHOST_TEST_MQTT", "mqtt://127.0.0.1:1883")
 }
 
-fn config(svc: &Service) -> Value {
-    let mut config = json!({"host": svc.host, "port": svc.port});
-    if let Some(user) = &svc.user {
-        config["username"] = json!(user);
-    }
-    if let Some(password) = &svc.password {
-        config["password"] = json!(password);
-    }
-    config
-}
-
-async fn run(config: Value, queries: &[&str]) -> checkhost::runtime::RunOutcome {
-    let mut probe = Probe::new("mqtt", config).await;
-    if queries.is_empty() {
-        probe = probe.collector("service", json!({})).await;
-    }
-    for query in queries {
-        probe = probe.collector("service", json!({"query": query})).await;
-    }
-    probe.run().await
+async fn run(config: Value, queries: &[&str]) -> RunOutcome {
+    services::run("mqtt", config, queries).await
 }
 
 /// A broker that reads CONNECT and answers CONNACK with `code`.
@@ -58,23 +40,10 @@ async fn refusing_broker(code: u8) -> SocketAddr {
     addr
 }
 
-/// Accepts connections and never writes a byte.
-async fn silent() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((conn, _)) = listener.accept().await {
-            held.push(conn);
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn connects_and_reads_the_broker_version() {
     let Some(svc) = mosquitto() else { return };
-    let mut config = config(&svc);
+    let mut config = svc.config();
     config["clientId"] = json!("checkhost-test-info");
     let outcome = run(config, &[]).await;
     assert_eq!(outcome.error(), None, "{outcome:?}");
@@ -99,7 +68,7 @@ async fn connects_and_reads_the_broker_version() {
 #[tokio::test]
 async fn without_sys_the_version_is_unknown() {
     let Some(svc) = mosquitto() else { return };
-    let mut config = config(&svc);
+    let mut config = svc.config();
     config["sysVersion"] = json!(false);
     let outcome = run(config, &[]).await;
     assert_eq!(outcome.error(), None, "{outcome:?}");
@@ -116,7 +85,7 @@ async fn without_sys_the_version_is_unknown() {
 async fn publish_at_qos_1_is_acknowledged() {
     let Some(svc) = mosquitto() else { return };
     let outcome = run(
-        config(&svc),
+        svc.config(),
         &[
             "publish checkhost/test hello broker",
             "publish checkhost/test again",
@@ -136,7 +105,7 @@ async fn publish_at_qos_1_is_acknowledged() {
 #[tokio::test]
 async fn other_queries_are_unsupported_answers() {
     let Some(svc) = mosquitto() else { return };
-    let outcome = run(config(&svc), &["subscribe a/b", "publish a/# x"]).await;
+    let outcome = run(svc.config(), &["subscribe a/b", "publish a/# x"]).await;
     assert_eq!(outcome.error(), None, "{outcome:?}");
     let unsupported = &outcome.collectors[0].result;
     assert_eq!(unsupported["ok"], false);
@@ -154,81 +123,44 @@ async fn other_queries_are_unsupported_answers() {
 
 #[tokio::test]
 async fn connack_refusals_are_named() {
-    let outcome = run(
-        json!({"host": "127.0.0.1", "port": refusing_broker(5).await.port()}),
-        &[],
-    )
-    .await;
-    assert_eq!(
-        outcome.connect_error.as_deref(),
-        Some("connection refused: not authorized: the broker refused anonymous clients, CONNACK 5"),
-        "{outcome:?}"
+    let outcome = run(services::at(refusing_broker(5).await), &[]).await;
+    services::assert_connect_error(
+        &outcome,
+        "connection refused: not authorized: the broker refused anonymous clients, CONNACK 5",
     );
-    let outcome = run(
-        json!({
-            "host": "127.0.0.1",
-            "port": refusing_broker(4).await.port(),
-            "username": "alice",
-            "password": "wrong-password",
-        }),
-        &[],
-    )
-    .await;
-    assert_eq!(
-        outcome.connect_error.as_deref(),
-        Some(
-            "connection refused: authentication failed for user `alice`: \
-             CONNACK 4 (bad user name or password)"
-        ),
-        "{outcome:?}"
+    let mut config = services::at(refusing_broker(4).await);
+    config["username"] = json!("alice");
+    config["password"] = json!("wrong-password");
+    let outcome = run(config, &[]).await;
+    services::assert_connect_error(
+        &outcome,
+        "connection refused: authentication failed for user `alice`: \
+         CONNACK 4 (bad user name or password)",
     );
     assert!(!format!("{outcome:?}").contains("wrong-password"));
-    let outcome = run(
-        json!({"host": "127.0.0.1", "port": refusing_broker(3).await.port()}),
-        &[],
-    )
-    .await;
-    assert_eq!(
-        outcome.connect_error.as_deref(),
-        Some(
-            "connection refused: the broker refused the connection: CONNACK 3 (server unavailable)"
-        ),
-        "{outcome:?}"
+    let outcome = run(services::at(refusing_broker(3).await), &[]).await;
+    services::assert_connect_error(
+        &outcome,
+        "connection refused: the broker refused the connection: CONNACK 3 (server unavailable)",
     );
 }
 
 #[tokio::test]
 async fn closed_port_is_refused() {
-    let outcome = run(json!({"host": "127.0.0.1", "port": 1}), &[]).await;
-    let error = outcome.connect_error.clone().unwrap_or_default();
-    assert!(error.starts_with("connection refused"), "{outcome:?}");
+    services::assert_closed_port_refused("mqtt").await;
 }
 
 #[tokio::test]
 async fn another_protocol_is_not_mqtt() {
     let ssh = servers::banner("SSH-2.0-x\r\n").await;
-    let outcome = run(json!({"host": "127.0.0.1", "port": ssh.port()}), &[]).await;
-    assert_eq!(
-        outcome.connect_error.as_deref(),
-        Some(r#"protocol error: not an MQTT broker: expected CONNACK, got "SSH-2.0-x\r\n""#),
-        "{outcome:?}"
+    let outcome = run(services::at(ssh), &[]).await;
+    services::assert_connect_error(
+        &outcome,
+        r#"protocol error: not an MQTT broker: expected CONNACK, got "SSH-2.0-x\r\n""#,
     );
 }
 
 #[tokio::test]
 async fn a_silent_server_times_out() {
-    let addr = silent().await;
-    let started = Instant::now();
-    let outcome = run(
-        json!({"host": "127.0.0.1", "port": addr.port(), "timeoutMs": 500}),
-        &[],
-    )
-    .await;
-    let error = outcome.connect_error.clone().unwrap_or_default();
-    assert!(error.starts_with("timeout: read CONNACK"), "{outcome:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    services::assert_times_out("mqtt", servers::silent().await, "timeout: read CONNACK").await;
 }

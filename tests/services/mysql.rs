@@ -1,10 +1,11 @@
 //! The `mysql` strategy against the local server.
 
+use checkhost::runtime::RunOutcome;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{Probe, servers, services};
+use crate::support::{servers, services};
 
 const VAR: &str = "CHECKHOST_TEST_MYSQL";
 const DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";
@@ -13,31 +14,14 @@ const DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";
 /// it is not there.
 fn local() -> Option<Value> {
     let svc = services::service(VAR, DEFAULT)?;
-    let url = std::env::var(VAR).unwrap_or_else(|_| DEFAULT.into());
-    let database = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split_once('/'))
-        .map(|(_, path)| path.split('?').next().unwrap_or_default().to_string())
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| "test".into());
-    let mut config = json!({
-        "host": svc.host,
-        "port": svc.port,
-        "database": database,
-        "username": svc.user.unwrap_or_else(|| "root".into()),
-    });
-    if let Some(password) = svc.password {
-        config["password"] = password.into();
-    }
+    let mut config = svc.config();
+    config["database"] = json!(svc.database.as_deref().unwrap_or("test"));
+    config["username"] = json!(svc.user.as_deref().unwrap_or("root"));
     Some(config)
 }
 
-async fn run(config: Value, queries: &[&str]) -> checkhost::runtime::RunOutcome {
-    let mut probe = Probe::new("mysql", config).await;
-    for query in queries {
-        probe = probe.collector("service", json!({"query": query})).await;
-    }
-    probe.run().await
+async fn run(config: Value, queries: &[&str]) -> RunOutcome {
+    services::run("mysql", config, queries).await
 }
 
 #[tokio::test]
@@ -138,13 +122,10 @@ async fn mysql_password_login_and_a_wrong_password() {
     let wrong = "wrong-password-do-not-print";
     user["password"] = wrong.into();
     let outcome = run(user, &["SELECT 1"]).await;
-    let error = outcome.connect_error.clone().unwrap_or_default();
-    assert!(
-        error.starts_with(
-            "connection refused: authentication failed for user `checkhost_test`: \
-             Access denied for user 'checkhost_test'@"
-        ),
-        "{outcome:?}"
+    let error = services::assert_connect_error_starts(
+        &outcome,
+        "connection refused: authentication failed for user `checkhost_test`: \
+         Access denied for user 'checkhost_test'@",
     );
     assert!(error.ends_with("(using password: YES)"), "{outcome:?}");
     assert!(!format!("{outcome:?}").contains(wrong), "{outcome:?}");
@@ -155,63 +136,32 @@ async fn mysql_unknown_database_is_refused_by_name() {
     let Some(mut config) = local() else { return };
     config["database"] = "checkhost_no_such_db".into();
     let outcome = run(config, &[]).await;
-    assert_eq!(
-        outcome.connect_error.as_deref(),
-        Some(
-            "connection refused: database `checkhost_no_such_db` does not exist: \
-             Unknown database 'checkhost_no_such_db'"
-        ),
-        "{outcome:?}"
+    services::assert_connect_error(
+        &outcome,
+        "connection refused: database `checkhost_no_such_db` does not exist: \
+         Unknown database 'checkhost_no_such_db'",
     );
 }
 
 #[tokio::test]
 async fn mysql_closed_port_is_refused() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let outcome = run(json!({"host": "127.0.0.1", "port": port}), &[]).await;
-    let error = outcome.connect_error.clone().unwrap_or_default();
-    assert!(
-        error.starts_with(&format!("connection refused: connect to 127.0.0.1:{port}")),
-        "{outcome:?}"
-    );
+    services::assert_closed_port_refused("mysql").await;
 }
 
 #[tokio::test]
 async fn mysql_other_protocol_is_a_protocol_error() {
     let server = servers::banner("SSH-2.0-x\r\n").await;
-    let config = json!({"host": "127.0.0.1", "port": server.port()});
-    let outcome = run(config, &[]).await;
-    assert_eq!(
-        outcome.connect_error.as_deref(),
-        Some(
-            "protocol error: not a MySQL server: expected a handshake packet, \
-             got \"SSH-2.0-x\\r\\n\""
-        ),
-        "{outcome:?}"
+    let outcome = run(services::at(server), &[]).await;
+    services::assert_connect_error(
+        &outcome,
+        "protocol error: not a MySQL server: expected a handshake packet, \
+         got \"SSH-2.0-x\\r\\n\"",
     );
 }
 
 #[tokio::test]
 async fn mysql_silent_server_times_out() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((conn, _)) = listener.accept().await {
-            held.push(conn);
-        }
-    });
-    let config = json!({"host": "127.0.0.1", "port": port, "timeoutMs": 500});
-    let outcome = run(config, &[]).await;
-    let error = outcome.connect_error.clone().unwrap_or_default();
-    assert!(error.starts_with("timeout: "), "{outcome:?}");
-    assert!(
-        (400.0..3000.0).contains(&outcome.duration_ms),
-        "{outcome:?}"
-    );
+    services::assert_times_out("mysql", servers::silent().await, "timeout: ").await;
 }
 
 fn packet(seq: u8, payload: &[u8]) -> Vec<u8> {
@@ -319,13 +269,10 @@ async fn mysql_caching_sha2_full_authentication_is_refused_without_tls() {
     let config =
         json!({"host": "127.0.0.1", "port": port, "username": "app", "password": password});
     let outcome = run(config, &[]).await;
-    let error = outcome.connect_error.clone().unwrap_or_default();
-    assert!(
-        error.starts_with(
-            "connection refused: authentication failed for user `app`: \
-             caching_sha2_password needs full authentication, which needs TLS"
-        ),
-        "{outcome:?}"
+    services::assert_connect_error_starts(
+        &outcome,
+        "connection refused: authentication failed for user `app`: \
+         caching_sha2_password needs full authentication, which needs TLS",
     );
     assert!(!format!("{outcome:?}").contains(password), "{outcome:?}");
 }

@@ -3,11 +3,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use checkhost::runtime::RunOutcome;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{Probe, servers, services};
+use crate::support::{servers, services};
 
 const VAR: &str = "CHECKHOST_TEST_POSTGRES";
 const DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -15,31 +16,14 @@ const DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// The strategy config for the local server, or `None` when it is not there.
 fn local() -> Option<Value> {
     let svc = services::service(VAR, DEFAULT)?;
-    let url = std::env::var(VAR).unwrap_or_else(|_| DEFAULT.into());
-    let database = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split_once('/'))
-        .map(|(_, path)| path.split('?').next().unwrap_or_default().to_string())
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| "postgres".into());
-    let mut config = json!({
-        "host": svc.host,
-        "port": svc.port,
-        "database": database,
-        "username": svc.user.unwrap_or_else(|| "postgres".into()),
-    });
-    if let Some(password) = svc.password {
-        config["password"] = password.into();
-    }
+    let mut config = svc.config();
+    config["database"] = json!(svc.database.as_deref().unwrap_or("postgres"));
+    config["username"] = json!(svc.user.as_deref().unwrap_or("postgres"));
     Some(config)
 }
 
-async fn run(config: Value, queries: &[&str]) -> checkhost::runtime::RunOutcome {
-    let mut probe = Probe::new("postgres", config).await;
-    for query in queries {
-        probe = probe.collector("service", json!({"query": query})).await;
-    }
-    probe.run().await
+async fn run(config: Value, queries: &[&str]) -> RunOutcome {
+    services::run("postgres", config, queries).await
 }
 
 #[tokio::test]
@@ -102,63 +86,32 @@ async fn postgres_unknown_database_is_refused_by_name() {
     let Some(mut config) = local() else { return };
     config["database"] = "checkhost_no_such_db".into();
     let outcome = run(config, &[]).await;
-    assert_eq!(
-        outcome.connect_error.as_deref(),
-        Some(
-            "connection refused: database `checkhost_no_such_db` does not exist: \
-             database \"checkhost_no_such_db\" does not exist"
-        ),
-        "{outcome:?}"
+    services::assert_connect_error(
+        &outcome,
+        "connection refused: database `checkhost_no_such_db` does not exist: \
+         database \"checkhost_no_such_db\" does not exist",
     );
 }
 
 #[tokio::test]
 async fn postgres_closed_port_is_refused() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let outcome = run(json!({"host": "127.0.0.1", "port": port}), &[]).await;
-    let error = outcome.connect_error.clone().unwrap_or_default();
-    assert!(
-        error.starts_with(&format!("connection refused: connect to 127.0.0.1:{port}")),
-        "{outcome:?}"
-    );
+    services::assert_closed_port_refused("postgres").await;
 }
 
 #[tokio::test]
 async fn postgres_other_protocol_is_a_protocol_error() {
     let server = servers::banner("SSH-2.0-x\r\n").await;
-    let config = json!({"host": "127.0.0.1", "port": server.port()});
-    let outcome = run(config, &[]).await;
-    assert_eq!(
-        outcome.connect_error.as_deref(),
-        Some(
-            "protocol error: not a PostgreSQL server: expected an authentication request, \
-             got \"SSH-2.0-x\\r\\n\""
-        ),
-        "{outcome:?}"
+    let outcome = run(services::at(server), &[]).await;
+    services::assert_connect_error(
+        &outcome,
+        "protocol error: not a PostgreSQL server: expected an authentication request, \
+         got \"SSH-2.0-x\\r\\n\"",
     );
 }
 
 #[tokio::test]
 async fn postgres_silent_server_times_out() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((conn, _)) = listener.accept().await {
-            held.push(conn);
-        }
-    });
-    let config = json!({"host": "127.0.0.1", "port": port, "timeoutMs": 500});
-    let outcome = run(config, &[]).await;
-    let error = outcome.connect_error.clone().unwrap_or_default();
-    assert!(error.starts_with("timeout: "), "{outcome:?}");
-    assert!(
-        (400.0..3000.0).contains(&outcome.duration_ms),
-        "{outcome:?}"
-    );
+    services::assert_times_out("postgres", servers::silent().await, "timeout: ").await;
 }
 
 /// Reads one frontend message with a type byte: its tag and body.
@@ -223,13 +176,10 @@ async fn postgres_wrong_password_is_refused_without_showing_it() {
             "password": password,
         });
         let outcome = run(config, &[]).await;
-        assert_eq!(
-            outcome.connect_error.as_deref(),
-            Some(
-                "connection refused: authentication failed for user `x`: \
-                 password authentication failed for user \"x\""
-            ),
-            "{outcome:?}"
+        services::assert_connect_error(
+            &outcome,
+            "connection refused: authentication failed for user `x`: \
+             password authentication failed for user \"x\"",
         );
         assert!(!format!("{outcome:?}").contains(password), "{outcome:?}");
         let sent = tokio::time::timeout(Duration::from_secs(5), sent)

@@ -1,42 +1,28 @@
 //! The `redis` strategy against the local server.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 
+use checkhost::runtime::RunOutcome;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
+use crate::support::servers;
 use crate::support::services::{self, Service};
-use crate::support::{Probe, servers};
 
 fn redis() -> Option<Service> {
     services::service("CHECKHOST_TEST_REDIS", "redis://127.0.0.1:6379")
 }
 
 fn config(svc: &Service, extra: Value) -> Value {
-    let mut config = json!({"host": svc.host, "port": svc.port});
-    if let Some(password) = &svc.password {
-        config["password"] = json!(password);
-    }
-    if let Some(user) = svc.user.as_deref().filter(|u| !u.is_empty()) {
-        config["username"] = json!(user);
-    }
+    let mut config = svc.config();
     for (k, v) in extra.as_object().into_iter().flatten() {
         config[k] = v.clone();
     }
     config
 }
 
-/// Runs the `service` collector once per query (none: one run without).
-async fn run(config: Value, queries: &[&str]) -> checkhost::runtime::RunOutcome {
-    let mut probe = Probe::new("redis", config).await;
-    if queries.is_empty() {
-        probe = probe.collector("service", json!({})).await;
-    }
-    for query in queries {
-        probe = probe.collector("service", json!({"query": query})).await;
-    }
-    probe.run().await
+async fn run(config: Value, queries: &[&str]) -> RunOutcome {
+    services::run("redis", config, queries).await
 }
 
 /// `redis_version` as a plain `INFO server` over a socket of our own says.
@@ -56,19 +42,6 @@ fn raw_version(svc: &Service) -> String {
         .expect("INFO server names redis_version")
         .trim()
         .to_string()
-}
-
-/// Accepts connections and never writes a byte.
-async fn silent() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((conn, _)) = listener.accept().await {
-            held.push(conn);
-        }
-    });
-    addr
 }
 
 #[tokio::test]
@@ -160,12 +133,9 @@ async fn acl_user_with_right_and_wrong_password() {
     );
 
     let outcome = run(user("wrong-password"), &["PING"]).await;
-    let error = outcome.connect_error.clone().unwrap_or_default();
-    assert!(
-        error.starts_with(
-            "connection refused: authentication failed for user `checkhost-test`: WRONGPASS"
-        ),
-        "{outcome:?}"
+    services::assert_connect_error_starts(
+        &outcome,
+        "connection refused: authentication failed for user `checkhost-test`: WRONGPASS",
     );
     assert!(
         !format!("{outcome:?}").contains("wrong-password"),
@@ -175,32 +145,20 @@ async fn acl_user_with_right_and_wrong_password() {
 
 #[tokio::test]
 async fn closed_port_is_refused() {
-    let outcome = run(json!({"host": "127.0.0.1", "port": 1}), &[]).await;
-    let error = outcome.connect_error.clone().unwrap_or_default();
-    assert!(error.starts_with("connection refused"), "{outcome:?}");
+    services::assert_closed_port_refused("redis").await;
 }
 
 #[tokio::test]
 async fn another_protocol_is_not_redis() {
     let ssh = servers::banner("SSH-2.0-x\r\n").await;
-    let outcome = run(json!({"host": "127.0.0.1", "port": ssh.port()}), &[]).await;
-    assert_eq!(
-        outcome.connect_error.as_deref(),
-        Some(r#"protocol error: not a Redis server: expected a RESP reply, got "SSH-2.0-x\r\n""#),
-        "{outcome:?}"
+    let outcome = run(services::at(ssh), &[]).await;
+    services::assert_connect_error(
+        &outcome,
+        r#"protocol error: not a Redis server: expected a RESP reply, got "SSH-2.0-x\r\n""#,
     );
 }
 
 #[tokio::test]
 async fn a_silent_server_times_out() {
-    let addr = silent().await;
-    let started = std::time::Instant::now();
-    let outcome = run(
-        json!({"host": "127.0.0.1", "port": addr.port(), "timeoutMs": 500}),
-        &[],
-    )
-    .await;
-    let error = outcome.connect_error.clone().unwrap_or_default();
-    assert!(error.starts_with("timeout"), "{outcome:?}");
-    assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+    services::assert_times_out("redis", servers::silent().await, "timeout").await;
 }

@@ -7,12 +7,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use checkhost::runtime::RunOutcome;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::net::tcp::OwnedWriteHalf;
 
-use crate::support::{Probe, servers};
+use crate::support::servers;
+use crate::support::services::{self, at};
 
 #[derive(Clone, Copy)]
 struct Fake {
@@ -120,32 +122,8 @@ async fn say(write: &mut OwnedWriteHalf, line: &str) -> bool {
         .is_ok()
 }
 
-/// Accepts connections and never writes a byte.
-async fn silent() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((conn, _)) = listener.accept().await {
-            held.push(conn);
-        }
-    });
-    addr
-}
-
-async fn run(config: Value, queries: &[&str]) -> checkhost::runtime::RunOutcome {
-    let mut probe = Probe::new("smtp", config).await;
-    if queries.is_empty() {
-        probe = probe.collector("service", json!({})).await;
-    }
-    for query in queries {
-        probe = probe.collector("service", json!({"query": query})).await;
-    }
-    probe.run().await
-}
-
-fn at(addr: SocketAddr) -> Value {
-    json!({"host": "127.0.0.1", "port": addr.port()})
+async fn run(config: Value, queries: &[&str]) -> RunOutcome {
+    services::run("smtp", config, queries).await
 }
 
 /// The commands the fake received, once QUIT is among them (it comes
@@ -268,13 +246,10 @@ async fn auth_plain_with_right_and_wrong_passwords() {
     assert_eq!(info["authenticated"], true);
 
     let outcome = run(with("wrong-password"), &[]).await;
-    assert_eq!(
-        outcome.connect_error.as_deref(),
-        Some(
-            "connection refused: authentication failed for user `alice`: \
-             535 5.7.8 Error: authentication failed"
-        ),
-        "{outcome:?}"
+    services::assert_connect_error(
+        &outcome,
+        "connection refused: authentication failed for user `alice`: \
+         535 5.7.8 Error: authentication failed",
     );
     assert!(!format!("{outcome:?}").contains("wrong-password"));
     let sent = commands(&log).await;
@@ -320,12 +295,9 @@ async fn credentials_without_auth_on_offer_are_refused() {
     config["username"] = json!("alice");
     config["password"] = json!("s3cret");
     let outcome = run(config, &[]).await;
-    let error = outcome.connect_error.clone().unwrap_or_default();
-    assert!(
-        error.starts_with(
-            "connection refused: authentication failed for user `alice`: the server offers no AUTH"
-        ),
-        "{outcome:?}"
+    services::assert_connect_error_starts(
+        &outcome,
+        "connection refused: authentication failed for user `alice`: the server offers no AUTH",
     );
 }
 
@@ -337,21 +309,16 @@ async fn a_554_greeting_is_refused() {
     })
     .await;
     let outcome = run(at(addr), &[]).await;
-    assert_eq!(
-        outcome.connect_error.as_deref(),
-        Some(
-            "connection refused: the server refused the session: \
-             554 5.7.1 mail.test no service for you"
-        ),
-        "{outcome:?}"
+    services::assert_connect_error(
+        &outcome,
+        "connection refused: the server refused the session: \
+         554 5.7.1 mail.test no service for you",
     );
 }
 
 #[tokio::test]
 async fn closed_port_is_refused() {
-    let outcome = run(json!({"host": "127.0.0.1", "port": 1}), &[]).await;
-    let error = outcome.connect_error.clone().unwrap_or_default();
-    assert!(error.starts_with("connection refused"), "{outcome:?}");
+    services::assert_closed_port_refused("smtp").await;
 }
 
 /// An HTTP server only speaks when spoken to, so a real one would be a
@@ -361,32 +328,16 @@ async fn closed_port_is_refused() {
 async fn an_http_reply_is_not_smtp() {
     let http = servers::banner("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
     let outcome = run(at(http), &[]).await;
-    assert_eq!(
-        outcome.connect_error.as_deref(),
-        Some(
-            "protocol error: not an SMTP server: expected a reply like \"220 …\", \
-             got \"HTTP/1.1 400 Bad Request\\r\\nContent-Length: 0\\r\\n\\r\\n\""
-        ),
-        "{outcome:?}"
+    services::assert_connect_error(
+        &outcome,
+        "protocol error: not an SMTP server: expected a reply like \"220 …\", \
+         got \"HTTP/1.1 400 Bad Request\\r\\nContent-Length: 0\\r\\n\\r\\n\"",
     );
 }
 
 #[tokio::test]
 async fn a_silent_server_times_out() {
-    for addr in [silent().await, servers::http().await] {
-        let started = Instant::now();
-        let mut config = at(addr);
-        config["timeoutMs"] = json!(500);
-        let outcome = run(config, &[]).await;
-        let error = outcome.connect_error.clone().unwrap_or_default();
-        assert!(
-            error.starts_with("timeout: read SMTP greeting"),
-            "{outcome:?}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
-        );
+    for addr in [servers::silent().await, servers::http().await] {
+        services::assert_times_out("smtp", addr, "timeout: read SMTP greeting").await;
     }
 }

@@ -74,6 +74,27 @@ pub async fn banner(banner: &'static str) -> SocketAddr {
     addr
 }
 
+/// A TCP server that accepts connections, holds them and never writes a
+/// byte: what a client's read timeout is for.
+pub async fn silent() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+/// A loopback port nothing listens on: one the system just handed out
+/// and got back.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 /// A DNS server on a loopback UDP port answering from a fixed zone:
 /// `www.shop.test` A 10.0.0.1 and 10.0.0.2, `shop.test` MX/TXT/NS, any
 /// other name NXDOMAIN.

@@ -6,7 +6,7 @@ use std::io::{BufReader, ErrorKind, Read, Write};
 use std::time::Instant;
 
 use checkhost_sdk::TransportError;
-use checkhost_sdk::net::{receive, send};
+use checkhost_sdk::net::{preview, receive, send};
 
 use crate::hpack;
 
@@ -22,8 +22,6 @@ const MAX_HEADER_BLOCK: usize = 64 * 1024;
 /// few hundred bytes.
 const MAX_CALL_BYTES: usize = 1024 * 1024;
 const MAX_STREAM_ID: u32 = 0x7fff_ffff;
-/// How much of a non-HTTP/2 greeting an error shows.
-const SHOWN: usize = 48;
 
 const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
@@ -120,7 +118,7 @@ impl<S: Read + Write> Connection<S> {
             || len > MAX_FRAME_SIZE
         {
             let mut seen = head.to_vec();
-            seen.extend(self.io.buffer().iter().take(SHOWN));
+            seen.extend_from_slice(self.io.buffer());
             return Err(not_http2(&seen));
         }
         let mut payload = vec![0; len];
@@ -448,11 +446,9 @@ fn not_http2(seen: &[u8]) -> TransportError {
             "not an HTTP/2 (gRPC) server: it closed the connection without sending SETTINGS",
         );
     }
-    let shown = String::from_utf8_lossy(seen.get(..SHOWN).unwrap_or(seen));
-    let more = if seen.len() > SHOWN { "…" } else { "" };
     protocol(format!(
-        "not an HTTP/2 (gRPC) server: expected a SETTINGS frame, got \"{}{more}\"",
-        shown.escape_debug()
+        "not an HTTP/2 (gRPC) server: expected a SETTINGS frame, got {}",
+        preview(seen)
     ))
 }
 

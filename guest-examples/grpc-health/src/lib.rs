@@ -21,7 +21,6 @@ use checkhost_sdk::{
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-const DEFAULT_TIMEOUT_MS: u32 = 5_000;
 const PATH: &str = "/grpc.health.v1.Health/Check";
 /// Longer service names are refused, so a request always fits one frame.
 const MAX_SERVICE_LEN: usize = 1024;
@@ -113,13 +112,7 @@ impl Strategy for Plugin {
                 "authority {authority:?} is not a host[:port]"
             )));
         }
-        let timeout_ms = config.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-        if timeout_ms == 0 {
-            return Err(TransportError::BadConfig(
-                "timeoutMs must be at least 1".into(),
-            ));
-        }
-        let timeout = Duration::from_millis(timeout_ms.into());
+        let timeout = service::timeout(config.timeout_ms);
         let opened = net::connect(&config.host, config.port, timeout)?;
         let h2 = h2::Connection::handshake(opened.stream)?;
         Ok(Conn {
@@ -322,9 +315,7 @@ impl Client for Conn {
                 }
                 Ok(service::reply(check.ok(), &body, timings))
             }
-            other => Err(TransportError::BadConfig(format!(
-                "grpc-health answers `{INFO}` and `{QUERY}`, not `{other}`"
-            ))),
+            other => Err(service::unknown_method(other)),
         }
     }
 

@@ -17,7 +17,6 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 const DEFAULT_PORT: u16 = 1883;
-const DEFAULT_TIMEOUT_MS: u32 = 5_000;
 const KEEP_ALIVE_SECS: u16 = 30;
 /// Mosquitto publishes its version here as a retained message.
 const VERSION_TOPIC: &str = "$SYS/broker/version";
@@ -103,7 +102,7 @@ impl Strategy for Mqtt {
         }
         .encode()
         .map_err(TransportError::BadConfig)?;
-        let timeout = Duration::from_millis(config.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).into());
+        let timeout = service::timeout(config.timeout_ms);
         let connection = net::connect(&config.host, config.port.unwrap_or(DEFAULT_PORT), timeout)?;
         let mut conn = Conn {
             io: BufReader::new(connection.stream),
@@ -193,14 +192,12 @@ impl Conn {
         let meaning = packet::connack_meaning(code);
         match code {
             0 => Ok(flags & 0x01 == 1),
-            4 => Err(TransportError::Refused(match username {
-                Some(user) => {
-                    format!("authentication failed for user `{user}`: CONNACK 4 ({meaning})")
-                }
-                None => format!(
+            4 => Err(match username {
+                Some(user) => service::auth_failed(user, format!("CONNACK 4 ({meaning})")),
+                None => TransportError::Refused(format!(
                     "authentication failed: the broker needs credentials, CONNACK 4 ({meaning})"
-                ),
-            })),
+                )),
+            }),
             5 => Err(TransportError::Refused(format!(
                 "not authorized: the broker refused {}, CONNACK 5",
                 username.map_or("anonymous clients".to_string(), |u| format!("user `{u}`"))
@@ -314,9 +311,7 @@ impl Client for Conn {
         match request.method.as_str() {
             INFO => Ok(service::reply(true, &self.info, self.timings)),
             QUERY => self.query(&request.target),
-            other => Err(TransportError::BadConfig(format!(
-                "unknown method `{other}`: use `{INFO}` or `{QUERY}`"
-            ))),
+            other => Err(service::unknown_method(other)),
         }
     }
 

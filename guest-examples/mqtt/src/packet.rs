@@ -6,7 +6,7 @@
 use std::io::BufRead;
 
 use checkhost_sdk::TransportError;
-use checkhost_sdk::net::receive;
+use checkhost_sdk::net::{preview, receive};
 
 pub const CONNACK: u8 = 0x20;
 pub const PUBLISH: u8 = 0x30;
@@ -19,8 +19,6 @@ const MAX_REMAINING: usize = 268_435_455;
 /// The largest packet read from a broker: far more than any CONNACK,
 /// SUBACK, PUBACK or `$SYS` message needs.
 pub const MAX_PACKET: usize = 1024 * 1024;
-/// How much of a foreign reply an error message quotes.
-const SNIPPET: usize = 40;
 
 /// One packet as read: the fixed header's first byte and the rest.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,21 +198,7 @@ pub fn peek(r: &mut impl BufRead, what: &str) -> Result<String, TransportError> 
             "connection closed while reading {what}"
         )));
     }
-    Ok(snippet(available))
-}
-
-/// Quoted text when the bytes read as text, else hex.
-fn snippet(bytes: &[u8]) -> String {
-    let bytes = &bytes[..bytes.len().min(SNIPPET)];
-    if bytes
-        .iter()
-        .all(|b| b.is_ascii_graphic() || b" \r\n\t".contains(b))
-    {
-        format!("{:?}", String::from_utf8_lossy(bytes))
-    } else {
-        let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        format!("bytes {}", hex.join(" "))
-    }
+    Ok(preview(available))
 }
 
 /// What a CONNACK return code (§3.2.2.3) means.
@@ -355,14 +339,14 @@ mod tests {
     }
 
     #[test]
-    fn foreign_bytes_are_quoted_or_hex() {
+    fn foreign_bytes_are_quoted_and_escaped() {
         assert_eq!(
             peek(&mut &b"SSH-2.0-x\r\n"[..], "CONNACK").unwrap(),
             "\"SSH-2.0-x\\r\\n\""
         );
         assert_eq!(
             peek(&mut &[0x16, 0x03, 0x01][..], "CONNACK").unwrap(),
-            "bytes 16 03 01"
+            "\"\\x16\\x03\\x01\""
         );
     }
 }

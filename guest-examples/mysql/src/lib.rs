@@ -21,7 +21,6 @@ use serde::Deserialize;
 use crate::wire::{Body, Packet, ServerError};
 
 const DEFAULT_PORT: u16 = 3306;
-const DEFAULT_TIMEOUT_MS: u32 = 5_000;
 const DEFAULT_USER: &str = "root";
 /// Rows kept in a query reply; the count covers them all.
 const MAX_ROWS: usize = 100;
@@ -107,13 +106,7 @@ impl Strategy for Mysql {
         if user.len() > 255 {
             return Err(TransportError::BadConfig("`username` is too long".into()));
         }
-        let timeout_ms = config.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-        if timeout_ms == 0 {
-            return Err(TransportError::BadConfig(
-                "`timeoutMs` must be at least 1".into(),
-            ));
-        }
-        let timeout = Duration::from_millis(timeout_ms.into());
+        let timeout = service::timeout(config.timeout_ms);
         let port = config.port.unwrap_or(DEFAULT_PORT);
         let connection = net::connect(&config.host, port, timeout)?;
         let mut session = Session {
@@ -187,7 +180,7 @@ impl Session {
             } else {
                 format!(
                     "not a MySQL server: expected a handshake packet, got {}",
-                    wire::preview(first)
+                    net::preview(first)
                 )
             }));
         }
@@ -232,9 +225,7 @@ impl Session {
         let response = wire::handshake_response(flags, user, &auth, database, &plugin);
         let mut seq = greeting.seq.wrapping_add(1);
         self.send(seq, &response, "handshake response")?;
-        let refused = |why: &str| {
-            TransportError::Refused(format!("authentication failed for user `{user}`: {why}"))
-        };
+        let refused = |why: &str| service::auth_failed(user, why);
         for _ in 0..MAX_AUTH_PACKETS {
             let answer = self.read("authentication answer")?;
             seq = answer.seq.wrapping_add(1);
@@ -272,7 +263,7 @@ impl Session {
                     other => {
                         return Err(TransportError::Protocol(format!(
                             "unexpected caching_sha2_password data {}",
-                            wire::preview(other)
+                            net::preview(other)
                         )));
                     }
                 },
@@ -410,13 +401,9 @@ fn login_error(error: &ServerError, user: &str, database: Option<&str>) -> Trans
     let message = &error.message;
     match (error.code, database) {
         // ER_ACCESS_DENIED_ERROR
-        (1045, _) => TransportError::Refused(format!(
-            "authentication failed for user `{user}`: {message}"
-        )),
+        (1045, _) => service::auth_failed(user, message),
         // ER_BAD_DB_ERROR
-        (1049, Some(database)) => {
-            TransportError::Refused(format!("database `{database}` does not exist: {message}"))
-        }
+        (1049, Some(database)) => service::no_such_database(database, message),
         _ => TransportError::Refused(format!("login refused: {}", error.describe())),
     }
 }
@@ -433,10 +420,7 @@ impl Client for Session {
                         "the connection is out of step after an earlier transport error".into(),
                     ));
                 }
-                let timeout = req
-                    .timeout_ms
-                    .filter(|&ms| ms > 0)
-                    .map_or(self.timeout, |ms| Duration::from_millis(ms.into()));
+                let timeout = service::request_timeout(&req, self.timeout);
                 let _ = self.stream.get_ref().set_read_timeout(Some(timeout));
                 let answer = self.query(&req.target);
                 let _ = self.stream.get_ref().set_read_timeout(Some(self.timeout));
@@ -450,9 +434,7 @@ impl Client for Session {
                     },
                 ))
             }
-            other => Err(TransportError::BadConfig(format!(
-                "unknown request method `{other}`: use `{INFO}` or `{QUERY}`"
-            ))),
+            other => Err(service::unknown_method(other)),
         }
     }
 

@@ -90,13 +90,6 @@ pub fn looks_like_handshake(chunk: &[u8]) -> bool {
             .is_none_or(|&first| first == 10 || first == 0xFF)
 }
 
-/// Up to 40 bytes of what a peer sent, quoted and escaped for a message.
-pub fn preview(bytes: &[u8]) -> String {
-    let shown = bytes.get(..40).unwrap_or(bytes);
-    let more = if shown.len() < bytes.len() { "…" } else { "" };
-    format!("\"{}{more}\"", shown.escape_ascii())
-}
-
 /// Reads fields from a payload; every read checks the bounds.
 pub struct Body<'a> {
     buf: &'a [u8],
@@ -452,7 +445,6 @@ mod tests {
         assert!(!looks_like_handshake(b"SSH-2.0-x\r\n"));
         assert!(!looks_like_handshake(b"HTTP/1.1 400 Bad Request\r\n"));
         assert!(!looks_like_handshake(b""));
-        assert_eq!(preview(b"SSH-2.0-x\r\n"), "\"SSH-2.0-x\\r\\n\"");
     }
 
     #[test]

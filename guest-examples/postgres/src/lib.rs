@@ -25,7 +25,6 @@ use crate::auth::Scram;
 use crate::wire::{Body, Message, ServerError};
 
 const DEFAULT_PORT: u16 = 5432;
-const DEFAULT_TIMEOUT_MS: u32 = 5_000;
 const DEFAULT_USER: &str = "postgres";
 const DEFAULT_DATABASE: &str = "postgres";
 /// Rows kept in a query reply; the count covers them all.
@@ -115,13 +114,7 @@ impl Strategy for Postgres {
                 )));
             }
         }
-        let timeout_ms = config.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-        if timeout_ms == 0 {
-            return Err(TransportError::BadConfig(
-                "`timeoutMs` must be at least 1".into(),
-            ));
-        }
-        let timeout = Duration::from_millis(timeout_ms.into());
+        let timeout = service::timeout(config.timeout_ms);
         let port = config.port.unwrap_or(DEFAULT_PORT);
         let connection = net::connect(&config.host, port, timeout)?;
         let mut session = Session {
@@ -199,7 +192,7 @@ impl Session {
             } else {
                 format!(
                     "not a PostgreSQL server: expected an authentication request, got {}",
-                    wire::preview(first)
+                    net::preview(first)
                 )
             }));
         }
@@ -213,9 +206,7 @@ impl Session {
         database: &str,
         password: Option<&str>,
     ) -> Result<(), TransportError> {
-        let refused = |why: &str| {
-            TransportError::Refused(format!("authentication failed for user `{user}`: {why}"))
-        };
+        let refused = |why: &str| service::auth_failed(user, why);
         let needed = || {
             password.ok_or_else(|| refused("the server asks for a password and none is configured"))
         };
@@ -470,12 +461,8 @@ fn keep(kept: &mut Option<ResultSet>, done: ResultSet) {
 fn startup_error(error: &ServerError, user: &str, database: &str) -> TransportError {
     let ServerError { code, message } = error;
     match code.as_str() {
-        "28P01" | "28000" => TransportError::Refused(format!(
-            "authentication failed for user `{user}`: {message}"
-        )),
-        "3D000" => {
-            TransportError::Refused(format!("database `{database}` does not exist: {message}"))
-        }
+        "28P01" | "28000" => service::auth_failed(user, message),
+        "3D000" => service::no_such_database(database, message),
         "08P01" => TransportError::Protocol(format!("{code}: {message}")),
         _ => TransportError::Other(format!("{code}: {message}")),
     }
@@ -508,10 +495,7 @@ impl Client for Session {
                         "the connection is out of step after an earlier transport error".into(),
                     ));
                 }
-                let timeout = req
-                    .timeout_ms
-                    .filter(|&ms| ms > 0)
-                    .map_or(self.timeout, |ms| Duration::from_millis(ms.into()));
+                let timeout = service::request_timeout(&req, self.timeout);
                 let _ = self.stream.get_ref().set_read_timeout(Some(timeout));
                 let answer = self.query(&req.target);
                 let _ = self.stream.get_ref().set_read_timeout(Some(self.timeout));
@@ -525,9 +509,7 @@ impl Client for Session {
                     },
                 ))
             }
-            other => Err(TransportError::BadConfig(format!(
-                "unknown request method `{other}`: use `{INFO}` or `{QUERY}`"
-            ))),
+            other => Err(service::unknown_method(other)),
         }
     }
 

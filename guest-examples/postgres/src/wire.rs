@@ -80,13 +80,6 @@ pub fn looks_like_startup_answer(chunk: &[u8]) -> bool {
     }
 }
 
-/// Up to 40 bytes of what a peer sent, quoted and escaped for a message.
-pub fn preview(bytes: &[u8]) -> String {
-    let shown = bytes.get(..40).unwrap_or(bytes);
-    let more = if shown.len() < bytes.len() { "…" } else { "" };
-    format!("\"{}{more}\"", shown.escape_ascii())
-}
-
 /// Reads fields from a message body; every read checks the bounds.
 pub struct Body<'a> {
     buf: &'a [u8],
@@ -256,8 +249,6 @@ mod tests {
         assert!(!looks_like_startup_answer(b"HTTP/1.1 400 Bad Request"));
         assert!(!looks_like_startup_answer(b"R\xff\xff\xff\xff"));
         assert!(!looks_like_startup_answer(b""));
-        assert_eq!(preview(b"SSH-2.0-x\r\n"), "\"SSH-2.0-x\\r\\n\"");
-        assert_eq!(preview(&[b'a'; 50]), format!("\"{}…\"", "a".repeat(40)));
     }
 
     #[test]

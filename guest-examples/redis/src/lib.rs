@@ -7,7 +7,7 @@ mod resp;
 
 use std::io::BufReader;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use checkhost_sdk::net::{self, ms_since};
 use checkhost_sdk::service::{self, INFO, QUERY};
@@ -20,7 +20,6 @@ use serde::Deserialize;
 use resp::Reply;
 
 const DEFAULT_PORT: u16 = 6379;
-const DEFAULT_TIMEOUT_MS: u32 = 5_000;
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -89,7 +88,7 @@ impl Strategy for Redis {
                 "`username` needs a `password`".into(),
             ));
         }
-        let timeout = Duration::from_millis(config.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).into());
+        let timeout = service::timeout(config.timeout_ms);
         let connection = net::connect(&config.host, config.port.unwrap_or(DEFAULT_PORT), timeout)?;
         let mut conn = Conn {
             io: BufReader::new(connection.stream),
@@ -138,9 +137,9 @@ impl Conn {
             && let Reply::Error(message) = resp::read(&mut self.io)?
         {
             // A server without AUTH may quote its arguments back.
-            return Err(auth_failed(
+            return Err(service::auth_failed(
                 user,
-                &message.replace(password.as_str(), "****"),
+                message.replace(password.as_str(), "****"),
             ));
         }
         if let Some(db) = &database
@@ -230,18 +229,12 @@ fn refusal(user: &str, message: &str) -> Option<TransportError> {
     ];
     let closed = ["DENIED", "ERR max number of clients"];
     if auth.iter().any(|p| message.starts_with(p)) {
-        Some(auth_failed(user, message))
+        Some(service::auth_failed(user, message))
     } else if closed.iter().any(|p| message.starts_with(p)) {
         Some(TransportError::Refused(message.to_string()))
     } else {
         None
     }
-}
-
-fn auth_failed(user: &str, message: &str) -> TransportError {
-    TransportError::Refused(format!(
-        "authentication failed for user `{user}`: {message}"
-    ))
 }
 
 impl Client for Conn {
@@ -250,9 +243,7 @@ impl Client for Conn {
         match request.method.as_str() {
             INFO => Ok(service::reply(true, &self.info, self.timings)),
             QUERY => self.query(&request.target),
-            other => Err(TransportError::BadConfig(format!(
-                "unknown method `{other}`: use `{INFO}` or `{QUERY}`"
-            ))),
+            other => Err(service::unknown_method(other)),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::io::BufRead;
 
-use checkhost_sdk::net::receive;
+use checkhost_sdk::net::{preview, receive};
 use checkhost_sdk::{TransportError, Value, json};
 
 /// Largest bulk string accepted.
@@ -17,8 +17,6 @@ pub const MAX_DEPTH: usize = 16;
 pub const MAX_REPLY: usize = 32 * 1024 * 1024;
 /// Longest simple string, error or length line.
 const MAX_LINE: usize = 64 * 1024;
-/// How much of a foreign reply an error message quotes.
-const SNIPPET: usize = 60;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
@@ -84,7 +82,7 @@ fn read_value(
         return Err(closed());
     };
     if !b"+-:$*".contains(&kind) {
-        let what = snippet(available);
+        let what = preview(available);
         return Err(TransportError::Protocol(if depth == 0 {
             format!("not a Redis server: expected a RESP reply, got {what}")
         } else {
@@ -165,7 +163,7 @@ fn integer(text: &[u8]) -> Result<i64, TransportError> {
     std::str::from_utf8(text)
         .ok()
         .and_then(|t| t.parse().ok())
-        .ok_or_else(|| malformed(&format!("{} is not an integer", snippet(text))))
+        .ok_or_else(|| malformed(&format!("{} is not an integer", preview(text))))
 }
 
 /// A bulk or array length: `None` for RESP's -1 (nil), an error past `max`.
@@ -194,11 +192,6 @@ fn closed() -> TransportError {
 
 fn malformed(what: &str) -> TransportError {
     TransportError::Protocol(format!("malformed RESP reply: {what}"))
-}
-
-fn snippet(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(SNIPPET)]).into_owned();
-    format!("{text:?}")
 }
 
 /// Splits a command line into arguments the way `redis-cli` does:

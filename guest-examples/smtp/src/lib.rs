@@ -7,7 +7,7 @@ mod reply;
 
 use std::io::BufReader;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -22,7 +22,6 @@ use serde::Deserialize;
 use reply::Reply;
 
 const DEFAULT_PORT: u16 = 25;
-const DEFAULT_TIMEOUT_MS: u32 = 5_000;
 const DEFAULT_HELO: &str = "checkhost.local";
 
 #[derive(Deserialize, JsonSchema)]
@@ -107,7 +106,7 @@ impl Strategy for Smtp {
                 "`heloName` {helo:?} must be one word"
             )));
         }
-        let timeout = Duration::from_millis(config.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS).into());
+        let timeout = service::timeout(config.timeout_ms);
         let connection = net::connect(&config.host, config.port.unwrap_or(DEFAULT_PORT), timeout)?;
         // Built before the greeting so that any failure below still says QUIT.
         let mut conn = Conn {
@@ -202,9 +201,7 @@ impl Conn {
         password: &str,
         mechanisms: &[String],
     ) -> Result<(), TransportError> {
-        let failed = |why: String| {
-            TransportError::Refused(format!("authentication failed for user `{user}`: {why}"))
-        };
+        let failed = |why: String| service::auth_failed(user, why);
         let offered = |m: &str| mechanisms.iter().any(|x| x == m);
         let answer = if offered("PLAIN") {
             self.command(
@@ -310,9 +307,7 @@ impl Client for Conn {
         match request.method.as_str() {
             INFO => Ok(service::reply(true, &self.info, self.timings)),
             QUERY => self.query(&request.target),
-            other => Err(TransportError::BadConfig(format!(
-                "unknown method `{other}`: use `{INFO}` or `{QUERY}`"
-            ))),
+            other => Err(service::unknown_method(other)),
         }
     }
 

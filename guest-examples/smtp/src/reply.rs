@@ -5,14 +5,13 @@
 use std::io::BufRead;
 
 use checkhost_sdk::TransportError;
+use checkhost_sdk::net::preview;
 
 /// Longest reply line accepted. RFC 5321 allows 512 octets; real servers
 /// sometimes send more.
 const MAX_LINE: usize = 8 * 1024;
 /// Most lines in one reply (an EHLO lists a dozen extensions at most).
 const MAX_LINES: usize = 256;
-/// How much of a foreign reply an error message quotes.
-const SNIPPET: usize = 60;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
@@ -51,7 +50,7 @@ pub fn read(r: &mut impl BufRead, greeting: bool) -> Result<Reply, TransportErro
             } else {
                 TransportError::Protocol(format!(
                     "malformed {what} line {}",
-                    snippet(line.as_bytes())
+                    preview(line.as_bytes())
                 ))
             }
         })?;
@@ -131,13 +130,8 @@ fn read_line(r: &mut impl BufRead, what: &str, first: bool) -> Result<String, Tr
 fn not_smtp(bytes: &[u8]) -> TransportError {
     TransportError::Protocol(format!(
         "not an SMTP server: expected a reply like \"220 …\", got {}",
-        snippet(bytes)
+        preview(bytes)
     ))
-}
-
-fn snippet(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(SNIPPET)]).into_owned();
-    format!("{text:?}")
 }
 
 /// A software name and version when the greeting states them plainly, as
