@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::Value;
 use support::db::TestDb;
-use support::{Workspace, servers};
+use support::{Probe, Workspace, servers, services};
 
 const PLUGINS: &[&str] = &["http", "http-request", "noop", "hostile"];
 
@@ -602,4 +602,76 @@ fn an_unreachable_database_is_named_and_exits_2() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(url), "{stderr}");
+}
+
+/// A database password given as a secret reaches MariaDB through the
+/// `mysql` strategy's x-secret field, and a wrong one fails the run by name;
+/// neither is in the output, the logs or anything stored.
+#[tokio::test]
+async fn a_database_password_secret_logs_in_and_nothing_it_leaves_behind() {
+    const PASSWORD: &str = "pw-7c41e9b2-secret";
+    const WRONG: &str = "pw-wrong-0d93aa";
+    let Some(svc) = services::service("CHECKHOST_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
+    else {
+        return;
+    };
+    let account = "'checkhost_secret'@'127.0.0.1'";
+    let setup = Probe::new(
+        "mysql",
+        serde_json::json!({"host": svc.host, "port": svc.port, "username": svc.user.as_deref().unwrap_or("root"), "password": svc.password}),
+    )
+    .await
+    .collector("service", serde_json::json!({"query": format!("CREATE USER IF NOT EXISTS {account} IDENTIFIED BY '{PASSWORD}'")}))
+    .await
+    .collector("service", serde_json::json!({"query": format!("ALTER USER {account} IDENTIFIED BY '{PASSWORD}'")}))
+    .await
+    .run()
+    .await;
+    assert_eq!(setup.error(), None, "{setup:?}");
+    assert!(
+        setup.collectors.iter().all(|c| c.result["ok"] == true),
+        "{setup:?}"
+    );
+
+    let ws = Workspace::new(&["mysql", "service"]);
+    ws.config(&format!(
+        "{}checks:
+  - id: db
+    strategy:
+      plugin: mysql
+      config: {{host: {host}, port: {port}, username: checkhost_secret, password: '${{{{ secrets.DB_PASSWORD }}}}'}}
+    network: {{allow: ['{host}:{port}']}}
+    collectors:
+      - plugin: service
+        config: {{query: 'SELECT CURRENT_USER()'}}
+        assertions: [{{field: ok, operator: isTrue}}]
+assignments:
+  - {{system: shop, check: db, environments: []}}
+",
+        envs("127.0.0.1:1", "127.0.0.1:1"),
+        host = svc.host,
+        port = svc.port,
+    ));
+    let debug = ("CHECKHOST_LOG", "debug");
+    let (code, reports, out) = ws.run(&[], &[("CHECKHOST_SECRET_DB_PASSWORD", PASSWORD), debug]);
+    assert_eq!(code, Some(0), "MariaDB accepted the password: {out}");
+    assert_eq!(reports[0]["healthy"], true, "{out}");
+    assert!(
+        !out.contains(PASSWORD),
+        "password in the output or logs: {out}"
+    );
+
+    let (code, reports, out) = ws.run(&[], &[("CHECKHOST_SECRET_DB_PASSWORD", WRONG), debug]);
+    assert_eq!(code, Some(1), "{out}");
+    let error = reports[0].to_string();
+    assert!(
+        error.contains("authentication failed for user `checkhost_secret`"),
+        "{error}"
+    );
+    assert!(
+        !out.contains(WRONG),
+        "password in the output or logs: {out}"
+    );
+    assert_nowhere_stored(&ws, PASSWORD).await;
+    assert_nowhere_stored(&ws, WRONG).await;
 }

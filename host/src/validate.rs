@@ -516,7 +516,11 @@ fn refused_targets(
                 .filter(|(k, _)| TARGET_FIELDS.contains(&k.as_str()))
                 .filter_map(|(k, v)| Some((k, literal_target(v.as_str()?, fields.get("port"))?)))
             {
-                if let Err(denial) = policy.check_addr(addr)
+                let verdict = match addr.port() {
+                    0 => policy.check_ip(addr.ip()),
+                    _ => policy.check_addr(addr),
+                };
+                if let Err(denial) = verdict
                     && reported.insert(field.clone())
                 {
                     p.add(
@@ -532,7 +536,8 @@ fn refused_targets(
 }
 
 /// The address a host or URL value names, when it is an IP literal or
-/// `localhost` (port from the URL, a sibling `port` field, or the scheme).
+/// `localhost` (port from the URL, a sibling `port` field, or the scheme;
+/// 0 when none says, which the plugin's own default decides).
 fn literal_target(value: &str, port: Option<&Value>) -> Option<std::net::SocketAddr> {
     let (host, url_port) = match value.parse::<http::Uri>() {
         Ok(uri) if uri.scheme().is_some() => {

@@ -278,6 +278,23 @@ impl NetworkPolicy {
         self.check(addr, None)
     }
 
+    /// Decides a connection to `ip` when the port is not known: refused
+    /// only when no port the rules name (nor any other) would be let through.
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), Denial> {
+        let named_ports = self.allow.iter().filter_map(|r| r.port);
+        let mut verdicts = std::iter::once(0)
+            .chain(named_ports)
+            .map(|port| self.check_addr(SocketAddr::new(ip, port)));
+        let first = verdicts.next().unwrap_or(Ok(()));
+        if first.is_ok() || verdicts.any(|v| v.is_ok()) {
+            return Ok(());
+        }
+        first.map_err(|d| Denial {
+            target: ip.to_string(),
+            ..d
+        })
+    }
+
     /// Decides a connection to `name` that resolved to `addr`.
     pub fn check_named(&self, name: &str, addr: SocketAddr) -> Result<(), Denial> {
         self.check(addr, Some(name))
@@ -400,6 +417,16 @@ mod tests {
         let everything = policy(&["0.0.0.0/0", "::/0", "*"], &[]);
         assert!(everything.check_addr(addr("127.0.0.1:5432")).is_err());
         assert!(everything.check_addr(addr("10.0.0.1:5432")).is_ok());
+    }
+
+    #[test]
+    fn an_ip_without_a_port_is_refused_only_if_every_port_is() {
+        let p = policy(&["127.0.0.1:5432"], &[]);
+        assert!(p.check_ip("127.0.0.1".parse().unwrap()).is_ok());
+        let denial = NetworkPolicy::default()
+            .check_ip("127.0.0.1".parse().unwrap())
+            .unwrap_err();
+        assert_eq!(denial.target, "127.0.0.1");
     }
 
     #[test]
