@@ -295,16 +295,21 @@ async fn nxdomain_is_a_transport_error() {
     );
 }
 
-#[tokio::test]
-async fn tls_certificate_reports_validity() {
-    let server = servers::tls(false).await;
-    let config = json!({"host": "127.0.0.1", "port": server.port(), "servername": "localhost"});
-    let outcome = Probe::new("tls", config)
+/// The `tls` strategy with `config` and the `certificate` collector.
+async fn certificate_run(config: serde_json::Value) -> checkhost::runtime::RunOutcome {
+    Probe::new("tls", config)
         .await
         .collector("tls-certificate", json!({}))
         .await
         .run()
-        .await;
+        .await
+}
+
+#[tokio::test]
+async fn tls_certificate_reports_validity() {
+    let server = servers::tls(false).await;
+    let config = json!({"host": "127.0.0.1", "port": server.port(), "servername": "localhost"});
+    let outcome = certificate_run(config).await;
     assert_eq!(outcome.error(), None, "{outcome:?}");
     let cert = &outcome.collectors[0].result;
     assert_eq!(cert["subject"], "CN=checkhost test");
@@ -326,12 +331,7 @@ async fn a_tls13_only_server_completes_a_tls13_handshake() {
         "host": "127.0.0.1", "port": server.port(), "servername": "localhost",
         "minVersion": "1.3", "alpn": ["h2", "http/1.1"]
     });
-    let outcome = Probe::new("tls", config)
-        .await
-        .collector("tls-certificate", json!({}))
-        .await
-        .run()
-        .await;
+    let outcome = certificate_run(config).await;
     assert_eq!(outcome.error(), None, "{outcome:?}");
     let cert = &outcome.collectors[0].result;
     assert_eq!(cert["protocol"], "TLSv1.3", "{cert}");
@@ -357,12 +357,7 @@ async fn a_tls12_only_server_completes_a_tls12_handshake() {
     use tokio_rustls::rustls::version::TLS12;
     let server = servers::tls_with(false, &[&TLS12]).await;
     let config = json!({"host": "127.0.0.1", "port": server.port(), "servername": "localhost"});
-    let outcome = Probe::new("tls", config)
-        .await
-        .collector("tls-certificate", json!({}))
-        .await
-        .run()
-        .await;
+    let outcome = certificate_run(config).await;
     assert_eq!(outcome.error(), None, "{outcome:?}");
     let cert = &outcome.collectors[0].result;
     assert_eq!(cert["protocol"], "TLSv1.2", "{cert}");
@@ -378,12 +373,7 @@ async fn a_version_the_server_does_not_speak_is_a_tls_error_naming_the_alert() {
     use tokio_rustls::rustls::version::TLS13;
     let server = servers::tls_with(false, &[&TLS13]).await;
     let config = json!({"host": "127.0.0.1", "port": server.port(), "maxVersion": "1.2"});
-    let outcome = Probe::new("tls", config)
-        .await
-        .collector("tls-certificate", json!({}))
-        .await
-        .run()
-        .await;
+    let outcome = certificate_run(config).await;
     assert_eq!(
         outcome.connect_error.as_deref(),
         Some(
@@ -398,12 +388,7 @@ async fn a_version_the_server_does_not_speak_is_a_tls_error_naming_the_alert() {
 async fn a_self_signed_certificate_is_untrusted_but_not_an_error() {
     let server = servers::tls(false).await;
     let config = json!({"host": "127.0.0.1", "port": server.port(), "servername": "localhost"});
-    let outcome = Probe::new("tls", config)
-        .await
-        .collector("tls-certificate", json!({}))
-        .await
-        .run()
-        .await;
+    let outcome = certificate_run(config).await;
     assert_eq!(outcome.error(), None, "{outcome:?}");
     let cert = &outcome.collectors[0].result;
     assert_eq!(cert["trusted"], false, "{cert}");
@@ -416,12 +401,7 @@ async fn a_self_signed_certificate_is_untrusted_but_not_an_error() {
 #[tokio::test]
 async fn an_expired_certificate_is_a_metric_not_an_error() {
     let server = servers::tls(true).await;
-    let outcome = Probe::new("tls", json!({"host": "127.0.0.1", "port": server.port()}))
-        .await
-        .collector("tls-certificate", json!({}))
-        .await
-        .run()
-        .await;
+    let outcome = certificate_run(json!({"host": "127.0.0.1", "port": server.port()})).await;
     assert_eq!(outcome.error(), None, "{outcome:?}");
     let cert = &outcome.collectors[0].result;
     assert_eq!(cert["valid"], false);
@@ -438,12 +418,7 @@ async fn an_expired_certificate_is_a_metric_not_an_error() {
 #[tokio::test]
 async fn tls_handshake_with_a_non_tls_server_is_a_transport_error() {
     let server = servers::banner("220 plain smtp, no tls here\r\n").await;
-    let outcome = Probe::new("tls", json!({"host": "127.0.0.1", "port": server.port()}))
-        .await
-        .collector("tls-certificate", json!({}))
-        .await
-        .run()
-        .await;
+    let outcome = certificate_run(json!({"host": "127.0.0.1", "port": server.port()})).await;
     assert_eq!(
         outcome.connect_error.as_deref(),
         Some(
