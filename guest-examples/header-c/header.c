@@ -237,6 +237,9 @@ void exports_checkhost_plugin_collector_plugin_collect(
     collector_string_t *config_json, exports_checkhost_plugin_collector_plugin_run_context_t *ctx,
     exports_checkhost_plugin_collector_plugin_collector_output_t *ret) {
   static config_t config;
+  // The generated caller leaves `ret` uninitialised; `error.is_some` must
+  // be false on success.
+  memset(ret, 0, sizeof *ret);
   const char *problem = parse_config(config_json, &config);
   collector_string_free(config_json);
   exports_checkhost_plugin_collector_plugin_run_context_free(ctx);

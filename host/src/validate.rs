@@ -83,7 +83,7 @@ pub async fn validate(
     for check in &config.checks {
         validate_check(&mut p, check, plugins, runtime, secrets).await;
         if let Some(strategy) = plugins.strategy(&check.strategy.plugin) {
-            refused_targets(&mut p, config, check, strategy);
+            refused_targets(&mut p, config, check, strategy, runtime).await;
         }
     }
     let mut seen = BTreeSet::new();
@@ -484,15 +484,22 @@ fn validate_assertion(p: &mut Problems, place: &str, a: &Assertion, result_schem
 const TARGET_FIELDS: &[&str] = &["host", "baseUrl", "url", "nameserver", "server"];
 
 /// Targets the check's own network policy will refuse: a strategy config
-/// field naming an IP or `localhost`, as each assignment renders it. Names
-/// that need DNS are left to the run, which resolves and checks them.
-fn refused_targets(
+/// field naming an IP or `localhost`, migrated and rendered as each
+/// assignment's runs will be. Names that need DNS are left to the run,
+/// which resolves and checks them.
+async fn refused_targets(
     p: &mut Problems,
     config: &ConfigFile,
     check: &crate::config::Check,
     strategy: &Plugin,
+    runtime: &Runtime,
 ) {
     let Ok(policy) = NetworkPolicy::from_spec(&check.network) else {
+        return;
+    };
+    // Runs render the migrated config; a config that does not migrate is
+    // already reported.
+    let Ok(migrated) = runtime.migrate(strategy, &check.strategy.config).await else {
         return;
     };
     let interval = parse_duration(&check.interval).map_or(0, |d| d.as_secs());
@@ -504,7 +511,7 @@ fn refused_targets(
         for env in effective_environments(&assignment.environments, &system.environments) {
             let environment = env.as_deref().and_then(|id| config.environment(id));
             let ctx = context(environment, check, interval, system);
-            let mut rendered = check.strategy.config.clone();
+            let mut rendered = migrated.clone();
             if render_config(&strategy.info.config_schema, &mut rendered, &ctx).is_err() {
                 continue;
             }
@@ -521,12 +528,18 @@ fn refused_targets(
                     _ => policy.check_addr(addr),
                 };
                 if let Err(denial) = verdict
-                    && reported.insert(field.clone())
+                    && reported.insert((field.clone(), denial.target.clone()))
                 {
+                    let runs = match &env {
+                        Some(env) => {
+                            format!("runs of system `{}` in environment `{env}`", system.id)
+                        }
+                        None => format!("runs of system `{}`", system.id),
+                    };
                     p.add(
                         format!("checks[{}].strategy.config.{field}", check.id),
                         format!(
-                            "every run would fail: {denial}; add the address to the check's network.allow"
+                            "{runs} would fail: {denial}; add the address to the check's network.allow"
                         ),
                     );
                 }
@@ -541,15 +554,12 @@ fn refused_targets(
 fn literal_target(value: &str, port: Option<&Value>) -> Option<std::net::SocketAddr> {
     let (host, url_port) = match value.parse::<http::Uri>() {
         Ok(uri) if uri.scheme().is_some() => {
-            let default = if uri.scheme_str() == Some("https") {
-                443
-            } else {
-                80
+            let default = match uri.scheme_str() {
+                Some("http") => Some(80),
+                Some("https") => Some(443),
+                _ => None,
             };
-            (
-                uri.host()?.to_string(),
-                Some(uri.port_u16().unwrap_or(default)),
-            )
+            (uri.host()?.to_string(), uri.port_u16().or(default))
         }
         _ => (value.to_string(), None),
     };

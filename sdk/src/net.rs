@@ -15,9 +15,11 @@ pub struct Connection {
     pub timings: Timings,
 }
 
-/// Resolves `host`, connects to its first address and sets `timeout` on
-/// reads and writes, so a silent peer becomes a `timeout` error. A zero
-/// `timeout` is refused: std sockets take it as no timeout at all.
+/// Resolves `host`, connects to the first of its addresses that accepts
+/// (a name may resolve to `::1` before `127.0.0.1`, and the network policy
+/// may allow only one of them) and sets `timeout` on reads and writes, so a
+/// silent peer becomes a `timeout` error. A zero `timeout` is refused:
+/// sockets reject it rather than waiting.
 pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<Connection, TransportError> {
     if timeout.is_zero() {
         return Err(TransportError::BadConfig(
@@ -25,32 +27,37 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<Connection, T
         ));
     }
     let dns_start = Instant::now();
-    let peer = (host, port)
+    let peers: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| TransportError::Dns(format!("cannot resolve `{host}`: {e}")))?
-        .next()
-        .ok_or_else(|| TransportError::Dns(format!("`{host}` has no address")))?;
+        .collect();
     let dns_ms = ms_since(dns_start);
     let connect_start = Instant::now();
-    // `connect_timeout` on wasm32-wasip2 reports success for a refused
-    // connection; a blocking connect is exact and the run deadline bounds
-    // a slow one.
-    let stream = TcpStream::connect(peer)
-        .map_err(|e| TransportError::from_io(&format!("connect to {peer}"), &e))?;
-    let connect_ms = ms_since(connect_start);
-    // A host without socket timeouts still stops the guest at the run's
-    // deadline, so failing to set them is not an error.
-    let _ = stream.set_read_timeout(Some(timeout));
-    let _ = stream.set_write_timeout(Some(timeout));
-    Ok(Connection {
-        stream,
-        peer,
-        timings: Timings {
-            dns_ms: Some(dns_ms),
-            connect_ms: Some(connect_ms),
-            ..Timings::default()
-        },
-    })
+    let mut last_error = TransportError::Dns(format!("`{host}` has no address"));
+    for peer in peers {
+        // `connect_timeout` on wasm32-wasip2 reports success for a refused
+        // connection; a blocking connect is exact and the run deadline
+        // bounds a slow one.
+        match TcpStream::connect(peer) {
+            Ok(stream) => {
+                // A host without socket timeouts still stops the guest at
+                // the run's deadline, so failing to set them is not an error.
+                let _ = stream.set_read_timeout(Some(timeout));
+                let _ = stream.set_write_timeout(Some(timeout));
+                return Ok(Connection {
+                    stream,
+                    peer,
+                    timings: Timings {
+                        dns_ms: Some(dns_ms),
+                        connect_ms: Some(ms_since(connect_start)),
+                        ..Timings::default()
+                    },
+                });
+            }
+            Err(e) => last_error = TransportError::from_io(&format!("connect to {peer}"), &e),
+        }
+    }
+    Err(last_error)
 }
 
 /// Milliseconds since `start`, as timings report them.

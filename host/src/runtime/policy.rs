@@ -137,6 +137,16 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// An allow rule naming exactly this address and port: the only kind
+    /// that opens the daemon's own API to a check.
+    fn names_socket(&self, addr: SocketAddr) -> bool {
+        let single = |net: &IpNet| net.prefix_len() == net.max_prefix_len();
+        self.port == Some(addr.port())
+            && matches!(&self.host, Host::Net(net) if single(net) && net.contains(&canonical(addr.ip())))
+    }
+}
+
 fn name_matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(suffix) => name.ends_with(&format!(".{suffix}")),
@@ -161,42 +171,49 @@ fn guarded(addr: SocketAddr) -> Option<&'static str> {
         Some("loopback is denied unless network.allow names it, e.g. `127.0.0.1/32`")
     } else if ip.is_unspecified() {
         Some("the unspecified address is denied unless network.allow names it")
-    } else if own_listeners().contains(&SocketAddr::new(ip, addr.port())) {
-        Some("checkhost's own listening address is denied unless network.allow names it")
     } else {
         None
     }
 }
 
-/// The addresses this process serves on, guarded like loopback.
+/// The sockets this process serves on (its API), as bound.
 static OWN_LISTENERS: RwLock<Vec<SocketAddr>> = RwLock::new(Vec::new());
 
-fn own_listeners() -> Vec<SocketAddr> {
-    OWN_LISTENERS.read().map(|l| l.clone()).unwrap_or_default()
-}
-
-/// Guards a socket this process listens on. An unspecified address stands
-/// for every address of this machine's interfaces.
+/// Guards a socket this process listens on. A socket bound to the
+/// unspecified address stands for that port on every address of this
+/// machine, as the interfaces are when a connection is decided.
 pub fn guard_own_listener(addr: SocketAddr) {
-    let ips = if addr.ip().is_unspecified() {
-        local_addresses()
-    } else {
-        vec![canonical(addr.ip())]
-    };
     if let Ok(mut listeners) = OWN_LISTENERS.write() {
-        listeners.extend(ips.into_iter().map(|ip| SocketAddr::new(ip, addr.port())));
+        listeners.push(SocketAddr::new(canonical(addr.ip()), addr.port()));
     }
 }
 
-/// Every IP address of this machine's network interfaces.
-fn local_addresses() -> Vec<IpAddr> {
+/// Whether `addr` reaches one of this process's own listening sockets.
+fn is_own_listener(addr: SocketAddr) -> bool {
+    let ip = canonical(addr.ip());
+    let listeners = OWN_LISTENERS.read().map(|l| l.clone()).unwrap_or_default();
+    listeners
+        .iter()
+        .filter(|l| l.port() == addr.port())
+        .any(|l| {
+            l.ip() == ip
+                || (l.ip().is_unspecified()
+                    && (ip.is_loopback()
+                        // Unknown interfaces fail closed.
+                        || local_addresses().is_none_or(|local| local.contains(&ip))))
+        })
+}
+
+/// Every IP address of this machine's network interfaces, or `None` when
+/// they cannot be listed.
+fn local_addresses() -> Option<Vec<IpAddr>> {
     let mut ips = Vec::new();
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `list` with a linked list that stays valid
     // until freeifaddrs; each address is read per its family's layout.
     unsafe {
         if libc::getifaddrs(&mut list) != 0 {
-            return ips;
+            return None;
         }
         let mut entry = list;
         while !entry.is_null() {
@@ -218,7 +235,7 @@ fn local_addresses() -> Vec<IpAddr> {
         }
         libc::freeifaddrs(list);
     }
-    ips
+    Some(ips.into_iter().map(canonical).collect())
 }
 
 fn is_link_local_or_metadata(ip: IpAddr) -> bool {
@@ -317,6 +334,12 @@ impl NetworkPolicy {
         };
         if let Some(rule) = self.deny.iter().find(|r| matches(r)) {
             return deny(format!("deny rule `{}`", rule.source));
+        }
+        if is_own_listener(addr) && !self.allow.iter().any(|r| r.names_socket(addr)) {
+            return deny(
+                "checkhost's own listening address is denied unless network.allow names it with its port"
+                    .into(),
+            );
         }
         if let Some(reason) = guarded(addr)
             && !self.allow.iter().any(|r| r.names_explicitly(addr))
@@ -430,23 +453,47 @@ mod tests {
     }
 
     #[test]
-    fn the_own_listener_is_guarded_on_every_local_address() {
+    fn the_own_listener_opens_only_to_a_rule_naming_address_and_port() {
+        guard_own_listener(addr("192.0.2.77:47125"));
+        let reason = |p: &NetworkPolicy, a: &str| p.check_addr(addr(a)).map_err(|d| d.reason);
+        let own = "checkhost's own listening address is denied unless network.allow names it with its port";
+        assert_eq!(
+            reason(&NetworkPolicy::default(), "192.0.2.77:47125"),
+            Err(own.into())
+        );
+        assert_eq!(
+            reason(&NetworkPolicy::default(), "192.0.2.77:47126"),
+            Ok(())
+        );
+        assert_eq!(
+            reason(&policy(&["192.0.2.0/24"], &[]), "192.0.2.77:47125"),
+            Err(own.into())
+        );
+        assert_eq!(
+            reason(&policy(&["192.0.2.77"], &[]), "192.0.2.77:47125"),
+            Err(own.into())
+        );
+        assert_eq!(
+            reason(&policy(&["192.0.2.77:47125"], &[]), "192.0.2.77:47125"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_unspecified_listener_is_guarded_on_loopback_and_local_addresses() {
         guard_own_listener(addr("0.0.0.0:47123"));
-        let p = NetworkPolicy::default();
-        let own: Vec<SocketAddr> = own_listeners()
+        let loopback = policy(&["127.0.0.0/8"], &[]);
+        assert!(loopback.check_addr(addr("127.0.0.1:47123")).is_err());
+        assert!(loopback.check_addr(addr("127.0.0.1:47124")).is_ok());
+        let local: Vec<IpAddr> = local_addresses()
+            .unwrap_or_default()
             .into_iter()
-            .filter(|a| {
-                a.port() == 47123 && !a.ip().is_loopback() && !is_link_local_or_metadata(a.ip())
-            })
+            .filter(|ip| !ip.is_loopback() && !is_link_local_or_metadata(*ip))
             .collect();
-        for target in &own {
-            let denial = p.check_addr(*target).unwrap_err();
-            assert!(denial.reason.contains("own listening address"), "{denial}");
-            assert!(p.check_addr(SocketAddr::new(target.ip(), 47124)).is_ok());
-        }
-        if let Some(first) = own.first() {
-            let named = policy(&[&first.ip().to_string()], &[]);
-            assert!(named.check_addr(*first).is_ok());
+        for ip in local {
+            let target = SocketAddr::new(ip, 47123);
+            assert!(is_own_listener(target), "{target}");
+            assert!(NetworkPolicy::default().check_addr(target).is_err());
         }
     }
 

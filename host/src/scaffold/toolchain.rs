@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{Kind, Lang, MANIFEST, Manifest, ScaffoldError};
+use super::{Kind, Lang, MANIFEST, Manifest, ScaffoldError, valid_name};
 
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.*";
 
@@ -89,7 +89,16 @@ fn read_manifest(dir: &Path) -> Result<Manifest, ScaffoldError> {
             "cannot read {MANIFEST} ({e}); create projects with `checkhost plugin new`"
         ))
     })?;
-    serde_json::from_str(&text).map_err(|e| not_a_plugin(format!("{MANIFEST}: {e}")))
+    let manifest: Manifest =
+        serde_json::from_str(&text).map_err(|e| not_a_plugin(format!("{MANIFEST}: {e}")))?;
+    // The name becomes a file name: nothing may lead outside the project.
+    if !valid_name(&manifest.name) {
+        return Err(not_a_plugin(format!(
+            "{MANIFEST}: name `{}` is not a plugin id",
+            manifest.name
+        )));
+    }
+    Ok(manifest)
 }
 
 fn build_rust(dir: &Path, manifest: &Manifest, output: &Path) -> Result<(), ScaffoldError> {
@@ -121,9 +130,7 @@ fn build_rust(dir: &Path, manifest: &Manifest, output: &Path) -> Result<(), Scaf
         "cargo",
         Lang::Rust,
     )?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dir.join("target"));
+    let target = target_directory(&cargo_toml)?;
     let built = target
         .join("wasm32-wasip2/release")
         .join(format!("{}.wasm", manifest.name.replace('-', "_")));
@@ -132,6 +139,31 @@ fn build_rust(dir: &Path, manifest: &Manifest, output: &Path) -> Result<(), Scaf
         source,
     })?;
     Ok(())
+}
+
+/// Where cargo puts this project's artifacts, whatever configures it
+/// (`CARGO_TARGET_DIR`, `build.target-dir` in a cargo config, the default).
+fn target_directory(cargo_toml: &Path) -> Result<PathBuf, ScaffoldError> {
+    let output = Command::new("cargo")
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--manifest-path",
+        ])
+        .arg(cargo_toml)
+        .output()
+        .map_err(|source| tool_error("cargo", Lang::Rust, source))?;
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    metadata["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| ScaffoldError::Failed {
+            command: "cargo metadata".into(),
+            status: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
 }
 
 fn tool_error(tool: &str, lang: Lang, source: std::io::Error) -> ScaffoldError {
