@@ -81,10 +81,7 @@ pub async fn validate(
         }
     }
     for check in &config.checks {
-        validate_check(&mut p, check, plugins, runtime, secrets).await;
-        if let Some(strategy) = plugins.strategy(&check.strategy.plugin) {
-            refused_targets(&mut p, config, check, strategy, runtime).await;
-        }
+        validate_check(&mut p, config, check, plugins, runtime, secrets).await;
     }
     let mut seen = BTreeSet::new();
     for (i, a) in config.assignments.iter().enumerate() {
@@ -273,6 +270,7 @@ fn validate_thresholds(p: &mut Problems, place: &str, t: &crate::config::Thresho
 
 async fn validate_check(
     p: &mut Problems,
+    config: &ConfigFile,
     check: &crate::config::Check,
     plugins: &PluginSet,
     runtime: &Runtime,
@@ -312,7 +310,7 @@ async fn validate_check(
         );
         return;
     };
-    validate_config(
+    let migrated = validate_config(
         p,
         &format!("{place}.strategy.config"),
         strategy,
@@ -321,6 +319,9 @@ async fn validate_check(
         secrets,
     )
     .await;
+    if let Some(migrated) = migrated {
+        refused_targets(p, config, check, strategy, &migrated);
+    }
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, c) in check.collectors.iter().enumerate() {
         let cplace = format!("{place}.collectors[{i}]");
@@ -387,6 +388,7 @@ async fn validate_check(
 }
 
 /// Migrates (assuming v1), then checks the schema and secret references.
+/// Returns the migrated config, for checks that read it as runs will.
 async fn validate_config(
     p: &mut Problems,
     place: &str,
@@ -394,10 +396,13 @@ async fn validate_config(
     config: &Value,
     runtime: &Runtime,
     secrets: &SecretProvider,
-) {
+) -> Option<Value> {
     let migrated = match runtime.migrate(plugin, config).await {
         Ok(m) => m,
-        Err(e) => return p.add(place, e.to_string()),
+        Err(e) => {
+            p.add(place, e.to_string());
+            return None;
+        }
     };
     match jsonschema::validator_for(&plugin.info.config_schema) {
         Err(e) => p.add(
@@ -440,6 +445,7 @@ async fn validate_config(
             Some(_) => {}
         }
     }
+    Some(migrated)
 }
 
 fn validate_assertion(p: &mut Problems, place: &str, a: &Assertion, result_schema: &Value) {
@@ -487,19 +493,14 @@ const TARGET_FIELDS: &[&str] = &["host", "baseUrl", "url", "nameserver", "server
 /// field naming an IP or `localhost`, migrated and rendered as each
 /// assignment's runs will be. Names that need DNS are left to the run,
 /// which resolves and checks them.
-async fn refused_targets(
+fn refused_targets(
     p: &mut Problems,
     config: &ConfigFile,
     check: &crate::config::Check,
     strategy: &Plugin,
-    runtime: &Runtime,
+    migrated: &Value,
 ) {
     let Ok(policy) = NetworkPolicy::from_spec(&check.network) else {
-        return;
-    };
-    // Runs render the migrated config; a config that does not migrate is
-    // already reported.
-    let Ok(migrated) = runtime.migrate(strategy, &check.strategy.config).await else {
         return;
     };
     let interval = parse_duration(&check.interval).map_or(0, |d| d.as_secs());

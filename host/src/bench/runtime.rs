@@ -279,7 +279,8 @@ pub async fn collector(
             policy: policy.clone(),
             secrets: Vec::new(),
         };
-        let totals = std::cell::Cell::new((Duration::ZERO, 0usize));
+        // CPU, peak memory and run count, warm-up runs included.
+        let totals = std::cell::Cell::new((Duration::ZERO, 0usize, 0u32));
         let wall = per_call(iterations, || {
             let (spec, runtime, totals) = (spec(), &runtime, &totals);
             async move {
@@ -287,21 +288,20 @@ pub async fn collector(
                 if let Some(failure) = &outcome.failure {
                     anyhow::bail!("benchmark run failed: {failure}");
                 }
-                let (cpu, peak) = totals.get();
+                let (cpu, peak, runs) = totals.get();
                 totals.set((
                     cpu + outcome.stats.cpu,
                     peak.max(outcome.stats.memory_peak_bytes),
+                    runs + 1,
                 ));
                 Ok(())
             }
         })
         .await?;
-        let (cpu, peak) = totals.get();
-        // per_call runs a tenth more as warm-up; average over all of them.
-        let runs = iterations + (iterations / 10).max(1);
+        let (cpu, peak, runs) = totals.get();
         anyhow::Ok(RunCost {
             wall,
-            cpu: cpu / runs,
+            cpu: cpu / runs.max(1),
             peak_memory_bytes: peak,
         })
     };
