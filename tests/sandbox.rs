@@ -78,6 +78,20 @@ async fn memory_bomb_hits_the_memory_cap() {
     assert_host_still_serves().await;
 }
 
+/// Pooled memories stay resident between instances (only dirty pages are
+/// reset): no run may see what an earlier run wrote, in the memory image or
+/// past it.
+#[tokio::test]
+async fn no_run_sees_what_an_earlier_run_left_in_memory() {
+    for run in 0..4 {
+        let outcome = hostile(json!({"mode": "remember"})).await.run().await;
+        assert_eq!(outcome.error(), None, "{outcome:?}");
+        let result = &outcome.collectors[0].result;
+        assert_eq!(result["written"], 128, "run {run}: {result}");
+        assert_eq!(result["stale"], 0, "run {run} saw an earlier run: {result}");
+    }
+}
+
 #[tokio::test]
 async fn unbounded_recursion_is_a_stack_overflow_trap() {
     let outcome = hostile(json!({"mode": "recursion"})).await.run().await;

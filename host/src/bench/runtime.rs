@@ -216,6 +216,8 @@ pub struct RunCost {
     pub wall: Duration,
     /// Host CPU while the run's guests and host calls ran.
     pub cpu: Duration,
+    /// Wall time spent instantiating the strategy and the collector.
+    pub instantiate: Duration,
     pub peak_memory_bytes: usize,
 }
 
@@ -233,9 +235,10 @@ impl CollectorReport {
     pub fn render(&self) -> String {
         let row = |name: &str, c: &RunCost| {
             format!(
-                "{name:<28} {:>9.1} µs wall {:>9.1} µs host CPU {:>8.1} MiB guest memory peak",
+                "{name:<28} {:>9.1} µs wall {:>9.1} µs host CPU {:>9.1} µs instantiating {:>8.1} MiB guest memory peak",
                 micros(c.wall),
                 micros(c.cpu),
+                micros(c.instantiate),
                 c.peak_memory_bytes as f64 / (1024.0 * 1024.0)
             )
         };
@@ -279,8 +282,8 @@ pub async fn collector(
             policy: policy.clone(),
             secrets: Vec::new(),
         };
-        // CPU, peak memory and run count, warm-up runs included.
-        let totals = std::cell::Cell::new((Duration::ZERO, 0usize, 0u32));
+        // CPU, instantiation, peak memory and run count, warm-up runs included.
+        let totals = std::cell::Cell::new((Duration::ZERO, Duration::ZERO, 0usize, 0u32));
         let wall = per_call(iterations, || {
             let (spec, runtime, totals) = (spec(), &runtime, &totals);
             async move {
@@ -288,9 +291,10 @@ pub async fn collector(
                 if let Some(failure) = &outcome.failure {
                     anyhow::bail!("benchmark run failed: {failure}");
                 }
-                let (cpu, peak, runs) = totals.get();
+                let (cpu, instantiate, peak, runs) = totals.get();
                 totals.set((
                     cpu + outcome.stats.cpu,
+                    instantiate + outcome.stats.instantiate,
                     peak.max(outcome.stats.memory_peak_bytes),
                     runs + 1,
                 ));
@@ -298,10 +302,11 @@ pub async fn collector(
             }
         })
         .await?;
-        let (cpu, peak, runs) = totals.get();
+        let (cpu, instantiate, peak, runs) = totals.get();
         anyhow::Ok(RunCost {
             wall,
             cpu: cpu / runs.max(1),
+            instantiate: instantiate / runs.max(1),
             peak_memory_bytes: peak,
         })
     };

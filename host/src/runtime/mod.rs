@@ -142,11 +142,8 @@ pub(crate) fn engine_config(config: &RuntimeConfig) -> Config {
         .max_memory_size((config.max_memory_mib as usize) * 1024 * 1024)
         .max_core_instance_size(8 * 1024 * 1024)
         .max_component_instance_size(1024 * 1024)
-        // Memory goes back to the kernel between instances: zeroing a resident
-        // prefix (2 MiB before) cost more than a fresh guest's page faults —
-        // memset was 18 % of the HTTP pipeline's CPU (see BENCHMARKS.md).
-        .linear_memory_keep_resident(0)
         .table_keep_resident(64 * 1024);
+    keep_dirty_pages_resident(&mut pool);
     let mut cfg = Config::new();
     cfg.wasm_component_model(true)
         .epoch_interruption(true)
@@ -155,6 +152,22 @@ pub(crate) fn engine_config(config: &RuntimeConfig) -> Config {
         .async_stack_size(4 * 1024 * 1024)
         .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(20));
     cfg
+}
+
+/// Between instances wasmtime finds a memory's dirty pages with PAGEMAP_SCAN
+/// (Linux ≥ 6.7) and copies the image back into just those, so they stay
+/// resident and the next run takes no page faults there (up to 4 MiB per
+/// memory; the rest goes back to the kernel). Without the scan, keeping
+/// memory resident means zeroing a whole prefix on every reuse, which cost
+/// more than the page faults it saved (18 % of the HTTP pipeline's CPU for
+/// 2 MiB), so memory then goes back to the kernel. See BENCHMARKS.md.
+fn keep_dirty_pages_resident(pool: &mut PoolingAllocationConfig) {
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pool.pagemap_scan(wasmtime::Enabled::Yes)
+            .linear_memory_keep_resident(4 * 1024 * 1024);
+    } else {
+        pool.linear_memory_keep_resident(0);
+    }
 }
 
 /// Advances the epoch every tick for as long as the engine lives.

@@ -2,6 +2,7 @@
 //! prove the host contains each failure and keeps serving.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use checkhost_sdk::{Collector, Request, RunContext, Transport, TransportError, Value, json, log};
 use schemars::JsonSchema;
@@ -19,6 +20,39 @@ pub struct Config {
 }
 
 pub struct Hostile;
+
+const PAGE: usize = 4096;
+/// Pages `remember` writes in each array: every other one, so the dirty pages
+/// form far more separate regions than wasmtime resets by hand (32); the
+/// rest are decommitted, and both paths are exercised.
+const REMEMBERED_PAGES: usize = 64;
+const REMEMBER_BYTES: usize = 2 * REMEMBERED_PAGES * PAGE;
+
+/// Initialised data: lives in the component's memory image.
+static IMAGE: [AtomicU8; REMEMBER_BYTES] = [const { AtomicU8::new(7) }; REMEMBER_BYTES];
+/// Zero-initialised data: lives past the image.
+static ZEROED: [AtomicU8; REMEMBER_BYTES] = [const { AtomicU8::new(0) }; REMEMBER_BYTES];
+
+/// Counts the pages an earlier run of this instance's memory left changed,
+/// then changes them: a fresh instance must always report zero.
+fn remember() -> Value {
+    let stale = |cells: &[AtomicU8], fresh: u8| {
+        cells
+            .iter()
+            .step_by(PAGE)
+            .filter(|c| c.load(Ordering::Relaxed) != fresh)
+            .count()
+    };
+    let seen = stale(&IMAGE, 7) + stale(&ZEROED, 0);
+    let mut written = 0;
+    for cells in [&IMAGE, &ZEROED] {
+        for cell in cells.iter().step_by(2 * PAGE) {
+            cell.store(0xAA, Ordering::Relaxed);
+            written += 1;
+        }
+    }
+    json!({ "stale": seen, "written": written })
+}
 
 #[allow(unconditional_recursion)]
 fn recurse(depth: u64) -> u64 {
@@ -65,6 +99,7 @@ impl Collector for Hostile {
                 }
             }
             "recursion" => Ok(json!({ "depth": recurse(0) })),
+            "remember" => Ok(remember()),
             "panic" => panic!("hostile guest panics on purpose"),
             "big-result" => Ok(json!({ "blob": "x".repeat(config.bytes) })),
             "log-flood" => {
