@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::RwLock;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +95,10 @@ impl FromStr for Rule {
 
 impl Rule {
     fn new(host: Host, port: Option<u16>, source: &str) -> Self {
+        let host = match host {
+            Host::Net(net) => Host::Net(canonical_net(net)),
+            other => other,
+        };
         Rule {
             host,
             port,
@@ -151,6 +155,19 @@ fn name_matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(suffix) => name.ends_with(&format!(".{suffix}")),
         None => pattern == name,
+    }
+}
+
+/// A rule written in IPv4-mapped IPv6 (`::ffff:10.0.0.0/104`) is the IPv4
+/// range it carries, because targets are judged as IPv4 too (`canonical`).
+fn canonical_net(net: IpNet) -> IpNet {
+    let IpNet::V6(v6) = net else { return net };
+    match (
+        v6.network().to_ipv4_mapped(),
+        v6.prefix_len().checked_sub(96),
+    ) {
+        (Some(v4), Some(prefix)) => Ipv4Net::new(v4, prefix).map_or(net, IpNet::V4),
+        _ => net,
     }
 }
 
@@ -443,6 +460,22 @@ mod tests {
         let everything = policy(&["0.0.0.0/0", "::/0", "*"], &[]);
         assert!(everything.check_addr(addr("127.0.0.1:5432")).is_err());
         assert!(everything.check_addr(addr("10.0.0.1:5432")).is_ok());
+    }
+
+    #[test]
+    fn rules_in_ipv4_mapped_ipv6_match_the_ipv4_targets_they_carry() {
+        let p = policy(&["::ffff:10.0.0.0/104", "[::ffff:127.0.0.1]:8080"], &[]);
+        assert!(p.check_addr(addr("10.1.2.3:80")).is_ok());
+        assert!(p.check_addr(addr("[::ffff:10.1.2.3]:80")).is_ok());
+        assert!(p.check_addr(addr("11.0.0.1:80")).is_err());
+        assert!(p.check_addr(addr("127.0.0.1:8080")).is_ok());
+        assert!(p.check_addr(addr("127.0.0.1:8081")).is_err());
+        let deny = policy(&[], &["::ffff:192.168.0.0/112"]);
+        assert!(deny.check_addr(addr("192.168.7.7:443")).is_err());
+        assert!(deny.check_addr(addr("192.169.0.1:443")).is_ok());
+        let v6 = policy(&["::/0"], &[]);
+        assert!(v6.check_addr(addr("[2001:db8::1]:80")).is_ok());
+        assert!(v6.check_addr(addr("10.1.2.3:80")).is_err());
     }
 
     #[test]
