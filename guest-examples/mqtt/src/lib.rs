@@ -33,7 +33,7 @@ pub struct Config {
     pub host: String,
     /// TCP port; 1883 when absent.
     pub port: Option<u16>,
-    /// Client identifier; `checkhost-` and a time-based suffix when absent.
+    /// Client identifier; `checkhost` and a time-based hex suffix when absent.
     #[schemars(extend("x-templatable" = true))]
     pub client_id: Option<String>,
     /// User name sent in CONNECT.
@@ -134,14 +134,14 @@ impl Strategy for Mqtt {
     }
 }
 
-/// Unique enough between runs, and within the 23 characters every
-/// broker must accept.
+/// Unique enough between runs, and within what MQTT 3.1.1 says every broker
+/// must accept: 1–23 characters, letters and digits only.
 fn default_client_id() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!("checkhost-{:012x}", nanos & 0xFFFF_FFFF_FFFF)
+    format!("checkhost{:012x}", nanos & 0xFFFF_FFFF_FFFF)
 }
 
 /// `mosquitto version 2.0.11` → `2.0.11`; text without a number as is.
@@ -344,8 +344,9 @@ mod tests {
     }
 
     #[test]
-    fn default_client_ids_fit_the_guaranteed_length() {
+    fn default_client_ids_use_only_what_every_broker_accepts() {
         let id = default_client_id();
-        assert!(id.starts_with("checkhost-") && id.len() <= 23, "{id}");
+        assert!(id.starts_with("checkhost") && id.len() <= 23, "{id}");
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
     }
 }
