@@ -15,6 +15,10 @@ pub use toolchain::build;
 /// The file that tells `plugin build` what a folder holds.
 pub const MANIFEST: &str = "checkhost-plugin.json";
 
+/// The world Python and JavaScript strategies build against: `strategy`
+/// plus the wasi:sockets imports they call themselves.
+const SOCKETS_WORLD: &str = "strategy-with-sockets";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -65,8 +69,6 @@ pub enum ScaffoldError {
         "invalid plugin name `{0}`: use lowercase letters, digits and dashes, starting with a letter (at most 40)"
     )]
     BadName(String),
-    #[error("{lang} {kind} plugins have no template yet; write the {kind} in Rust (--lang rust)")]
-    NoTemplate { lang: Lang, kind: Kind },
     #[error(
         "cannot find checkhost's Rust SDK at `{0}`; pass --sdk with the path of the `sdk` folder of a checkhost checkout"
     )]

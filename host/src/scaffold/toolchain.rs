@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{Kind, Lang, MANIFEST, Manifest, ScaffoldError, valid_name};
+use super::{Kind, Lang, MANIFEST, Manifest, SOCKETS_WORLD, ScaffoldError, valid_name};
 
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.*";
 
@@ -13,10 +13,7 @@ const COMPONENTIZE_PY: &str = "componentize-py==0.25.*";
 pub fn build(dir: &Path) -> Result<PathBuf, ScaffoldError> {
     let manifest = read_manifest(dir)?;
     let output = dir.join(format!("{}.wasm", manifest.name));
-    let world = match manifest.kind {
-        Kind::Strategy => "strategy",
-        Kind::Collector => "collector",
-    };
+    let world = world(&manifest);
     match manifest.lang {
         Lang::Rust => build_rust(dir, &manifest, &output)?,
         Lang::Python => {
@@ -56,26 +53,38 @@ pub fn build(dir: &Path) -> Result<PathBuf, ScaffoldError> {
                     Lang::Js,
                 )?;
             }
+            let (tool, componentize) = js_componentizer(manifest.kind);
             run(
-                Command::new("npx")
+                Command::new(tool)
                     .current_dir(dir)
-                    .args([
-                        "--no-install",
-                        "componentize-js",
-                        "app.js",
-                        "--wit",
-                        "wit",
-                        "-n",
-                        world,
-                        "-o",
-                    ])
+                    .args(componentize)
+                    .args(["app.js", "--wit", "wit", "-n", world, "-o"])
                     .arg(&output),
-                "npx",
+                tool,
                 Lang::Js,
             )?;
         }
     }
     Ok(output)
+}
+
+/// The WIT world a project builds against.
+fn world(manifest: &Manifest) -> &'static str {
+    match (manifest.kind, manifest.lang) {
+        (Kind::Collector, _) => "collector",
+        (Kind::Strategy, Lang::Rust) => "strategy",
+        (Kind::Strategy, Lang::Python | Lang::Js) => SOCKETS_WORLD,
+    }
+}
+
+/// The program and leading arguments that turn `app.js` into a component.
+/// Strategies use the project's `componentize.mjs`, componentize-js with a
+/// fix for the wasi:sockets bindings it emits (ComponentizeJS#221).
+fn js_componentizer(kind: Kind) -> (&'static str, &'static [&'static str]) {
+    match kind {
+        Kind::Collector => ("npx", &["--no-install", "componentize-js"]),
+        Kind::Strategy => ("node", &["componentize.mjs"]),
+    }
 }
 
 fn read_manifest(dir: &Path) -> Result<Manifest, ScaffoldError> {
@@ -200,4 +209,26 @@ fn run(command: &mut Command, tool: &str, lang: Lang) -> Result<(), ScaffoldErro
         command: format!("{tool} {}", args.join(" ")),
         status: status.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(kind: Kind, lang: Lang) -> Manifest {
+        Manifest {
+            name: "x".into(),
+            kind,
+            lang,
+        }
+    }
+
+    #[test]
+    fn python_and_javascript_strategies_build_against_the_sockets_world() {
+        assert_eq!(world(&manifest(Kind::Strategy, Lang::Rust)), "strategy");
+        assert_eq!(world(&manifest(Kind::Collector, Lang::Js)), "collector");
+        for lang in [Lang::Python, Lang::Js] {
+            assert_eq!(world(&manifest(Kind::Strategy, lang)), SOCKETS_WORLD);
+        }
+    }
 }
