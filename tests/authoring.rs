@@ -92,32 +92,32 @@ async fn javascript_and_c_collectors_report_a_transport_failure_as_their_error()
     }
 }
 
-/// `plugin new`, its own unit test, `plugin build` and `plugin test` against
-/// a local server, as the generated README walks through.
-fn scaffold_builds_and_runs(lang: &str, unit_test: &[&str]) {
+/// A project from `plugin new`, built by `plugin build`, its own unit test
+/// passed; the folder lives as long as the returned guard.
+struct Scaffolded {
+    _parent: tempfile::TempDir,
+    name: String,
+    dir: std::path::PathBuf,
+}
+
+fn scaffold(kind: &str, lang: &str, unit_test: &[&str]) -> Scaffolded {
     let parent = tempfile::tempdir().unwrap();
-    let name = format!("my-{lang}-check");
+    let name = format!("my-{lang}-{kind}");
     let dir = parent.path().join(&name);
-    let parent_dir = parent.path().to_str().unwrap();
     let plugin_new = || {
         checkhost(&[
             "plugin",
             "new",
             &name,
             "--kind",
-            "collector",
+            kind,
             "--lang",
             lang,
             "--dir",
-            parent_dir,
+            parent.path().to_str().unwrap(),
         ])
     };
-    let new = plugin_new();
-    assert!(
-        new.status.success(),
-        "{}",
-        String::from_utf8_lossy(&new.stderr)
-    );
+    assert_success(&plugin_new());
     assert!(dir.join("README.md").is_file());
 
     let again = plugin_new();
@@ -129,13 +129,9 @@ fn scaffold_builds_and_runs(lang: &str, unit_test: &[&str]) {
     );
 
     let build = checkhost_in(&dir, &["plugin", "build"]);
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
+    assert_success(&build);
     let built = String::from_utf8_lossy(&build.stdout);
-    assert!(built.contains(&format!("(collector `{name}`)")), "{built}");
+    assert!(built.contains(&format!("({kind} `{name}`)")), "{built}");
 
     let tested = std::process::Command::new(unit_test[0])
         .args(&unit_test[1..])
@@ -146,13 +142,27 @@ fn scaffold_builds_and_runs(lang: &str, unit_test: &[&str]) {
         )
         .output()
         .unwrap();
-    assert!(
-        tested.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&tested.stdout),
-        String::from_utf8_lossy(&tested.stderr)
-    );
+    assert_success(&tested);
+    Scaffolded {
+        _parent: parent,
+        name,
+        dir,
+    }
+}
 
+fn assert_success(output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `plugin new`, its own unit test, `plugin build` and `plugin test` against
+/// a local server, as the generated README walks through.
+fn scaffold_builds_and_runs(lang: &str, unit_test: &[&str]) {
+    let Scaffolded { name, dir, .. } = &scaffold("collector", lang, unit_test);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = runtime.block_on(servers::http());
     let config = json!({
@@ -160,7 +170,7 @@ fn scaffold_builds_and_runs(lang: &str, unit_test: &[&str]) {
         "collector": {"url": "/fail", "expectStatus": 500},
     });
     let run = checkhost_in(
-        &dir,
+        dir,
         &[
             "plugin",
             "test",
@@ -174,11 +184,7 @@ fn scaffold_builds_and_runs(lang: &str, unit_test: &[&str]) {
             "--json",
         ],
     );
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert_success(&run);
     let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(
         report["collectors"][0]["result"]["statusCode"], 500,
@@ -190,46 +196,7 @@ fn scaffold_builds_and_runs(lang: &str, unit_test: &[&str]) {
 /// `plugin new --kind strategy`, its unit test, `plugin build`, then
 /// `plugin test` against a port that listens and one that refuses.
 fn strategy_scaffold_builds_and_connects(lang: &str, unit_test: &[&str]) {
-    let parent = tempfile::tempdir().unwrap();
-    let name = format!("my-{lang}-strategy");
-    let dir = parent.path().join(&name);
-    let new = checkhost(&[
-        "plugin",
-        "new",
-        &name,
-        "--kind",
-        "strategy",
-        "--lang",
-        lang,
-        "--dir",
-        parent.path().to_str().unwrap(),
-    ]);
-    assert!(
-        new.status.success(),
-        "{}",
-        String::from_utf8_lossy(&new.stderr)
-    );
-
-    let build = checkhost_in(&dir, &["plugin", "build"]);
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    let built = String::from_utf8_lossy(&build.stdout);
-    assert!(built.contains(&format!("(strategy `{name}`)")), "{built}");
-
-    let tested = std::process::Command::new(unit_test[0])
-        .args(&unit_test[1..])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        tested.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&tested.stdout),
-        String::from_utf8_lossy(&tested.stderr)
-    );
+    let Scaffolded { name, dir, .. } = &scaffold("strategy", lang, unit_test);
 
     // The kernel completes the handshake from the backlog: no accept needed.
     let listening = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -242,7 +209,7 @@ fn strategy_scaffold_builds_and_connects(lang: &str, unit_test: &[&str]) {
     let connect = |port: u16| {
         let config = json!({"strategy": {"host": "127.0.0.1", "port": port, "timeoutMs": 2000}});
         let run = checkhost_in(
-            &dir,
+            dir,
             &[
                 "plugin",
                 "test",
