@@ -7,12 +7,14 @@ use crate::code::EngineCode;
 use crate::prelude::*;
 use crate::profiling_agent::ProfilingAgent;
 use crate::runtime::vm::CompiledModuleId;
+use crate::sync::OnceLock;
 use alloc::sync::Arc;
 use core::ops::Range;
 use core::str;
 use wasmtime_environ::{
     CompiledFunctionsTable, CompiledModuleInfo, DefinedFuncIndex, FilePos, FuncIndex, FuncKey,
-    FunctionLoc, FunctionName, Metadata, Module, ModuleInternedTypeIndex, StaticModuleIndex,
+    FunctionLoc, FunctionName, Metadata, Module, ModuleInternedTypeIndex, PrimaryMap,
+    StaticModuleIndex,
 };
 
 /// A compiled wasm module, ready to be instantiated.
@@ -25,6 +27,20 @@ pub struct CompiledModule {
     index: Arc<CompiledFunctionsTable>,
     /// Sorted list, by function index, of names we have for this module.
     func_names: Vec<FunctionName>,
+    /// checkhost patch: where each defined function's body and array-to-wasm
+    /// trampoline are, indexed by `DefinedFuncIndex` and built on first use.
+    /// `index` answers by binary search, twice per funcref initialized, and
+    /// that dominates instantiating a module whose element segments fill an
+    /// imported table (as dynamically linked components do): such segments
+    /// are applied eagerly, entry by entry, on every instantiation.
+    defined_code: OnceLock<PrimaryMap<DefinedFuncIndex, DefinedCode>>,
+}
+
+/// Where a defined function's code is, see `CompiledModule::defined_code`.
+struct DefinedCode {
+    wasm: Option<FunctionLoc>,
+    /// `None` for a function that never escapes and so has no trampoline.
+    array_to_wasm: Option<FunctionLoc>,
 }
 
 impl CompiledModule {
@@ -58,6 +74,7 @@ impl CompiledModule {
             meta: info.meta,
             index,
             func_names: info.func_names,
+            defined_code: OnceLock::new(),
         };
         ret.register_profiling(profiler)?;
 
@@ -167,9 +184,36 @@ impl CompiledModule {
 
     /// Gets the function location information for a given function index.
     pub fn func_loc(&self, key: FuncKey) -> &FunctionLoc {
-        self.index
-            .func_loc(key)
-            .expect("defined function should be present")
+        let loc = match key {
+            FuncKey::DefinedWasmFunction(module, index) if module == self.module_index() => {
+                self.defined_code(index).wasm.as_ref()
+            }
+            FuncKey::ArrayToWasmTrampoline(module, index) if module == self.module_index() => {
+                self.defined_code(index).array_to_wasm.as_ref()
+            }
+            _ => self.index.func_loc(key),
+        };
+        loc.expect("defined function should be present")
+    }
+
+    fn defined_code(&self, index: DefinedFuncIndex) -> &DefinedCode {
+        let all = self.defined_code.get_or_init(|| {
+            let module = self.module_index();
+            self.module
+                .defined_func_indices()
+                .map(|i| DefinedCode {
+                    wasm: self
+                        .index
+                        .func_loc(FuncKey::DefinedWasmFunction(module, i))
+                        .copied(),
+                    array_to_wasm: self
+                        .index
+                        .func_loc(FuncKey::ArrayToWasmTrampoline(module, i))
+                        .copied(),
+                })
+                .collect()
+        });
+        &all[index]
     }
 
     /// Returns the original binary offset in the file that `index` was defined

@@ -144,6 +144,12 @@ pub struct Instance {
     /// cross-thread stuff used in `InstancePre`)
     store: Option<VMStoreRawPtr>,
 
+    /// checkhost patch: where this instance's code starts in its store, found
+    /// in the store's module registry when the first funcref is initialized
+    /// and reused for the rest. A module applying thousands of element
+    /// entries at instantiation otherwise looks it up once per entry.
+    code_text: Option<SendSyncPtr<u8>>,
+
     /// Additional context used by compiled wasm code. This field is last, and
     /// represents a dynamically-sized array that extends beyond the nominal
     /// end of the struct (similar to a flexible array member).
@@ -209,6 +215,7 @@ impl Instance {
             #[cfg(feature = "wmemcheck")]
             wmemcheck_state,
             store: None,
+            code_text: None,
             vmctx: OwnedVMContext::new(),
         })?;
 
@@ -932,7 +939,7 @@ impl Instance {
     /// functions here. Effectively all the arguments here must be "logically
     /// correct" for the `VMFuncRef` being initialized.
     unsafe fn initialize_and_return_funcref(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         registry: &ModuleRegistry,
         type_index: VMSharedTypeIndex,
         vmctx_offset: u32,
@@ -960,26 +967,20 @@ impl Instance {
         // it's better for instantiation performance if we don't have to track
         // "is-initialized" state at all!
 
-        let module_with_code = ModuleWithCode::in_store(
-            registry,
-            self.runtime_module()
-                .expect("funcref impossible in fake module"),
-        )
-        .expect("module not in store");
+        let text = self.as_mut().code_text(registry);
+        let compiled = self
+            .runtime_module()
+            .expect("funcref impossible in fake module")
+            .compiled_module();
+        let code = |key| {
+            let start = usize::try_from(compiled.func_loc(key).start).unwrap();
+            // SAFETY: the compiled-function index only holds offsets within
+            // this module's text section.
+            unsafe { text.add(start) }
+        };
 
-        let array_call =
-            VmPtr::from(NonNull::from(module_with_code.function(array_to_wasm_key)).cast());
-
-        let wasm_call = Some(VmPtr::from(
-            NonNull::new(
-                module_with_code
-                    .function(wasm_key)
-                    .as_ptr()
-                    .cast::<VMWasmCallFunction>()
-                    .cast_mut(),
-            )
-            .unwrap(),
-        ));
+        let array_call = VmPtr::from(code(array_to_wasm_key).cast());
+        let wasm_call = Some(VmPtr::from(code(wasm_key).cast::<VMWasmCallFunction>()));
 
         let vmctx = VMOpaqueContext::from_vmcontext(self.vmctx()).into();
 
@@ -999,6 +1000,23 @@ impl Instance {
         }
 
         Some(func_ref_ptr)
+    }
+
+    /// Where this instance's code starts in its store, see `code_text`.
+    fn code_text(self: Pin<&mut Self>, registry: &ModuleRegistry) -> NonNull<u8> {
+        if let Some(text) = self.code_text {
+            return text.as_non_null();
+        }
+        let module_with_code = ModuleWithCode::in_store(
+            registry,
+            self.runtime_module()
+                .expect("funcref impossible in fake module"),
+        )
+        .expect("module not in store");
+        let text = NonNull::from(module_with_code.text()).cast::<u8>();
+        // SAFETY: not moving data out of `self`.
+        unsafe { self.get_unchecked_mut() }.code_text = Some(SendSyncPtr::new(text));
+        text
     }
 
     /// Get the passive elements segment at the given index.
