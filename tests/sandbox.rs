@@ -80,11 +80,13 @@ async fn memory_bomb_hits_the_memory_cap() {
 
 /// Pooled memories stay resident between instances (only dirty pages are
 /// reset): no run may see what an earlier run wrote, in the memory image or
-/// past it.
+/// past it. One probe, so every run instantiates the same loaded component
+/// and the pool hands it the memory slot the previous run used.
 #[tokio::test]
 async fn no_run_sees_what_an_earlier_run_left_in_memory() {
+    let probe = hostile(json!({"mode": "remember"})).await;
     for run in 0..4 {
-        let outcome = hostile(json!({"mode": "remember"})).await.run().await;
+        let outcome = probe.run().await;
         assert_eq!(outcome.error(), None, "{outcome:?}");
         let result = &outcome.collectors[0].result;
         assert_eq!(result["written"], 128, "run {run}: {result}");

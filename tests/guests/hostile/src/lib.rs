@@ -23,8 +23,8 @@ pub struct Hostile;
 
 const PAGE: usize = 4096;
 /// Pages `remember` writes in each array: every other one, so the dirty pages
-/// form far more separate regions than wasmtime resets by hand (32); the
-/// rest are decommitted, and both paths are exercised.
+/// form far more separate regions (128) than one page-map scan reports (32),
+/// and the reset has to resume its scan to find them all.
 const REMEMBERED_PAGES: usize = 64;
 const REMEMBER_BYTES: usize = 2 * REMEMBERED_PAGES * PAGE;
 
