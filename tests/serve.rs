@@ -73,9 +73,20 @@ async fn serves_on_the_interval_with_metrics_and_stops_cleanly_on_sigterm() {
         "checkhost_batch_commit_seconds_count",
         "checkhost_reload_failures_total 0",
         "checkhost_slices 3",
+        "checkhost_guest_pool_memories_in_use",
+        "checkhost_guest_pool_warm_resident_bytes",
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
+    let warm: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("checkhost_guest_pool_warm_memories "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no warm memory gauge:\n{metrics}"));
+    assert!(
+        warm >= 1,
+        "finished runs leave their slots warm:\n{metrics}"
+    );
     daemon.signal("TERM");
     let (code, log) = daemon.wait();
     assert_eq!(code, Some(0), "{}", log.join("\n"));

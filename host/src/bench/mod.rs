@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod pass;
 pub mod pipeline;
 pub mod runtime;
 mod scratch;

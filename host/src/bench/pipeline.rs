@@ -58,7 +58,8 @@ impl PipelineReport {
     }
 }
 
-async fn serve() -> anyhow::Result<std::net::SocketAddr> {
+/// A loopback HTTP server answering every request with `BODY`.
+pub(super) async fn serve() -> anyhow::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {

@@ -1,7 +1,7 @@
 //! The command line: argument parsing and dispatch to one module per command.
 
 mod output;
-mod pipeline;
+pub mod pipeline;
 mod plugin;
 
 use std::path::PathBuf;
@@ -138,6 +138,24 @@ pub enum BenchCommand {
         concurrency: usize,
         #[arg(long, default_value_t = 1_000)]
         pass_checks: usize,
+    },
+    /// Peak RSS, PSS and CPU of one `checkhost run` pass of HTTP checks with
+    /// a collector (any language) against the same pass with the Rust
+    /// `request` collector, each in a child process.
+    Pass {
+        /// Folder with the http and request plugins and the collector.
+        #[arg(long, default_value = "target/guests")]
+        guests: PathBuf,
+        /// Plugin id of the collector measured.
+        #[arg(long, default_value = "json-field")]
+        collector: String,
+        /// Its config; the server answers `{"status":"up"}` at /health.
+        #[arg(long, default_value = "{url: /health, field: status}")]
+        collector_config: String,
+        #[arg(long, default_value_t = 300)]
+        checks: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// The daemon under load: no-op slices through the real scheduler and
     /// store; sustained runs/s, scheduling lag, RSS and CPU per run.
@@ -295,6 +313,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report =
                 crate::bench::pipeline::run(&guests, &database, runs, concurrency, pass_checks)
                     .await?;
+            println!("{}", report.render());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Pass {
+            guests,
+            collector,
+            collector_config,
+            checks,
+            rounds,
+        }) => {
+            let report = crate::bench::pass::run(crate::bench::pass::PassOptions {
+                guests,
+                collector,
+                collector_config,
+                checks,
+                rounds,
+            })
+            .await?;
             println!("{}", report.render());
             Ok(ExitCode::SUCCESS)
         }

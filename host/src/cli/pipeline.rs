@@ -34,6 +34,9 @@ pub struct DatabaseArg {
     pub database: Option<String>,
 }
 
+/// Runs `checkhost run` keeps in flight at once.
+pub const RUN_CONCURRENCY: usize = 32;
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -139,7 +142,7 @@ pub async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
         config: &loaded.config.file,
         store: &store,
         secrets: loaded.secrets.clone(),
-        concurrency: 32,
+        concurrency: RUN_CONCURRENCY,
     };
     let selection = Selection {
         system: args.system,

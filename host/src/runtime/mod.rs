@@ -124,6 +124,28 @@ impl Runtime {
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
+
+    /// What the instance pool holds for runs to come.
+    pub fn pool_usage(&self) -> PoolUsage {
+        match self.engine.pooling_allocator_metrics() {
+            Some(pool) => PoolUsage {
+                memories_in_use: pool.memories() as u64,
+                warm_memories: u64::from(pool.unused_warm_memories()),
+                warm_resident_bytes: pool.unused_memory_bytes_resident() as u64,
+            },
+            None => PoolUsage::default(),
+        }
+    }
+}
+
+/// Linear-memory slots of the instance pool: in use by runs now, and kept
+/// warm between runs for the module that last used them (its image mapped,
+/// the pages it wrote kept resident) so its next instance starts cheaply.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub memories_in_use: u64,
+    pub warm_memories: u64,
+    pub warm_resident_bytes: u64,
 }
 
 pub(crate) fn engine_config(config: &RuntimeConfig) -> Config {

@@ -10,12 +10,14 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use super::metrics::Metrics;
+use crate::runtime::Runtime;
 use crate::store::Store;
 
 #[derive(Clone)]
 pub struct Endpoints {
     pub metrics: Arc<Metrics>,
     pub store: Arc<Store>,
+    pub runtime: Arc<Runtime>,
 }
 
 pub fn router(endpoints: Endpoints) -> Router {
@@ -28,6 +30,7 @@ pub fn router(endpoints: Endpoints) -> Router {
 
 async fn metrics(State(e): State<Endpoints>) -> impl IntoResponse {
     e.metrics.writer_queue.set(e.store.queue_depth() as i64);
+    e.metrics.observe_pool(e.runtime.pool_usage());
     (
         [(
             header::CONTENT_TYPE,

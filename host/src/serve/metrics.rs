@@ -37,6 +37,9 @@ pub struct Metrics {
     pub batch_runs: Histogram,
     pub reloads: Counter,
     pub reload_failures: Counter,
+    pub pool_memories_in_use: Gauge,
+    pub pool_warm_memories: Gauge,
+    pub pool_warm_resident_bytes: Gauge,
 }
 
 impl Metrics {
@@ -58,6 +61,9 @@ impl Metrics {
             batch_runs: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             reloads: Counter::default(),
             reload_failures: Counter::default(),
+            pool_memories_in_use: Gauge::default(),
+            pool_warm_memories: Gauge::default(),
+            pool_warm_resident_bytes: Gauge::default(),
         };
         let mut registry = metrics.registry;
         registry.register(
@@ -130,6 +136,21 @@ impl Metrics {
             "Reloads refused because the new configuration or a plugin was invalid",
             metrics.reload_failures.clone(),
         );
+        registry.register(
+            "guest_pool_memories_in_use",
+            "Guest linear memories held by runs in flight",
+            metrics.pool_memories_in_use.clone(),
+        );
+        registry.register(
+            "guest_pool_warm_memories",
+            "Guest memory slots kept warm between runs for the module that last used them",
+            metrics.pool_warm_memories.clone(),
+        );
+        registry.register(
+            "guest_pool_warm_resident_bytes",
+            "Bytes the warm guest memory slots keep resident between runs",
+            metrics.pool_warm_resident_bytes.clone(),
+        );
         Arc::new(Metrics {
             registry,
             ..metrics
@@ -171,6 +192,13 @@ impl Metrics {
     pub fn observe_commit(&self, took: Duration, runs: usize) {
         self.batch_commit.observe(took.as_secs_f64());
         self.batch_runs.observe(runs as f64);
+    }
+
+    pub fn observe_pool(&self, pool: crate::runtime::PoolUsage) {
+        let gauge = |g: &Gauge, v: u64| g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        gauge(&self.pool_memories_in_use, pool.memories_in_use);
+        gauge(&self.pool_warm_memories, pool.warm_memories);
+        gauge(&self.pool_warm_resident_bytes, pool.warm_resident_bytes);
     }
 
     pub fn render(&self) -> String {

@@ -140,6 +140,7 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
     let endpoints = http::Endpoints {
         metrics: metrics.clone(),
         store: store.clone(),
+        runtime: runtime.clone(),
     };
     let api = ApiState {
         store: store.clone(),
