@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use checkhost::runtime::{Failure, LoadError, RunOutcome};
+use checkhost::runtime::{Failure, LoadError, PolicySpec, RunOutcome};
 use serde_json::json;
 use support::{Probe, guest, runtime, servers};
 
@@ -205,7 +205,7 @@ async fn loopback_is_denied_unless_the_policy_names_it() {
         failure(&raw),
         format!(
             "connection to {server} denied by network policy \
-             (loopback is denied unless network.allow names it, e.g. `127.0.0.1/32`)"
+             (loopback is denied unless network.allow names it, e.g. `127.0.0.1/32` or `localhost:5432`)"
         )
     );
     let via_http = Probe::new("http", json!({}))
@@ -227,6 +227,16 @@ async fn loopback_is_denied_unless_the_policy_names_it() {
         .run()
         .await;
     assert_eq!(named.failure, None, "{named:?}");
+    let mut by_name = hostile(json!({"mode": "connect", "target": server.to_string()})).await;
+    by_name.policy = PolicySpec {
+        allow: vec![format!("localhost:{port}")],
+        deny: Vec::new(),
+    };
+    let by_name = by_name.run().await;
+    assert_eq!(
+        by_name.failure, None,
+        "a raw connect under `localhost:{port}`: {by_name:?}"
+    );
 }
 
 #[tokio::test]

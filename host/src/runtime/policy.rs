@@ -30,6 +30,10 @@ enum Host {
     Net(IpNet),
     Name(String),
     AnyName,
+    /// `localhost`, which always means this machine's loopback addresses
+    /// (RFC 6761), so it also matches raw-socket connections, where only
+    /// the address is known.
+    Loopback,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +85,8 @@ impl FromStr for Rule {
             Host::Net(IpNet::from(ip))
         } else if host == "*" {
             Host::AnyName
+        } else if host.eq_ignore_ascii_case("localhost") {
+            Host::Loopback
         } else if host
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*' | '_'))
@@ -115,6 +121,7 @@ impl Rule {
             && match &self.host {
                 Host::Net(net) => net.contains(&canonical(addr.ip())),
                 Host::AnyName => true,
+                Host::Loopback => canonical(addr.ip()).is_loopback(),
                 Host::Name(_) => false,
             }
     }
@@ -124,12 +131,13 @@ impl Rule {
             && match &self.host {
                 Host::Name(pattern) => name_matches(pattern, &name.to_ascii_lowercase()),
                 Host::AnyName => true,
+                Host::Loopback => name.eq_ignore_ascii_case("localhost"),
                 Host::Net(_) => false,
             }
     }
 
-    /// An allow rule that names `addr` with an IP or a narrow range, not a
-    /// wildcard or a default route.
+    /// An allow rule that names `addr` with an IP, a narrow range or
+    /// `localhost`, not a wildcard or a default route.
     fn names_explicitly(&self, addr: SocketAddr) -> bool {
         let ip = canonical(addr.ip());
         let narrow = |net: &IpNet| match net {
@@ -137,7 +145,11 @@ impl Rule {
             IpNet::V6(v6) => v6.prefix_len() >= 10,
         };
         self.port_matches(addr.port())
-            && matches!(&self.host, Host::Net(net) if narrow(net) && net.contains(&ip))
+            && match &self.host {
+                Host::Net(net) => narrow(net) && net.contains(&ip),
+                Host::Loopback => ip.is_loopback(),
+                Host::Name(_) | Host::AnyName => false,
+            }
     }
 }
 
@@ -185,7 +197,9 @@ fn guarded(addr: SocketAddr) -> Option<&'static str> {
     if is_link_local_or_metadata(ip) {
         Some("link-local and cloud-metadata addresses are denied unless network.allow names them")
     } else if ip.is_loopback() {
-        Some("loopback is denied unless network.allow names it, e.g. `127.0.0.1/32`")
+        Some(
+            "loopback is denied unless network.allow names it, e.g. `127.0.0.1/32` or `localhost:5432`",
+        )
     } else if ip.is_unspecified() {
         Some("the unspecified address is denied unless network.allow names it")
     } else {
@@ -457,6 +471,16 @@ mod tests {
         let port = policy(&["127.0.0.1:8080"], &[]);
         assert!(port.check_addr(addr("127.0.0.1:8080")).is_ok());
         assert!(port.check_addr(addr("127.0.0.1:5432")).is_err());
+        let named = policy(&["localhost:5432"], &[]);
+        assert!(named.check_addr(addr("127.0.0.1:5432")).is_ok());
+        assert!(named.check_addr(addr("[::1]:5432")).is_ok());
+        assert!(
+            named
+                .check_named("LocalHost", addr("127.0.0.1:5432"))
+                .is_ok()
+        );
+        assert!(named.check_addr(addr("127.0.0.1:6379")).is_err());
+        assert!(named.check_addr(addr("10.0.0.1:5432")).is_err());
         let everything = policy(&["0.0.0.0/0", "::/0", "*"], &[]);
         assert!(everything.check_addr(addr("127.0.0.1:5432")).is_err());
         assert!(everything.check_addr(addr("10.0.0.1:5432")).is_ok());
@@ -521,6 +545,8 @@ mod tests {
         let loopback = policy(&["127.0.0.0/8"], &[]);
         assert!(loopback.check_addr(addr("127.0.0.1:47123")).is_err());
         assert!(loopback.check_addr(addr("127.0.0.1:47124")).is_ok());
+        let by_name = policy(&["localhost:47123"], &[]);
+        assert!(by_name.check_addr(addr("127.0.0.1:47123")).is_err());
         let local: Vec<IpAddr> = local_addresses()
             .unwrap_or_default()
             .into_iter()
