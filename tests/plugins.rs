@@ -22,6 +22,16 @@ const COLLECTORS: &[(&str, &str)] = &[
     ("readme-collector", "up"),
 ];
 
+/// `initial memory:  12.4 MiB (…)` → 12.4
+fn initial_memory_mib(inspect: &str) -> f64 {
+    inspect
+        .lines()
+        .find_map(|l| l.strip_prefix("initial memory:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no initial memory line:\n{inspect}"))
+}
+
 #[test]
 fn inspect_shows_the_world_every_guest_exports() {
     for (file, id) in STRATEGIES {
@@ -37,7 +47,19 @@ fn inspect_shows_the_world_every_guest_exports() {
             "{text}"
         );
         assert!(text.contains(&format!("id:              {id}\n")), "{text}");
+        let mib = initial_memory_mib(&text);
+        assert!(mib > 0.0 && mib < 8.0, "a Rust guest starts small: {text}");
     }
+    let python = checkhost(&[
+        "plugin",
+        "inspect",
+        guest("json-field-py").to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&python.stdout);
+    assert!(
+        initial_memory_mib(&text) >= 8.0,
+        "CPython's image weighs its size: {text}"
+    );
     for (file, id) in COLLECTORS {
         let out = checkhost(&["plugin", "inspect", "--json", guest(file).to_str().unwrap()]);
         assert!(

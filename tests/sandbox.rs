@@ -381,6 +381,76 @@ async fn the_loader_refuses_what_is_not_a_compatible_plugin() {
     );
 }
 
+/// Starts `runs` slow runs at once on a runtime with the given guest memory
+/// budget; returns the most guest memories seen in use at one time and each
+/// run's outcome.
+async fn slow_runs(
+    runs: usize,
+    budget_mib: u64,
+    server: std::net::SocketAddr,
+) -> (u64, Vec<RunOutcome>) {
+    let runtime = std::sync::Arc::new(
+        checkhost::runtime::Runtime::new(checkhost::runtime::RuntimeConfig {
+            cache_dir: Some(support::cache_dir()),
+            instance_slots: 8,
+            guest_memory_budget_mib: budget_mib,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let mut probe = Probe::new("http", json!({})).await.timeout_ms(300);
+    probe.strategy = runtime.load(guest("http")).await.unwrap();
+    probe.collectors = vec![(
+        runtime.load(guest("hostile")).await.unwrap(),
+        json!({"mode": "slow-call", "target": format!("http://{server}/slow")}),
+    )];
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (runtime, done) = (runtime.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(runtime.pool_usage().memories_in_use);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            most
+        })
+    };
+    let outcomes = futures::future::join_all((0..runs).map(|_| runtime.run(probe.spec()))).await;
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    (sampler.await.unwrap(), outcomes)
+}
+
+/// A run waits until the guest memory budget has room for its guests'
+/// initial memories; a run heavier than the whole budget runs alone. Its
+/// deadline starts once it is admitted, not while it waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_wait_for_room_in_the_guest_memory_budget() {
+    let server = servers::http().await;
+    let (one_run, _) = slow_runs(1, 64, server).await;
+    assert!(one_run >= 1, "the sampler saw the run's memories");
+    let (together, _) = slow_runs(3, 64, server).await;
+    assert!(
+        together > one_run,
+        "with room, the runs overlap: {together} memories at once, {one_run} per run"
+    );
+    // Two Rust guests start with over 2 MiB, so each run alone is heavier
+    // than a 1 MiB budget.
+    let (alone, outcomes) = slow_runs(3, 1, server).await;
+    assert_eq!(
+        alone, one_run,
+        "in a 1 MiB budget the runs take turns: {alone} memories at once, {one_run} per run"
+    );
+    // Each waited its turn and still had its whole 300 ms once admitted
+    // (the host's deadline or the strategy's read timeout, whichever fires
+    // first, ends it).
+    for outcome in &outcomes {
+        let error = outcome.error().unwrap_or_default();
+        assert!(error.contains("timeout"), "{outcome:?}");
+        assert!(outcome.duration_ms >= 250.0, "{outcome:?}");
+    }
+}
+
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status

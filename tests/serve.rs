@@ -75,6 +75,8 @@ async fn serves_on_the_interval_with_metrics_and_stops_cleanly_on_sigterm() {
         "checkhost_slices 3",
         "checkhost_guest_pool_memories_in_use",
         "checkhost_guest_pool_warm_resident_bytes",
+        "checkhost_guest_memory_budget_bytes 100663296",
+        "checkhost_guest_memory_budget_in_use_bytes",
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }

@@ -54,6 +54,7 @@ pub fn runtime() -> &'static Runtime {
             cache_dir: Some(cache_dir()),
             instance_slots: 32,
             max_memory_mib: 256,
+            ..RuntimeConfig::default()
         })
         .expect("runtime starts")
     })

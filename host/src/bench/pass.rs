@@ -32,6 +32,7 @@ pub struct PassOptions {
 /// What one pass cost its process.
 #[derive(Debug, Clone, Copy)]
 pub struct PassCost {
+    pub wall: Duration,
     pub cpu: Duration,
     pub peak_rss_mib: f64,
     /// PSS sampled at the highest RSS seen; shared pages divided among
@@ -49,18 +50,22 @@ pub struct PassReport {
 impl PassReport {
     pub fn render(&self) -> String {
         let mut out = format!(
-            "one `checkhost run` pass of {} checks (http + collector, {} at once), per round:\n\
-             {:<14} {:>8} {:>14} {:>14}\n",
+            "one `checkhost run` pass of {} checks (http + collector, up to {} at once \
+             within a {} MiB guest memory budget), per round:\n\
+             {:<14} {:>8} {:>8} {:>14} {:>14}\n",
             self.checks,
             crate::cli::pipeline::RUN_CONCURRENCY,
+            crate::runtime::DEFAULT_GUEST_MEMORY_BUDGET_MIB,
             "collector",
+            "wall s",
             "CPU s",
             "peak RSS MiB",
             "PSS MiB"
         );
         let row = |name: &str, c: &PassCost| {
             format!(
-                "{name:<14} {:>8.2} {:>14.0} {:>14.0}\n",
+                "{name:<14} {:>8.2} {:>8.2} {:>14.0} {:>14.0}\n",
+                c.wall.as_secs_f64(),
                 c.cpu.as_secs_f64(),
                 c.peak_rss_mib,
                 c.pss_at_peak_mib
@@ -71,8 +76,9 @@ impl PassReport {
             out.push_str(&row(BASELINE, base));
             out.push_str(&row(&self.collector, cand));
             out.push_str(&format!(
-                "{:<14} {:>8.2} {:>14.2} {:>14.2}\n",
+                "{:<14} {:>8.2} {:>8.2} {:>14.2} {:>14.2}\n",
                 "ratio",
+                cand.wall.as_secs_f64() / base.wall.as_secs_f64(),
                 cand.cpu.as_secs_f64() / base.cpu.as_secs_f64(),
                 cand.peak_rss_mib / base.peak_rss_mib,
                 cand.pss_at_peak_mib / base.pss_at_peak_mib
@@ -149,6 +155,7 @@ fn write_config(
 /// Runs `checkhost run <config>` as a child and reaps it with `wait4`,
 /// which reports the child's own CPU time and peak RSS.
 async fn measure(exe: &Path, config: &Path, guests: &Path) -> anyhow::Result<PassCost> {
+    let started = std::time::Instant::now();
     let child = Command::new(exe)
         .arg("run")
         .arg(config)
@@ -164,6 +171,7 @@ async fn measure(exe: &Path, config: &Path, guests: &Path) -> anyhow::Result<Pas
         std::thread::spawn(move || sample_pss_at_peak(pid, &done))
     };
     let (status, usage) = tokio::task::spawn_blocking(move || reap(pid)).await??;
+    let wall = started.elapsed();
     done.store(true, Ordering::Relaxed);
     let pss_at_peak = sampler.join().unwrap_or(0.0);
     anyhow::ensure!(
@@ -173,6 +181,7 @@ async fn measure(exe: &Path, config: &Path, guests: &Path) -> anyhow::Result<Pas
     );
     let cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
     Ok(PassCost {
+        wall,
         cpu,
         // ru_maxrss is in KiB on Linux.
         peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,

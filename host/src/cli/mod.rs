@@ -24,6 +24,18 @@ pub struct Cli {
     /// Where precompiled components are cached (default: ~/.cache/checkhost/components).
     #[arg(long, global = true, env = "CHECKHOST_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// MiB of linear memory the runs in flight may start with, all together;
+    /// runs of interpreted guests (Python, JavaScript: 10–15 MiB each) wait
+    /// for room sooner than native ones (about 1 MiB).
+    #[arg(
+        long,
+        global = true,
+        env = "CHECKHOST_GUEST_MEMORY_BUDGET",
+        value_name = "MIB",
+        default_value_t = crate::runtime::DEFAULT_GUEST_MEMORY_BUDGET_MIB,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub guest_memory_budget: u64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -240,8 +252,11 @@ pub fn init_logging(cli: &Cli) {
     }
 }
 
-fn runtime(cli_cache: Option<PathBuf>) -> anyhow::Result<Runtime> {
-    let mut config = RuntimeConfig::default();
+fn runtime(cli_cache: Option<PathBuf>, guest_memory_budget_mib: u64) -> anyhow::Result<Runtime> {
+    let mut config = RuntimeConfig {
+        guest_memory_budget_mib,
+        ..RuntimeConfig::default()
+    };
     if cli_cache.is_some() {
         config.cache_dir = cli_cache;
     }
@@ -259,14 +274,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 grace: args.grace,
                 concurrency: args.concurrency,
             };
-            crate::serve::serve(options, runtime(cli.cache_dir)?).await
+            crate::serve::serve(options, runtime(cli.cache_dir, cli.guest_memory_budget)?).await
         }
-        Command::Run(args) => pipeline::run(args, runtime(cli.cache_dir)?).await,
+        Command::Run(args) => {
+            pipeline::run(args, runtime(cli.cache_dir, cli.guest_memory_budget)?).await
+        }
         Command::Validate {
             config,
             json,
             skip_secrets,
-        } => pipeline::validate(config, json, skip_secrets, runtime(cli.cache_dir)?).await,
+        } => {
+            pipeline::validate(
+                config,
+                json,
+                skip_secrets,
+                runtime(cli.cache_dir, cli.guest_memory_budget)?,
+            )
+            .await
+        }
         Command::Status { database, json } => pipeline::status(database, json).await,
         Command::Retention { database } => pipeline::retention(database).await,
         Command::ConfigSchema => {
@@ -276,7 +301,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plugin(cmd) => plugin::run(cmd, runtime(cli.cache_dir)?).await,
+        Command::Plugin(cmd) => {
+            plugin::run(cmd, runtime(cli.cache_dir, cli.guest_memory_budget)?).await
+        }
         Command::Bench(BenchCommand::Runtime {
             guests,
             iterations,

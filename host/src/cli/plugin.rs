@@ -150,6 +150,10 @@ async fn inspect(runtime: &Runtime, file: PathBuf, json: bool) -> anyhow::Result
     println!("name:            {}", info.display_name);
     println!("description:     {}", info.description);
     println!("config version:  {}", info.config_version);
+    println!(
+        "initial memory:  {:.1} MiB (what a run of it weighs against --guest-memory-budget)",
+        plugin.initial_memory_bytes as f64 / (1024.0 * 1024.0)
+    );
     if info.kind == PluginKind::Collector {
         println!("strategies:      {}", info.strategies.join(", "));
         println!("allow multiple:  {}", info.allow_multiple);

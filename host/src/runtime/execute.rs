@@ -141,6 +141,9 @@ impl Runtime {
     /// Runs a strategy and its collectors once. Never fails: every problem
     /// becomes part of the outcome.
     pub async fn run(&self, spec: RunSpec) -> RunOutcome {
+        let admitted = self.admit(&spec).await;
+        // The clock starts once the run is admitted: waiting for room in the
+        // pool is not the target's latency, nor part of its deadline.
         let started = Instant::now();
         let shared = Arc::new(Mutex::new(RunJournal::default()));
         let masker = Masker::new(spec.secrets.iter().cloned());
@@ -151,11 +154,10 @@ impl Runtime {
             journal: shared.clone(),
             deadline: started + limits.timeout(),
         };
-        let slots = 1 + spec.collectors.len() as u32;
         let cpu = Arc::new(Mutex::new(Duration::ZERO));
-        let mut outcome = match self.acquire(slots).await {
+        let mut outcome = match admitted {
             Err(failure) => empty_outcome(Some(failure)),
-            Ok(_permit) => {
+            Ok(_admission) => {
                 let guests = CpuMeter::new(self.run_guests(&spec, &scope), cpu.clone());
                 match tokio::time::timeout(limits.timeout(), guests).await {
                     Ok(Ok(outcome)) => outcome,
@@ -305,18 +307,51 @@ impl Runtime {
         Ok(CollectorOutcome { id, result, error })
     }
 
-    async fn acquire(&self, slots: u32) -> Result<tokio::sync::SemaphorePermit<'_>, Failure> {
+    /// Waits until the pool has an instance for each guest of the run and
+    /// the guest memory budget has room for their initial memories.
+    async fn admit(&self, spec: &RunSpec) -> Result<Admission<'_>, Failure> {
+        let slots = 1 + spec.collectors.len() as u32;
         if slots > self.instance_slots {
             return Err(Failure::Host(format!(
                 "run needs {slots} instances but the pool holds {}",
                 self.instance_slots
             )));
         }
-        self.slots
+        let shutting_down = |_| Failure::Host("runtime is shutting down".into());
+        let memory = self
+            .memory_budget
+            .acquire_many(self.memory_weight(spec))
+            .await
+            .map_err(shutting_down)?;
+        let instances = self
+            .slots
             .acquire_many(slots)
             .await
-            .map_err(|_| Failure::Host("runtime is shutting down".into()))
+            .map_err(shutting_down)?;
+        Ok(Admission {
+            _memory: memory,
+            _instances: instances,
+        })
     }
+
+    /// The run's guests' initial memories in budget pages, capped at the
+    /// whole budget so that a run heavier than the budget still runs, alone.
+    fn memory_weight(&self, spec: &RunSpec) -> u32 {
+        let bytes: u64 = std::iter::once(&spec.strategy)
+            .chain(spec.collectors.iter().map(|c| &c.plugin))
+            .map(|plugin| plugin.initial_memory_bytes)
+            .sum();
+        let pages = bytes.div_ceil(super::WASM_PAGE_BYTES);
+        u32::try_from(pages)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.memory_budget_pages)
+    }
+}
+
+/// What a run holds while it runs; dropping it makes room for the next.
+struct Admission<'a> {
+    _memory: tokio::sync::SemaphorePermit<'a>,
+    _instances: tokio::sync::SemaphorePermit<'a>,
 }
 
 fn empty_outcome(failure: Option<Failure>) -> RunOutcome {

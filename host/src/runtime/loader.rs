@@ -60,6 +60,10 @@ pub struct Plugin {
     pub path: PathBuf,
     pub info: PluginInfo,
     pub(crate) pre: PluginPre,
+    /// Linear memory an instance starts with (its largest memory's initial
+    /// size, the pre-initialised image for interpreted guests): what a run
+    /// of it weighs against the runtime's guest memory budget.
+    pub initial_memory_bytes: u64,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -203,6 +207,7 @@ impl Loader<'_> {
             path: path.to_path_buf(),
             info,
             pre,
+            initial_memory_bytes: initial_memory_bytes(&component),
         })
     }
 
@@ -357,6 +362,18 @@ impl From<super::bindings::CollectorInfo> for Described {
             allow_multiple: i.allow_multiple,
         }
     }
+}
+
+/// The largest initial linear memory among the component's core modules
+/// (64 KiB wasm pages); components that wasmtime cannot size statically
+/// count as one page.
+fn initial_memory_bytes(component: &Component) -> u64 {
+    let pages = component
+        .resources_required()
+        .and_then(|r| r.max_initial_memory_size)
+        .unwrap_or(1)
+        .max(1);
+    pages.saturating_mul(super::WASM_PAGE_BYTES)
 }
 
 /// `checkhost:plugin/log@1.0.0` → `1.0.0`

@@ -30,6 +30,12 @@ pub use sandbox::LogLine;
 
 use sandbox::{RunScope, Sandbox};
 
+/// Room for 32 runs of native guests, 7 of CPython (see
+/// BENCHMARKS.md, "One pass of 300 checks").
+pub const DEFAULT_GUEST_MEMORY_BUDGET_MIB: u64 = 96;
+
+pub(crate) const WASM_PAGE_BYTES: u64 = 64 * 1024;
+
 /// How often the epoch advances; CPU deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -42,6 +48,13 @@ pub struct RuntimeConfig {
     pub instance_slots: u32,
     /// Largest linear memory any run may be allowed (the pool's slot size).
     pub max_memory_mib: u64,
+    /// Linear memory the runs in flight may start with, all together: each
+    /// run weighs its guests' initial memories, and waits until it fits.
+    /// A native guest starts with about 1 MiB, an interpreter with its
+    /// 10–15 MiB image, so interpreted collectors run fewer at a time and
+    /// memory stays bounded whatever the plugins are written in. A run
+    /// heavier than the whole budget runs alone.
+    pub guest_memory_budget_mib: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -50,6 +63,7 @@ impl Default for RuntimeConfig {
             cache_dir: default_cache_dir(),
             instance_slots: 64,
             max_memory_mib: 256,
+            guest_memory_budget_mib: DEFAULT_GUEST_MEMORY_BUDGET_MIB,
         }
     }
 }
@@ -71,6 +85,9 @@ pub struct Runtime {
     linker: Linker<Sandbox>,
     slots: Semaphore,
     instance_slots: u32,
+    /// The guest memory budget in 64 KiB pages, one permit per page.
+    memory_budget: Semaphore,
+    memory_budget_pages: u32,
     max_memory_mib: u64,
     cache_dir: Option<PathBuf>,
 }
@@ -94,11 +111,16 @@ impl Runtime {
         )
         .map_err(RuntimeError)?;
         start_epoch_ticker(&engine);
+        let budget_pages = u32::try_from(config.guest_memory_budget_mib.saturating_mul(16))
+            .unwrap_or(u32::MAX)
+            .max(1);
         Ok(Runtime {
             engine,
             linker,
             slots: Semaphore::new(config.instance_slots as usize),
             instance_slots: config.instance_slots,
+            memory_budget: Semaphore::new(budget_pages as usize),
+            memory_budget_pages: budget_pages,
             max_memory_mib: config.max_memory_mib,
             cache_dir: config.cache_dir,
         })
@@ -125,27 +147,36 @@ impl Runtime {
         &self.engine
     }
 
-    /// What the instance pool holds for runs to come.
+    /// What the instance pool holds for runs to come, and how much of the
+    /// guest memory budget the runs in flight hold.
     pub fn pool_usage(&self) -> PoolUsage {
-        match self.engine.pooling_allocator_metrics() {
-            Some(pool) => PoolUsage {
-                memories_in_use: pool.memories() as u64,
-                warm_memories: u64::from(pool.unused_warm_memories()),
-                warm_resident_bytes: pool.unused_memory_bytes_resident() as u64,
-            },
-            None => PoolUsage::default(),
+        let budget_pages = u64::from(self.memory_budget_pages);
+        let held_pages = budget_pages.saturating_sub(self.memory_budget.available_permits() as u64);
+        let mut usage = PoolUsage {
+            budget_bytes: budget_pages * WASM_PAGE_BYTES,
+            budget_bytes_in_use: held_pages * WASM_PAGE_BYTES,
+            ..PoolUsage::default()
+        };
+        if let Some(pool) = self.engine.pooling_allocator_metrics() {
+            usage.memories_in_use = pool.memories() as u64;
+            usage.warm_memories = u64::from(pool.unused_warm_memories());
+            usage.warm_resident_bytes = pool.unused_memory_bytes_resident() as u64;
         }
+        usage
     }
 }
 
 /// Linear-memory slots of the instance pool: in use by runs now, and kept
 /// warm between runs for the module that last used them (its image mapped,
 /// the pages it wrote kept resident) so its next instance starts cheaply.
+/// Also the guest memory budget and the part runs in flight hold.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PoolUsage {
     pub memories_in_use: u64,
     pub warm_memories: u64,
     pub warm_resident_bytes: u64,
+    pub budget_bytes: u64,
+    pub budget_bytes_in_use: u64,
 }
 
 pub(crate) fn engine_config(config: &RuntimeConfig) -> Config {

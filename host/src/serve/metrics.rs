@@ -40,6 +40,8 @@ pub struct Metrics {
     pub pool_memories_in_use: Gauge,
     pub pool_warm_memories: Gauge,
     pub pool_warm_resident_bytes: Gauge,
+    pub memory_budget_bytes: Gauge,
+    pub memory_budget_in_use_bytes: Gauge,
 }
 
 impl Metrics {
@@ -64,6 +66,8 @@ impl Metrics {
             pool_memories_in_use: Gauge::default(),
             pool_warm_memories: Gauge::default(),
             pool_warm_resident_bytes: Gauge::default(),
+            memory_budget_bytes: Gauge::default(),
+            memory_budget_in_use_bytes: Gauge::default(),
         };
         let mut registry = metrics.registry;
         registry.register(
@@ -151,6 +155,16 @@ impl Metrics {
             "Bytes the warm guest memory slots keep resident between runs",
             metrics.pool_warm_resident_bytes.clone(),
         );
+        registry.register(
+            "guest_memory_budget_bytes",
+            "Initial guest memory the runs in flight may hold together (--guest-memory-budget)",
+            metrics.memory_budget_bytes.clone(),
+        );
+        registry.register(
+            "guest_memory_budget_in_use_bytes",
+            "Initial guest memory held by runs in flight; at the budget, runs wait",
+            metrics.memory_budget_in_use_bytes.clone(),
+        );
         Arc::new(Metrics {
             registry,
             ..metrics
@@ -199,6 +213,8 @@ impl Metrics {
         gauge(&self.pool_memories_in_use, pool.memories_in_use);
         gauge(&self.pool_warm_memories, pool.warm_memories);
         gauge(&self.pool_warm_resident_bytes, pool.warm_resident_bytes);
+        gauge(&self.memory_budget_bytes, pool.budget_bytes);
+        gauge(&self.memory_budget_in_use_bytes, pool.budget_bytes_in_use);
     }
 
     pub fn render(&self) -> String {
