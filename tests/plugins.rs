@@ -70,6 +70,10 @@ fn inspect_shows_the_world_every_guest_exports() {
         let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(info["world"], "checkhost:plugin/collector");
         assert_eq!(info["id"], *id);
+        assert!(
+            info["initialMemoryBytes"].as_u64().is_some_and(|b| b > 0),
+            "{info}"
+        );
         assert!(info["configSchema"].is_object());
     }
 }

@@ -449,6 +449,21 @@ async fn runs_wait_for_room_in_the_guest_memory_budget() {
         assert!(error.contains("timeout"), "{outcome:?}");
         assert!(outcome.duration_ms >= 250.0, "{outcome:?}");
     }
+    // Nor does the wait count as the run's duration: the last admitted
+    // waited for two others, counted it would be about three times the first.
+    let durations: Vec<f64> = outcomes.iter().map(|o| o.duration_ms).collect();
+    let (shortest, longest) = durations
+        .iter()
+        .fold((f64::MAX, 0.0_f64), |(lo, hi), &d| (lo.min(d), hi.max(d)));
+    assert!(
+        longest < 2.0 * shortest,
+        "durations exclude the wait: {durations:?}"
+    );
+    let queued: Vec<Duration> = outcomes.iter().map(|o| o.stats.queued).collect();
+    assert!(
+        queued.iter().any(|q| *q >= Duration::from_millis(500)),
+        "the last run waited for two before it: {queued:?}"
+    );
 }
 
 fn rss_kib() -> u64 {

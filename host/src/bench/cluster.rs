@@ -108,6 +108,8 @@ pub async fn run(
         super::noop_workspace(guests, |plugins| config_yaml(plugins, slices, interval))?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         instance_slots: 256,
+        // 1 MiB a no-op guest: the slots, not the budget, bound this bench.
+        guest_memory_budget_mib: 256 * 2,
         ..RuntimeConfig::default()
     })?);
 

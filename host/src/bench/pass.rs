@@ -27,6 +27,8 @@ pub struct PassOptions {
     pub collector_config: String,
     pub checks: usize,
     pub rounds: usize,
+    /// Passed on to each `checkhost run`.
+    pub guest_memory_budget_mib: u64,
 }
 
 /// What one pass cost its process.
@@ -43,6 +45,7 @@ pub struct PassCost {
 pub struct PassReport {
     pub collector: String,
     pub checks: usize,
+    pub guest_memory_budget_mib: u64,
     /// (baseline, collector) per round.
     pub rounds: Vec<(PassCost, PassCost)>,
 }
@@ -55,7 +58,7 @@ impl PassReport {
              {:<14} {:>8} {:>8} {:>14} {:>14}\n",
             self.checks,
             crate::cli::pipeline::RUN_CONCURRENCY,
-            crate::runtime::DEFAULT_GUEST_MEMORY_BUDGET_MIB,
+            self.guest_memory_budget_mib,
             "collector",
             "wall s",
             "CPU s",
@@ -105,17 +108,18 @@ pub async fn run(options: PassOptions) -> anyhow::Result<PassReport> {
     // One unmeasured pass each fills the component cache, so no measured
     // pass pays for compiling a component.
     for config in [&baseline, &candidate] {
-        measure(&exe, config, &guests).await?;
+        measure(&exe, config, &guests, &options).await?;
     }
     let mut rounds = Vec::with_capacity(options.rounds);
     for _ in 0..options.rounds.max(1) {
-        let base = measure(&exe, &baseline, &guests).await?;
-        let cand = measure(&exe, &candidate, &guests).await?;
+        let base = measure(&exe, &baseline, &guests, &options).await?;
+        let cand = measure(&exe, &candidate, &guests, &options).await?;
         rounds.push((base, cand));
     }
     Ok(PassReport {
         collector: options.collector,
         checks: options.checks,
+        guest_memory_budget_mib: options.guest_memory_budget_mib,
         rounds,
     })
 }
@@ -154,13 +158,20 @@ fn write_config(
 
 /// Runs `checkhost run <config>` as a child and reaps it with `wait4`,
 /// which reports the child's own CPU time and peak RSS.
-async fn measure(exe: &Path, config: &Path, guests: &Path) -> anyhow::Result<PassCost> {
+async fn measure(
+    exe: &Path,
+    config: &Path,
+    guests: &Path,
+    options: &PassOptions,
+) -> anyhow::Result<PassCost> {
     let started = std::time::Instant::now();
     let child = Command::new(exe)
         .arg("run")
         .arg(config)
         .arg("--plugins")
         .arg(guests)
+        .arg("--guest-memory-budget")
+        .arg(options.guest_memory_budget_mib.to_string())
         .stdout(std::process::Stdio::null())
         .spawn()
         .context("starting `checkhost run`")?;

@@ -83,6 +83,8 @@ pub async fn run(
 
     let runtime = Arc::new(Runtime::new(RuntimeConfig {
         instance_slots: 128,
+        // 1 MiB a no-op guest: the slots, not the budget, bound this bench.
+        guest_memory_budget_mib: 128 * 2,
         ..RuntimeConfig::default()
     })?);
     let (setup, _) = Setup::load(&config, None, &runtime, None)

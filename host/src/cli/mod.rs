@@ -25,7 +25,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "CHECKHOST_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     /// MiB of linear memory the runs in flight may start with, all together;
-    /// runs of interpreted guests (Python, JavaScript: 10–15 MiB each) wait
+    /// runs of interpreted guests (Python 12.4, JavaScript 9.1 MiB) wait
     /// for room sooner than native ones (about 1 MiB).
     #[arg(
         long,
@@ -356,6 +356,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 collector_config,
                 checks,
                 rounds,
+                guest_memory_budget_mib: cli.guest_memory_budget,
             })
             .await?;
             println!("{}", report.render());

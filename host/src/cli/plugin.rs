@@ -140,7 +140,9 @@ async fn inspect(runtime: &Runtime, file: PathBuf, json: bool) -> anyhow::Result
     let plugin = runtime.load(&file).await?;
     let info = &plugin.info;
     if json {
-        println!("{}", serde_json::to_string_pretty(info)?);
+        let mut shown = serde_json::to_value(info)?;
+        shown["initialMemoryBytes"] = plugin.initial_memory_bytes.into();
+        println!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("file:            {}", file.display());

@@ -68,6 +68,8 @@ pub struct CollectorOutcome {
 /// What a run cost, for metrics.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GuestStats {
+    /// Time the run waited for room in the pool and the memory budget.
+    pub queued: Duration,
     pub instantiate: Duration,
     pub memory_peak_bytes: usize,
     /// CPU time of the threads while they ran this run's guests and host calls.
@@ -141,7 +143,9 @@ impl Runtime {
     /// Runs a strategy and its collectors once. Never fails: every problem
     /// becomes part of the outcome.
     pub async fn run(&self, spec: RunSpec) -> RunOutcome {
+        let arrived = Instant::now();
         let admitted = self.admit(&spec).await;
+        let queued = arrived.elapsed();
         // The clock starts once the run is admitted: waiting for room in the
         // pool is not the target's latency, nor part of its deadline.
         let started = Instant::now();
@@ -171,6 +175,7 @@ impl Runtime {
         let mut record = journal(&shared);
         outcome.logs = std::mem::take(&mut record.logs);
         outcome.stats = GuestStats {
+            queued,
             instantiate: record.instantiate,
             memory_peak_bytes: record.memory_peak_bytes,
             cpu: *cpu.lock().unwrap_or_else(|e| e.into_inner()),

@@ -30,8 +30,9 @@ pub use sandbox::LogLine;
 
 use sandbox::{RunScope, Sandbox};
 
-/// Room for 32 runs of native guests, 7 of CPython (see
-/// BENCHMARKS.md, "One pass of 300 checks").
+/// Room for 43 runs of two native guests (the default pool holds 32), 7 of
+/// a Python collector over a native strategy (see BENCHMARKS.md, "One pass
+/// of 300 checks").
 pub const DEFAULT_GUEST_MEMORY_BUDGET_MIB: u64 = 96;
 
 pub(crate) const WASM_PAGE_BYTES: u64 = 64 * 1024;
@@ -51,7 +52,7 @@ pub struct RuntimeConfig {
     /// Linear memory the runs in flight may start with, all together: each
     /// run weighs its guests' initial memories, and waits until it fits.
     /// A native guest starts with about 1 MiB, an interpreter with its
-    /// 10–15 MiB image, so interpreted collectors run fewer at a time and
+    /// image (Python 12.4 MiB, JavaScript 9.1 MiB), so interpreted collectors run fewer at a time and
     /// memory stays bounded whatever the plugins are written in. A run
     /// heavier than the whole budget runs alone.
     pub guest_memory_budget_mib: u64,
