@@ -382,13 +382,13 @@ async fn the_loader_refuses_what_is_not_a_compatible_plugin() {
 }
 
 /// Starts `runs` slow runs at once on a runtime with the given guest memory
-/// budget; returns the most guest memories seen in use at one time and each
-/// run's outcome.
+/// budget; returns the most guest memories seen in use at one time, the
+/// most runs seen waiting for admission, and each run's outcome.
 async fn slow_runs(
     runs: usize,
     budget_mib: u64,
     server: std::net::SocketAddr,
-) -> (u64, Vec<RunOutcome>) {
+) -> (u64, u64, Vec<RunOutcome>) {
     let runtime = std::sync::Arc::new(
         checkhost::runtime::Runtime::new(checkhost::runtime::RuntimeConfig {
             cache_dir: Some(support::cache_dir()),
@@ -408,17 +408,20 @@ async fn slow_runs(
     let sampler = {
         let (runtime, done) = (runtime.clone(), done.clone());
         tokio::spawn(async move {
-            let mut most = 0;
+            let (mut memories, mut waiting) = (0, 0);
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                most = most.max(runtime.pool_usage().memories_in_use);
+                let usage = runtime.pool_usage();
+                memories = memories.max(usage.memories_in_use);
+                waiting = waiting.max(usage.runs_waiting);
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            most
+            (memories, waiting)
         })
     };
     let outcomes = futures::future::join_all((0..runs).map(|_| runtime.run(probe.spec()))).await;
     done.store(true, std::sync::atomic::Ordering::Relaxed);
-    (sampler.await.unwrap(), outcomes)
+    let (memories, waiting) = sampler.await.unwrap();
+    (memories, waiting, outcomes)
 }
 
 /// A run waits until the guest memory budget has room for its guests'
@@ -427,16 +430,17 @@ async fn slow_runs(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_wait_for_room_in_the_guest_memory_budget() {
     let server = servers::http().await;
-    let (one_run, _) = slow_runs(1, 64, server).await;
+    let (one_run, _, _) = slow_runs(1, 64, server).await;
     assert!(one_run >= 1, "the sampler saw the run's memories");
-    let (together, _) = slow_runs(3, 64, server).await;
+    let (together, _, _) = slow_runs(3, 64, server).await;
     assert!(
         together > one_run,
         "with room, the runs overlap: {together} memories at once, {one_run} per run"
     );
     // Two Rust guests start with over 2 MiB, so each run alone is heavier
     // than a 1 MiB budget.
-    let (alone, outcomes) = slow_runs(3, 1, server).await;
+    let (alone, waiting, outcomes) = slow_runs(3, 1, server).await;
+    assert_eq!(waiting, 2, "two runs wait while the first runs");
     assert_eq!(
         alone, one_run,
         "in a 1 MiB budget the runs take turns: {alone} memories at once, {one_run} per run"

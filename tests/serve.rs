@@ -77,6 +77,7 @@ async fn serves_on_the_interval_with_metrics_and_stops_cleanly_on_sigterm() {
         "checkhost_guest_pool_warm_resident_bytes",
         "checkhost_guest_memory_budget_bytes 100663296",
         "checkhost_guest_memory_budget_in_use_bytes",
+        "checkhost_guest_runs_waiting",
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }

@@ -2,6 +2,7 @@
 //! client shared with every collector through the `transport` import, the
 //! whole run under one wall-clock deadline, outcomes typed and masked.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -144,7 +145,10 @@ impl Runtime {
     /// becomes part of the outcome.
     pub async fn run(&self, spec: RunSpec) -> RunOutcome {
         let arrived = Instant::now();
-        let admitted = self.admit(&spec).await;
+        let admitted = {
+            let _waiting = WaitingRun::new(&self.waiting);
+            self.admit(&spec).await
+        };
         let queued = arrived.elapsed();
         // The clock starts once the run is admitted: waiting for room in the
         // pool is not the target's latency, nor part of its deadline.
@@ -350,6 +354,23 @@ impl Runtime {
         u32::try_from(pages)
             .unwrap_or(u32::MAX)
             .clamp(1, self.memory_budget_pages)
+    }
+}
+
+/// Counts a run as waiting for admission until dropped, also when the run
+/// is cancelled while it waits.
+struct WaitingRun<'a>(&'a AtomicU64);
+
+impl<'a> WaitingRun<'a> {
+    fn new(waiting: &'a AtomicU64) -> Self {
+        waiting.fetch_add(1, Ordering::Relaxed);
+        WaitingRun(waiting)
+    }
+}
+
+impl Drop for WaitingRun<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -15,6 +15,7 @@ mod transport;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -52,8 +53,8 @@ pub struct RuntimeConfig {
     /// Linear memory the runs in flight may start with, all together: each
     /// run weighs its guests' initial memories, and waits until it fits.
     /// A native guest starts with about 1 MiB, an interpreter with its
-    /// image (Python 12.4 MiB, JavaScript 9.1 MiB), so interpreted collectors run fewer at a time and
-    /// memory stays bounded whatever the plugins are written in. A run
+    /// image (Python 12.4 MiB, JavaScript 9.1 MiB), so interpreted
+    /// collectors run fewer at a time and memory stays bounded whatever the plugins are written in. A run
     /// heavier than the whole budget runs alone.
     pub guest_memory_budget_mib: u64,
 }
@@ -89,6 +90,8 @@ pub struct Runtime {
     /// The guest memory budget in 64 KiB pages, one permit per page.
     memory_budget: Semaphore,
     memory_budget_pages: u32,
+    /// Runs waiting for admission (pool slots or budget) right now.
+    waiting: AtomicU64,
     max_memory_mib: u64,
     cache_dir: Option<PathBuf>,
 }
@@ -122,6 +125,7 @@ impl Runtime {
             instance_slots: config.instance_slots,
             memory_budget: Semaphore::new(budget_pages as usize),
             memory_budget_pages: budget_pages,
+            waiting: AtomicU64::new(0),
             max_memory_mib: config.max_memory_mib,
             cache_dir: config.cache_dir,
         })
@@ -156,6 +160,7 @@ impl Runtime {
         let mut usage = PoolUsage {
             budget_bytes: budget_pages * WASM_PAGE_BYTES,
             budget_bytes_in_use: held_pages * WASM_PAGE_BYTES,
+            runs_waiting: self.waiting.load(Ordering::Relaxed),
             ..PoolUsage::default()
         };
         if let Some(pool) = self.engine.pooling_allocator_metrics() {
@@ -170,7 +175,8 @@ impl Runtime {
 /// Linear-memory slots of the instance pool: in use by runs now, and kept
 /// warm between runs for the module that last used them (its image mapped,
 /// the pages it wrote kept resident) so its next instance starts cheaply.
-/// Also the guest memory budget and the part runs in flight hold.
+/// Also the guest memory budget, the part runs in flight hold, and the runs
+/// waiting to be admitted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PoolUsage {
     pub memories_in_use: u64,
@@ -178,6 +184,8 @@ pub struct PoolUsage {
     pub warm_resident_bytes: u64,
     pub budget_bytes: u64,
     pub budget_bytes_in_use: u64,
+    /// Runs waiting for a slot or for room in the budget.
+    pub runs_waiting: u64,
 }
 
 pub(crate) fn engine_config(config: &RuntimeConfig) -> Config {

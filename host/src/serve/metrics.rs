@@ -42,6 +42,7 @@ pub struct Metrics {
     pub pool_warm_resident_bytes: Gauge,
     pub memory_budget_bytes: Gauge,
     pub memory_budget_in_use_bytes: Gauge,
+    pub runs_waiting: Gauge,
 }
 
 impl Metrics {
@@ -68,6 +69,7 @@ impl Metrics {
             pool_warm_resident_bytes: Gauge::default(),
             memory_budget_bytes: Gauge::default(),
             memory_budget_in_use_bytes: Gauge::default(),
+            runs_waiting: Gauge::default(),
         };
         let mut registry = metrics.registry;
         registry.register(
@@ -165,6 +167,11 @@ impl Metrics {
             "Initial guest memory held by runs in flight; at the budget, runs wait",
             metrics.memory_budget_in_use_bytes.clone(),
         );
+        registry.register(
+            "guest_runs_waiting",
+            "Runs started by the scheduler but waiting for a pool slot or guest memory budget",
+            metrics.runs_waiting.clone(),
+        );
         Arc::new(Metrics {
             registry,
             ..metrics
@@ -215,6 +222,7 @@ impl Metrics {
         gauge(&self.pool_warm_resident_bytes, pool.warm_resident_bytes);
         gauge(&self.memory_budget_bytes, pool.budget_bytes);
         gauge(&self.memory_budget_in_use_bytes, pool.budget_bytes_in_use);
+        gauge(&self.runs_waiting, pool.runs_waiting);
     }
 
     pub fn render(&self) -> String {
