@@ -252,7 +252,10 @@ pub fn init_logging(cli: &Cli) {
     }
 }
 
-fn runtime(cli_cache: Option<PathBuf>, guest_memory_budget_mib: u64) -> anyhow::Result<Runtime> {
+fn start_runtime(
+    cli_cache: Option<PathBuf>,
+    guest_memory_budget_mib: u64,
+) -> anyhow::Result<Runtime> {
     let mut config = RuntimeConfig {
         guest_memory_budget_mib,
         ..RuntimeConfig::default()
@@ -264,6 +267,9 @@ fn runtime(cli_cache: Option<PathBuf>, guest_memory_budget_mib: u64) -> anyhow::
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let (cache_dir, budget) = (cli.cache_dir, cli.guest_memory_budget);
+    // Only the commands that run guests start the wasm runtime.
+    let runtime = || start_runtime(cache_dir.clone(), budget);
     match cli.command {
         Command::Serve(args) => {
             let options = crate::serve::ServeOptions {
@@ -274,24 +280,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 grace: args.grace,
                 concurrency: args.concurrency,
             };
-            crate::serve::serve(options, runtime(cli.cache_dir, cli.guest_memory_budget)?).await
+            crate::serve::serve(options, runtime()?).await
         }
-        Command::Run(args) => {
-            pipeline::run(args, runtime(cli.cache_dir, cli.guest_memory_budget)?).await
-        }
+        Command::Run(args) => pipeline::run(args, runtime()?).await,
         Command::Validate {
             config,
             json,
             skip_secrets,
-        } => {
-            pipeline::validate(
-                config,
-                json,
-                skip_secrets,
-                runtime(cli.cache_dir, cli.guest_memory_budget)?,
-            )
-            .await
-        }
+        } => pipeline::validate(config, json, skip_secrets, runtime()?).await,
         Command::Status { database, json } => pipeline::status(database, json).await,
         Command::Retention { database } => pipeline::retention(database).await,
         Command::ConfigSchema => {
@@ -301,9 +297,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plugin(cmd) => {
-            plugin::run(cmd, runtime(cli.cache_dir, cli.guest_memory_budget)?).await
-        }
+        Command::Plugin(cmd) => plugin::run(cmd, runtime()?).await,
         Command::Bench(BenchCommand::Runtime {
             guests,
             iterations,
@@ -356,7 +350,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 collector_config,
                 checks,
                 rounds,
-                guest_memory_budget_mib: cli.guest_memory_budget,
+                guest_memory_budget_mib: budget,
             })
             .await?;
             println!("{}", report.render());

@@ -54,8 +54,9 @@ pub struct RuntimeConfig {
     /// run weighs its guests' initial memories, and waits until it fits.
     /// A native guest starts with about 1 MiB, an interpreter with its
     /// image (Python 12.4 MiB, JavaScript 9.1 MiB), so interpreted
-    /// collectors run fewer at a time and memory stays bounded whatever the plugins are written in. A run
-    /// heavier than the whole budget runs alone.
+    /// collectors run fewer at a time and memory stays bounded whatever the
+    /// plugins are written in. A run heavier than the whole budget runs
+    /// alone.
     pub guest_memory_budget_mib: u64,
 }
 
@@ -115,9 +116,13 @@ impl Runtime {
         )
         .map_err(RuntimeError)?;
         start_epoch_ticker(&engine);
-        let budget_pages = u32::try_from(config.guest_memory_budget_mib.saturating_mul(16))
-            .unwrap_or(u32::MAX)
-            .max(1);
+        let budget_pages = u32::try_from(
+            config
+                .guest_memory_budget_mib
+                .saturating_mul(1024 * 1024 / WASM_PAGE_BYTES),
+        )
+        .unwrap_or(u32::MAX)
+        .max(1);
         Ok(Runtime {
             engine,
             linker,
