@@ -5,15 +5,18 @@
 //! win over allow rules; when any allow rule exists, a target must match one.
 //! Some addresses are denied unless an allow rule names them with an IP or a
 //! range of /8 or narrower (so `0.0.0.0/0` opens none of them): link-local
-//! and cloud-metadata addresses, loopback, the unspecified address, and the
-//! addresses this process listens on (its API), so a plugin cannot reach a
-//! database or admin port that trusts local callers. Raw sockets are judged by IP only (the host
+//! and cloud-metadata addresses, loopback, the unspecified address, every
+//! address of this machine's interfaces, and the addresses this process
+//! listens on (its API), so a plugin cannot reach a database or admin port
+//! that trusts local callers. An IPv6 address that carries an IPv4 one
+//! (NAT64, 6to4, Teredo, IPv4-compatible) is judged as both. Raw sockets are judged by IP only (the host
 //! resolves names and the guest connects to the IP it was given); HTTP
 //! requests are judged by name and by every address the name resolves to.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
@@ -119,9 +122,9 @@ impl Rule {
     fn matches_ip(&self, addr: SocketAddr) -> bool {
         self.port_matches(addr.port())
             && match &self.host {
-                Host::Net(net) => net.contains(&canonical(addr.ip())),
+                Host::Net(net) => forms(addr.ip()).iter().any(|ip| net.contains(ip)),
                 Host::AnyName => true,
-                Host::Loopback => canonical(addr.ip()).is_loopback(),
+                Host::Loopback => forms(addr.ip()).iter().any(IpAddr::is_loopback),
                 Host::Name(_) => false,
             }
     }
@@ -139,17 +142,22 @@ impl Rule {
     /// An allow rule that names `addr` with an IP, a narrow range or
     /// `localhost`, not a wildcard or a default route.
     fn names_explicitly(&self, addr: SocketAddr) -> bool {
-        let ip = canonical(addr.ip());
         let narrow = |net: &IpNet| match net {
             IpNet::V4(v4) => v4.prefix_len() >= 8,
             IpNet::V6(v6) => v6.prefix_len() >= 10,
         };
+        // Every guarded form must be named: opening 10.0.0.0/8 does not
+        // open loopback carried inside a NAT64 address.
+        let named = |ip: &IpAddr| match &self.host {
+            Host::Net(net) => narrow(net) && net.contains(ip),
+            Host::Loopback => ip.is_loopback(),
+            Host::Name(_) | Host::AnyName => false,
+        };
         self.port_matches(addr.port())
-            && match &self.host {
-                Host::Net(net) => narrow(net) && net.contains(&ip),
-                Host::Loopback => ip.is_loopback(),
-                Host::Name(_) | Host::AnyName => false,
-            }
+            && forms(addr.ip())
+                .iter()
+                .filter(|ip| guarded_ip(**ip).is_some())
+                .all(named)
     }
 }
 
@@ -191,9 +199,53 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Every form a target address is judged in: itself (IPv4-mapped
+/// unwrapped) and each IPv4 address an IPv6 address may carry to a
+/// translator or relay: NAT64 (`64:ff9b::/96`, and `64:ff9b:1::/48` in each
+/// RFC 6052 layout), 6to4 (`2002::/16`), Teredo (`2001::/32`, the client
+/// address) and IPv4-compatible (`::a.b.c.d`). A rule or guard that matches
+/// any form matches the address.
+fn forms(ip: IpAddr) -> Vec<IpAddr> {
+    let first = canonical(ip);
+    let mut all = vec![first];
+    if let IpAddr::V6(v6) = first {
+        for v4 in embedded_ipv4(v6) {
+            if !all.contains(&IpAddr::V4(v4)) {
+                all.push(IpAddr::V4(v4));
+            }
+        }
+    }
+    all
+}
+
+fn embedded_ipv4(v6: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let s = v6.segments();
+    let o = v6.octets();
+    let at = |i: [usize; 4]| Ipv4Addr::new(o[i[0]], o[i[1]], o[i[2]], o[i[3]]);
+    let last = at([12, 13, 14, 15]);
+    match s {
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => vec![last],
+        // Local-use NAT64: the prefix may be /48, /56, /64 or /96, and the
+        // octet at bits 64–71 is skipped (RFC 6052 §2.2).
+        [0x64, 0xff9b, 1, ..] => vec![
+            at([6, 7, 9, 10]),
+            at([7, 9, 10, 11]),
+            at([9, 10, 11, 12]),
+            last,
+        ],
+        [0x2002, ..] => vec![at([2, 3, 4, 5])],
+        [0x2001, 0, ..] => vec![Ipv4Addr::from(!u32::from(last))],
+        [0, 0, 0, 0, 0, 0, _, _] if !v6.is_unspecified() && !v6.is_loopback() => vec![last],
+        _ => Vec::new(),
+    }
+}
+
 /// Why `addr` is denied unless an allow rule names it, if it is.
 fn guarded(addr: SocketAddr) -> Option<&'static str> {
-    let ip = canonical(addr.ip());
+    forms(addr.ip()).into_iter().find_map(guarded_ip)
+}
+
+fn guarded_ip(ip: IpAddr) -> Option<&'static str> {
     if is_link_local_or_metadata(ip) {
         Some("link-local and cloud-metadata addresses are denied unless network.allow names them")
     } else if ip.is_loopback() {
@@ -202,6 +254,8 @@ fn guarded(addr: SocketAddr) -> Option<&'static str> {
         )
     } else if ip.is_unspecified() {
         Some("the unspecified address is denied unless network.allow names it")
+    } else if is_local_address(&ip) {
+        Some("this host's own addresses are denied unless network.allow names them")
     } else {
         None
     }
@@ -221,55 +275,61 @@ pub fn guard_own_listener(addr: SocketAddr) {
 
 /// Whether `addr` reaches one of this process's own listening sockets.
 fn is_own_listener(addr: SocketAddr) -> bool {
-    let ip = canonical(addr.ip());
     // Every connection asks, so the list is read in place, not copied.
     let Ok(listeners) = OWN_LISTENERS.read() else {
         return true;
     };
-    listeners
-        .iter()
-        .filter(|l| l.port() == addr.port())
-        .any(|l| {
-            l.ip() == ip
-                || (l.ip().is_unspecified()
-                    && (ip.is_loopback()
-                        // Unknown interfaces fail closed.
-                        || local_addresses().is_none_or(|local| local.contains(&ip))))
+    let candidates = listeners.iter().filter(|l| l.port() == addr.port());
+    let mut candidates = candidates.peekable();
+    if candidates.peek().is_none() {
+        return false;
+    }
+    let ips = forms(addr.ip());
+    candidates.any(|l| {
+        ips.iter().any(|ip| {
+            l.ip() == *ip || (l.ip().is_unspecified() && (ip.is_loopback() || is_local_address(ip)))
         })
+    })
 }
 
-/// Every IP address of this machine's network interfaces, or `None` when
-/// they cannot be listed.
-fn local_addresses() -> Option<Vec<IpAddr>> {
-    let mut ips = Vec::new();
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `list` with a linked list that stays valid
-    // until freeifaddrs; each address is read per its family's layout.
-    unsafe {
-        if libc::getifaddrs(&mut list) != 0 {
-            return None;
-        }
-        let mut entry = list;
-        while !entry.is_null() {
-            let sa = (*entry).ifa_addr;
-            if !sa.is_null() {
-                match i32::from((*sa).sa_family) {
-                    libc::AF_INET => {
-                        let v4 = &*(sa as *const libc::sockaddr_in);
-                        ips.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))));
-                    }
-                    libc::AF_INET6 => {
-                        let v6 = &*(sa as *const libc::sockaddr_in6);
-                        ips.push(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)));
-                    }
-                    _ => {}
-                }
-            }
-            entry = (*entry).ifa_next;
-        }
-        libc::freeifaddrs(list);
+/// How long a listing of this machine's addresses is trusted: interfaces
+/// that come and go (DHCP, VPNs, containers) are seen within this time.
+const LOCAL_ADDRESSES_TTL: Duration = Duration::from_secs(1);
+
+struct LocalAddresses {
+    listed: Option<Instant>,
+    ips: Vec<IpAddr>,
+}
+
+static LOCAL_ADDRESSES: RwLock<LocalAddresses> = RwLock::new(LocalAddresses {
+    listed: None,
+    ips: Vec::new(),
+});
+
+/// Whether `ip` is an address of one of this machine's network interfaces.
+/// The listing is taken again when older than `LOCAL_ADDRESSES_TTL`; when a
+/// listing fails the previous one stands.
+fn is_local_address(ip: &IpAddr) -> bool {
+    let fresh = |cached: &LocalAddresses| {
+        cached
+            .listed
+            .is_some_and(|at| at.elapsed() < LOCAL_ADDRESSES_TTL)
+    };
+    if let Ok(cached) = LOCAL_ADDRESSES.read()
+        && fresh(&cached)
+    {
+        return cached.ips.contains(ip);
     }
-    Some(ips.into_iter().map(canonical).collect())
+    let Ok(mut cached) = LOCAL_ADDRESSES.write() else {
+        return false;
+    };
+    if !fresh(&cached) {
+        if let Ok(interfaces) = if_addrs::get_if_addrs() {
+            cached.ips = interfaces.iter().map(|i| canonical(i.ip())).collect();
+        }
+        cached.listed = Some(Instant::now());
+    }
+    cached.ips.contains(ip)
 }
 
 fn is_link_local_or_metadata(ip: IpAddr) -> bool {
@@ -547,15 +607,67 @@ mod tests {
         assert!(loopback.check_addr(addr("127.0.0.1:47124")).is_ok());
         let by_name = policy(&["localhost:47123"], &[]);
         assert!(by_name.check_addr(addr("127.0.0.1:47123")).is_err());
-        let local: Vec<IpAddr> = local_addresses()
-            .unwrap_or_default()
-            .into_iter()
+        let local: Vec<IpAddr> = if_addrs::get_if_addrs()
+            .unwrap()
+            .iter()
+            .map(|i| canonical(i.ip()))
             .filter(|ip| !ip.is_loopback() && !is_link_local_or_metadata(*ip))
             .collect();
         for ip in local {
             let target = SocketAddr::new(ip, 47123);
             assert!(is_own_listener(target), "{target}");
             assert!(NetworkPolicy::default().check_addr(target).is_err());
+        }
+    }
+
+    #[test]
+    fn ipv4_carried_in_ipv6_is_judged_as_ipv4() {
+        let p = NetworkPolicy::default();
+        for target in [
+            "[64:ff9b::7f00:1]:80",
+            "[64:ff9b::a9fe:a9fe]:80",
+            "[64:ff9b:1::7f00:1]:80",
+            "[64:ff9b:1:7f00:1::]:80",
+            "[2002:7f00:1::1]:80",
+            "[2001:0:4136:e378:8000:63bf:80ff:fffe]:80",
+            "[::127.0.0.1]:80",
+        ] {
+            assert!(p.check_addr(addr(target)).is_err(), "{target}");
+        }
+        assert!(p.check_addr(addr("[64:ff9b::a00:1]:80")).is_ok());
+        let deny = policy(&[], &["10.0.0.0/8"]);
+        assert!(deny.check_addr(addr("[64:ff9b::a00:1]:80")).is_err());
+        // Opening a range does not open loopback carried inside NAT64.
+        let open = policy(&["10.0.0.0/8", "64:ff9b::/96"], &[]);
+        assert!(open.check_addr(addr("[64:ff9b::7f00:1]:80")).is_err());
+        assert!(
+            policy(&["127.0.0.1"], &[])
+                .check_addr(addr("[64:ff9b::7f00:1]:80"))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn this_hosts_own_addresses_need_an_explicit_allow() {
+        let own: Vec<IpAddr> = if_addrs::get_if_addrs()
+            .unwrap()
+            .iter()
+            .map(|i| canonical(i.ip()))
+            .filter(|ip| !ip.is_loopback() && !is_link_local_or_metadata(*ip))
+            .collect();
+        assert!(!own.is_empty(), "this machine has a non-loopback address");
+        for ip in own {
+            let target = SocketAddr::new(ip, 8080);
+            let denial = NetworkPolicy::default().check_addr(target).unwrap_err();
+            assert_eq!(
+                denial.reason,
+                "this host's own addresses are denied unless network.allow names them"
+            );
+            let everything = policy(&["0.0.0.0/0", "::/0"], &[]);
+            assert!(everything.check_addr(target).is_err(), "{target}");
+            let rule = ip.to_string();
+            let named = policy(&[rule.as_str()], &[]);
+            assert!(named.check_addr(target).is_ok(), "{target}");
         }
     }
 
