@@ -675,3 +675,76 @@ assignments:
     assert_nowhere_stored(&ws, PASSWORD).await;
     assert_nowhere_stored(&ws, WRONG).await;
 }
+
+/// A plugin folder with a file that does not load, and a check whose
+/// migration hangs: `run` fails exactly those checks, by name and within
+/// the check's timeout, and runs the others; `validate` reports both.
+#[test]
+fn a_broken_plugin_or_a_hanging_migration_fails_only_its_own_checks() {
+    let ws = Workspace::new(PLUGINS);
+    std::fs::write(ws.plugins.path().join("broken.wasm"), b"not wasm at all").unwrap();
+    ws.config(
+        "systems: [{id: shop}]
+checks:
+  - id: fine
+    strategy: {plugin: noop}
+    collectors: [{plugin: hostile, config: {mode: echo, target: ok}}]
+  - id: hangs
+    timeout: 700ms
+    strategy: {plugin: noop}
+    collectors: [{plugin: hostile, config: {mode: migrate-hang}}]
+  - id: orphan
+    strategy: {plugin: broken}
+assignments:
+  - {system: shop, check: fine}
+  - {system: shop, check: hangs}
+  - {system: shop, check: orphan}
+",
+    );
+    let started = std::time::Instant::now();
+    let (code, reports, out) = ws.run(&[], &[]);
+    assert_eq!(code, Some(1), "unhealthy runs, not a refused config: {out}");
+    let by_check: std::collections::BTreeMap<&str, &Value> = reports
+        .as_array()
+        .unwrap_or_else(|| panic!("{out}"))
+        .iter()
+        .map(|r| (r["check"].as_str().unwrap(), r))
+        .collect();
+    assert_eq!(by_check["fine"]["healthy"], true, "{out}");
+    assert_eq!(by_check["hangs"]["healthy"], false);
+    assert_eq!(
+        by_check["hangs"]["error"],
+        "plugin `hostile` did not finish migrating its config within 700 ms"
+    );
+    assert_eq!(by_check["orphan"]["healthy"], false);
+    let orphan = by_check["orphan"]["error"].as_str().unwrap();
+    assert!(
+        orphan.starts_with("strategy `broken` did not load: ")
+            && orphan.contains("broken.wasm: not a WebAssembly file"),
+        "{orphan}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "safety net"
+    );
+
+    let config = ws.dir.path().join("checkhost.yaml");
+    let out = support::checkhost(&[
+        "validate",
+        config.to_str().unwrap(),
+        "--plugins",
+        ws.plugins.path().to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("broken.wasm: not a WebAssembly file"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "checks[hangs].collectors[0].config: plugin `hostile` did not finish migrating"
+        ),
+        "{stdout}"
+    );
+}

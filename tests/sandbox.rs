@@ -160,7 +160,16 @@ async fn a_stdout_flood_is_capped() {
     let outcome = hostile(json!({"mode": "stdout-flood"})).await.run().await;
     let captured: usize = outcome.logs.iter().map(|l| l.message.len()).sum();
     assert!(captured <= 64 * 1024, "captured {captured} bytes");
-    assert!(!outcome.logs.is_empty());
+    // 64 KiB of 43-byte lines is over 1,500 lines: the line cap holds too.
+    let (kept, note) = outcome.logs.split_at(outcome.logs.len() - 1);
+    assert_eq!(kept.len(), 1000, "{:?}", &outcome.logs[..3]);
+    assert!(
+        note[0]
+            .message
+            .ends_with("more stdout lines dropped: the log limit is 1000 lines"),
+        "{:?}",
+        note[0]
+    );
     assert_host_still_serves().await;
 }
 
@@ -508,4 +517,367 @@ async fn thousands_of_runs_succeed_without_growing_the_host() {
         growth_mib < 64,
         "RSS grew by {growth_mib} MiB over 2,000 runs"
     );
+}
+
+/// Header fields live in host memory, outside the guest's linear memory:
+/// 50,000 of 64 KiB would be 3.2 GB. The run's host-memory budget stops
+/// the guest at 64 MiB and the run fails, naming the budget.
+#[tokio::test]
+async fn host_memory_held_through_http_fields_is_capped() {
+    let outcome = hostile(json!({"mode": "fields", "bytes": 50_000}))
+        .await
+        .run()
+        .await;
+    assert_eq!(
+        failure(&outcome),
+        "hostile: host memory budget 64 MiB exceeded"
+    );
+    let peak = outcome.stats.host_memory_peak_bytes;
+    assert!(
+        (64 << 20..80 << 20).contains(&peak),
+        "peak host memory {peak} bytes"
+    );
+    assert!(outcome.collectors.is_empty(), "{outcome:?}");
+    assert_host_still_serves().await;
+}
+
+/// An ordinary run is charged what it really holds, far below the budget.
+#[tokio::test]
+async fn an_ordinary_run_holds_little_host_memory() {
+    let outcome = hostile(json!({"mode": "echo", "target": "x"}))
+        .await
+        .run()
+        .await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    let peak = outcome.stats.host_memory_peak_bytes;
+    assert!(peak > 0 && peak < 4 << 20, "peak host memory {peak} bytes");
+}
+
+/// A guest that opens sockets until refused, keeps them and reports
+/// success anyway still fails: at most `maxSockets` were ever open.
+#[tokio::test]
+async fn sockets_are_capped_per_run_even_when_the_guest_swallows_the_refusal() {
+    let server = servers::silent().await;
+    let outcome = hostile(json!({"mode": "sockets", "target": server.to_string(), "bytes": 1000}))
+        .await
+        .run()
+        .await;
+    assert_eq!(
+        failure(&outcome),
+        "hostile: socket limit exceeded: more than 64 open at once"
+    );
+    let mut few =
+        hostile(json!({"mode": "sockets", "target": server.to_string(), "bytes": 1000})).await;
+    few.limits.max_sockets = 3;
+    let outcome = few.run().await;
+    assert_eq!(
+        failure(&outcome),
+        "hostile: socket limit exceeded: more than 3 open at once"
+    );
+    // Under the cap nothing is refused.
+    let outcome = hostile(json!({"mode": "sockets", "target": server.to_string(), "bytes": 10}))
+        .await
+        .run()
+        .await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    assert_eq!(outcome.collectors[0].result["open"], 10);
+    assert_host_still_serves().await;
+}
+
+/// A 10 MB error is stored as 4 KiB and says it was cut.
+#[tokio::test]
+async fn a_huge_error_is_cut_to_4_kib_and_marked() {
+    let outcome = hostile(json!({"mode": "huge-error", "bytes": 10_000_000}))
+        .await
+        .run()
+        .await;
+    let error = outcome.collectors[0].error.as_deref().unwrap();
+    assert!(error.len() < 4096 + 64, "{} bytes", error.len());
+    assert!(
+        error.starts_with("transport error: EEEE"),
+        "{}",
+        &error[..40]
+    );
+    assert!(
+        error.ends_with("… [truncated: 10000017 bytes]"),
+        "{}",
+        &error[error.len() - 60..]
+    );
+}
+
+/// A migration that blocks in a host call (where epochs cannot reach) or
+/// spins ends within its deadline; a 120-step chain migrates, each step in
+/// a fresh store; a guest's migration error is cut to size.
+#[tokio::test]
+async fn migrations_run_under_a_deadline_and_long_chains_work() {
+    let plugin = support::load("hostile").await;
+    let short = Duration::from_millis(500);
+    let started = Instant::now();
+    let err = runtime()
+        .migrate_within(&plugin, &json!({"mode": "migrate-hang"}), short)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "plugin `hostile` did not finish migrating its config within 500 ms"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "safety net");
+    let err = runtime()
+        .migrate_within(&plugin, &json!({"mode": "migrate-spin"}), short)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("within 500 ms") || err.contains("cpu budget exceeded after 500 ms"),
+        "{err}"
+    );
+    assert_eq!(plugin.info.config_version, 120);
+    let migrated = runtime()
+        .migrate(&plugin, &json!({"mode": "noop"}))
+        .await
+        .unwrap();
+    assert_eq!(migrated, json!({"mode": "noop"}));
+    let err = runtime()
+        .migrate(&plugin, &json!({"mode": "migrate-error"}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.len() < 4096 + 200, "{} bytes", err.len());
+    assert!(err.contains("… [truncated: "), "{}", &err[err.len() - 60..]);
+}
+
+/// A collector asking a spinning strategy reports the CPU budget, not the
+/// client's drop failing.
+#[tokio::test]
+async fn a_strategy_spinning_in_exec_reports_the_cpu_budget() {
+    let outcome = Probe::new("noop", json!({"spin": true}))
+        .await
+        .collector("hostile", json!({"mode": "echo", "target": "x"}))
+        .await
+        .timeout_ms(300)
+        .run()
+        .await;
+    assert!(
+        matches!(
+            outcome.failure,
+            Some(Failure::CpuBudget(300)) | Some(Failure::Timeout(300))
+        ),
+        "{outcome:?}"
+    );
+}
+
+/// The host's own interface addresses are as local as loopback: a service
+/// bound to 0.0.0.0 is not reachable through them, nor is loopback through
+/// a NAT64 or 6to4 spelling.
+#[tokio::test]
+async fn the_hosts_own_addresses_are_denied_by_default() {
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            use tokio::io::AsyncWriteExt;
+            let _ = conn.write_all(b"secret banner\r\n").await;
+        }
+    });
+    let own = if_addrs::get_if_addrs()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.ip())
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+        .expect("a non-loopback IPv4 address on this machine");
+    let target = std::net::SocketAddr::new(own, port);
+    let outcome = hostile(json!({"mode": "connect", "target": target.to_string()}))
+        .await
+        .default_policy()
+        .run()
+        .await;
+    assert_eq!(
+        failure(&outcome),
+        format!(
+            "connection to {target} denied by network policy \
+             (this host's own addresses are denied unless network.allow names them)"
+        )
+    );
+    for spelling in ["[64:ff9b::7f00:1]", "[2002:7f00:1::1]"] {
+        let target = format!("{spelling}:{port}");
+        let outcome = hostile(json!({"mode": "connect", "target": target}))
+            .await
+            .default_policy()
+            .run()
+            .await;
+        assert!(
+            failure(&outcome).contains("denied by network policy (loopback is denied"),
+            "{spelling}: {outcome:?}"
+        );
+    }
+}
+
+/// base64, URL-safe base64, hex, percent-encoding and a Basic header made
+/// from the secret are all masked.
+#[tokio::test]
+async fn encoded_secrets_are_masked() {
+    const SECRET: &str = "canary/7f3a 9c+";
+    let outcome = hostile(json!({"mode": "echo-secret-encoded", "name": "TOKEN"}))
+        .await
+        .env("TOKEN", SECRET)
+        .run()
+        .await;
+    assert_eq!(outcome.error(), None, "{outcome:?}");
+    let result = &outcome.collectors[0].result;
+    for field in ["base64", "base64url", "hex", "percent"] {
+        assert_eq!(result[field], "****", "{field}: {result}");
+    }
+    let basic = result["authorization"].as_str().unwrap();
+    assert!(
+        basic.starts_with("Basic ") && basic.contains("****"),
+        "{basic}"
+    );
+    // Only the characters that also encode `user:` and the padding stay.
+    assert!(basic.len() <= "Basic ****".len() + 10, "{basic}");
+}
+
+/// `plugin test` as a user runs it: guest text with terminal escapes is
+/// shown escaped in the table, and stays exact in `--json`.
+#[test]
+fn plugin_test_shows_guest_escapes_inert() {
+    let noop = guest("noop");
+    let hostile = guest("hostile");
+    for mode in ["escapes", "escapes-result"] {
+        let config = format!(r#"{{"strategy": {{}}, "collector": {{"mode": "{mode}"}}}}"#);
+        let args = [
+            "plugin",
+            "test",
+            noop.to_str().unwrap(),
+            "--collector",
+            hostile.to_str().unwrap(),
+            "--config",
+            config.as_str(),
+        ];
+        let out = support::checkhost(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !stdout.contains('\x1b') && !stdout.contains('\x07'),
+            "{mode}: {stdout:?}"
+        );
+        assert!(
+            stdout.contains("]52;c;ZXZpbA=="),
+            "shown, escaped: {stdout}"
+        );
+        let out = support::checkhost(&[&args[..], &["--json"]].concat());
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let text = json.to_string();
+        assert!(
+            text.contains("\\u001b]52;c;ZXZpbA==\\u0007"),
+            "{mode}: {text}"
+        );
+    }
+}
+
+/// `--timeout-ms` bounds `migrate` too: a hanging migration ends the test
+/// with a clear error instead of hanging it.
+#[test]
+fn plugin_test_bounds_a_hanging_migration() {
+    let noop = guest("noop");
+    let hostile = guest("hostile");
+    let started = Instant::now();
+    let out = support::checkhost(&[
+        "plugin",
+        "test",
+        noop.to_str().unwrap(),
+        "--collector",
+        hostile.to_str().unwrap(),
+        "--config",
+        r#"{"strategy": {}, "collector": {"mode": "migrate-hang"}}"#,
+        "--timeout-ms",
+        "700",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("plugin `hostile` did not finish migrating its config within 700 ms"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "safety net");
+}
+
+/// The noisy neighbour: while hostile guests sit at every limit at once in
+/// this process (host memory, sockets, CPU, linear memory, logs, stdout,
+/// error size, a blocked call), 100 ordinary checks beside them stay
+/// healthy, and the host's RSS stays under 1.5 GiB (without the host memory
+/// budget one fields guest alone would take 3.2 GB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordinary_checks_stay_healthy_beside_guests_at_every_limit() {
+    let server = servers::http().await;
+    let silent = servers::silent().await;
+    let attacks = [
+        json!({"mode": "fields", "bytes": 50_000}),
+        json!({"mode": "sockets", "target": silent.to_string(), "bytes": 100_000}),
+        json!({"mode": "loop"}),
+        json!({"mode": "memory"}),
+        json!({"mode": "log-flood"}),
+        json!({"mode": "stdout-flood"}),
+        json!({"mode": "huge-error", "bytes": 10_000_000}),
+        json!({"mode": "slow-call", "target": format!("http://{server}/slow")}),
+    ];
+    let mut hostile_probes = Vec::new();
+    for attack in &attacks {
+        for _ in 0..2 {
+            let strategy = if attack["mode"] == "slow-call" {
+                "http"
+            } else {
+                "noop"
+            };
+            hostile_probes.push(
+                Probe::new(strategy, json!({}))
+                    .await
+                    .collector("hostile", attack.clone())
+                    .await
+                    .timeout_ms(3_000),
+            );
+        }
+    }
+    let ordinary = std::sync::Arc::new(
+        Probe::new("http", json!({}))
+            .await
+            .collector(
+                "http-request",
+                json!({"url": format!("http://{server}/ok")}),
+            )
+            .await
+            .timeout_ms(10_000),
+    );
+    let peak_rss = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_kib()));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (peak, done) = (peak_rss.clone(), done.clone());
+        tokio::spawn(async move {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let hostile_runs: Vec<_> = hostile_probes
+        .into_iter()
+        .map(|p| tokio::spawn(async move { p.run().await }))
+        .collect();
+    let ordinary_runs: Vec<_> = (0..100)
+        .map(|_| {
+            let p = ordinary.clone();
+            tokio::spawn(async move { p.run().await })
+        })
+        .collect();
+    for (i, run) in ordinary_runs.into_iter().enumerate() {
+        let outcome = run.await.unwrap();
+        assert_eq!(outcome.error(), None, "ordinary run {i}: {outcome:?}");
+        assert_eq!(outcome.collectors[0].result["statusCode"], 200);
+    }
+    for run in hostile_runs {
+        // Every hostile run ends, whatever it tried.
+        run.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    sampler.await.unwrap();
+    let peak_mib = peak_rss.load(std::sync::atomic::Ordering::Relaxed) / 1024;
+    assert!(peak_mib < 1536, "peak RSS {peak_mib} MiB");
 }

@@ -24,7 +24,11 @@ fn main() -> ExitCode {
     match runtime.block_on(checkhost::cli::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors can quote plugin text: keep it from driving the terminal.
+            eprintln!(
+                "error: {}",
+                checkhost::cli::output::inert(&format!("{e:#}"))
+            );
             ExitCode::from(2)
         }
     }

@@ -13,7 +13,7 @@ use crate::pipeline::plugins::PluginSet;
 use crate::pipeline::render::{context, render_config};
 use crate::pipeline::schema_walk::{is_open, schema_at, types_of, visit_strings};
 use crate::pipeline::secrets::{SecretProvider, reference_name};
-use crate::runtime::{NetworkPolicy, Plugin, Runtime};
+use crate::runtime::{NetworkPolicy, Plugin, PluginKind, Runtime};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
@@ -24,6 +24,18 @@ pub struct Problem {
     /// runs as failed instead of refusing the whole configuration.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub missing_secret: bool,
+    /// A plugin's fault, not the configuration's (a file that does not
+    /// load, a migration that fails or hangs): `run` and `serve` fail the
+    /// checks that use it and run the others.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub plugin_fault: bool,
+}
+
+impl Problem {
+    /// Whether the problem stops a configuration from running at all.
+    pub fn blocks_running(&self) -> bool {
+        !self.missing_secret && !self.plugin_fault
+    }
 }
 
 impl std::fmt::Display for Problem {
@@ -40,6 +52,16 @@ impl Problems {
             place: place.into(),
             message: message.into(),
             missing_secret: false,
+            plugin_fault: false,
+        });
+    }
+
+    fn plugin_fault(&mut self, place: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            place: place.into(),
+            message: message.into(),
+            missing_secret: false,
+            plugin_fault: true,
         });
     }
 
@@ -51,6 +73,7 @@ impl Problems {
                 secrets.describe()
             ),
             missing_secret: true,
+            plugin_fault: false,
         });
     }
 }
@@ -62,6 +85,9 @@ pub async fn validate(
     secrets: &SecretProvider,
 ) -> Vec<Problem> {
     let mut p = Problems(Vec::new());
+    for broken in plugins.broken() {
+        p.plugin_fault(broken.path.display().to_string(), broken.error.clone());
+    }
     duplicates(
         &mut p,
         "environments",
@@ -296,26 +322,37 @@ async fn validate_check(
             ),
         );
     }
+    if check.host_memory_mib == Some(0) {
+        p.add(format!("{place}.hostMemoryMib"), "must be at least 1");
+    }
+    if check.max_sockets == Some(0) {
+        p.add(
+            format!("{place}.maxSockets"),
+            "must be at least 1: the strategy's own connection counts",
+        );
+    }
     if let Err(e) = NetworkPolicy::from_spec(&check.network) {
         p.add(format!("{place}.network"), e.to_string());
     }
     let Some(strategy) = plugins.strategy(&check.strategy.plugin) else {
-        p.add(
+        unknown_plugin(
+            p,
             format!("{place}.strategy.plugin"),
-            format!(
-                "unknown strategy `{}` (available: {})",
-                check.strategy.plugin,
-                plugins.strategy_ids().join(", ")
-            ),
+            plugins,
+            PluginKind::Strategy,
+            &check.strategy.plugin,
         );
         return;
     };
+    let migrate_timeout = crate::pipeline::run::migration_timeout(
+        parse_duration(&check.timeout).unwrap_or(crate::runtime::DEFAULT_CALL_TIMEOUT),
+    );
     let migrated = validate_config(
         p,
         &format!("{place}.strategy.config"),
         strategy,
         &check.strategy.config,
-        runtime,
+        (runtime, migrate_timeout),
         secrets,
     )
     .await;
@@ -326,13 +363,12 @@ async fn validate_check(
     for (i, c) in check.collectors.iter().enumerate() {
         let cplace = format!("{place}.collectors[{i}]");
         let Some(collector) = plugins.collector(&c.plugin) else {
-            p.add(
+            unknown_plugin(
+                p,
                 format!("{cplace}.plugin"),
-                format!(
-                    "unknown collector `{}` (available: {})",
-                    c.plugin,
-                    plugins.collector_ids().join(", ")
-                ),
+                plugins,
+                PluginKind::Collector,
+                &c.plugin,
             );
             continue;
         };
@@ -360,7 +396,7 @@ async fn validate_check(
             &format!("{cplace}.config"),
             collector,
             &c.config,
-            runtime,
+            (runtime, migrate_timeout),
             secrets,
         )
         .await;
@@ -387,6 +423,31 @@ async fn validate_check(
     }
 }
 
+/// A check names a plugin the folder does not provide. When some file did
+/// not load, it may be the one: then only this check is affected.
+fn unknown_plugin(
+    p: &mut Problems,
+    place: String,
+    plugins: &PluginSet,
+    kind: PluginKind,
+    id: &str,
+) {
+    let available = match kind {
+        PluginKind::Strategy => plugins.strategy_ids(),
+        PluginKind::Collector => plugins.collector_ids(),
+    };
+    let message = format!(
+        "{} (available: {})",
+        plugins.missing(kind, id),
+        available.join(", ")
+    );
+    if plugins.broken().is_empty() {
+        p.add(place, message);
+    } else {
+        p.plugin_fault(place, message);
+    }
+}
+
 /// Migrates (assuming v1), then checks the schema and secret references.
 /// Returns the migrated config, for checks that read it as runs will.
 async fn validate_config(
@@ -394,13 +455,16 @@ async fn validate_config(
     place: &str,
     plugin: &Plugin,
     config: &Value,
-    runtime: &Runtime,
+    (runtime, migrate_timeout): (&Runtime, std::time::Duration),
     secrets: &SecretProvider,
 ) -> Option<Value> {
-    let migrated = match runtime.migrate(plugin, config).await {
+    let migrated = match runtime
+        .migrate_within(plugin, config, migrate_timeout)
+        .await
+    {
         Ok(m) => m,
         Err(e) => {
-            p.add(place, e.to_string());
+            p.plugin_fault(place, e.to_string());
             return None;
         }
     };

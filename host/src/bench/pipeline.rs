@@ -3,7 +3,10 @@
 //! or PostgreSQL, next to a native Rust client doing the same requests (a
 //! new connection each, as wasi:http does) in the same process. Then one
 //! pass as `checkhost run` makes it, whose wall time is set against the sum
-//! of its runs' latencies divided by its concurrency.
+//! of its runs' latencies divided by its concurrency. With a hostile guest,
+//! the same ordinary checks also run beside hostile slices that hold their
+//! caps (host memory, sockets, linear memory, logs), and their throughput
+//! is set against what it was without them.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -34,7 +37,29 @@ pub struct PipelineReport {
     /// Σ run latency / concurrency: the wall time of a pass that only waits
     /// for its checks.
     pub pass_ideal: Duration,
+    pub neighbours: Option<NeighbourReport>,
 }
+
+/// Ordinary runs per second without and with hostile slices beside them.
+pub struct NeighbourReport {
+    pub hostile_percent: u32,
+    pub alone_per_sec: f64,
+    pub beside_hostile_per_sec: f64,
+}
+
+/// The hostile test guest and the share of slices it takes.
+pub struct HostileMix {
+    pub plugin: std::path::PathBuf,
+    pub percent: u32,
+}
+
+/// What the hostile slices do, in turn: each holds one cap until stopped.
+const ATTACKS: &[&str] = &[
+    "{mode: fields, bytes: 50000}",
+    "{mode: sockets, target: '{addr}', bytes: 100000}",
+    "{mode: memory}",
+    "{mode: log-flood}",
+];
 
 impl PipelineReport {
     pub fn render(&self) -> String {
@@ -54,7 +79,17 @@ impl PipelineReport {
             self.pass_wall.as_secs_f64() / self.pass_ideal.as_secs_f64(),
             c = self.concurrency,
             e = self.engine,
-        )
+        ) + &self.neighbours.as_ref().map_or(String::new(), |n| {
+            format!(
+                "\nordinary runs alone:                                           {:>9.0} runs/s\n\
+                 ordinary runs beside {}% hostile slices at their caps:          {:>9.0} runs/s\n\
+                 ratio beside / alone:                                          {:>9.2}",
+                n.alone_per_sec,
+                n.hostile_percent,
+                n.beside_hostile_per_sec,
+                n.beside_hostile_per_sec / n.alone_per_sec,
+            )
+        })
     }
 }
 
@@ -96,6 +131,12 @@ async fn native_request(addr: std::net::SocketAddr) -> anyhow::Result<()> {
 }
 
 fn config(addr: std::net::SocketAddr, systems: usize) -> anyhow::Result<ConfigFile> {
+    Ok(serde_yaml_ng::from_str(&config_yaml(addr, systems, 0))?)
+}
+
+/// `systems` ordinary slices, then `hostile` slices of the hostile checks
+/// (each on a system of its own check's turn: one slice per pair).
+fn config_yaml(addr: std::net::SocketAddr, systems: usize, hostile: usize) -> String {
     let mut yaml = format!(
         "checks:
   - id: health
@@ -106,17 +147,37 @@ fn config(addr: std::net::SocketAddr, systems: usize) -> anyhow::Result<ConfigFi
       - plugin: request
         config: {{url: /health}}
         assertions: [{{field: statusCode, operator: equals, value: 200}}]
-systems:
 "
     );
-    for i in 0..systems {
+    if hostile > 0 {
+        for (i, attack) in ATTACKS.iter().enumerate() {
+            yaml.push_str(&format!(
+                "  - id: hostile{i}
+    timeout: 10s
+    strategy: {{plugin: http, config: {{baseUrl: 'http://{addr}'}}}}
+    network: {{allow: ['127.0.0.1/32']}}
+    collectors: [{{plugin: hostile, config: {}}}]
+",
+                attack.replace("{addr}", &addr.to_string())
+            ));
+        }
+    }
+    yaml.push_str("systems:\n");
+    for i in 0..systems.max(hostile.div_ceil(ATTACKS.len())) {
         yaml.push_str(&format!("  - {{id: s{i}}}\n"));
     }
     yaml.push_str("assignments:\n");
     for i in 0..systems {
         yaml.push_str(&format!("  - {{system: s{i}, check: health}}\n"));
     }
-    Ok(serde_yaml_ng::from_str(&yaml)?)
+    for i in 0..hostile {
+        yaml.push_str(&format!(
+            "  - {{system: s{}, check: hostile{}}}\n",
+            i / ATTACKS.len(),
+            i % ATTACKS.len()
+        ));
+    }
+    yaml
 }
 
 pub async fn run(
@@ -125,6 +186,7 @@ pub async fn run(
     runs: usize,
     concurrency: usize,
     pass_checks: usize,
+    hostile: Option<HostileMix>,
 ) -> anyhow::Result<PipelineReport> {
     let addr = serve().await?;
     let concurrency = concurrency.max(1);
@@ -144,7 +206,10 @@ pub async fn run(
         instance_slots: (concurrency as u32 * 2).max(16),
         ..RuntimeConfig::default()
     })?;
-    let plugins = PluginSet::load_dir(&runtime, guests).await?;
+    let mut plugins = PluginSet::load_dir(&runtime, guests).await?;
+    if let Some(mix) = &hostile {
+        plugins.add(runtime.load(&mix.plugin).await?)?;
+    }
     let scratch = Scratch::new(database, "pipeline").await?;
     let store = Store::open(&scratch.url()).await?;
     let pass = |config| Pipeline {
@@ -176,6 +241,29 @@ pub async fn run(
     }
     let checkhost = start.elapsed();
 
+    let ordinary = 200.min(runs.max(1));
+    let mixed: Option<(u32, ConfigFile)> = match &hostile {
+        None => None,
+        Some(mix) => {
+            let hostile_slices =
+                (ordinary * mix.percent as usize).div_ceil(100 - mix.percent.min(99) as usize);
+            let yaml = config_yaml(addr, ordinary, hostile_slices);
+            Some((mix.percent, serde_yaml_ng::from_str(&yaml)?))
+        }
+    };
+    let neighbours = match &mixed {
+        None => None,
+        Some((percent, mixed)) => {
+            let alone = ordinary_throughput(&pass(&config), runs, ordinary).await?;
+            let beside = ordinary_throughput(&pass(mixed), runs, ordinary).await?;
+            Some(NeighbourReport {
+                hostile_percent: *percent,
+                alone_per_sec: alone,
+                beside_hostile_per_sec: beside,
+            })
+        }
+    };
+
     let config = one_pass_config(addr, pass_checks)?;
     let start = Instant::now();
     let reports = pass(&config).run(&selection, &|_| {}).await?;
@@ -194,7 +282,31 @@ pub async fn run(
         pass_checks,
         pass_wall,
         pass_ideal,
+        neighbours,
     })
+}
+
+/// Ordinary (non-hostile) runs per second over passes of `pipeline` until
+/// `runs` of them are done; every ordinary run must be healthy.
+async fn ordinary_throughput(
+    pipeline: &Pipeline<'_>,
+    runs: usize,
+    per_pass: usize,
+) -> anyhow::Result<f64> {
+    let selection = Selection::default();
+    let start = Instant::now();
+    let mut done = 0;
+    while done < runs {
+        let reports = pipeline.run(&selection, &|_| {}).await?;
+        let ordinary: Vec<_> = reports.iter().filter(|r| r.check == "health").collect();
+        anyhow::ensure!(
+            ordinary.len() == per_pass && ordinary.iter().all(|r| r.healthy),
+            "an ordinary run failed beside hostile ones: {:?}",
+            ordinary.iter().find(|r| !r.healthy)
+        );
+        done += ordinary.len();
+    }
+    Ok(per_sec(done, start.elapsed()))
 }
 
 /// `pass_checks` systems of their own, so the pass creates its slices as a

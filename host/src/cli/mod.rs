@@ -1,6 +1,6 @@
 //! The command line: argument parsing and dispatch to one module per command.
 
-mod output;
+pub mod output;
 pub mod pipeline;
 mod plugin;
 
@@ -150,6 +150,13 @@ pub enum BenchCommand {
         concurrency: usize,
         #[arg(long, default_value_t = 1_000)]
         pass_checks: usize,
+        /// The hostile test guest (`target/test-guests/hostile.wasm`): also
+        /// measure the ordinary checks beside hostile slices at their caps.
+        #[arg(long)]
+        hostile: Option<PathBuf>,
+        /// The share of slices that are hostile, in percent.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
+        hostile_percent: u32,
     },
     /// Peak RSS, PSS and CPU of one `checkhost run` pass of HTTP checks with
     /// a collector (any language) against the same pass with the Rust
@@ -330,10 +337,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runs,
             concurrency,
             pass_checks,
+            hostile,
+            hostile_percent,
         }) => {
-            let report =
-                crate::bench::pipeline::run(&guests, &database, runs, concurrency, pass_checks)
-                    .await?;
+            let hostile = hostile.map(|plugin| crate::bench::pipeline::HostileMix {
+                plugin,
+                percent: hostile_percent,
+            });
+            let report = crate::bench::pipeline::run(
+                &guests,
+                &database,
+                runs,
+                concurrency,
+                pass_checks,
+                hostile,
+            )
+            .await?;
             println!("{}", report.render());
             Ok(ExitCode::SUCCESS)
         }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
-use super::output::{clip, table};
+use super::output::{clip, inert, table};
 use crate::pipeline::run::{Pipeline, RunReport, Selection, now_ms};
 use crate::pipeline::setup::{Setup, database_url};
 use crate::runtime::Runtime;
@@ -106,7 +106,7 @@ pub async fn validate(
         println!("{}: valid", args.config.display());
     } else {
         for p in &problems {
-            println!("{}: {p}", args.config.display());
+            println!("{}: {}", args.config.display(), inert(&p.to_string()));
         }
     }
     Ok(if problems.is_empty() {
@@ -131,7 +131,11 @@ pub async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
     let blocking = loaded.blocking_problems(&runtime).await;
     if !blocking.is_empty() {
         for p in blocking {
-            eprintln!("error: {}: {p}", args.config.config.display());
+            eprintln!(
+                "error: {}: {}",
+                args.config.config.display(),
+                inert(&p.to_string())
+            );
         }
         return Ok(ExitCode::from(CONFIG_ERROR));
     }

@@ -8,8 +8,9 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::output::{clip, table};
+use super::output::{clip, inert, table};
 use crate::runtime::bindings::{CheckInfo, RunContext, SystemInfo};
+use crate::runtime::limits::human_bytes;
 use crate::runtime::{
     CollectorRun, NetworkPolicy, PluginKind, PolicySpec, RunLimits, RunSpec, Runtime,
 };
@@ -142,22 +143,33 @@ async fn inspect(runtime: &Runtime, file: PathBuf, json: bool) -> anyhow::Result
     if json {
         let mut shown = serde_json::to_value(info)?;
         shown["initialMemoryBytes"] = plugin.initial_memory_bytes.into();
+        shown["runLimits"] = serde_json::to_value(RunLimits::default())?;
+        shown["maxMessageBytes"] = crate::runtime::text::MAX_MESSAGE_BYTES.into();
         println!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("file:            {}", file.display());
     println!("world:           {}@{}", info.world, info.contract_version);
     println!("kind:            {}", info.kind);
-    println!("id:              {}", info.id);
-    println!("name:            {}", info.display_name);
-    println!("description:     {}", info.description);
+    println!("id:              {}", inert(&info.id));
+    println!("name:            {}", inert(&info.display_name));
+    println!("description:     {}", inert(&info.description));
     println!("config version:  {}", info.config_version);
     println!(
         "initial memory:  {:.1} MiB (what a run of it weighs against --guest-memory-budget)",
         plugin.initial_memory_bytes as f64 / (1024.0 * 1024.0)
     );
+    let limits = RunLimits::default();
+    println!(
+        "run limits:      {} linear memory per guest, {} host memory and {} sockets per run, \
+         errors cut at {} (a check's memoryMib, hostMemoryMib, maxSockets)",
+        human_bytes(limits.memory_bytes()),
+        human_bytes(limits.host_memory_bytes()),
+        limits.max_sockets,
+        human_bytes(crate::runtime::text::MAX_MESSAGE_BYTES),
+    );
     if info.kind == PluginKind::Collector {
-        println!("strategies:      {}", info.strategies.join(", "));
+        println!("strategies:      {}", inert(&info.strategies.join(", ")));
         println!("allow multiple:  {}", info.allow_multiple);
     }
     println!(
@@ -182,7 +194,12 @@ struct TestSpec {
 }
 
 async fn test(runtime: &Runtime, spec: TestSpec, json: bool) -> anyhow::Result<ExitCode> {
-    let strategy = runtime.load(&spec.strategy).await?;
+    // --timeout-ms bounds every guest call of the test, describe and
+    // migrate included.
+    let call_timeout = std::time::Duration::from_millis(spec.timeout_ms);
+    let strategy = runtime
+        .load_with_timeout(&spec.strategy, call_timeout)
+        .await?;
     if strategy.info.kind != PluginKind::Strategy {
         bail!(
             "{}: is a collector; pass a strategy first",
@@ -191,11 +208,12 @@ async fn test(runtime: &Runtime, spec: TestSpec, json: bool) -> anyhow::Result<E
     }
     let config = parse_config_arg(&spec.config)?;
     let strategy_config = runtime
-        .migrate(
+        .migrate_within(
             &strategy,
             config
                 .get("strategy")
                 .unwrap_or(&Value::Object(Default::default())),
+            call_timeout,
         )
         .await?;
     let env = spec
@@ -209,7 +227,7 @@ async fn test(runtime: &Runtime, spec: TestSpec, json: bool) -> anyhow::Result<E
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut collectors = Vec::new();
     for (i, path) in spec.collectors.iter().enumerate() {
-        let plugin = runtime.load(path).await?;
+        let plugin = runtime.load_with_timeout(path, call_timeout).await?;
         if plugin.info.kind != PluginKind::Collector {
             bail!("{}: is a strategy, not a collector", path.display());
         }
@@ -229,7 +247,7 @@ async fn test(runtime: &Runtime, spec: TestSpec, json: bool) -> anyhow::Result<E
             Some(other) => other.clone(),
             None => Value::Object(Default::default()),
         };
-        let migrated = runtime.migrate(&plugin, &raw).await?;
+        let migrated = runtime.migrate_within(&plugin, &raw, call_timeout).await?;
         collectors.push(CollectorRun {
             plugin: plugin.clone(),
             config_json: migrated.to_string(),
@@ -289,7 +307,12 @@ async fn test(runtime: &Runtime, spec: TestSpec, json: bool) -> anyhow::Result<E
             table(&["plugin", "status", "time", "result / error"], &rows)
         );
         for line in &outcome.logs {
-            println!("[{} {}] {}", line.plugin, line.level, line.message);
+            println!(
+                "[{} {}] {}",
+                inert(&line.plugin),
+                line.level,
+                inert(&line.message)
+            );
         }
     }
     Ok(if healthy {

@@ -209,6 +209,14 @@ pub struct Check {
     /// Linear memory each guest of a run may grow to, in MiB (default 64).
     #[serde(default)]
     pub memory_mib: Option<u64>,
+    /// Host memory the guests of a run may make the host hold (HTTP
+    /// fields, requests, bodies, streams), in MiB (default 64).
+    #[serde(default)]
+    pub host_memory_mib: Option<u64>,
+    /// Sockets and outgoing HTTP connections a run may hold open at once
+    /// (default 64).
+    #[serde(default)]
+    pub max_sockets: Option<usize>,
     #[serde(default)]
     pub network: PolicySpec,
     #[serde(default)]

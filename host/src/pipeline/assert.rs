@@ -21,12 +21,12 @@ pub struct AssertionOutcome {
 }
 
 impl AssertionOutcome {
-    /// `request: statusCode equals 200, got 500`
+    /// `request: statusCode equals 200, got 500`; a long actual value (a
+    /// body, up to the output cap) is cut so the line stays a line.
     pub fn describe(&self) -> String {
-        let actual = self
-            .actual
-            .as_ref()
-            .map_or("nothing".to_string(), Value::to_string);
+        let actual = self.actual.as_ref().map_or("nothing".to_string(), |v| {
+            crate::runtime::text::bounded(v.to_string(), 256)
+        });
         let mut text = format!(
             "{}: {} {:?} {}, got {actual}",
             self.collector, self.target, self.operator, self.expected

@@ -1,8 +1,10 @@
 //! The plugins of a configuration: every component in the plugin folder,
-//! loaded once and looked up by kind and id.
+//! loaded once and looked up by kind and id. A file that does not load is
+//! kept aside with its error: the checks that name a plugin it might have
+//! provided fail with that error, every other check runs.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::runtime::{LoadError, Plugin, PluginKind, Runtime};
@@ -22,19 +24,27 @@ pub enum PluginSetError {
     },
 }
 
+/// A file in the plugin folder that did not load, and why.
+#[derive(Debug, Clone)]
+pub struct BrokenPlugin {
+    pub path: PathBuf,
+    pub error: String,
+}
+
 #[derive(Default)]
 pub struct PluginSet {
     strategies: BTreeMap<String, Arc<Plugin>>,
     collectors: BTreeMap<String, Arc<Plugin>>,
+    broken: Vec<BrokenPlugin>,
 }
 
 impl PluginSet {
+    /// Loads every component of the folder, all at once (a plugin whose
+    /// `describe` hangs delays the others by nothing).
     pub async fn load_dir(runtime: &Runtime, dir: &Path) -> Result<PluginSet, PluginSetError> {
-        let mut set = PluginSet::default();
-        for path in wasm_files(dir)? {
-            set.insert(runtime.load(&path).await?, &path)?;
-        }
-        Ok(set)
+        Ok(PluginSet::reload_dir(runtime, dir, &PluginSet::default())
+            .await?
+            .0)
     }
 
     /// Loads the folder again (unchanged files come from the compile
@@ -45,22 +55,62 @@ impl PluginSet {
         dir: &Path,
         previous: &PluginSet,
     ) -> Result<(PluginSet, Vec<String>), PluginSetError> {
+        let paths = wasm_files(dir)?;
+        let loads = futures::future::join_all(paths.iter().map(|path| runtime.load(path))).await;
         let mut set = PluginSet::default();
         let mut kept = Vec::new();
-        for path in wasm_files(dir)? {
-            let plugin = match runtime.load(&path).await {
-                Ok(plugin) => plugin,
+        for (path, loaded) in paths.into_iter().zip(loads) {
+            match loaded {
+                Ok(plugin) => set.insert(plugin, &path)?,
                 Err(error) => match previous.by_path(&path) {
                     Some(old) => {
                         kept.push(format!("{error} (keeping its previous build)"));
-                        old.clone()
+                        set.insert(old.clone(), &path)?;
                     }
-                    None => return Err(error.into()),
+                    None => set.broken.push(BrokenPlugin {
+                        path,
+                        error: error.to_string(),
+                    }),
                 },
-            };
-            set.insert(plugin, &path)?;
+            }
         }
         Ok((set, kept))
+    }
+
+    /// Adds a plugin loaded from elsewhere; its id must be new.
+    pub fn add(&mut self, plugin: Arc<Plugin>) -> Result<(), PluginSetError> {
+        let path = plugin.path.clone();
+        self.insert(plugin, &path)
+    }
+
+    /// The files of the folder that did not load.
+    pub fn broken(&self) -> &[BrokenPlugin] {
+        &self.broken
+    }
+
+    /// Why no plugin of `kind` answers to `id`: the load error of the file
+    /// named after it, or that it is unknown (and which files failed).
+    pub fn missing(&self, kind: PluginKind, id: &str) -> String {
+        if let Some(broken) = self
+            .broken
+            .iter()
+            .find(|b| b.path.file_stem().and_then(|s| s.to_str()) == Some(id))
+        {
+            return format!("{kind} `{id}` did not load: {}", broken.error);
+        }
+        let mut message = format!("unknown {kind} `{id}`");
+        if !self.broken.is_empty() {
+            let files: Vec<String> = self
+                .broken
+                .iter()
+                .map(|b| b.path.display().to_string())
+                .collect();
+            message.push_str(&format!(
+                "; plugin files that did not load: {}",
+                files.join(", ")
+            ));
+        }
+        message
     }
 
     fn by_path(&self, path: &Path) -> Option<&Arc<Plugin>> {

@@ -19,7 +19,8 @@ use crate::config::{Assignment, Check, ConfigFile, System, parse_duration};
 use crate::runtime::bindings::{CheckInfo, EnvironmentInfo, RunContext, SystemInfo};
 use crate::runtime::mask::Masker;
 use crate::runtime::{
-    CollectorRun, GuestStats, NetworkPolicy, Plugin, RunLimits, RunOutcome, RunSpec, Runtime,
+    CollectorRun, GuestStats, NetworkPolicy, Plugin, PluginKind, RunLimits, RunOutcome, RunSpec,
+    Runtime,
 };
 use crate::store::{NewRun, Store, StoreError, TransitionEvent};
 
@@ -89,6 +90,12 @@ struct Executed {
     result: Value,
     masker: Masker,
     guest: GuestStats,
+}
+
+/// How long a check's config migrations may take: its own timeout, and
+/// never more than the 10 s any guest call gets.
+pub fn migration_timeout(check_timeout: std::time::Duration) -> std::time::Duration {
+    check_timeout.min(crate::runtime::DEFAULT_CALL_TIMEOUT)
 }
 
 /// The part of a run that went wrong before the sandbox was reached.
@@ -231,16 +238,27 @@ impl Pipeline<'_> {
     }
 
     /// Stage 2: resolve plugins and migrate stored (assumed v1) configs.
+    /// Each migration gets the check's timeout, at most 10 s.
     pub async fn prepare(&self, check: &Check) -> Prepared {
         let fail = |m: String| EarlyFailure(m);
+        let timeout = parse_duration(&check.timeout)
+            .ok_or_else(|| fail(format!("invalid timeout `{}`", check.timeout)))?;
+        let interval = parse_duration(&check.interval)
+            .ok_or_else(|| fail(format!("invalid interval `{}`", check.interval)))?;
+        let migrate_timeout = migration_timeout(timeout);
         let strategy = self
             .plugins
             .strategy(&check.strategy.plugin)
-            .ok_or_else(|| fail(format!("unknown strategy `{}`", check.strategy.plugin)))?
+            .ok_or_else(|| {
+                fail(
+                    self.plugins
+                        .missing(PluginKind::Strategy, &check.strategy.plugin),
+                )
+            })?
             .clone();
         let strategy_config = self
             .runtime
-            .migrate(&strategy, &check.strategy.config)
+            .migrate_within(&strategy, &check.strategy.config, migrate_timeout)
             .await
             .map_err(|e| fail(e.to_string()))?;
         let mut collectors = Vec::new();
@@ -248,19 +266,15 @@ impl Pipeline<'_> {
             let plugin = self
                 .plugins
                 .collector(&c.plugin)
-                .ok_or_else(|| fail(format!("unknown collector `{}`", c.plugin)))?
+                .ok_or_else(|| fail(self.plugins.missing(PluginKind::Collector, &c.plugin)))?
                 .clone();
             let config = self
                 .runtime
-                .migrate(&plugin, &c.config)
+                .migrate_within(&plugin, &c.config, migrate_timeout)
                 .await
                 .map_err(|e| fail(e.to_string()))?;
             collectors.push((plugin, config));
         }
-        let timeout = parse_duration(&check.timeout)
-            .ok_or_else(|| fail(format!("invalid timeout `{}`", check.timeout)))?;
-        let interval = parse_duration(&check.interval)
-            .ok_or_else(|| fail(format!("invalid interval `{}`", check.interval)))?;
         let policy = NetworkPolicy::from_spec(&check.network).map_err(|e| fail(e.to_string()))?;
         Ok(PreparedCheck {
             check: check.clone(),
@@ -270,6 +284,12 @@ impl Pipeline<'_> {
             limits: RunLimits {
                 timeout_ms: timeout.as_millis() as u64,
                 memory_mib: check.memory_mib.unwrap_or(RunLimits::default().memory_mib),
+                host_memory_mib: check
+                    .host_memory_mib
+                    .unwrap_or(RunLimits::default().host_memory_mib),
+                max_sockets: check
+                    .max_sockets
+                    .unwrap_or(RunLimits::default().max_sockets),
                 ..RunLimits::default()
             },
             interval_seconds: interval.as_secs(),

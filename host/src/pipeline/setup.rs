@@ -61,12 +61,13 @@ impl Setup {
     }
 
     /// The problems that stop a configuration from running. A missing
-    /// secret does not: it fails the runs that need it, by name.
+    /// secret does not, nor a plugin's fault: each fails the runs it
+    /// concerns, by name.
     pub async fn blocking_problems(&self, runtime: &Runtime) -> Vec<Problem> {
         crate::validate::validate(&self.config.file, &self.plugins, runtime, &self.secrets)
             .await
             .into_iter()
-            .filter(|p| !p.missing_secret)
+            .filter(Problem::blocks_running)
             .collect()
     }
 

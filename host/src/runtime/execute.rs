@@ -6,19 +6,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
-use serde::Serialize;
-use serde_json::Value;
-use wasmtime::{Trap, WasmBacktrace};
-
 use super::bindings::{CollectorOutput, RunContext};
+use super::failure::{Failure, GuestError, classify};
+use super::host_memory::{Charged, RunAllocations};
+use super::journal::{LogLine, journal};
 use super::limits::{RunLimits, human_bytes};
 use super::loader::{Plugin, PluginPre};
 use super::mask::Masker;
 use super::policy::NetworkPolicy;
-use super::sandbox::{LogLine, RunJournal, RunScope, Sandbox, journal, new_store};
+use super::sandbox::{Sandbox, new_store};
+use super::scope::RunScope;
+use super::text::{MAX_MESSAGE_BYTES, mask_and_bound};
 use super::transport::{StrategySession, TransportLink};
 use super::{Runtime, epoch_ticks};
+use futures::future::join_all;
+use serde::Serialize;
+use serde_json::Value;
 
 /// One collector of a run, with its config already rendered.
 pub struct CollectorRun {
@@ -39,26 +42,6 @@ pub struct RunSpec {
     pub secrets: Vec<String>,
 }
 
-/// Why the host stopped a run. Each variant reads as an operator message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[serde(tag = "kind", content = "message", rename_all = "kebab-case")]
-pub enum Failure {
-    #[error("timeout after {0} ms")]
-    Timeout(u64),
-    #[error("cpu budget exceeded after {0} ms")]
-    CpuBudget(u64),
-    #[error("{0}")]
-    Limit(String),
-    #[error("{0}")]
-    Denied(String),
-    #[error("{0}")]
-    Trap(String),
-    #[error("{0}")]
-    OutputTooLarge(String),
-    #[error("{0}")]
-    Host(String),
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CollectorOutcome {
     pub id: String,
@@ -73,6 +56,8 @@ pub struct GuestStats {
     pub queued: Duration,
     pub instantiate: Duration,
     pub memory_peak_bytes: usize,
+    /// The most host memory the run's guests made the host hold.
+    pub host_memory_peak_bytes: usize,
     /// CPU time of the threads while they ran this run's guests and host calls.
     pub cpu: Duration,
 }
@@ -105,39 +90,36 @@ impl RunOutcome {
             })
     }
 
-    fn mask(&mut self, masker: &Masker) {
-        if masker.is_empty() {
-            return;
-        }
+    /// Masks secrets out of everything the run returns and cuts each
+    /// message a guest controls to `MAX_MESSAGE_BYTES`.
+    fn mask_and_bound(&mut self, masker: &Masker) {
+        let finish =
+            |text: &mut String| mask_and_bound(text, MAX_MESSAGE_BYTES, |t| masker.in_place(t));
         if let Some(e) = self.connect_error.as_mut() {
-            masker.in_place(e);
+            finish(e);
         }
-        if let Some(f) = self.failure.take() {
-            self.failure = Some(match f {
-                Failure::Limit(m) => Failure::Limit(masker.text(&m)),
-                Failure::Denied(m) => Failure::Denied(masker.text(&m)),
-                Failure::Trap(m) => Failure::Trap(masker.text(&m)),
-                Failure::OutputTooLarge(m) => Failure::OutputTooLarge(masker.text(&m)),
-                Failure::Host(m) => Failure::Host(masker.text(&m)),
-                other => other,
-            });
+        if let Some(f) = self.failure.as_mut() {
+            match f {
+                Failure::Limit(m)
+                | Failure::Denied(m)
+                | Failure::Trap(m)
+                | Failure::OutputTooLarge(m)
+                | Failure::Host(m) => finish(m),
+                Failure::Timeout(_) | Failure::CpuBudget(_) => {}
+            }
         }
         for c in &mut self.collectors {
             masker.json(&mut c.result);
             if let Some(e) = c.error.as_mut() {
-                masker.in_place(e);
+                finish(e);
             }
         }
-        for line in &mut self.logs {
-            masker.in_place(&mut line.message);
+        if !masker.is_empty() {
+            for line in &mut self.logs {
+                masker.in_place(&mut line.message);
+            }
         }
     }
-}
-
-/// Failure of one guest call, before it is turned into an outcome.
-struct GuestError {
-    plugin: String,
-    error: wasmtime::Error,
 }
 
 impl Runtime {
@@ -153,20 +135,27 @@ impl Runtime {
         // The clock starts once the run is admitted: waiting for room in the
         // pool is not the target's latency, nor part of its deadline.
         let started = Instant::now();
-        let shared = Arc::new(Mutex::new(RunJournal::default()));
         let masker = Masker::new(spec.secrets.iter().cloned());
         let limits = spec.limits;
-        let scope = RunScope {
+        let allocations = RunAllocations::start();
+        let scope = RunScope::new(
             limits,
-            policy: spec.policy.clone(),
-            journal: shared.clone(),
-            deadline: started + limits.timeout(),
-        };
+            spec.policy.clone(),
+            allocations.as_ref().map(RunAllocations::meter),
+            started + limits.timeout(),
+        );
+        let shared = scope.journal.clone();
         let cpu = Arc::new(Mutex::new(Duration::ZERO));
-        let mut outcome = match admitted {
-            Err(failure) => empty_outcome(Some(failure)),
-            Ok(_admission) => {
-                let guests = CpuMeter::new(self.run_guests(&spec, &scope), cpu.clone());
+        let mut outcome = match (admitted, allocations) {
+            (Err(failure), _) => empty_outcome(Some(failure)),
+            (Ok(_), None) => empty_outcome(Some(Failure::Host(
+                "too many runs in flight to account their host memory".into(),
+            ))),
+            (Ok(_admission), Some(allocations)) => {
+                let guests = CpuMeter::new(
+                    Charged::new(self.run_guests(&spec, &scope), Some(allocations)),
+                    cpu.clone(),
+                );
                 match tokio::time::timeout(limits.timeout(), guests).await {
                     Ok(Ok(outcome)) => outcome,
                     Ok(Err(guest)) => {
@@ -177,11 +166,22 @@ impl Runtime {
             }
         };
         let mut record = journal(&shared);
+        // A cap the run crossed fails it even when the guest caught the
+        // refused call and returned a result.
+        if outcome.failure.is_none()
+            && let Some(violation) = &record.violation
+        {
+            outcome.failure = Some(Failure::Limit(match &record.violator {
+                Some(plugin) => format!("{plugin}: {violation}"),
+                None => violation.to_string(),
+            }));
+        }
         outcome.logs = std::mem::take(&mut record.logs);
         outcome.stats = GuestStats {
             queued,
             instantiate: record.instantiate,
             memory_peak_bytes: record.memory_peak_bytes,
+            host_memory_peak_bytes: scope.budget.host_memory_peak(),
             cpu: *cpu.lock().unwrap_or_else(|e| e.into_inner()),
         };
         if let Some(denial) = record.denials.first() {
@@ -194,7 +194,7 @@ impl Runtime {
         }
         drop(record);
         outcome.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        outcome.mask(&masker);
+        outcome.mask_and_bound(&masker);
         outcome
     }
 
@@ -245,6 +245,13 @@ impl Runtime {
         )
         .await;
 
+        // A collector that failed (a trap in the strategy's `exec` it
+        // called included) says why; dropping a client still borrowed by a
+        // trapped call would only add "owned resource while borrowed".
+        let mut collectors = Vec::with_capacity(results.len());
+        for result in results {
+            collectors.push(result?);
+        }
         let mut session = link.lock().await;
         let StrategySession { store, client, .. } = &mut *session;
         client
@@ -253,11 +260,6 @@ impl Runtime {
             .map_err(guest(&strategy_id))?;
         store.data_mut().drain_stdout();
         drop(session);
-
-        let mut collectors = Vec::with_capacity(results.len());
-        for result in results {
-            collectors.push(result?);
-        }
         Ok(RunOutcome {
             collectors,
             ..empty_outcome(None)
@@ -431,52 +433,4 @@ fn thread_cpu_time() -> Duration {
     // SAFETY: clock_gettime only writes the timespec it is given.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// Turns a guest error into the message an operator needs.
-fn classify(guest: GuestError, journal: &RunJournal, limits: &RunLimits) -> Failure {
-    if let Some(violation) = &journal.violation {
-        return Failure::Limit(format!("{}: {violation}", guest.plugin));
-    }
-    if let Some(failure) = guest.error.downcast_ref::<Failure>() {
-        return failure.clone();
-    }
-    let plugin = &guest.plugin;
-    match guest.error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Failure::CpuBudget(limits.timeout_ms),
-        Some(trap) => {
-            let what = match trap {
-                Trap::StackOverflow => "stack overflow".to_string(),
-                other => other.to_string(),
-            };
-            let mut reason = format!("guest {plugin} trapped: {what}");
-            if let Some(panic) = panic_message(&journal.logs, plugin) {
-                reason.push_str(&format!(" ({panic})"));
-            }
-            if let Some(backtrace) = guest.error.downcast_ref::<WasmBacktrace>() {
-                for frame in backtrace.to_string().lines().take(12) {
-                    reason.push('\n');
-                    reason.push_str(frame);
-                }
-            }
-            Failure::Trap(reason)
-        }
-        None => Failure::Trap(format!("guest {plugin} failed: {:#}", guest.error)),
-    }
-}
-
-/// A Rust guest's panic prints `thread '…' panicked at file:line:col:` and
-/// the message on the next line; both tell the operator more than the trap.
-fn panic_message(logs: &[LogLine], plugin: &str) -> Option<String> {
-    let lines: Vec<&str> = logs
-        .iter()
-        .filter(|l| l.plugin == plugin && l.level == "stdout")
-        .map(|l| l.message.trim())
-        .collect();
-    let at = lines.iter().rposition(|l| l.contains("panicked at"))?;
-    let location = lines[at];
-    Some(match lines.get(at + 1) {
-        Some(message) if !message.starts_with("note:") => format!("{location} {message}"),
-        _ => location.to_string(),
-    })
 }

@@ -16,8 +16,10 @@ use http::uri::{Authority, Scheme};
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::budget::RunBudget;
+use super::journal::{SharedJournal, journal};
 use super::policy::NetworkPolicy;
-use super::sandbox::{SharedJournal, journal};
+use super::scope::RunScope;
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 type SendFuture =
@@ -26,15 +28,19 @@ type SendFuture =
 pub struct PolicedHttp {
     policy: Arc<NetworkPolicy>,
     journal: SharedJournal,
+    budget: Arc<RunBudget>,
+    plugin: String,
     deadline: Instant,
 }
 
 impl PolicedHttp {
-    pub fn new(policy: Arc<NetworkPolicy>, journal: SharedJournal, deadline: Instant) -> Self {
+    pub fn new(scope: &RunScope, plugin: &str) -> Self {
         PolicedHttp {
-            policy,
-            journal,
-            deadline,
+            policy: scope.policy.clone(),
+            journal: scope.journal.clone(),
+            budget: scope.budget.clone(),
+            plugin: plugin.to_string(),
+            deadline: scope.deadline,
         }
     }
 }
@@ -49,11 +55,19 @@ impl WasiHttpHooks for PolicedHttp {
         let policy = self.policy.clone();
         let journal = self.journal.clone();
         let deadline = self.deadline;
+        // The connection counts against the run's socket cap for as long
+        // as it is open: until its I/O ends, or the request fails.
+        let connection = self.budget.open_http(&self.plugin);
         Box::new(async move {
+            let connection = connection.ok_or(HttpError::ConnectionLimitReached)?;
             let request = police(request, &policy, &journal).await?;
             let options = cap_timeouts(options, deadline.saturating_duration_since(Instant::now()));
             let (response, io) =
                 wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let io = async move {
+                let _open = connection;
+                io.await
+            };
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as IoFuture,

@@ -21,6 +21,12 @@ pub struct RunLimits {
     /// Wasm tables and instances per store.
     pub max_tables: usize,
     pub max_instances: usize,
+    /// Host memory the run's guests may make the host hold (wasi:http
+    /// fields, requests and bodies, streams, resource tables), all guests
+    /// of the run together.
+    pub host_memory_mib: u64,
+    /// Sockets and outgoing HTTP connections the run may hold open at once.
+    pub max_sockets: usize,
 }
 
 impl Default for RunLimits {
@@ -33,6 +39,8 @@ impl Default for RunLimits {
             max_log_bytes: 64 * 1024,
             max_tables: 100,
             max_instances: 100,
+            host_memory_mib: 64,
+            max_sockets: 64,
         }
     }
 }
@@ -44,6 +52,10 @@ impl RunLimits {
 
     pub fn memory_bytes(&self) -> usize {
         (self.memory_mib as usize).saturating_mul(1024 * 1024)
+    }
+
+    pub fn host_memory_bytes(&self) -> usize {
+        (self.host_memory_mib as usize).saturating_mul(1024 * 1024)
     }
 }
 

@@ -120,6 +120,10 @@ pub(crate) struct Loader<'a> {
     pub engine: &'a Engine,
     pub linker: &'a Linker<Sandbox>,
     pub cache_dir: Option<&'a Path>,
+    /// How long `describe` may take, wall clock and CPU alike.
+    pub call_timeout: std::time::Duration,
+    /// The instance pool's slots; `describe` takes one like any run.
+    pub slots: &'a tokio::sync::Semaphore,
 }
 
 const COMPONENT_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
@@ -261,15 +265,20 @@ impl Loader<'_> {
     async fn describe(&self, path: &Path, pre: &PluginPre) -> Result<PluginInfo, LoadError> {
         let fail = |e: wasmtime::Error| LoadError::Describe {
             path: path.to_path_buf(),
-            message: format!("{e:#}"),
+            message: super::text::bounded(format!("{e:#}"), super::text::MAX_MESSAGE_BYTES),
         };
-        let scope = super::describe_scope();
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| fail(wasmtime::format_err!("runtime is shutting down")))?;
+        let (scope, allocations) = super::describe_scope(self.call_timeout);
         let mut store = super::sandbox::new_store(
             self.engine,
             Sandbox::new("describe", &[], &scope),
             super::epoch_ticks(scope.limits.timeout_ms),
         );
-        let describe = async {
+        let describe = async move {
             match pre {
                 PluginPre::Strategy(pre) => {
                     let bindings = pre.instantiate_async(&mut store).await?;
@@ -289,10 +298,14 @@ impl Loader<'_> {
                 }
             }
         };
-        let d = tokio::time::timeout(scope.limits.timeout(), describe)
-            .await
-            .map_err(|_| fail(wasmtime::format_err!("timed out")))?
-            .map_err(fail)?;
+        let timeout_ms = scope.limits.timeout_ms;
+        let d = tokio::time::timeout(
+            scope.limits.timeout(),
+            super::host_memory::Charged::new(describe, allocations),
+        )
+        .await
+        .map_err(|_| fail(wasmtime::format_err!("timed out after {timeout_ms} ms")))?
+        .map_err(|e| fail(super::failure::explain(e, &scope, "describe")))?;
         let kind = match pre {
             PluginPre::Strategy(_) => PluginKind::Strategy,
             PluginPre::Collector(_) => PluginKind::Collector,

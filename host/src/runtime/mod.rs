@@ -3,14 +3,20 @@
 //! take the host down with them.
 
 pub mod bindings;
+mod budget;
 mod execute;
+mod failure;
+pub mod host_memory;
 mod http_policy;
+mod journal;
 pub mod limits;
 mod loader;
 pub mod mask;
 mod migrate;
 pub mod policy;
 mod sandbox;
+mod scope;
+pub mod text;
 mod transport;
 
 use std::path::PathBuf;
@@ -22,14 +28,16 @@ use tokio::sync::Semaphore;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use execute::{CollectorOutcome, CollectorRun, Failure, GuestStats, RunOutcome, RunSpec};
+pub use execute::{CollectorOutcome, CollectorRun, GuestStats, RunOutcome, RunSpec};
+pub use failure::Failure;
+pub use journal::LogLine;
 pub use limits::RunLimits;
 pub use loader::{LoadError, Plugin, PluginInfo, PluginKind};
 pub use migrate::MigrateError;
 pub use policy::{NetworkPolicy, PolicySpec};
-pub use sandbox::LogLine;
 
-use sandbox::{RunScope, Sandbox};
+use sandbox::Sandbox;
+use scope::RunScope;
 
 /// Room for 43 runs of two native guests (the default pool holds 32), 7 of
 /// a Python collector over a native strategy (see BENCHMARKS.md, "One pass
@@ -106,6 +114,16 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(RuntimeError)?;
         type Data = wasmtime::component::HasSelf<Sandbox>;
+        // Socket creation is WASI's own behind the run's socket cap.
+        {
+            use wasmtime_wasi::p2::bindings::sockets::{tcp_create_socket, udp_create_socket};
+            linker.allow_shadowing(true);
+            tcp_create_socket::add_to_linker::<_, Data>(&mut linker, |s| s)
+                .map_err(RuntimeError)?;
+            udp_create_socket::add_to_linker::<_, Data>(&mut linker, |s| s)
+                .map_err(RuntimeError)?;
+            linker.allow_shadowing(false);
+        }
         bindings::strategy::checkhost::plugin::log::add_to_linker::<_, Data>(&mut linker, |s| s)
             .map_err(RuntimeError)?;
         bindings::strategy::checkhost::plugin::types::add_to_linker::<_, Data>(&mut linker, |s| s)
@@ -139,11 +157,23 @@ impl Runtime {
     /// Loads one plugin file: compile (or reuse the cached artifact), check
     /// the world and contract version, link, and describe.
     pub async fn load(&self, path: impl Into<PathBuf>) -> Result<Arc<Plugin>, LoadError> {
+        self.load_with_timeout(path, DEFAULT_CALL_TIMEOUT).await
+    }
+
+    /// Loads one plugin, giving its `describe()` `timeout` instead of the
+    /// default 10 s.
+    pub async fn load_with_timeout(
+        &self,
+        path: impl Into<PathBuf>,
+        timeout: Duration,
+    ) -> Result<Arc<Plugin>, LoadError> {
         let path = path.into();
         let loader = loader::Loader {
             engine: &self.engine,
             linker: &self.linker,
             cache_dir: self.cache_dir.as_deref(),
+            call_timeout: timeout,
+            slots: &self.slots,
         };
         loader.load(&path).await.map(Arc::new)
     }
@@ -257,21 +287,27 @@ pub(crate) fn epoch_ticks(ms: u64) -> u64 {
     ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1
 }
 
-/// The scope of host-internal calls (describe, migrate): short deadline, no
-/// network at all.
-pub(crate) fn describe_scope() -> RunScope {
+/// How long `describe` and `migrate` may take unless told otherwise.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The scope of host-internal calls (describe, migrate): their own deadline
+/// (wall clock and CPU alike), no network at all, host memory charged like
+/// a run's; poll the call inside `Charged` with the allocations returned.
+pub(crate) fn describe_scope(timeout: Duration) -> (RunScope, Option<host_memory::RunAllocations>) {
     let limits = RunLimits {
-        timeout_ms: 10_000,
+        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         ..RunLimits::default()
     };
     let deny_all = PolicySpec {
         allow: Vec::new(),
         deny: vec!["0.0.0.0/0".into(), "::/0".into()],
     };
-    RunScope {
+    let allocations = host_memory::RunAllocations::start();
+    let scope = RunScope::new(
         limits,
-        policy: Arc::new(NetworkPolicy::from_spec(&deny_all).unwrap_or_default()),
-        journal: Default::default(),
-        deadline: std::time::Instant::now() + limits.timeout(),
-    }
+        Arc::new(NetworkPolicy::from_spec(&deny_all).unwrap_or_default()),
+        allocations.as_ref().map(|a| a.meter()),
+        std::time::Instant::now() + limits.timeout(),
+    );
+    (scope, allocations)
 }

@@ -2,8 +2,7 @@
 //! environment, policed sockets and HTTP, a memory limiter, captured logs.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store};
@@ -13,65 +12,14 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::{LogLevel, strategy};
+use super::budget::RunBudget;
 use super::http_policy::PolicedHttp;
-use super::limits::{RunLimits, human_bytes};
-use super::policy::{Denial, NetworkPolicy};
+use super::journal::{LogLine, SharedJournal, Violation, journal};
+use super::limits::RunLimits;
+use super::policy::Denial;
+use super::scope::RunScope;
+use super::text::{MAX_MESSAGE_BYTES, bounded};
 use super::transport::TransportLink;
-
-/// Why the host stopped a guest; recorded so the outcome can say so
-/// precisely instead of reporting the trap the guest saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Violation {
-    Memory { limit: usize },
-    LogLines { limit: usize },
-    LogBytes { limit: usize },
-}
-
-impl std::fmt::Display for Violation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Violation::Memory { limit } => {
-                write!(f, "memory limit {} exceeded", human_bytes(*limit))
-            }
-            Violation::LogLines { limit } => {
-                write!(f, "log limit exceeded: more than {limit} lines")
-            }
-            Violation::LogBytes { limit } => {
-                write!(f, "log limit exceeded: more than {}", human_bytes(*limit))
-            }
-        }
-    }
-}
-
-impl std::error::Error for Violation {}
-
-/// One line a guest logged.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LogLine {
-    pub plugin: String,
-    pub level: &'static str,
-    pub message: String,
-}
-
-/// What every store of one run records into.
-#[derive(Debug, Default)]
-pub struct RunJournal {
-    pub logs: Vec<LogLine>,
-    pub denials: Vec<Denial>,
-    pub violation: Option<Violation>,
-    /// The largest linear memory any guest of the run asked for.
-    pub memory_peak_bytes: usize,
-    /// Time spent instantiating the run's guests.
-    pub instantiate: std::time::Duration,
-}
-
-pub type SharedJournal = Arc<Mutex<RunJournal>>;
-
-pub fn journal(shared: &SharedJournal) -> std::sync::MutexGuard<'_, RunJournal> {
-    // A poisoned journal only means another guest's host call panicked; the
-    // records are still valid.
-    shared.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 pub struct Sandbox {
     wasi: WasiCtx,
@@ -86,15 +34,9 @@ pub struct Sandbox {
     stdout: MemoryOutputPipe,
     pub(crate) journal: SharedJournal,
     pub(crate) transport: Option<TransportLink>,
-}
-
-/// Everything a store needs that is the same for all guests of one run.
-#[derive(Clone)]
-pub struct RunScope {
-    pub limits: RunLimits,
-    pub policy: Arc<NetworkPolicy>,
-    pub journal: SharedJournal,
-    pub deadline: Instant,
+    budget: Arc<RunBudget>,
+    /// This guest's number in the run's socket ledger.
+    guest: usize,
 }
 
 impl Sandbox {
@@ -135,7 +77,7 @@ impl Sandbox {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            hooks: PolicedHttp::new(scope.policy.clone(), scope.journal.clone(), scope.deadline),
+            hooks: PolicedHttp::new(scope, plugin),
             limiter: GuestLimiter {
                 memory: scope.limits.memory_bytes(),
                 tables: scope.limits.max_tables,
@@ -149,6 +91,8 @@ impl Sandbox {
             stdout,
             journal: scope.journal.clone(),
             transport: None,
+            budget: scope.budget.clone(),
+            guest: scope.budget.register_guest(),
         }
     }
 
@@ -160,13 +104,47 @@ impl Sandbox {
         }
         let text = String::from_utf8_lossy(&bytes);
         let mut journal = journal(&self.journal);
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        // stdout counts against the same line cap as the log import; what
+        // is past it is dropped and said so, not a failure of the run.
+        let room = self.limits.max_log_lines.saturating_sub(self.log_lines);
+        for line in lines.by_ref().take(room) {
+            self.log_lines += 1;
             journal.logs.push(LogLine {
                 plugin: self.plugin.clone(),
                 level: "stdout",
-                message: line.to_string(),
+                message: bounded(line.to_string(), MAX_MESSAGE_BYTES),
             });
         }
+        let dropped = lines.count();
+        if dropped > 0 {
+            journal.logs.push(LogLine {
+                plugin: self.plugin.clone(),
+                level: "warn",
+                message: format!(
+                    "{dropped} more stdout lines dropped: the log limit is {} lines",
+                    self.limits.max_log_lines
+                ),
+            });
+        }
+    }
+
+    /// Checks the run's budgets at a host-call boundary.
+    fn check_budget(&self) -> wasmtime::Result<()> {
+        self.budget
+            .check(&self.plugin)
+            .map_err(wasmtime::Error::new)
+    }
+
+    /// Whether this guest may open one more socket; a refusal fails the run.
+    fn admit_socket(&mut self) -> bool {
+        use wasmtime_wasi::p2::{TcpSocket, UdpSocket};
+        let held = self
+            .table
+            .iter_mut()
+            .filter(|entry| entry.is::<TcpSocket>() || entry.is::<UdpSocket>())
+            .count();
+        self.budget.admit_socket(self.guest, held + 1, &self.plugin)
     }
 
     fn record_log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
@@ -191,7 +169,7 @@ impl Sandbox {
         journal.logs.push(LogLine {
             plugin: self.plugin.clone(),
             level: level_name(level),
-            message,
+            message: bounded(message, MAX_MESSAGE_BYTES),
         });
         Ok(())
     }
@@ -215,6 +193,7 @@ fn level_name(level: LogLevel) -> &'static str {
 pub fn new_store(engine: &wasmtime::Engine, sandbox: Sandbox, epoch_ticks: u64) -> Store<Sandbox> {
     let mut store = Store::new(engine, sandbox);
     store.limiter(|s| &mut s.limiter);
+    store.call_hook(|store, _| store.data().check_budget());
     // A fresh store's deadline is 0: set it before the first call.
     store.set_epoch_deadline(epoch_ticks);
     store.epoch_deadline_trap();
@@ -247,6 +226,68 @@ impl strategy::checkhost::plugin::log::Host for Sandbox {
 }
 
 impl strategy::checkhost::plugin::types::Host for Sandbox {}
+
+/// What the socket-creation interfaces need of their host besides
+/// creation: WASI's own network error handling.
+impl wasmtime_wasi::p2::bindings::sockets::network::Host for Sandbox {
+    fn convert_error_code(
+        &mut self,
+        error: wasmtime_wasi::p2::SocketError,
+    ) -> wasmtime::Result<wasmtime_wasi::p2::bindings::sockets::network::ErrorCode> {
+        use wasmtime_wasi::sockets::WasiSocketsView;
+        self.sockets().convert_error_code(error)
+    }
+
+    fn network_error_code(
+        &mut self,
+        err: wasmtime::component::Resource<wasmtime::Error>,
+    ) -> wasmtime::Result<Option<wasmtime_wasi::p2::bindings::sockets::network::ErrorCode>> {
+        use wasmtime_wasi::sockets::WasiSocketsView;
+        self.sockets().network_error_code(err)
+    }
+}
+
+impl wasmtime_wasi::p2::bindings::sockets::network::HostNetwork for Sandbox {
+    fn drop(
+        &mut self,
+        network: wasmtime::component::Resource<wasmtime_wasi::p2::Network>,
+    ) -> wasmtime::Result<()> {
+        use wasmtime_wasi::p2::bindings::sockets::network::HostNetwork;
+        use wasmtime_wasi::sockets::WasiSocketsView;
+        HostNetwork::drop(&mut self.sockets(), network)
+    }
+}
+
+/// Socket creation goes through the run's socket cap, then to WASI's own.
+impl wasmtime_wasi::p2::bindings::sockets::tcp_create_socket::Host for Sandbox {
+    fn create_tcp_socket(
+        &mut self,
+        family: wasmtime_wasi::p2::bindings::sockets::network::IpAddressFamily,
+    ) -> wasmtime_wasi::p2::SocketResult<wasmtime::component::Resource<wasmtime_wasi::p2::TcpSocket>>
+    {
+        use wasmtime_wasi::p2::bindings::sockets::network::ErrorCode;
+        use wasmtime_wasi::sockets::WasiSocketsView;
+        if !self.admit_socket() {
+            return Err(ErrorCode::NewSocketLimit.into());
+        }
+        self.sockets().create_tcp_socket(family)
+    }
+}
+
+impl wasmtime_wasi::p2::bindings::sockets::udp_create_socket::Host for Sandbox {
+    async fn create_udp_socket(
+        &mut self,
+        family: wasmtime_wasi::p2::bindings::sockets::network::IpAddressFamily,
+    ) -> wasmtime_wasi::p2::SocketResult<wasmtime::component::Resource<wasmtime_wasi::p2::UdpSocket>>
+    {
+        use wasmtime_wasi::p2::bindings::sockets::network::ErrorCode;
+        use wasmtime_wasi::sockets::WasiSocketsView;
+        if !self.admit_socket() {
+            return Err(ErrorCode::NewSocketLimit.into());
+        }
+        self.sockets().create_udp_socket(family).await
+    }
+}
 
 struct GuestLimiter {
     memory: usize,

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub run_duration: Histogram,
     pub guest_instantiate: Histogram,
     pub guest_memory_peak: Histogram,
+    pub guest_host_memory_peak: Histogram,
+    pub run_host_memory_budget: Gauge,
     pub guest_cpu: Histogram,
     pub scheduler_lag: Histogram,
     pub in_flight: Gauge,
@@ -54,6 +56,8 @@ impl Metrics {
             run_duration: seconds(),
             guest_instantiate: Histogram::new(exponential_buckets(0.000_01, 2.0, 16)),
             guest_memory_peak: Histogram::new(exponential_buckets(65_536.0, 2.0, 14)),
+            guest_host_memory_peak: Histogram::new(exponential_buckets(16_384.0, 2.0, 16)),
+            run_host_memory_budget: Gauge::default(),
             guest_cpu: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
             scheduler_lag: seconds(),
             in_flight: Gauge::default(),
@@ -91,6 +95,16 @@ impl Metrics {
             "guest_memory_peak_bytes",
             "Largest linear memory a guest of the run asked for",
             metrics.guest_memory_peak.clone(),
+        );
+        registry.register(
+            "guest_host_memory_peak_bytes",
+            "Most host memory a run's guests made the host hold (HTTP fields, bodies, streams, tables)",
+            metrics.guest_host_memory_peak.clone(),
+        );
+        registry.register(
+            "run_host_memory_budget_bytes",
+            "Host memory a run may make the host hold unless its check sets hostMemoryMib",
+            metrics.run_host_memory_budget.clone(),
         );
         registry.register(
             "guest_cpu_seconds",
@@ -172,6 +186,10 @@ impl Metrics {
             "Runs started by the scheduler but waiting for a pool slot or guest memory budget",
             metrics.runs_waiting.clone(),
         );
+        metrics.run_host_memory_budget.set(
+            i64::try_from(crate::runtime::RunLimits::default().host_memory_bytes())
+                .unwrap_or(i64::MAX),
+        );
         Arc::new(Metrics {
             registry,
             ..metrics
@@ -197,6 +215,8 @@ impl Metrics {
             .observe(guest.instantiate.as_secs_f64());
         self.guest_memory_peak
             .observe(guest.memory_peak_bytes as f64);
+        self.guest_host_memory_peak
+            .observe(guest.host_memory_peak_bytes as f64);
         self.guest_cpu.observe(guest.cpu.as_secs_f64());
     }
 

@@ -4,7 +4,9 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use checkhost_sdk::{Collector, Request, RunContext, Transport, TransportError, Value, json, log};
+use checkhost_sdk::{
+    Collector, Migrations, Request, RunContext, Transport, TransportError, Value, json, log,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -54,6 +56,29 @@ fn remember() -> Value {
     json!({ "stale": seen, "written": written })
 }
 
+/// A migration step that never returns when asked to: `migrate-hang`
+/// blocks in a host call (a sleep), where epoch ticks cannot stop it, and
+/// `migrate-spin` spins in guest code.
+fn hostile_step(config: Value) -> Result<Value, String> {
+    match config.get("mode").and_then(Value::as_str) {
+        Some("migrate-hang") => loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        },
+        Some("migrate-spin") => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        Some("migrate-error") => Err(format!("refusing to migrate: {}", "E".repeat(100_000))),
+        _ => Ok(config),
+    }
+}
+
+/// Terminal escapes: clear the screen, move up and overwrite a row as "ok",
+/// set the window title, write the clipboard (OSC 52).
+const ESCAPES: &str = "\x1b[2J\x1b[1A\rok\x1b]0;pwned\x07\x1b]52;c;ZXZpbA==\x07";
+
 #[allow(unconditional_recursion)]
 fn recurse(depth: u64) -> u64 {
     let frame = [depth; 64];
@@ -66,8 +91,14 @@ impl Collector for Hostile {
     const DESCRIPTION: &'static str = "Misbehaves on purpose";
     const STRATEGIES: &'static [&'static str] = &["noop", "http"];
     const ALLOW_MULTIPLE: bool = true;
+    /// A long chain: the host must migrate it in fresh stores, step by step.
+    const CONFIG_VERSION: u32 = 120;
     type Config = Config;
     type Output = Value;
+
+    fn migrations() -> Migrations {
+        Migrations::new().step(1, hostile_step)
+    }
 
     fn collect(
         config: Config,
@@ -139,6 +170,53 @@ impl Collector for Hostile {
                 let secret = std::env::var(&config.name).unwrap_or_default();
                 Ok(json!({ "leak": format!("value={secret}"), secret.clone(): 1 }))
             }
+            "fields" => {
+                // Header fields live in host memory, not the guest's: hold
+                // `bytes` of them, 64 KiB each, and swallow every refusal.
+                use wasip2::http::types::Fields;
+                let value = vec![b'a'; 64 * 1024];
+                let mut held = Vec::new();
+                for i in 0..config.bytes {
+                    let fields = Fields::new();
+                    if fields.append("x-hoard", &value).is_err() {
+                        break;
+                    }
+                    held.push(fields);
+                    if i % 1000 == 999 {
+                        log::info(&format!("holding {} fields", held.len()));
+                    }
+                }
+                Ok(json!({ "held": held.len() }))
+            }
+            "sockets" => {
+                // Open connections to `target` until refused, keep them, and
+                // report success anyway.
+                let mut open = Vec::new();
+                for _ in 0..config.bytes {
+                    match std::net::TcpStream::connect(config.target.as_str()) {
+                        Ok(stream) => open.push(stream),
+                        Err(_) => break,
+                    }
+                }
+                Ok(json!({ "open": open.len() }))
+            }
+            "echo-secret-encoded" => {
+                use base64::Engine as _;
+                use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+                let secret = std::env::var(&config.name).unwrap_or_default();
+                let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+                let basic = STANDARD.encode(format!("user:{secret}"));
+                Ok(json!({
+                    "base64": STANDARD.encode(&secret),
+                    "base64url": URL_SAFE.encode(&secret),
+                    "hex": hex,
+                    "percent": secret.replace('/', "%2F").replace(' ', "%20").replace('+', "%2B"),
+                    "authorization": format!("Basic {basic}"),
+                }))
+            }
+            "huge-error" => Err(TransportError::Other("E".repeat(config.bytes))),
+            "escapes" => Err(TransportError::Other(format!("refused {ESCAPES}"))),
+            "escapes-result" => Ok(json!({ "status": ESCAPES })),
             other => Err(TransportError::BadConfig(format!("unknown mode {other}"))),
         }
     }

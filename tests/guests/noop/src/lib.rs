@@ -6,7 +6,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 #[derive(Deserialize, JsonSchema, Default)]
-pub struct Config {}
+pub struct Config {
+    /// Spin forever in `exec`: a strategy the CPU budget must stop.
+    #[serde(default)]
+    pub spin: bool,
+}
 
 pub struct Noop;
 
@@ -17,15 +21,23 @@ impl Strategy for Noop {
     type Config = Config;
     type Client = Echo;
 
-    fn connect(_: Config, _: &RunContext) -> Result<Echo, TransportError> {
-        Ok(Echo)
+    fn connect(config: Config, _: &RunContext) -> Result<Echo, TransportError> {
+        Ok(Echo { spin: config.spin })
     }
 }
 
-pub struct Echo;
+pub struct Echo {
+    spin: bool,
+}
 
 impl Client for Echo {
     fn exec(&mut self, req: Request) -> Result<Response, TransportError> {
+        if self.spin {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
         Ok(Response {
             status: 200,
             body: req.body,

@@ -1,0 +1,41 @@
+//! The part of a run every guest store shares: limits, network policy,
+//! journal, budget and deadline.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::budget::RunBudget;
+use super::host_memory::HostMemoryMeter;
+use super::journal::SharedJournal;
+use super::limits::RunLimits;
+use super::policy::NetworkPolicy;
+
+/// Everything a store needs that is the same for all guests of one run.
+#[derive(Clone)]
+pub struct RunScope {
+    pub limits: RunLimits,
+    pub policy: Arc<NetworkPolicy>,
+    pub journal: SharedJournal,
+    pub budget: Arc<RunBudget>,
+    pub deadline: Instant,
+}
+
+impl RunScope {
+    /// A scope with a fresh journal; `host_memory` charges it to a run's
+    /// allocation group, `None` leaves host memory uncounted.
+    pub fn new(
+        limits: RunLimits,
+        policy: Arc<NetworkPolicy>,
+        host_memory: Option<HostMemoryMeter>,
+        deadline: Instant,
+    ) -> RunScope {
+        let journal = SharedJournal::default();
+        RunScope {
+            budget: RunBudget::new(&limits, journal.clone(), host_memory),
+            limits,
+            policy,
+            journal,
+            deadline,
+        }
+    }
+}
