@@ -5,8 +5,8 @@
 //! pass as `checkhost run` makes it, whose wall time is set against the sum
 //! of its runs' latencies divided by its concurrency. With a hostile guest,
 //! the same ordinary checks also run beside hostile slices that hold their
-//! caps (host memory, sockets, linear memory, logs), and their throughput
-//! is set against what it was without them.
+//! caps (host memory, sockets, linear memory) until their deadline, run
+//! after run, and their throughput is set against what it was without them.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -43,22 +43,27 @@ pub struct PipelineReport {
 /// Ordinary runs per second without and with hostile slices beside them.
 pub struct NeighbourReport {
     pub hostile_percent: u32,
+    pub hold: Duration,
     pub alone_per_sec: f64,
     pub beside_hostile_per_sec: f64,
 }
 
-/// The hostile test guest and the share of slices it takes.
+/// The hostile test guest, the share of slices it takes, and how long each
+/// hostile run holds its caps (its check's timeout).
 pub struct HostileMix {
     pub plugin: std::path::PathBuf,
     pub percent: u32,
+    pub hold: Duration,
 }
 
-/// What the hostile slices do, in turn: each holds one cap until stopped.
+/// What the hostile slices do, in turn: each fills one cap to just under
+/// its limit and holds it until its deadline ends the run. (Spinning on
+/// the CPU is left out: what a spinner takes is its share of the cores,
+/// which the deadline bounds, not a cap it holds.)
 const ATTACKS: &[&str] = &[
-    "{mode: fields, bytes: 50000}",
-    "{mode: sockets, target: '{addr}', bytes: 100000}",
-    "{mode: memory}",
-    "{mode: log-flood}",
+    "{mode: fields, bytes: 900, hold: true}",
+    "{mode: sockets, target: '{addr}', bytes: 60, hold: true}",
+    "{mode: memory-hold, bytes: 56}",
 ];
 
 impl PipelineReport {
@@ -82,10 +87,11 @@ impl PipelineReport {
         ) + &self.neighbours.as_ref().map_or(String::new(), |n| {
             format!(
                 "\nordinary runs alone:                                           {:>9.0} runs/s\n\
-                 ordinary runs beside {}% hostile slices at their caps:          {:>9.0} runs/s\n\
+                 ordinary runs beside {}% hostile slices holding their caps {} ms: {:>9.0} runs/s\n\
                  ratio beside / alone:                                          {:>9.2}",
                 n.alone_per_sec,
                 n.hostile_percent,
+                n.hold.as_millis(),
                 n.beside_hostile_per_sec,
                 n.beside_hostile_per_sec / n.alone_per_sec,
             )
@@ -131,12 +137,22 @@ async fn native_request(addr: std::net::SocketAddr) -> anyhow::Result<()> {
 }
 
 fn config(addr: std::net::SocketAddr, systems: usize) -> anyhow::Result<ConfigFile> {
-    Ok(serde_yaml_ng::from_str(&config_yaml(addr, systems, 0))?)
+    Ok(serde_yaml_ng::from_str(&config_yaml(
+        addr,
+        systems,
+        0,
+        Duration::ZERO,
+    ))?)
 }
 
-/// `systems` ordinary slices, then `hostile` slices of the hostile checks
-/// (each on a system of its own check's turn: one slice per pair).
-fn config_yaml(addr: std::net::SocketAddr, systems: usize, hostile: usize) -> String {
+/// `systems` ordinary slices (systems `s…`), then `hostile` slices of the
+/// hostile checks, in turn, on systems `h…` of their own.
+fn config_yaml(
+    addr: std::net::SocketAddr,
+    systems: usize,
+    hostile: usize,
+    hold: Duration,
+) -> String {
     let mut yaml = format!(
         "checks:
   - id: health
@@ -153,18 +169,22 @@ fn config_yaml(addr: std::net::SocketAddr, systems: usize, hostile: usize) -> St
         for (i, attack) in ATTACKS.iter().enumerate() {
             yaml.push_str(&format!(
                 "  - id: hostile{i}
-    timeout: 10s
+    timeout: {}ms
     strategy: {{plugin: http, config: {{baseUrl: 'http://{addr}'}}}}
     network: {{allow: ['127.0.0.1/32']}}
     collectors: [{{plugin: hostile, config: {}}}]
 ",
+                hold.as_millis(),
                 attack.replace("{addr}", &addr.to_string())
             ));
         }
     }
     yaml.push_str("systems:\n");
-    for i in 0..systems.max(hostile.div_ceil(ATTACKS.len())) {
+    for i in 0..systems {
         yaml.push_str(&format!("  - {{id: s{i}}}\n"));
+    }
+    for i in 0..hostile.div_ceil(ATTACKS.len()) {
+        yaml.push_str(&format!("  - {{id: h{i}}}\n"));
     }
     yaml.push_str("assignments:\n");
     for i in 0..systems {
@@ -172,7 +192,7 @@ fn config_yaml(addr: std::net::SocketAddr, systems: usize, hostile: usize) -> St
     }
     for i in 0..hostile {
         yaml.push_str(&format!(
-            "  - {{system: s{}, check: hostile{}}}\n",
+            "  - {{system: h{}, check: hostile{}}}\n",
             i / ATTACKS.len(),
             i % ATTACKS.len()
         ));
@@ -242,24 +262,45 @@ pub async fn run(
     let checkhost = start.elapsed();
 
     let ordinary = 200.min(runs.max(1));
-    let mixed: Option<(u32, ConfigFile)> = match &hostile {
+    let hostile_config: Option<(&HostileMix, ConfigFile)> = match &hostile {
         None => None,
         Some(mix) => {
-            let hostile_slices =
+            let slices =
                 (ordinary * mix.percent as usize).div_ceil(100 - mix.percent.min(99) as usize);
-            let yaml = config_yaml(addr, ordinary, hostile_slices);
-            Some((mix.percent, serde_yaml_ng::from_str(&yaml)?))
+            let yaml = config_yaml(addr, 0, slices, mix.hold);
+            Some((mix, serde_yaml_ng::from_str(&yaml)?))
         }
     };
-    let neighbours = match &mixed {
+    let neighbours = match &hostile_config {
         None => None,
-        Some((percent, mixed)) => {
-            let alone = ordinary_throughput(&pass(&config), runs, ordinary).await?;
-            let beside = ordinary_throughput(&pass(mixed), runs, ordinary).await?;
+        Some((mix, hostile_config)) => {
+            // Several hold periods each, so the hostile runs' filling of
+            // their caps is counted as often as it happens, not once.
+            let window = mix.hold * 4;
+            let alone = ordinary_throughput(&pass(&config), runs, ordinary, window).await?;
+            // The hostile slices run pass after pass beside the ordinary
+            // ones, each holding its caps until its deadline, until the
+            // ordinary runs are counted.
+            let counted = std::sync::atomic::AtomicBool::new(false);
+            let hostile_passes = async {
+                let hostile = pass(hostile_config);
+                while !counted.load(std::sync::atomic::Ordering::Relaxed) {
+                    hostile.run(&selection, &|_| {}).await?;
+                }
+                anyhow::Ok(())
+            };
+            let measured = async {
+                let beside = ordinary_throughput(&pass(&config), runs, ordinary, window).await;
+                counted.store(true, std::sync::atomic::Ordering::Relaxed);
+                beside
+            };
+            let (beside, hostile_passes) = tokio::join!(measured, hostile_passes);
+            hostile_passes?;
             Some(NeighbourReport {
-                hostile_percent: *percent,
+                hostile_percent: mix.percent,
+                hold: mix.hold,
                 alone_per_sec: alone,
-                beside_hostile_per_sec: beside,
+                beside_hostile_per_sec: beside?,
             })
         }
     };
@@ -287,16 +328,18 @@ pub async fn run(
 }
 
 /// Ordinary (non-hostile) runs per second over passes of `pipeline` until
-/// `runs` of them are done; every ordinary run must be healthy.
+/// `runs` of them are done and `window` has passed; every ordinary run
+/// must be healthy.
 async fn ordinary_throughput(
     pipeline: &Pipeline<'_>,
     runs: usize,
     per_pass: usize,
+    window: Duration,
 ) -> anyhow::Result<f64> {
     let selection = Selection::default();
     let start = Instant::now();
     let mut done = 0;
-    while done < runs {
+    while done < runs || start.elapsed() < window {
         let reports = pipeline.run(&selection, &|_| {}).await?;
         let ordinary: Vec<_> = reports.iter().filter(|r| r.check == "health").collect();
         anyhow::ensure!(

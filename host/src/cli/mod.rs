@@ -157,6 +157,10 @@ pub enum BenchCommand {
         /// The share of slices that are hostile, in percent.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=50))]
         hostile_percent: u32,
+        /// How long each hostile run holds its caps (its check's timeout),
+        /// in milliseconds; then it runs again. Each phase lasts four.
+        #[arg(long, default_value_t = 10_000)]
+        hostile_hold_ms: u64,
     },
     /// Peak RSS, PSS and CPU of one `checkhost run` pass of HTTP checks with
     /// a collector (any language) against the same pass with the Rust
@@ -339,10 +343,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pass_checks,
             hostile,
             hostile_percent,
+            hostile_hold_ms,
         }) => {
             let hostile = hostile.map(|plugin| crate::bench::pipeline::HostileMix {
                 plugin,
                 percent: hostile_percent,
+                hold: std::time::Duration::from_millis(hostile_hold_ms),
             });
             let report = crate::bench::pipeline::run(
                 &guests,

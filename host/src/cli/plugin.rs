@@ -306,6 +306,13 @@ async fn test(runtime: &Runtime, spec: TestSpec, json: bool) -> anyhow::Result<E
             "{}",
             table(&["plugin", "status", "time", "result / error"], &rows)
         );
+        let stats = &outcome.stats;
+        println!(
+            "guest memory peak {}, host memory peak {} of {} (hostMemoryMib)",
+            human_size(stats.memory_peak_bytes),
+            human_size(stats.host_memory_peak_bytes),
+            human_bytes(RunLimits::default().host_memory_bytes()),
+        );
         for line in &outcome.logs {
             println!(
                 "[{} {}] {}",
@@ -320,6 +327,16 @@ async fn test(runtime: &Runtime, spec: TestSpec, json: bool) -> anyhow::Result<E
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A byte count in the unit that reads best: `812 KiB`, `13.4 MiB`.
+fn human_size(bytes: usize) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if bytes as f64 >= MIB {
+        format!("{:.1} MiB", bytes as f64 / MIB)
+    } else {
+        format!("{} KiB", bytes.div_ceil(1024))
+    }
 }
 
 /// Inline JSON/YAML, or `@path` to a file holding it.

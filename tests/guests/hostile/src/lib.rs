@@ -19,6 +19,17 @@ pub struct Config {
     pub bytes: usize,
     #[serde(default)]
     pub name: String,
+    /// Once at its target (`fields`, `sockets`, `memory-hold`), keep what
+    /// it holds until the run's deadline ends it.
+    #[serde(default)]
+    pub hold: bool,
+}
+
+/// Sits in a host call (a sleep) until the host's deadline drops the run.
+fn hold_until_stopped() -> ! {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
 }
 
 pub struct Hostile;
@@ -129,6 +140,12 @@ impl Collector for Hostile {
                     std::hint::black_box(&hoard);
                 }
             }
+            "memory-hold" => {
+                let hoard: Vec<Vec<u8>> =
+                    (0..config.bytes).map(|_| vec![1u8; 1024 * 1024]).collect();
+                std::hint::black_box(&hoard);
+                hold_until_stopped();
+            }
             "recursion" => Ok(json!({ "depth": recurse(0) })),
             "remember" => Ok(remember()),
             "panic" => panic!("hostile guest panics on purpose"),
@@ -186,6 +203,9 @@ impl Collector for Hostile {
                         log::info(&format!("holding {} fields", held.len()));
                     }
                 }
+                if config.hold {
+                    hold_until_stopped();
+                }
                 Ok(json!({ "held": held.len() }))
             }
             "sockets" => {
@@ -197,6 +217,9 @@ impl Collector for Hostile {
                         Ok(stream) => open.push(stream),
                         Err(_) => break,
                     }
+                }
+                if config.hold {
+                    hold_until_stopped();
                 }
                 Ok(json!({ "open": open.len() }))
             }
