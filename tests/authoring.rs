@@ -100,7 +100,14 @@ struct Scaffolded {
     dir: std::path::PathBuf,
 }
 
-fn scaffold(kind: &str, lang: &str, unit_test: &[&str]) -> Scaffolded {
+/// `plugin new`, then `before_build` on the new folder, then `plugin build`
+/// and the plugin's own unit test.
+fn scaffold(
+    kind: &str,
+    lang: &str,
+    unit_test: &[&str],
+    before_build: &dyn Fn(&std::path::Path),
+) -> Scaffolded {
     let parent = tempfile::tempdir().unwrap();
     let name = format!("my-{lang}-{kind}");
     let dir = parent.path().join(&name);
@@ -128,6 +135,7 @@ fn scaffold(kind: &str, lang: &str, unit_test: &[&str]) -> Scaffolded {
         String::from_utf8_lossy(&again.stderr)
     );
 
+    before_build(&dir);
     let build = checkhost_in(&dir, &["plugin", "build"]);
     assert_success(&build);
     let built = String::from_utf8_lossy(&build.stdout);
@@ -159,10 +167,49 @@ fn assert_success(output: &std::process::Output) {
     );
 }
 
+/// A config version this high makes every run migrate through a chain of
+/// 119 steps: each needs a store of its own, whatever the language.
+const LONG_CHAIN: u32 = 120;
+
+/// Sets the config version a Python or JavaScript scaffold declares.
+fn declare_config_version(dir: &std::path::Path, version: u32) {
+    for (file, from, to) in [
+        (
+            "app.py",
+            "config_version=1,",
+            format!("config_version={version},"),
+        ),
+        (
+            "app.js",
+            "configVersion: 1,",
+            format!("configVersion: {version},"),
+        ),
+    ] {
+        let path = dir.join(file);
+        if let Ok(source) = std::fs::read_to_string(&path) {
+            assert!(source.contains(from), "{file} declares its version");
+            std::fs::write(&path, source.replace(from, &to)).unwrap();
+        }
+    }
+}
+
 /// `plugin new`, its own unit test, `plugin build` and `plugin test` against
-/// a local server, as the generated README walks through.
+/// a local server, as the generated README walks through. Python and
+/// JavaScript collectors declare a long migration chain first, which the
+/// test's run goes through.
 fn scaffold_builds_and_runs(lang: &str, unit_test: &[&str]) {
-    let Scaffolded { name, dir, .. } = &scaffold("collector", lang, unit_test);
+    let Scaffolded { name, dir, .. } = &scaffold("collector", lang, unit_test, &|dir| {
+        declare_config_version(dir, LONG_CHAIN)
+    });
+    if lang != "rust" {
+        let inspect = checkhost_in(
+            dir,
+            &["plugin", "inspect", &format!("{name}.wasm"), "--json"],
+        );
+        assert_success(&inspect);
+        let info: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+        assert_eq!(info["configVersion"], LONG_CHAIN, "{info}");
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = runtime.block_on(servers::http());
     let config = json!({
@@ -196,7 +243,7 @@ fn scaffold_builds_and_runs(lang: &str, unit_test: &[&str]) {
 /// `plugin new --kind strategy`, its unit test, `plugin build`, then
 /// `plugin test` against a port that listens and one that refuses.
 fn strategy_scaffold_builds_and_connects(lang: &str, unit_test: &[&str]) {
-    let Scaffolded { name, dir, .. } = &scaffold("strategy", lang, unit_test);
+    let Scaffolded { name, dir, .. } = &scaffold("strategy", lang, unit_test, &|_| {});
 
     // The kernel completes the handshake from the backlog: no accept needed.
     let listening = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -541,6 +541,25 @@ async fn host_memory_held_through_http_fields_is_capped() {
     assert_host_still_serves().await;
 }
 
+/// Response headers are parsed by the host in tasks of their own, outside
+/// the guest's calls: holding 400 responses of 360 KiB of headers each is
+/// still charged to the run, and stopped at its budget.
+#[tokio::test]
+async fn host_memory_held_through_http_responses_is_capped() {
+    let server = servers::http().await;
+    let outcome = hostile(json!({"mode": "responses", "target": server.to_string(), "bytes": 400}))
+        .await
+        .run()
+        .await;
+    assert_eq!(
+        failure(&outcome),
+        "hostile: host memory budget 64 MiB exceeded",
+        "{:?}",
+        outcome.collectors
+    );
+    assert_host_still_serves().await;
+}
+
 /// An ordinary run is charged what it really holds, far below the budget.
 #[tokio::test]
 async fn an_ordinary_run_holds_little_host_memory() {
@@ -695,7 +714,7 @@ async fn the_hosts_own_addresses_are_denied_by_default() {
         failure(&outcome),
         format!(
             "connection to {target} denied by network policy \
-             (this host's own addresses are denied unless network.allow names them)"
+             (this host's own addresses are denied unless network.allow names the address itself)"
         )
     );
     for spelling in ["[64:ff9b::7f00:1]", "[2002:7f00:1::1]"] {

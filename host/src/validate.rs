@@ -423,8 +423,9 @@ async fn validate_check(
     }
 }
 
-/// A check names a plugin the folder does not provide. When some file did
-/// not load, it may be the one: then only this check is affected.
+/// A check names a plugin the folder does not provide. When the file named
+/// after it did not load, that plugin's fault affects only this check; any
+/// other unknown id is a mistake in the configuration.
 fn unknown_plugin(
     p: &mut Problems,
     place: String,
@@ -441,10 +442,10 @@ fn unknown_plugin(
         plugins.missing(kind, id),
         available.join(", ")
     );
-    if plugins.broken().is_empty() {
-        p.add(place, message);
-    } else {
+    if plugins.broken_named(id).is_some() {
         p.plugin_fault(place, message);
+    } else {
+        p.add(place, message);
     }
 }
 

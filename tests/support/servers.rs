@@ -10,6 +10,8 @@ use tokio::net::{TcpListener, UdpSocket};
 /// An HTTP/1.1 server with a few fixed routes:
 /// `/ok` JSON 200, `/fail` 500, `/redirect` 302 → `/ok`, `/slow` never answers,
 /// `/echo` returns the request head as the body.
+static BIG_HEADERS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 pub async fn http() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -42,6 +44,18 @@ pub async fn http() -> SocketAddr {
                         return;
                     }
                     "/echo" => ("200 OK", "", head.clone()),
+                    // 90 headers of 4 KiB: 360 KiB of headers, no body.
+                    "/big-headers" => (
+                        "200 OK",
+                        BIG_HEADERS
+                            .get_or_init(|| {
+                                (0..90)
+                                    .map(|i| format!("X-Big-{i}: {}\r\n", "h".repeat(4096)))
+                                    .collect()
+                            })
+                            .as_str(),
+                        String::new(),
+                    ),
                     _ => ("404 Not Found", "", "no such route".to_string()),
                 };
                 let response = format!(

@@ -54,7 +54,7 @@ pub struct RunArgs {
 }
 
 fn config_error(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+    eprintln!("error: {}", inert(message));
     ExitCode::from(CONFIG_ERROR)
 }
 
@@ -74,7 +74,7 @@ pub async fn validate(
                 );
                 return Ok(ExitCode::from(1));
             }
-            eprintln!("error: {e}");
+            eprintln!("error: {}", inert(&e));
             return Ok(ExitCode::from(1));
         }
     };

@@ -60,18 +60,29 @@ impl PluginSet {
         let mut set = PluginSet::default();
         let mut kept = Vec::new();
         for (path, loaded) in paths.into_iter().zip(loads) {
-            match loaded {
-                Ok(plugin) => set.insert(plugin, &path)?,
+            let plugin = match loaded {
+                Ok(plugin) => plugin,
                 Err(error) => match previous.by_path(&path) {
                     Some(old) => {
                         kept.push(format!("{error} (keeping its previous build)"));
-                        set.insert(old.clone(), &path)?;
+                        old.clone()
                     }
-                    None => set.broken.push(BrokenPlugin {
-                        path,
-                        error: error.to_string(),
-                    }),
+                    None => {
+                        set.broken.push(BrokenPlugin {
+                            path,
+                            error: error.to_string(),
+                        });
+                        continue;
+                    }
                 },
+            };
+            // A file claiming an id another file has is broken too: which
+            // of the two a check meant cannot be known.
+            if let Err(duplicate) = set.insert(plugin, &path) {
+                set.broken.push(BrokenPlugin {
+                    path,
+                    error: duplicate.to_string(),
+                });
             }
         }
         Ok((set, kept))
@@ -88,14 +99,17 @@ impl PluginSet {
         &self.broken
     }
 
+    /// The file named after `id` that did not load, if any.
+    pub fn broken_named(&self, id: &str) -> Option<&BrokenPlugin> {
+        self.broken
+            .iter()
+            .find(|b| b.path.file_stem().and_then(|s| s.to_str()) == Some(id))
+    }
+
     /// Why no plugin of `kind` answers to `id`: the load error of the file
     /// named after it, or that it is unknown (and which files failed).
     pub fn missing(&self, kind: PluginKind, id: &str) -> String {
-        if let Some(broken) = self
-            .broken
-            .iter()
-            .find(|b| b.path.file_stem().and_then(|s| s.to_str()) == Some(id))
-        {
+        if let Some(broken) = self.broken_named(id) {
             return format!("{kind} `{id}` did not load: {}", broken.error);
         }
         let mut message = format!("unknown {kind} `{id}`");

@@ -43,11 +43,12 @@ impl RunBudget {
         })
     }
 
-    /// Records the run's first violation; the run fails with it.
-    pub fn trip(&self, violation: Violation, plugin: &str) -> Violation {
+    /// Records the run's first violation, and the plugin whose call crossed
+    /// the cap when known; the run fails with it.
+    pub fn trip(&self, violation: Violation, plugin: Option<&str>) -> Violation {
         let mut record = journal(&self.journal);
         if record.violation.is_none() {
-            record.violator = Some(plugin.to_string());
+            record.violator = plugin.map(str::to_string);
         }
         let first = record.violation.get_or_insert(violation).clone();
         self.tripped.store(true, Ordering::Release);
@@ -57,6 +58,21 @@ impl RunBudget {
     /// Called on every entry to and exit from a host call: traps the guest
     /// once any cap of the run has been crossed.
     pub fn check(&self, plugin: &str) -> Result<(), Violation> {
+        self.check_as(Some(plugin))
+    }
+
+    /// The check once the run's guests are done: work they handed to tasks
+    /// of their own may have crossed the budget after the last host call.
+    pub fn check_after(&self) -> Result<(), Violation> {
+        self.check_as(None)
+    }
+
+    /// What the host allocates for this run's own tasks is charged here.
+    pub fn meter(&self) -> Option<HostMemoryMeter> {
+        self.host_memory
+    }
+
+    fn check_as(&self, plugin: Option<&str>) -> Result<(), Violation> {
         if let Some(meter) = &self.host_memory {
             let live = meter.live_bytes();
             self.host_memory_peak.fetch_max(live, Ordering::Relaxed);
@@ -118,7 +134,7 @@ impl RunBudget {
             return true;
         }
         let limit = self.max_sockets;
-        self.trip(Violation::Sockets { limit }, plugin);
+        self.trip(Violation::Sockets { limit }, Some(plugin));
         false
     }
 }

@@ -114,10 +114,8 @@ impl RunOutcome {
                 finish(e);
             }
         }
-        if !masker.is_empty() {
-            for line in &mut self.logs {
-                masker.in_place(&mut line.message);
-            }
+        for line in &mut self.logs {
+            finish(&mut line.message);
         }
     }
 }
@@ -165,6 +163,10 @@ impl Runtime {
                 }
             }
         };
+        if outcome.failure.is_none() {
+            // Sets the violation in the journal, read just below.
+            let _ = scope.budget.check_after();
+        }
         let mut record = journal(&shared);
         // A cap the run crossed fails it even when the guest caught the
         // refused call and returned a result.
@@ -184,7 +186,7 @@ impl Runtime {
             host_memory_peak_bytes: scope.budget.host_memory_peak(),
             cpu: *cpu.lock().unwrap_or_else(|e| e.into_inner()),
         };
-        if let Some(denial) = record.denials.first() {
+        if let Some(denial) = &record.denial {
             let failed = outcome.connect_error.is_some()
                 || outcome.failure.is_some()
                 || outcome.collectors.iter().any(|c| c.error.is_some());

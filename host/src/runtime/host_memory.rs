@@ -116,6 +116,10 @@ unsafe impl GlobalAlloc for RunTaggingAllocator {
         ) else {
             return std::ptr::null_mut();
         };
+        // The system allocator may only be asked for a valid layout.
+        if Layout::from_size_align(new_outer, offset).is_err() {
+            return std::ptr::null_mut();
+        }
         // SAFETY: as for `dealloc`; the system allocator keeps the tag,
         // which sits inside the part of the block that is preserved.
         unsafe {
@@ -167,6 +171,20 @@ impl HostMemoryMeter {
     }
 }
 
+impl HostMemoryMeter {
+    /// `inner` with what it allocates, on whichever thread polls it,
+    /// charged to this run: for work a run's host calls hand to tasks of
+    /// their own (an HTTP request and its connection). What it allocates
+    /// after the run has ended is charged to no one.
+    pub fn charge<F>(self, inner: F) -> Charged<F> {
+        Charged {
+            inner: Box::pin(inner),
+            run: self.run,
+            _account: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for HostMemoryMeter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HostMemoryMeter")
@@ -210,9 +228,13 @@ impl RunAllocations {
 
     /// Charges what this thread allocates to the run until the guard drops.
     pub fn enter(&mut self) -> Entered {
-        Entered {
-            previous: CURRENT.with(|current| current.replace(self.meter.run)),
-        }
+        enter(self.meter.run)
+    }
+}
+
+fn enter(run: u64) -> Entered {
+    Entered {
+        previous: CURRENT.with(|current| current.replace(run)),
     }
 }
 
@@ -237,15 +259,19 @@ impl Drop for Entered {
 /// A future whose every poll charges this thread's allocations to a run.
 pub struct Charged<F> {
     inner: std::pin::Pin<Box<F>>,
-    allocations: Option<RunAllocations>,
+    /// The run charged; 0 for none.
+    run: u64,
+    /// The run's account when this future owns it (it ends with the future).
+    _account: Option<RunAllocations>,
 }
 
 impl<F> Charged<F> {
-    /// `None` leaves the future's allocations uncharged.
+    /// A future owning the run's account; `None` leaves it uncharged.
     pub fn new(inner: F, allocations: Option<RunAllocations>) -> Self {
         Charged {
             inner: Box::pin(inner),
-            allocations,
+            run: allocations.as_ref().map_or(0, |a| a.meter.run),
+            _account: allocations,
         }
     }
 }
@@ -258,7 +284,7 @@ impl<F: Future> Future for Charged<F> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<F::Output> {
         let this = self.get_mut();
-        let _charged = this.allocations.as_mut().map(RunAllocations::enter);
+        let _charged = (this.run != 0).then(|| enter(this.run));
         this.inner.as_mut().poll(cx)
     }
 }

@@ -58,7 +58,16 @@ impl WasiHttpHooks for PolicedHttp {
         // The connection counts against the run's socket cap for as long
         // as it is open: until its I/O ends, or the request fails.
         let connection = self.budget.open_http(&self.plugin);
-        Box::new(async move {
+        // wasi-http polls the request and its connection in tasks of their
+        // own: what they allocate (headers, buffers, TLS) is the run's.
+        let charge = self.budget.meter();
+        let charged = move |future: IoFuture| -> IoFuture {
+            match charge {
+                Some(meter) => Box::new(meter.charge(Box::into_pin(future))),
+                None => future,
+            }
+        };
+        let send = async move {
             let connection = connection.ok_or(HttpError::ConnectionLimitReached)?;
             let request = police(request, &policy, &journal).await?;
             let options = cap_timeouts(options, deadline.saturating_duration_since(Instant::now()));
@@ -68,11 +77,12 @@ impl WasiHttpHooks for PolicedHttp {
                 let _open = connection;
                 io.await
             };
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as IoFuture,
-            ))
-        })
+            Ok((response.map(BodyExt::boxed_unsync), charged(Box::new(io))))
+        };
+        match charge {
+            Some(meter) => Box::new(meter.charge(send)),
+            None => Box::new(send),
+        }
     }
 }
 
@@ -99,7 +109,7 @@ async fn police(
     let first = *addrs.first().ok_or(HttpError::DestinationNotFound)?;
     for addr in &addrs {
         if let Err(denial) = policy.check_named(&host, *addr) {
-            journal(shared).denials.push(denial);
+            journal(shared).deny(denial);
             return Err(HttpError::DestinationIpProhibited);
         }
     }

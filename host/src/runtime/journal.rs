@@ -53,7 +53,9 @@ pub struct LogLine {
 #[derive(Debug, Default)]
 pub struct RunJournal {
     pub logs: Vec<LogLine>,
-    pub denials: Vec<Denial>,
+    /// The run's first refused connection: the one the outcome names. A
+    /// guest retrying a denied address makes no list grow.
+    pub denial: Option<Denial>,
     pub violation: Option<Violation>,
     /// The plugin whose call crossed the cap, when the host knew it.
     pub violator: Option<String>,
@@ -64,6 +66,12 @@ pub struct RunJournal {
 }
 
 pub type SharedJournal = Arc<Mutex<RunJournal>>;
+
+impl RunJournal {
+    pub fn deny(&mut self, denial: Denial) {
+        self.denial.get_or_insert(denial);
+    }
+}
 
 pub fn journal(shared: &SharedJournal) -> std::sync::MutexGuard<'_, RunJournal> {
     // A poisoned journal only means another guest's host call panicked; the

@@ -64,6 +64,11 @@ pub struct Plugin {
     /// size, the pre-initialised image for interpreted guests): what a run
     /// of it weighs against the runtime's guest memory budget.
     pub initial_memory_bytes: u64,
+    /// Configs whose migration failed, by their JSON: a migration has no
+    /// network and is deterministic by contract, so it fails the same way
+    /// again, and a hanging one must not cost its timeout once per check.
+    pub(crate) failed_migrations:
+        std::sync::Mutex<std::collections::HashMap<String, super::MigrateError>>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -212,6 +217,7 @@ impl Loader<'_> {
             info,
             pre,
             initial_memory_bytes: initial_memory_bytes(&component),
+            failed_migrations: Default::default(),
         })
     }
 

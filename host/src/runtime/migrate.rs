@@ -17,7 +17,7 @@ use super::sandbox::{Sandbox, new_store};
 use super::text::{MAX_MESSAGE_BYTES, bounded};
 use super::{DEFAULT_CALL_TIMEOUT, Runtime, describe_scope, epoch_ticks};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MigrateError {
     #[error("plugin `{plugin}` could not migrate its config from v{from} to v{to}: {message}")]
     Step {
@@ -52,6 +52,18 @@ impl Runtime {
         if plugin.info.config_version <= 1 {
             return Ok(config.clone());
         }
+        let key = config.to_string();
+        let failed = |plugin: &Plugin| {
+            plugin
+                .failed_migrations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .cloned()
+        };
+        if let Some(error) = failed(plugin) {
+            return Err(error);
+        }
         // One instance of the pool at a time, like any run: a full pool
         // makes the migration wait, it never fails a run's instantiation.
         let _slot = self
@@ -64,13 +76,21 @@ impl Runtime {
             })?;
         let (scope, allocations) = describe_scope(timeout);
         let chain = Charged::new(self.migrate_chain(plugin, config, &scope), allocations);
-        match tokio::time::timeout(timeout, chain).await {
+        let migrated = match tokio::time::timeout(timeout, chain).await {
             Ok(migrated) => migrated,
             Err(_) => Err(MigrateError::Timeout {
                 plugin: id.clone(),
                 ms: timeout.as_millis(),
             }),
+        };
+        if let Err(error) = &migrated {
+            plugin
+                .failed_migrations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, error.clone());
         }
+        migrated
     }
 
     async fn migrate_chain(

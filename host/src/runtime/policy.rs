@@ -148,15 +148,18 @@ impl Rule {
         };
         // Every guarded form must be named: opening 10.0.0.0/8 does not
         // open loopback carried inside a NAT64 address.
-        let named = |ip: &IpAddr| match &self.host {
-            Host::Net(net) => narrow(net) && net.contains(ip),
-            Host::Loopback => ip.is_loopback(),
-            Host::Name(_) | Host::AnyName => false,
+        let named = |(ip, guard): (IpAddr, Guard)| match (&self.host, guard) {
+            (Host::Net(net), Guard::OwnAddress) => {
+                net.prefix_len() == net.max_prefix_len() && net.contains(&ip)
+            }
+            (Host::Net(net), _) => narrow(net) && net.contains(&ip),
+            (Host::Loopback, _) => ip.is_loopback(),
+            (Host::Name(_) | Host::AnyName, _) => false,
         };
         self.port_matches(addr.port())
             && forms(addr.ip())
-                .iter()
-                .filter(|ip| guarded_ip(**ip).is_some())
+                .into_iter()
+                .filter_map(|ip| guard_of(ip).map(|guard| (ip, guard)))
                 .all(named)
     }
 }
@@ -240,22 +243,52 @@ fn embedded_ipv4(v6: Ipv6Addr) -> Vec<Ipv4Addr> {
     }
 }
 
-/// Why `addr` is denied unless an allow rule names it, if it is.
-fn guarded(addr: SocketAddr) -> Option<&'static str> {
-    forms(addr.ip()).into_iter().find_map(guarded_ip)
+/// Why an address is denied unless an allow rule names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    LinkLocal,
+    Loopback,
+    Unspecified,
+    /// An address of this machine's own interfaces: opened only by a rule
+    /// naming that very address, since private ranges an operator allows
+    /// (`10.0.0.0/8`) often hold it.
+    OwnAddress,
 }
 
-fn guarded_ip(ip: IpAddr) -> Option<&'static str> {
+impl Guard {
+    fn reason(self) -> &'static str {
+        match self {
+            Guard::LinkLocal => {
+                "link-local and cloud-metadata addresses are denied unless network.allow names them"
+            }
+            Guard::Loopback => {
+                "loopback is denied unless network.allow names it, e.g. `127.0.0.1/32` or `localhost:5432`"
+            }
+            Guard::Unspecified => "the unspecified address is denied unless network.allow names it",
+            Guard::OwnAddress => {
+                "this host's own addresses are denied unless network.allow names the address itself"
+            }
+        }
+    }
+}
+
+/// Why `addr` is denied unless an allow rule names it, if it is.
+fn guarded(addr: SocketAddr) -> Option<&'static str> {
+    forms(addr.ip())
+        .into_iter()
+        .find_map(guard_of)
+        .map(Guard::reason)
+}
+
+fn guard_of(ip: IpAddr) -> Option<Guard> {
     if is_link_local_or_metadata(ip) {
-        Some("link-local and cloud-metadata addresses are denied unless network.allow names them")
+        Some(Guard::LinkLocal)
     } else if ip.is_loopback() {
-        Some(
-            "loopback is denied unless network.allow names it, e.g. `127.0.0.1/32` or `localhost:5432`",
-        )
+        Some(Guard::Loopback)
     } else if ip.is_unspecified() {
-        Some("the unspecified address is denied unless network.allow names it")
+        Some(Guard::Unspecified)
     } else if is_local_address(&ip) {
-        Some("this host's own addresses are denied unless network.allow names them")
+        Some(Guard::OwnAddress)
     } else {
         None
     }
@@ -297,39 +330,49 @@ fn is_own_listener(addr: SocketAddr) -> bool {
 const LOCAL_ADDRESSES_TTL: Duration = Duration::from_secs(1);
 
 struct LocalAddresses {
-    listed: Option<Instant>,
-    ips: Vec<IpAddr>,
+    /// When a listing was last tried.
+    tried: Option<Instant>,
+    /// The last listing that worked; `None` until one has.
+    ips: Option<Vec<IpAddr>>,
 }
 
 static LOCAL_ADDRESSES: RwLock<LocalAddresses> = RwLock::new(LocalAddresses {
-    listed: None,
-    ips: Vec::new(),
+    tried: None,
+    ips: None,
 });
+
+impl LocalAddresses {
+    /// Fails closed: with no listing yet, every address counts as local.
+    fn contains(&self, ip: &IpAddr) -> bool {
+        self.ips.as_ref().is_none_or(|ips| ips.contains(ip))
+    }
+}
 
 /// Whether `ip` is an address of one of this machine's network interfaces.
 /// The listing is taken again when older than `LOCAL_ADDRESSES_TTL`; when a
-/// listing fails the previous one stands.
+/// listing fails the previous one stands, and before any has worked every
+/// address counts as this machine's.
 fn is_local_address(ip: &IpAddr) -> bool {
     let fresh = |cached: &LocalAddresses| {
         cached
-            .listed
+            .tried
             .is_some_and(|at| at.elapsed() < LOCAL_ADDRESSES_TTL)
     };
     if let Ok(cached) = LOCAL_ADDRESSES.read()
         && fresh(&cached)
     {
-        return cached.ips.contains(ip);
+        return cached.contains(ip);
     }
     let Ok(mut cached) = LOCAL_ADDRESSES.write() else {
-        return false;
+        return true;
     };
     if !fresh(&cached) {
         if let Ok(interfaces) = if_addrs::get_if_addrs() {
-            cached.ips = interfaces.iter().map(|i| canonical(i.ip())).collect();
+            cached.ips = Some(interfaces.iter().map(|i| canonical(i.ip())).collect());
         }
-        cached.listed = Some(Instant::now());
+        cached.tried = Some(Instant::now());
     }
-    cached.ips.contains(ip)
+    cached.contains(ip)
 }
 
 fn is_link_local_or_metadata(ip: IpAddr) -> bool {
@@ -661,10 +704,18 @@ mod tests {
             let denial = NetworkPolicy::default().check_addr(target).unwrap_err();
             assert_eq!(
                 denial.reason,
-                "this host's own addresses are denied unless network.allow names them"
+                "this host's own addresses are denied unless network.allow names the address itself"
             );
             let everything = policy(&["0.0.0.0/0", "::/0"], &[]);
             assert!(everything.check_addr(target).is_err(), "{target}");
+            // The private range an operator opens for other hosts does not
+            // open this one.
+            let range = IpNet::new(ip, if ip.is_ipv4() { 16 } else { 64 })
+                .unwrap()
+                .trunc()
+                .to_string();
+            let ranged = policy(&[range.as_str()], &[]);
+            assert!(ranged.check_addr(target).is_err(), "{target} under {range}");
             let rule = ip.to_string();
             let named = policy(&[rule.as_str()], &[]);
             assert!(named.check_addr(target).is_ok(), "{target}");

@@ -18,7 +18,6 @@ use super::journal::{LogLine, SharedJournal, Violation, journal};
 use super::limits::RunLimits;
 use super::policy::Denial;
 use super::scope::RunScope;
-use super::text::{MAX_MESSAGE_BYTES, bounded};
 use super::transport::TransportLink;
 
 pub struct Sandbox {
@@ -113,7 +112,8 @@ impl Sandbox {
             journal.logs.push(LogLine {
                 plugin: self.plugin.clone(),
                 level: "stdout",
-                message: bounded(line.to_string(), MAX_MESSAGE_BYTES),
+                // Within the 64 KiB stdout pipe; cut after masking.
+                message: line.to_string(),
             });
         }
         let dropped = lines.count();
@@ -169,14 +169,15 @@ impl Sandbox {
         journal.logs.push(LogLine {
             plugin: self.plugin.clone(),
             level: level_name(level),
-            message: bounded(message, MAX_MESSAGE_BYTES),
+            // Within the log byte cap; cut after masking.
+            message,
         });
         Ok(())
     }
 }
 
 fn journal_push_denial(shared: &SharedJournal, denial: Denial) {
-    journal(shared).denials.push(denial);
+    journal(shared).deny(denial);
 }
 
 fn level_name(level: LogLevel) -> &'static str {

@@ -47,7 +47,10 @@ pub struct ServeOptions {
 }
 
 fn refuse(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
-    eprintln!("error: {message}");
+    eprintln!(
+        "error: {}",
+        crate::runtime::text::inert(&message.to_string())
+    );
     Ok(ExitCode::from(START_ERROR))
 }
 
@@ -60,7 +63,11 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
     let problems = setup.blocking_problems(&runtime).await;
     if !problems.is_empty() {
         for p in &problems {
-            eprintln!("error: {}: {p}", options.config.display());
+            eprintln!(
+                "error: {}: {}",
+                options.config.display(),
+                crate::runtime::text::inert(&p.to_string())
+            );
         }
         return Ok(ExitCode::from(START_ERROR));
     }

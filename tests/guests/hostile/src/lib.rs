@@ -237,6 +237,28 @@ impl Collector for Hostile {
                     "authorization": format!("Basic {basic}"),
                 }))
             }
+            "responses" => {
+                // HTTP responses whose headers the host parses and keeps in
+                // tasks of its own: hold `bytes` of them from `target`.
+                use wasip2::http::outgoing_handler;
+                use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
+                let mut held = Vec::new();
+                for _ in 0..config.bytes {
+                    let request = OutgoingRequest::new(Fields::new());
+                    let _ = request.set_scheme(Some(&Scheme::Http));
+                    let _ = request.set_authority(Some(&config.target));
+                    let _ = request.set_path_with_query(Some("/big-headers"));
+                    let Ok(response) = outgoing_handler::handle(request, None) else {
+                        break;
+                    };
+                    response.subscribe().block();
+                    match response.get() {
+                        Some(Ok(Ok(response))) => held.push(response),
+                        _ => break,
+                    }
+                }
+                Ok(json!({ "held": held.len() }))
+            }
             "huge-error" => Err(TransportError::Other("E".repeat(config.bytes))),
             "escapes" => Err(TransportError::Other(format!("refused {ESCAPES}"))),
             "escapes-result" => Ok(json!({ "status": ESCAPES })),
