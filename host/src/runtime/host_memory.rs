@@ -226,8 +226,10 @@ impl RunAllocations {
         self.meter
     }
 
-    /// Charges what this thread allocates to the run until the guard drops.
-    pub fn enter(&mut self) -> Entered {
+    /// Charges what this thread allocates to the run until the guard drops
+    /// (runs are charged through `Charged`; the tests enter directly).
+    #[cfg(test)]
+    fn enter(&mut self) -> Entered {
         enter(self.meter.run)
     }
 }
