@@ -6,6 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::future::join_all;
+use serde::Serialize;
+use serde_json::Value;
+
 use super::bindings::{CollectorOutput, RunContext};
 use super::failure::{Failure, GuestError, classify};
 use super::host_memory::{Charged, RunAllocations};
@@ -19,9 +23,6 @@ use super::scope::RunScope;
 use super::text::{MAX_MESSAGE_BYTES, mask_and_bound};
 use super::transport::{StrategySession, TransportLink};
 use super::{Runtime, epoch_ticks};
-use futures::future::join_all;
-use serde::Serialize;
-use serde_json::Value;
 
 /// One collector of a run, with its config already rendered.
 pub struct CollectorRun {

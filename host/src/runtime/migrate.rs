@@ -52,16 +52,14 @@ impl Runtime {
         if plugin.info.config_version <= 1 {
             return Ok(config.clone());
         }
-        let key = config.to_string();
-        let failed = |plugin: &Plugin| {
-            plugin
-                .failed_migrations
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .cloned()
-        };
-        if let Some(error) = failed(plugin) {
+        let json = config.to_string();
+        let failed = plugin
+            .failed_migrations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&json)
+            .cloned();
+        if let Some(error) = failed {
             return Err(error);
         }
         // One instance of the pool at a time, like any run: a full pool
@@ -75,7 +73,10 @@ impl Runtime {
                 message: "runtime is shutting down".into(),
             })?;
         let (scope, allocations) = describe_scope(timeout);
-        let chain = Charged::new(self.migrate_chain(plugin, config, &scope), allocations);
+        let chain = Charged::new(
+            self.migrate_chain(plugin, json.clone(), &scope),
+            allocations,
+        );
         let migrated = match tokio::time::timeout(timeout, chain).await {
             Ok(migrated) => migrated,
             Err(_) => Err(MigrateError::Timeout {
@@ -88,7 +89,7 @@ impl Runtime {
                 .failed_migrations
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(key, error.clone());
+                .insert(json, error.clone());
         }
         migrated
     }
@@ -96,7 +97,7 @@ impl Runtime {
     async fn migrate_chain(
         &self,
         plugin: &Plugin,
-        config: &Value,
+        mut json: String,
         scope: &super::scope::RunScope,
     ) -> Result<Value, MigrateError> {
         let id = &plugin.info.id;
@@ -107,7 +108,6 @@ impl Runtime {
                 MAX_MESSAGE_BYTES,
             ),
         };
-        let mut json = config.to_string();
         for from in 1..plugin.info.config_version {
             // The CPU budget is what is left of the chain's deadline.
             let left = scope

@@ -119,12 +119,12 @@ impl Rule {
         self.port.is_none_or(|p| p == port)
     }
 
-    fn matches_ip(&self, addr: SocketAddr) -> bool {
-        self.port_matches(addr.port())
+    fn matches_ip(&self, target: &Target) -> bool {
+        self.port_matches(target.port)
             && match &self.host {
-                Host::Net(net) => forms(addr.ip()).iter().any(|ip| net.contains(ip)),
+                Host::Net(net) => target.forms.iter().any(|ip| net.contains(ip)),
                 Host::AnyName => true,
-                Host::Loopback => forms(addr.ip()).iter().any(IpAddr::is_loopback),
+                Host::Loopback => target.forms.iter().any(IpAddr::is_loopback),
                 Host::Name(_) => false,
             }
     }
@@ -141,14 +141,14 @@ impl Rule {
 
     /// An allow rule that names `addr` with an IP, a narrow range or
     /// `localhost`, not a wildcard or a default route.
-    fn names_explicitly(&self, addr: SocketAddr) -> bool {
+    fn names_explicitly(&self, target: &Target) -> bool {
         let narrow = |net: &IpNet| match net {
             IpNet::V4(v4) => v4.prefix_len() >= 8,
             IpNet::V6(v6) => v6.prefix_len() >= 10,
         };
         // Every guarded form must be named: opening 10.0.0.0/8 does not
         // open loopback carried inside a NAT64 address.
-        let named = |(ip, guard): (IpAddr, Guard)| match (&self.host, guard) {
+        let named = |&(ip, guard): &(IpAddr, Guard)| match (&self.host, guard) {
             (Host::Net(net), Guard::OwnAddress) => {
                 net.prefix_len() == net.max_prefix_len() && net.contains(&ip)
             }
@@ -156,11 +156,7 @@ impl Rule {
             (Host::Loopback, _) => ip.is_loopback(),
             (Host::Name(_) | Host::AnyName, _) => false,
         };
-        self.port_matches(addr.port())
-            && forms(addr.ip())
-                .into_iter()
-                .filter_map(|ip| guard_of(ip).map(|guard| (ip, guard)))
-                .all(named)
+        self.port_matches(target.port) && target.guards.iter().all(named)
     }
 }
 
@@ -272,12 +268,32 @@ impl Guard {
     }
 }
 
-/// Why `addr` is denied unless an allow rule names it, if it is.
-fn guarded(addr: SocketAddr) -> Option<&'static str> {
-    forms(addr.ip())
-        .into_iter()
-        .find_map(guard_of)
-        .map(Guard::reason)
+/// A connection's destination as the rules judge it, worked out once per
+/// connection: its port, every form of its address, and the guarded ones.
+struct Target {
+    port: u16,
+    forms: Vec<IpAddr>,
+    guards: Vec<(IpAddr, Guard)>,
+}
+
+impl Target {
+    fn new(addr: SocketAddr) -> Target {
+        let forms = forms(addr.ip());
+        let guards = forms
+            .iter()
+            .filter_map(|&ip| guard_of(ip).map(|guard| (ip, guard)))
+            .collect();
+        Target {
+            port: addr.port(),
+            forms,
+            guards,
+        }
+    }
+
+    /// Why the target is denied unless an allow rule names it, if it is.
+    fn guarded(&self) -> Option<&'static str> {
+        self.guards.first().map(|(_, guard)| guard.reason())
+    }
 }
 
 fn guard_of(ip: IpAddr) -> Option<Guard> {
@@ -306,20 +322,15 @@ pub fn guard_own_listener(addr: SocketAddr) {
     }
 }
 
-/// Whether `addr` reaches one of this process's own listening sockets.
-fn is_own_listener(addr: SocketAddr) -> bool {
+/// Whether `target` reaches one of this process's own listening sockets.
+fn is_own_listener(target: &Target) -> bool {
     // Every connection asks, so the list is read in place, not copied.
     let Ok(listeners) = OWN_LISTENERS.read() else {
         return true;
     };
-    let candidates = listeners.iter().filter(|l| l.port() == addr.port());
-    let mut candidates = candidates.peekable();
-    if candidates.peek().is_none() {
-        return false;
-    }
-    let ips = forms(addr.ip());
+    let mut candidates = listeners.iter().filter(|l| l.port() == target.port);
     candidates.any(|l| {
-        ips.iter().any(|ip| {
+        target.forms.iter().any(|ip| {
             l.ip() == *ip || (l.ip().is_unspecified() && (ip.is_loopback() || is_local_address(ip)))
         })
     })
@@ -466,20 +477,21 @@ impl NetworkPolicy {
                 reason,
             })
         };
+        let judged = Target::new(addr);
         let matches = |rule: &Rule| {
-            rule.matches_ip(addr) || name.is_some_and(|n| rule.matches_name(n, addr.port()))
+            rule.matches_ip(&judged) || name.is_some_and(|n| rule.matches_name(n, addr.port()))
         };
         if let Some(rule) = self.deny.iter().find(|r| matches(r)) {
             return deny(format!("deny rule `{}`", rule.source));
         }
-        if is_own_listener(addr) && !self.allow.iter().any(|r| r.names_socket(addr)) {
+        if is_own_listener(&judged) && !self.allow.iter().any(|r| r.names_socket(addr)) {
             return deny(
                 "checkhost's own listening address is denied unless network.allow names it with its port"
                     .into(),
             );
         }
-        if let Some(reason) = guarded(addr)
-            && !self.allow.iter().any(|r| r.names_explicitly(addr))
+        if let Some(reason) = judged.guarded()
+            && !self.allow.iter().any(|r| r.names_explicitly(&judged))
         {
             return deny(reason.into());
         }
@@ -658,7 +670,7 @@ mod tests {
             .collect();
         for ip in local {
             let target = SocketAddr::new(ip, 47123);
-            assert!(is_own_listener(target), "{target}");
+            assert!(is_own_listener(&Target::new(target)), "{target}");
             assert!(NetworkPolicy::default().check_addr(target).is_err());
         }
     }
