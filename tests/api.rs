@@ -121,6 +121,7 @@ where
 on_both_engines!(
     the_api_reads_acts_and_refuses_bad_calls,
     pause_applies_at_once_and_survives_a_restart,
+    status_follows_what_is_enabled_through_pauses_and_reloads,
     the_event_stream_resumes_from_last_event_id_without_gaps,
     webhooks_reach_a_flaky_receiver_under_one_key_across_a_crash,
     reminders_repeat_while_unhealthy_and_maintenance_keeps_quiet,
@@ -419,6 +420,169 @@ async fn pause_applies_at_once_and_survives_a_restart(db: TestDb) {
         runs_of(&ws, "a").await > before
     })
     .await;
+}
+
+fn enabled_config(with_bad: bool, environments: &str) -> String {
+    let bad = if with_bad {
+        "  - {system: shop, check: bad, thresholds: {mode: consecutive, degraded: 1, unhealthy: 1}}\n"
+    } else {
+        ""
+    };
+    format!(
+        "
+api: {{token: \"${{{{ secrets.API_TOKEN }}}}\"}}
+environments: [{{id: prod}}, {{id: dev}}]
+checks:
+  - {{id: bad, interval: 300ms, strategy: {{plugin: noop}}, collectors: [{{plugin: hostile, config: {{mode: fail}}}}]}}
+  - {{id: good, interval: 300ms, strategy: {{plugin: noop}}, collectors: [{{plugin: hostile, config: {{mode: noop}}}}]}}
+systems: [{{id: shop, environments: {environments}}}]
+assignments:
+{bad}  - {{system: shop, check: good}}
+"
+    )
+}
+
+async fn system_status(d: &Daemon) -> (String, HashMap<String, String>) {
+    let systems = get(d, "/api/v1/systems").await;
+    let shop = systems
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["id"] == "shop"))
+        .unwrap_or_else(|| panic!("no shop in {systems}"))
+        .clone();
+    let envs = shop["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap().to_string(),
+                e["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (shop["status"].as_str().unwrap().to_string(), envs)
+}
+
+/// A system's status is derived from the slices that are enabled now: a
+/// pause, a resume, or a reload that removes an assignment or an
+/// environment re-derives it at once, and rollup transitions are the
+/// system's own (no environment).
+async fn status_follows_what_is_enabled_through_pauses_and_reloads(db: TestDb) {
+    let ws = Workspace::on(db, &["noop", "hostile"]);
+    ws.config(&enabled_config(true, "[prod, dev]"));
+    let d = Daemon::start_with_env(&ws, &[], &env());
+    wait_until(
+        Duration::from_secs(20),
+        "shop to turn unhealthy",
+        || async {
+            let (status, envs) = system_status(&d).await;
+            let good = ws
+                .db
+                .count("SELECT COUNT(*) FROM slices WHERE check_id = 'good' AND status = 'healthy'")
+                .await;
+            status == "unhealthy" && good == 2 && envs.values().all(|s| s == "unhealthy")
+        },
+    )
+    .await;
+    let transitions = get(&d, "/api/v1/transitions?limit=50").await;
+    let items = transitions["items"].as_array().unwrap();
+    let rollup = items
+        .iter()
+        .find(|t| t["entityId"] == "shop")
+        .unwrap_or_else(|| panic!("no rollup transition in {transitions}"));
+    assert_eq!(rollup["environmentId"], Value::Null, "{rollup}");
+    assert!(
+        items
+            .iter()
+            .any(|t| t["entityId"] == "shop::prod" && t["environmentId"] == "prod"),
+        "{transitions}"
+    );
+
+    // Pausing the failing check recovers the system at once.
+    let paused = post(&d, "/api/v1/assignments/shop/bad/pause").await;
+    let caused: Vec<(String, String, Value)> = paused["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["entityId"].as_str().unwrap().to_string(),
+                t["kind"].as_str().unwrap().to_string(),
+                t["environmentId"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        caused,
+        [
+            ("shop".into(), "recovery".into(), Value::Null),
+            ("shop::dev".into(), "recovery".into(), Value::from("dev")),
+            ("shop::prod".into(), "recovery".into(), Value::from("prod")),
+        ],
+        "{paused} {:?} {:?}",
+        ws.db
+            .texts("SELECT system_id || ' ' || check_id || ' ' || env_key || ' ' || status || ' ' || counts FROM slices")
+            .await,
+        ws.db
+            .texts("SELECT entity_id || ' ' || status FROM entity_state")
+            .await
+    );
+    let (status, envs) = system_status(&d).await;
+    assert_eq!(status, "healthy");
+    assert!(envs.values().all(|s| s == "healthy"), "{envs:?}");
+
+    // Nothing enabled: no status at all.
+    let paused = post(&d, "/api/v1/assignments/shop/good/pause").await;
+    assert_eq!(paused["transitions"], Value::Array(vec![]), "{paused}");
+    let (status, envs) = system_status(&d).await;
+    assert_eq!(status, "unknown");
+    assert!(envs.values().all(|s| s == "unknown"), "{envs:?}");
+
+    // Resuming brings the stored slice states back, without transitions.
+    let resumed = post(&d, "/api/v1/assignments/shop/bad/resume").await;
+    assert_eq!(resumed["transitions"], Value::Array(vec![]), "{resumed}");
+    assert_eq!(system_status(&d).await.0, "unhealthy");
+    post(&d, "/api/v1/assignments/shop/good/resume").await;
+
+    // A reload that drops the failing assignment re-derives the system, and
+    // one that drops an environment leaves its entity without status.
+    let rollup_recoveries = "SELECT COUNT(*) FROM transitions WHERE entity_id = 'shop' \
+                             AND kind = 'recovery' AND environment_id IS NULL";
+    let before = ws.db.count(rollup_recoveries).await;
+    ws.config(&enabled_config(false, "[prod]"));
+    wait_until(
+        Duration::from_secs(20),
+        "the reload to recover shop",
+        || async { system_status(&d).await.0 == "healthy" },
+    )
+    .await;
+    let (_, envs) = system_status(&d).await;
+    assert_eq!(envs.get("prod").map(String::as_str), Some("healthy"));
+    assert_eq!(
+        ws.db
+            .texts("SELECT status FROM entity_state WHERE entity_id = 'shop::dev'")
+            .await,
+        ["unknown"],
+        "a removed environment keeps no status"
+    );
+    assert_eq!(
+        ws.db.count(rollup_recoveries).await,
+        before + 1,
+        "one ordinary rollup transition for the reload: {:?}",
+        ws.db
+            .texts(
+                "SELECT entity_id || ' ' || from_status || '>' || to_status || ' ' || kind \
+                 || ' ' || COALESCE(environment_id, '-') FROM transitions ORDER BY id"
+            )
+            .await
+    );
+    assert_eq!(
+        ws.db
+            .count("SELECT COUNT(*) FROM transitions WHERE entity_id = 'shop::dev' AND to_status = 'unknown'")
+            .await,
+        0,
+        "a removed slice writes no transition of its own"
+    );
 }
 
 /// Reads SSE events until `enough` says stop; returns `(event, id, data)`.

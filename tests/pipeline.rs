@@ -14,7 +14,7 @@ on_both_engines!(
     null_empty_and_list_environments_stay_distinct,
     one_environment_failing_leaves_its_sibling_healthy_and_the_rollup_is_worst,
     assertions_record_expected_and_actual_values,
-    a_missing_secret_fails_that_run_by_name,
+    a_missing_secret_fails_only_the_collector_that_needs_it,
     a_secret_canary_never_reaches_the_database_output_or_logs,
     the_http_auth_token_reaches_the_target_and_nothing_it_leaves_behind,
     consecutive_thresholds_degrade_then_fail_then_recover,
@@ -242,7 +242,7 @@ assignments:
     );
 }
 
-async fn a_missing_secret_fails_that_run_by_name(db: TestDb) {
+async fn a_missing_secret_fails_only_the_collector_that_needs_it(db: TestDb) {
     let server = servers::http().await;
     let ws = Workspace::on(db, PLUGINS);
     ws.config(&format!(
@@ -254,22 +254,61 @@ async fn a_missing_secret_fails_that_run_by_name(db: TestDb) {
       - plugin: request
         config: {{url: /ok}}
         secretEnv: {{TOKEN: '${{{{ secrets.NOT_THERE }}}}'}}
+      - plugin: request
+        config: {{url: /ok}}
+        assertions: [{{field: statusCode, operator: equals, value: 200}}]
+  - id: authed
+    strategy: {{plugin: http, config: {{baseUrl: '{{{{ environment.baseUrl }}}}', auth: {{bearer: '${{{{ secrets.NOR_THIS }}}}'}}}}}}
+    network: {{allow: ['127.0.0.0/8']}}
+    collectors:
+      - plugin: request
+        config: {{url: /ok}}
 assignments:
   - {{system: shop, check: api, environments: [staging]}}
+  - {{system: shop, check: authed, environments: [staging]}}
 ",
         envs(&server.to_string(), &server.to_string())
     ));
     let (code, reports, out) = ws.run(&[], &[]);
     assert_eq!(code, Some(1), "{out}");
+    let report = |check: &str| {
+        reports
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["check"] == check)
+            .unwrap_or_else(|| panic!("no report for {check}: {out}"))
+            .clone()
+    };
+    // The collector without its secret fails by name; its sibling ran.
+    let api = report("api");
+    assert_eq!(api["healthy"], false, "{api}");
     assert_eq!(
-        reports[0]["error"],
+        api["error"],
+        "request: required secret not available: NOT_THERE"
+    );
+    assert_eq!(api["assertions"][0]["passed"], true, "{api}");
+    let stored = ws
+        .db
+        .texts(
+            "SELECT r.result FROM runs r JOIN slices s ON s.id = r.slice_id \
+             WHERE s.check_id = 'api'",
+        )
+        .await;
+    let stored: Value = serde_json::from_str(&stored[0]).unwrap();
+    assert_eq!(
+        stored["collectors"][0]["error"],
         "required secret not available: NOT_THERE"
     );
+    assert_eq!(stored["collectors"][1]["result"]["statusCode"], 200);
+    // A strategy cannot connect without its `x-secret`: the whole run fails.
+    let authed = report("authed");
+    assert_eq!(authed["error"], "required secret not available: NOR_THIS");
     assert_eq!(
         ws.db
             .count("SELECT COUNT(*) FROM runs WHERE status = 'unhealthy'")
             .await,
-        1
+        2
     );
 }
 

@@ -7,7 +7,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use checkhost::config::{Assignment, EnvSelection, Thresholds};
+use checkhost::config::{Assignment, EnvSelection, System, Thresholds};
+use checkhost::store::read::{Bucket, SliceFilter};
 use checkhost::store::retention::RetentionPolicy;
 use checkhost::store::{DAY_MS, HOUR_MS, NewRun, Store};
 use serde_json::json;
@@ -33,10 +34,27 @@ fn assignments(systems: &[&str], thresholds: Thresholds) -> Vec<Assignment> {
         .collect()
 }
 
+/// The systems, each in the one environment these tests use.
+fn systems(ids: &[&str]) -> Vec<System> {
+    ids.iter()
+        .map(|id| System {
+            id: id.to_string(),
+            name: None,
+            metadata: Default::default(),
+            environments: vec!["prod".into()],
+        })
+        .collect()
+}
+
 async fn store(db: &TestDb, systems: &[&str]) -> Arc<Store> {
     let store = Store::open(&db.url()).await.unwrap();
     store
-        .sync_config(&[], &assignments(systems, STRICT), 0)
+        .sync_config(
+            &[],
+            &assignments(systems, STRICT),
+            &self::systems(systems),
+            0,
+        )
         .await
         .unwrap();
     Arc::new(store)
@@ -56,6 +74,7 @@ fn run(system: &str, env: Option<&str>, healthy: bool, latency_ms: f64, at_ms: i
 }
 
 on_both_engines!(
+    a_day_of_history_reports_the_largest_hourly_p95,
     eight_racing_evaluations_of_one_entity_write_one_transition,
     distinct_entities_each_get_their_own_transition_in_parallel,
     a_large_concurrent_load_is_batched_and_every_change_is_one_transition,
@@ -105,7 +124,7 @@ async fn eight_racing_evaluations_of_one_entity_write_one_transition(db: TestDb)
             .all(|t| t.id.is_some() && t.run_id.is_some()),
         "transitions carry their row and run ids: {transitions:?}"
     );
-    let ids: Vec<i64> = received.iter().map(|e| e.run.id).collect();
+    let ids: Vec<i64> = received.iter().filter_map(|e| e.run_id()).collect();
     assert!(
         ids.windows(2).all(|w| w[0] < w[1]),
         "events come in commit order, ids rising: {ids:?}"
@@ -305,6 +324,42 @@ async fn hourly_aggregates_fold_runs_and_roll_into_daily_with_max_p95(db: TestDb
     );
 }
 
+/// One p95 rule (the seed's): a bucket merging stored hours reports the
+/// largest of their p95s, in the API as in the daily tier.
+async fn a_day_of_history_reports_the_largest_hourly_p95(db: TestDb) {
+    let store = store(&db, &["shop"]).await;
+    let day = 400 * DAY_MS;
+    for i in 0..20 {
+        store
+            .record_run(run("shop", Some("prod"), true, 10.0, day + 60_000 * i))
+            .await
+            .unwrap();
+    }
+    store
+        .record_run(run("shop", Some("prod"), true, 1000.0, day + HOUR_MS))
+        .await
+        .unwrap();
+    let filter = SliceFilter {
+        system: Some("shop".into()),
+        ..Default::default()
+    };
+    let days = store
+        .history(&filter, day, day + DAY_MS, Bucket::Day)
+        .await
+        .unwrap();
+    assert_eq!(days.len(), 1, "{days:?}");
+    assert_eq!(
+        days[0].latency_p95_ms, 1000.0,
+        "the max of the hours' p95s (10 and 1000), not a re-merged sketch's"
+    );
+    let hours = store
+        .history(&filter, day, day + DAY_MS, Bucket::Hour)
+        .await
+        .unwrap();
+    let p95s: Vec<f64> = hours.iter().map(|h| h.latency_p95_ms).collect();
+    assert_eq!(p95s, [10.0, 1000.0]);
+}
+
 async fn retention_keeps_the_newest_transition_of_every_entity(db: TestDb) {
     let store = store(&db, &["shop"]).await;
     let old = DAY_MS;
@@ -341,7 +396,12 @@ async fn state_survives_a_restart(db: TestDb) {
     };
     let store = Store::open(&db.url()).await.unwrap();
     store
-        .sync_config(&[], &assignments(&["shop"], thresholds), 0)
+        .sync_config(
+            &[],
+            &assignments(&["shop"], thresholds),
+            &systems(&["shop"]),
+            0,
+        )
         .await
         .unwrap();
     for at in [1, 2] {
@@ -370,7 +430,10 @@ async fn paused_assignments_count_for_nothing(db: TestDb) {
         paused: true,
         ..config[0].clone()
     });
-    store.sync_config(&[], &config, 0).await.unwrap();
+    store
+        .sync_config(&[], &config, &systems(&["shop"]), 0)
+        .await
+        .unwrap();
     let mut failing = run("shop", None, false, 1.0, 1);
     failing.check_id = "batch".into();
     assert!(
@@ -456,7 +519,12 @@ async fn a_sqlite_database_of_the_first_schema_is_upgraded_with_its_history() {
         healthy: 1,
     };
     store
-        .sync_config(&[], &assignments(&["shop"], thresholds), 0)
+        .sync_config(
+            &[],
+            &assignments(&["shop"], thresholds),
+            &systems(&["shop"]),
+            0,
+        )
         .await
         .unwrap();
     let changes = store
@@ -535,7 +603,12 @@ async fn recovery_waits_for_healthy_successes_in_a_row(db: TestDb) {
     };
     let store = Store::open(&db.url()).await.unwrap();
     store
-        .sync_config(&[], &assignments(&["shop"], thresholds), 0)
+        .sync_config(
+            &[],
+            &assignments(&["shop"], thresholds),
+            &systems(&["shop"]),
+            0,
+        )
         .await
         .unwrap();
     let mut changes = Vec::new();

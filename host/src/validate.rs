@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::config::environments::effective_environments;
 use crate::config::{Assertion, ConfigFile, OperandKind, parse_duration};
 use crate::pipeline::assert::assertion_path;
-use crate::pipeline::environments::effective_environments;
 use crate::pipeline::plugins::PluginSet;
 use crate::pipeline::render::{context, render_config};
 use crate::pipeline::schema_walk::{is_open, schema_at, types_of, visit_strings};

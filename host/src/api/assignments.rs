@@ -41,6 +41,9 @@ pub struct PauseState {
     pub system: String,
     pub check: String,
     pub paused: bool,
+    /// What the pause or resume changed: a paused slice counts for nothing,
+    /// so the system and its environments are re-derived at once.
+    pub transitions: Vec<TransitionEvent>,
 }
 
 fn assignment<'a>(
@@ -113,7 +116,7 @@ async fn set_paused(
 ) -> Result<Json<PauseState>, ApiError> {
     let generation = state.scheduler.generation();
     assignment(&generation.setup.config.file.assignments, &system, &check)?;
-    state
+    let transitions = state
         .store
         .set_paused(&system, &check, paused, now_ms())
         .await?;
@@ -123,6 +126,7 @@ async fn set_paused(
         system,
         check,
         paused,
+        transitions,
     }))
 }
 

@@ -149,11 +149,11 @@ async fn forward(
                 }
             };
             if events.len() as i64 == REPLAY_PAGE {
-                replay_from = events.last().map(|e| e.run.id);
+                replay_from = events.last().and_then(StoreEvent::run_id);
             }
             for event in events {
                 let first = match skip.take() {
-                    Some((run, n)) if run == event.run.id => n,
+                    Some((run, n)) if Some(run) == event.run_id() => n,
                     _ => 0,
                 };
                 if !out.offer(&event, first).await {
@@ -203,7 +203,11 @@ impl Outlet {
     /// Sends a run's group unless it went out already or lies before where
     /// the client resumed; false when the client is gone or the daemon stops.
     async fn offer(&mut self, event: &StoreEvent, first: usize) -> bool {
-        let id = event.run.id;
+        // Transitions of a pause or a configuration change go out live only:
+        // they have no run to resume from.
+        let Some(id) = event.run_id() else {
+            return send(&self.tx, event, 0, &self.masker, &mut self.stop).await;
+        };
         if (id <= self.floor && first == 0) || self.sent.contains(&id) {
             return true;
         }
@@ -228,9 +232,12 @@ async fn send(
     masker: &Masker,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> bool {
-    let mut run = event.run.clone();
-    run.error = run.error.map(|e| masker.text(&e));
-    let mut messages = vec![("run", serde_json::to_string(&run))];
+    let mut messages = Vec::new();
+    if let Some(run) = &event.run {
+        let mut run = run.clone();
+        run.error = run.error.map(|e| masker.text(&e));
+        messages.push(("run", serde_json::to_string(&run)));
+    }
     messages.extend(
         event
             .transitions
@@ -238,10 +245,11 @@ async fn send(
             .map(|t| ("transition", serde_json::to_string(t))),
     );
     for (i, (name, data)) in messages.into_iter().enumerate().skip(first) {
-        let message = Event::default()
-            .event(name)
-            .id(format!("{}:{i}", event.run.id))
-            .data(data.unwrap_or_default());
+        let mut message = Event::default().event(name);
+        if let Some(run) = event.run_id() {
+            message = message.id(format!("{run}:{i}"));
+        }
+        let message = message.data(data.unwrap_or_default());
         tokio::select! {
             sent = tx.send(message) => if sent.is_err() { return false },
             _ = stop.changed() => return false,

@@ -74,7 +74,7 @@ async fn node(config: &Path, runtime: &Arc<Runtime>, url: &str) -> anyhow::Resul
     let store = Arc::new(Store::open(url).await?);
     let file = &setup.config.file;
     store
-        .sync_config(&file.checks, &file.assignments, now_ms())
+        .sync_config(&file.checks, &file.assignments, &file.systems, now_ms())
         .await?;
     let generation = Generation::prepare(setup, runtime, &store).await;
     let metrics = Metrics::new();

@@ -107,7 +107,7 @@ pub async fn run(
     );
     let file = &setup.config.file;
     store
-        .sync_config(&file.checks, &file.assignments, now_ms())
+        .sync_config(&file.checks, &file.assignments, &file.systems, now_ms())
         .await?;
     let generation = Generation::prepare(setup, &runtime, &store).await;
     let scheduler = Scheduler::new(

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sqlx::QueryBuilder;
 
 use super::scratch::Scratch;
-use crate::config::{Assignment, EnvSelection, Thresholds};
+use crate::config::{Assignment, EnvSelection, System, Thresholds};
 use crate::pipeline::run::now_ms;
 use crate::store::db::{Db, WritePool, with_pool};
 use crate::store::{NewRun, Store};
@@ -108,7 +108,17 @@ pub async fn run(database: &str, n: usize, slices: usize) -> anyhow::Result<Stor
             notify: Vec::new(),
         })
         .collect();
-    store.sync_config(&[], &assignments, now_ms()).await?;
+    let systems: Vec<System> = (0..slices)
+        .map(|i| System {
+            id: format!("s{i}"),
+            name: None,
+            metadata: Default::default(),
+            environments: Vec::new(),
+        })
+        .collect();
+    store
+        .sync_config(&[], &assignments, &systems, now_ms())
+        .await?;
     for chunk in warm_up.chunks(4096) {
         let recorded = chunk.iter().cloned().map(|r| store.record_run(r));
         for result in futures::future::join_all(recorded).await {

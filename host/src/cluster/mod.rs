@@ -234,7 +234,7 @@ impl Cluster {
         // the owning version, like the schedule.
         let file = &generation.setup.config.file;
         self.store
-            .sync_config(&file.checks, &file.assignments, now)
+            .sync_config(&file.checks, &file.assignments, &file.systems, now)
             .await?;
         let last = self.store.last_runs().await?;
         let rows: Vec<ScheduleRow> = generation

@@ -318,9 +318,8 @@ impl Notifier {
     }
 }
 
-/// The system of a transition that notifies: an environment's own entity,
-/// or the system itself for runs without environment. Rollup transitions
-/// that an environment caused are left out, so one change sends one notice.
+/// The system of a transition's entity: an environment's own entity, or
+/// the system itself (rollups are env-less).
 fn system_of(t: &TransitionEvent) -> Option<&str> {
     match &t.environment_id {
         Some(env) => t
@@ -333,7 +332,7 @@ fn system_of(t: &TransitionEvent) -> Option<&str> {
 
 impl Route for Notifier {
     fn route(&self, t: &TransitionEvent) -> Vec<Notice> {
-        let Some(system) = system_of(t) else {
+        let Some(system) = system_of(t).filter(|_| t.own_slice) else {
             return Vec::new();
         };
         // The first measurement of a healthy entity is a baseline, not news.
@@ -447,6 +446,7 @@ notifications:
     ) -> TransitionEvent {
         TransitionEvent {
             id: Some(7),
+            own_slice: true,
             entity_id: entity.into(),
             from,
             to,
@@ -492,16 +492,19 @@ notifications:
             format!("Web shop unhealthy {}", notices[1].idempotency_key)
         );
         assert_ne!(notices[0].idempotency_key, notices[1].idempotency_key);
-        let rollup = transition(
-            "shop",
-            Some("prod"),
-            Status::Healthy,
-            Status::Unhealthy,
-            NOON,
-        );
+        let rollup = TransitionEvent {
+            own_slice: false,
+            ..transition("shop", None, Status::Healthy, Status::Unhealthy, NOON)
+        };
         assert!(
             n.route(&rollup).is_empty(),
             "the rollup it caused stays quiet"
+        );
+        let envless = transition("shop", None, Status::Healthy, Status::Unhealthy, NOON);
+        assert_eq!(
+            n.route(&envless).len(),
+            2,
+            "a slice without environment notifies on the system"
         );
     }
 

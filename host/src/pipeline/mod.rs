@@ -1,8 +1,8 @@
 //! The run pipeline, one module per stage, in contract order:
-//! environments → migrate → secrets → render → execute → assert → mask → persist.
+//! environments (`config::environments`) → migrate → secrets → render → execute
+//! → assert → mask → persist.
 
 pub mod assert;
-pub mod environments;
 pub mod plugins;
 pub mod render;
 pub mod run;

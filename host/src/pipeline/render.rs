@@ -1,6 +1,7 @@
 //! Stage 4: rendering `x-templatable` string leaves per environment with
-//! minijinja. Undefined values render empty; everything else is copied
-//! verbatim, `{{` and all; secrets are never in the context.
+//! minijinja. Any undefined reference renders empty, however deep
+//! (`{{ environment.x.y }}` with no `x`), as in the seed; everything else is
+//! copied verbatim, `{{` and all; secrets are never in the context.
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{Value, json};
@@ -36,7 +37,7 @@ pub struct RenderError {
 /// Renders the templatable leaves of `config` in place.
 pub fn render_config(schema: &Value, config: &mut Value, ctx: &Value) -> Result<(), RenderError> {
     let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    env.set_undefined_behavior(UndefinedBehavior::Chainable);
     let mut failure = None;
     visit_strings(schema, config, &mut |pointer, marks, text| {
         if !marks.templatable || marks.secret || failure.is_some() || !text.contains(['{', '%']) {
@@ -65,10 +66,16 @@ mod tests {
             "url": {"type": "string", "x-templatable": true},
             "raw": {"type": "string"}
         }});
-        let mut config = json!({"url": "{{ environment.baseUrl }}/h?x={{ environment.nope }}", "raw": "{{ keep }}"});
+        let mut config = json!({
+            "url": "{{ environment.baseUrl }}/h?x={{ environment.nope }}&y={{ environment.x.y }}&z={{ nothing.at.all }}",
+            "raw": "{{ keep }}"
+        });
         let ctx = json!({"environment": {"baseUrl": "http://s"}});
         render_config(&schema, &mut config, &ctx).unwrap();
-        assert_eq!(config, json!({"url": "http://s/h?x=", "raw": "{{ keep }}"}));
+        assert_eq!(
+            config,
+            json!({"url": "http://s/h?x=&y=&z=", "raw": "{{ keep }}"})
+        );
     }
 
     #[test]

@@ -11,16 +11,16 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::assert::{AssertionOutcome, evaluate};
-use super::environments::effective_environments;
 use super::plugins::PluginSet;
 use super::render::{context, render_config};
 use super::secrets::{SecretProvider, resolve_config_secrets, resolve_secret_env};
+use crate::config::environments::effective_environments;
 use crate::config::{Assignment, Check, ConfigFile, System, parse_duration};
 use crate::runtime::bindings::{CheckInfo, EnvironmentInfo, RunContext, SystemInfo};
 use crate::runtime::mask::Masker;
 use crate::runtime::{
-    CollectorRun, GuestStats, NetworkPolicy, Plugin, PluginKind, RunLimits, RunOutcome, RunSpec,
-    Runtime,
+    CollectorOutcome, CollectorRun, GuestStats, NetworkPolicy, Plugin, PluginKind, RunLimits,
+    RunOutcome, RunSpec, Runtime,
 };
 use crate::store::{NewRun, Store, StoreError, TransitionEvent};
 
@@ -111,7 +111,12 @@ impl Pipeline<'_> {
         on_done: &(dyn Fn(&RunReport) + Sync),
     ) -> Result<Vec<RunReport>, StoreError> {
         self.store
-            .sync_config(&self.config.checks, &self.config.assignments, now_ms())
+            .sync_config(
+                &self.config.checks,
+                &self.config.assignments,
+                &self.config.systems,
+                now_ms(),
+            )
             .await?;
         let (systems, checks) = self.index();
         // Migration is deterministic: prepare each check once per pass, not
@@ -382,12 +387,21 @@ impl Pipeline<'_> {
             )
             .map_err(|e| fail(e.to_string()))?,
         );
+        // A collector whose secret is missing fails alone, as in the seed;
+        // its siblings still run.
         let mut envs = Vec::new();
-        for (i, (_, _)) in p.collectors.iter().enumerate() {
-            let vars = resolve_secret_env(&p.check.collectors[i].secret_env, &self.secrets)
-                .map_err(|e| fail(e.to_string()))?;
-            secrets.extend(vars.iter().map(|(_, v)| v.clone()));
-            envs.push(vars);
+        for ((plugin, _), spec) in p.collectors.iter().zip(&p.check.collectors) {
+            match resolve_secret_env(&spec.secret_env, &self.secrets) {
+                Ok(vars) => {
+                    secrets.extend(vars.iter().map(|(_, v)| v.clone()));
+                    envs.push(Ok(vars));
+                }
+                Err(e) => envs.push(Err(CollectorOutcome {
+                    id: plugin.info.id.clone(),
+                    result: json!({}),
+                    error: Some(e.to_string()),
+                })),
+            }
         }
         let masker = Masker::new(secrets.iter().cloned());
 
@@ -395,7 +409,15 @@ impl Pipeline<'_> {
         render_config(&p.strategy.info.config_schema, &mut strategy_config, &ctx)
             .map_err(|e| fail(format!("strategy {e}")))?;
         let mut collectors = Vec::new();
-        for ((plugin, config), env) in p.collectors.iter().zip(envs) {
+        let mut unresolved = Vec::new();
+        for (i, ((plugin, config), env)) in p.collectors.iter().zip(envs).enumerate() {
+            let env = match env {
+                Ok(env) => env,
+                Err(failed) => {
+                    unresolved.push((i, failed));
+                    continue;
+                }
+            };
             let mut config = config.clone();
             render_config(&plugin.info.config_schema, &mut config, &ctx)
                 .map_err(|e| fail(format!("collector {}: {e}", plugin.info.id)))?;
@@ -418,6 +440,15 @@ impl Pipeline<'_> {
                 secrets,
             })
             .await;
+        let mut outcome = outcome;
+        // Back in config order, so results and assertions line up with the
+        // check's collectors. A run that stopped before its collectors ran
+        // reports that instead.
+        if !outcome.collectors.is_empty() || outcome.error().is_none() {
+            for (i, failed) in unresolved {
+                outcome.collectors.insert(i, failed);
+            }
+        }
 
         let assertions: Vec<AssertionOutcome> = outcome
             .collectors

@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::config::environments::effective_environments;
 use crate::config::{ApiConfig, ReadAccess, parse_duration};
 use crate::notify::Notifier;
-use crate::pipeline::environments::effective_environments;
 use crate::pipeline::run::{Pipeline, Prepared, RunReport};
 use crate::pipeline::secrets::{SecretProvider, reference_name, referenced_values};
 use crate::pipeline::setup::Setup;

@@ -100,7 +100,7 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
     // of the owning configuration version (see `cluster`).
     if !crate::cluster::shares_database(&store) {
         store
-            .sync_config(&file.checks, &file.assignments, now_ms())
+            .sync_config(&file.checks, &file.assignments, &file.systems, now_ms())
             .await?;
     }
     let plugin_dir = options

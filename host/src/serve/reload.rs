@@ -72,7 +72,7 @@ impl Reloader {
         if standalone
             && let Err(error) = self
                 .store
-                .sync_config(&file.checks, &file.assignments, now_ms())
+                .sync_config(&file.checks, &file.assignments, &file.systems, now_ms())
                 .await
         {
             self.metrics.reload_failures.inc();

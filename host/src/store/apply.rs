@@ -162,16 +162,27 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
                 continue;
             }
             changed_entities.insert(entity.clone(), (status, run.at_ms));
-            let from = previous.unwrap_or(Status::Healthy);
+            // An entity never measured, or left with nothing enabled, has no
+            // status to leave: its first measurement is a baseline.
+            let from = previous
+                .filter(|s| *s != Status::Unknown)
+                .unwrap_or(Status::Healthy);
             if from != status {
+                let rollup = env_scope.is_none();
                 caused.push(TransitionEvent {
                     id: None,
+                    own_slice: !rollup || run.environment_id.is_none(),
                     entity_id: entity,
                     from,
                     to: status,
                     kind: TransitionKind::classify(from, status),
                     check_id: run.check_id.clone(),
-                    environment_id: run.environment_id.clone(),
+                    // A rollup is the system's, not one environment's.
+                    environment_id: if rollup {
+                        None
+                    } else {
+                        run.environment_id.clone()
+                    },
                     run_id: Some(p.id),
                     at_ms: run.at_ms,
                 });

@@ -21,7 +21,8 @@ use serde_json::Value;
 use sqlx::QueryBuilder;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::config::{Assignment, Check, EnvSelection, Thresholds};
+use crate::config::environments::effective_environments;
+use crate::config::{Assignment, Check, EnvSelection, System, Thresholds};
 use db::{Db, with_pool};
 use state::{Status, TransitionKind};
 pub use writer::WriterConfig;
@@ -79,6 +80,11 @@ pub struct TransitionEvent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
     pub entity_id: String,
+    /// Whether the entity is the causing slice's own (its environment's,
+    /// or the system for a slice without environment) rather than a rollup
+    /// of it: only these notify, so one change sends one notice.
+    #[serde(skip)]
+    pub own_slice: bool,
     pub from: Status,
     pub to: Status,
     pub kind: TransitionKind,
@@ -107,11 +113,18 @@ pub struct RunEvent {
 }
 
 /// What the store tells listeners after each commit, in commit order: a
-/// run and the transitions it caused.
+/// run and the transitions it caused, or (without a run) the transitions a
+/// pause, resume or configuration change caused.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreEvent {
-    pub run: RunEvent,
+    pub run: Option<RunEvent>,
     pub transitions: Vec<TransitionEvent>,
+}
+
+impl StoreEvent {
+    pub fn run_id(&self) -> Option<i64> {
+        self.run.as_ref().map(|r| r.id)
+    }
 }
 
 /// A committed run: its id and the transitions it caused.
@@ -137,6 +150,39 @@ pub struct Store {
     router: outbox::SharedRouter,
     status_cache: tokio::sync::Mutex<read::StatusCache>,
     writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// The slices the configuration selects, as `(system, check, env_key)`.
+fn selected_slices<'a>(
+    assignments: &'a [Assignment],
+    systems: &'a [System],
+) -> std::collections::HashSet<(&'a str, &'a str, &'a str)> {
+    let systems: HashMap<&str, &System> = systems.iter().map(|s| (s.id.as_str(), s)).collect();
+    let mut selected = std::collections::HashSet::new();
+    for a in assignments {
+        let Some(system) = systems.get(a.system.as_str()) else {
+            continue;
+        };
+        for env in effective_environments(&a.environments, &system.environments) {
+            let env_key = match env {
+                Some(env) => system
+                    .environments
+                    .iter()
+                    .find(|e| **e == env)
+                    .map_or("", String::as_str),
+                None => "",
+            };
+            selected.insert((a.system.as_str(), a.check.as_str(), env_key));
+        }
+    }
+    selected
+}
+
+/// One cause per system: the first check (in order) whose change touched it.
+fn causes(mut changed: Vec<(String, String)>) -> Vec<(String, String)> {
+    changed.sort();
+    changed.dedup_by(|a, b| a.0 == b.0);
+    changed
 }
 
 pub fn entity_ids(system: &str, environment: Option<&str>) -> Vec<String> {
@@ -255,16 +301,20 @@ impl Store {
         self.db.close().await;
     }
 
-    /// Makes the stored checks and assignments match the configuration and
-    /// re-evaluates every slice under its (possibly new) thresholds, so
-    /// state evaluation sees current thresholds and paused flags.
+    /// Makes the stored checks and assignments match the configuration,
+    /// re-evaluates every slice under its (possibly new) thresholds and
+    /// marks which slices still count (assignment present, environment still
+    /// selected), then re-derives the entities of every system whose
+    /// counting slices or statuses changed, at once.
     pub async fn sync_config(
         &self,
         checks: &[Check],
         assignments: &[Assignment],
+        systems: &[System],
         now_ms: i64,
-    ) -> Result<(), StoreError> {
-        with_pool!(&self.db.write, pool => {
+    ) -> Result<Vec<TransitionEvent>, StoreError> {
+        let selected = selected_slices(assignments, systems);
+        let changed: Vec<(String, String)> = with_pool!(&self.db.write, pool => {
             let mut tx = db::WritePool::begin_write(pool).await?;
             for chunk in checks.chunks(500) {
                 let mut q = QueryBuilder::new("INSERT INTO checks (id, name, definition, updated_at) ");
@@ -280,6 +330,13 @@ impl Store {
                 );
                 q.build().execute(&mut *tx).await?;
             }
+            let was_paused: HashMap<(String, String), bool> =
+                sqlx::query_as::<_, (String, String, bool)>("SELECT system_id, check_id, paused FROM assignments")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .map(|(s, c, p)| ((s, c), p))
+                    .collect();
             sqlx::query("DELETE FROM assignments").execute(&mut *tx).await?;
             // Later duplicates win, as they did row by row.
             let unique: HashMap<(&str, &str), &Assignment> = assignments
@@ -311,26 +368,118 @@ impl Store {
             )
             .execute(&mut *tx)
             .await?;
-            let slices: Vec<(i64, String, String, String)> = sqlx::query_as(
-                "SELECT s.id, s.outcomes, s.status, a.thresholds FROM slices s
-                 JOIN assignments a ON a.system_id = s.system_id AND a.check_id = s.check_id",
+            let now_paused: Vec<(String, String, bool)> =
+                sqlx::query_as("SELECT system_id, check_id, paused FROM assignments")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            // (system, check) pairs whose part in their system changed.
+            let mut changed: Vec<(String, String)> = Vec::new();
+            let mut still_assigned = std::collections::HashSet::new();
+            for (system, check, paused) in now_paused {
+                if was_paused.get(&(system.clone(), check.clone())) != Some(&paused) {
+                    changed.push((system.clone(), check.clone()));
+                }
+                still_assigned.insert((system, check));
+            }
+            changed.extend(was_paused.into_keys().filter(|k| !still_assigned.contains(k)));
+            type SliceRow = (i64, String, String, String, String, String, bool, Option<String>);
+            let slices: Vec<SliceRow> = sqlx::query_as(
+                "SELECT s.id, s.system_id, s.check_id, s.env_key, s.outcomes, s.status, s.counts, a.thresholds
+                 FROM slices s LEFT JOIN assignments a ON a.system_id = s.system_id AND a.check_id = s.check_id",
             )
             .fetch_all(&mut *tx)
             .await?;
-            for (id, outcomes, stored, thresholds) in slices {
-                let thresholds: Thresholds = serde_json::from_str(&thresholds).unwrap_or_default();
-                let status = state::outcomes_status(&thresholds, &outcomes, Status::parse(&stored));
-                if status.as_str() != stored {
-                    sqlx::query("UPDATE slices SET status = $1 WHERE id = $2")
-                        .bind(status.as_str())
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
+            let mut updates: Vec<(i64, &'static str, bool)> = Vec::new();
+            for (id, system, check, env_key, outcomes, stored, counted, thresholds) in slices {
+                let stored_status = Status::parse(&stored);
+                // A removed assignment's slice keeps its last status: it no
+                // longer counts, and its history stays readable.
+                let status = match thresholds {
+                    Some(t) => {
+                        let t: Thresholds = serde_json::from_str(&t).unwrap_or_default();
+                        state::outcomes_status(&t, &outcomes, stored_status)
+                    }
+                    None => stored_status,
+                };
+                let counts = selected.contains(&(system.as_str(), check.as_str(), env_key.as_str()));
+                if status != stored_status || counts != counted {
+                    updates.push((id, status.as_str(), counts));
+                    changed.push((system, check));
                 }
             }
+            for chunk in updates.chunks(500) {
+                // VALUES columns are column1, column2, … in both engines.
+                let mut q = QueryBuilder::new(
+                    "UPDATE slices SET status = v.column2, counts = v.column3 FROM (",
+                );
+                q.push_values(chunk, |mut row, (id, status, counts)| {
+                    row.push_bind(*id).push_bind(*status).push_bind(*counts);
+                });
+                q.push(") AS v WHERE slices.id = v.column1");
+                q.build().execute(&mut *tx).await?;
+            }
             tx.commit().await?;
+            changed
         });
-        Ok(())
+        self.reevaluate(causes(changed), now_ms).await
+    }
+
+    /// Re-derives the entities of these systems (each with the check whose
+    /// change prompted it) from the slices that count now, writing a
+    /// transition for each status that changed between measured states.
+    pub async fn reevaluate(
+        &self,
+        systems: Vec<(String, String)>,
+        at_ms: i64,
+    ) -> Result<Vec<TransitionEvent>, StoreError> {
+        self.rederive(systems, None, at_ms).await
+    }
+
+    /// Pauses or resumes an assignment until the next API call: survives
+    /// restarts and reloads. The system's entities are re-derived in the
+    /// same transaction (a paused slice counts for nothing), and the
+    /// transitions that caused are returned.
+    pub async fn set_paused(
+        &self,
+        system: &str,
+        check: &str,
+        paused: bool,
+        now_ms: i64,
+    ) -> Result<Vec<TransitionEvent>, StoreError> {
+        let pause = writer::Pause {
+            system: system.to_string(),
+            check: check.to_string(),
+            paused,
+        };
+        self.rederive(
+            vec![(system.to_string(), check.to_string())],
+            Some(pause),
+            now_ms,
+        )
+        .await
+    }
+
+    async fn rederive(
+        &self,
+        systems: Vec<(String, String)>,
+        pause: Option<writer::Pause>,
+        at_ms: i64,
+    ) -> Result<Vec<TransitionEvent>, StoreError> {
+        if systems.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, done) = oneshot::channel();
+        self.queue
+            .send(writer::Job::Reevaluate(writer::Reevaluation {
+                systems,
+                pause,
+                at_ms,
+                reply,
+            }))
+            .await
+            .map_err(|_| StoreError::NotPersisted("the store is closed".into()))?;
+        done.await
+            .map_err(|_| StoreError::NotPersisted("the writer stopped".into()))?
     }
 
     /// Current status of every entity, rollups first.

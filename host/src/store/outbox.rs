@@ -50,7 +50,8 @@ pub fn idempotency_key(t: &TransitionEvent, target: &str, reminder: u32) -> Stri
     let text = format!(
         "{}/{}/{}/{target}/{reminder}",
         t.id.unwrap_or_default(),
-        t.run_id.unwrap_or_default(),
+        // A re-evaluation has no run: its time keeps keys apart instead.
+        t.run_id.unwrap_or(t.at_ms),
         t.entity_id
     );
     hex::encode(&Sha256::digest(text.as_bytes())[..16])

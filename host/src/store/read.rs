@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sqlx::QueryBuilder;
 
-use super::db::{WritePool, with_pool};
+use super::db::with_pool;
 use super::ids::{created_at, first_id_at};
-use super::sketch::Sketch;
 use super::state::{Status, TransitionKind};
 use super::{
     DAY_MS, EntityStatus, HOUR_MS, RunEvent, Store, StoreError, StoreEvent, TransitionEvent,
@@ -168,6 +167,8 @@ pub(super) fn transition_event(row: TransitionRow) -> TransitionEvent {
     let (from, to) = (Status::parse(&from), Status::parse(&to));
     TransitionEvent {
         id: Some(id),
+        // Stored rows are read for history and reminders, never routed anew.
+        own_slice: entity_id.contains("::") || environment_id.is_none(),
         entity_id,
         from,
         to,
@@ -418,7 +419,7 @@ impl Store {
                 let run = run_record(row).run;
                 StoreEvent {
                     transitions: caused.remove(&run.id).unwrap_or_default(),
-                    run,
+                    run: Some(run),
                 }
             })
             .collect())
@@ -442,7 +443,7 @@ impl Store {
         to_ms: i64,
         bucket: Bucket,
     ) -> Result<Vec<HistoryPoint>, StoreError> {
-        type Row = (i64, i64, i64, i64, f64, f64, f64, f64, String, i32);
+        type Row = (i64, i64, i64, i64, f64, f64, f64, f64, i32);
         let rows: Vec<Row> = with_pool!(&self.db.read, pool => {
             let mut q = QueryBuilder::new("");
             for (i, (table, tier)) in [("aggregates_hourly", 0), ("aggregates_daily", 1)].into_iter().enumerate() {
@@ -451,7 +452,7 @@ impl Store {
                 }
                 q.push(format!(
                     "SELECT bucket, total, healthy, unhealthy, latency_sum, latency_min, latency_max, p95, \
-                     sketch, {tier} FROM {table} WHERE bucket >= "
+                     {tier} FROM {table} WHERE bucket >= "
                 ));
                 // A bucket that starts before `from` may still overlap it.
                 let span = if tier == 1 { DAY_MS } else { HOUR_MS };
@@ -461,54 +462,48 @@ impl Store {
             }
             q.build_query_as().fetch_all(pool).await?
         });
-        let mut merged: BTreeMap<(i64, bool), (HistoryPoint, Sketch, f64)> = BTreeMap::new();
-        for (start, total, healthy, unhealthy, sum, min, max, p95, sketch, tier) in rows {
+        // One p95 rule everywhere, the seed's: a bucket that merges stored
+        // rows (the hours of a day, several slices) reports the largest of
+        // their p95s, as the daily tier stores it.
+        let mut merged: BTreeMap<(i64, bool), (HistoryPoint, f64)> = BTreeMap::new();
+        for (start, total, healthy, unhealthy, sum, min, max, p95, tier) in rows {
             let day = tier == 1 || bucket == Bucket::Day;
             let start = if day {
                 start.div_euclid(DAY_MS) * DAY_MS
             } else {
                 start
             };
-            let (point, merged_sketch, sum_total) =
-                merged.entry((start, day)).or_insert_with(|| {
-                    (
-                        HistoryPoint {
-                            start_ms: start,
-                            span: if day { "day" } else { "hour" }.into(),
-                            total: 0,
-                            healthy: 0,
-                            unhealthy: 0,
-                            uptime: 0.0,
-                            latency_avg_ms: 0.0,
-                            latency_min_ms: f64::INFINITY,
-                            latency_max_ms: 0.0,
-                            latency_p95_ms: 0.0,
-                        },
-                        Sketch::default(),
-                        0.0,
-                    )
-                });
+            let (point, sum_total) = merged.entry((start, day)).or_insert_with(|| {
+                (
+                    HistoryPoint {
+                        start_ms: start,
+                        span: if day { "day" } else { "hour" }.into(),
+                        total: 0,
+                        healthy: 0,
+                        unhealthy: 0,
+                        uptime: 0.0,
+                        latency_avg_ms: 0.0,
+                        latency_min_ms: f64::INFINITY,
+                        latency_max_ms: 0.0,
+                        latency_p95_ms: 0.0,
+                    },
+                    0.0,
+                )
+            });
             point.total += total;
             point.healthy += healthy;
             point.unhealthy += unhealthy;
             point.latency_min_ms = point.latency_min_ms.min(min);
             point.latency_max_ms = point.latency_max_ms.max(max);
             point.latency_p95_ms = point.latency_p95_ms.max(p95);
-            merged_sketch.merge(&Sketch::from_json(&sketch));
             *sum_total += sum;
         }
         Ok(merged
             .into_values()
-            .filter(|(p, _, _)| p.total > 0)
-            .map(|(mut p, sketch, sum)| {
+            .filter(|(p, _)| p.total > 0)
+            .map(|(mut p, sum)| {
                 p.uptime = p.healthy as f64 / p.total as f64;
                 p.latency_avg_ms = sum / p.total as f64;
-                // Rolled-up days keep no sketch: their p95 is the max of their hours'.
-                if sketch.count() > 0 {
-                    p.latency_p95_ms = sketch
-                        .quantile(0.95)
-                        .clamp(p.latency_min_ms, p.latency_max_ms);
-                }
                 p
             })
             .collect())
@@ -602,38 +597,5 @@ impl Store {
                 .await?
         });
         Ok(rows.into_iter().map(|(s, c, p)| ((s, c), p)).collect())
-    }
-
-    /// Pauses or resumes an assignment until the next API call: survives
-    /// restarts and reloads, and state evaluation sees it at once.
-    pub async fn set_paused(
-        &self,
-        system: &str,
-        check: &str,
-        paused: bool,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        with_pool!(&self.db.write, pool => {
-            let mut tx = pool.begin_write().await?;
-            sqlx::query(
-                "INSERT INTO assignment_pauses (system_id, check_id, paused, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (system_id, check_id) DO UPDATE SET paused = excluded.paused,
-                     updated_at = excluded.updated_at",
-            )
-            .bind(system)
-            .bind(check)
-            .bind(paused)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE assignments SET paused = $1 WHERE system_id = $2 AND check_id = $3")
-                .bind(paused)
-                .bind(system)
-                .bind(check)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        });
-        Ok(())
     }
 }

@@ -15,7 +15,7 @@ use super::db::{Db, WritePool, entity_lock_key, is_transient, with_pool};
 use super::ids::RunIds;
 use super::outbox::{self, OutboxRow, SharedRouter};
 use super::sketch::Sketch;
-use super::state::Status;
+use super::state::{Status, TransitionKind};
 use super::{NewRun, Recorded, RunEvent, StoreError, StoreEvent, TransitionEvent, entity_ids};
 use crate::config::Thresholds;
 
@@ -60,11 +60,40 @@ pub enum Job {
         result_json: String,
         reply: Reply,
     },
+    /// Re-derive these systems' entities (each with the check that prompted
+    /// it) from the slices that count now, after what queued before it.
+    Reevaluate(Reevaluation),
     /// Commit what is queued and end.
     Stop,
 }
 
 type Reply = oneshot::Sender<Result<Recorded, StoreError>>;
+
+pub struct Reevaluation {
+    pub systems: Vec<(String, String)>,
+    /// A pause or resume to apply in the same transaction, so no run
+    /// commits between the change and what it does to the system.
+    pub pause: Option<Pause>,
+    pub at_ms: i64,
+    pub reply: oneshot::Sender<Result<Vec<TransitionEvent>, StoreError>>,
+}
+
+pub struct Pause {
+    pub system: String,
+    pub check: String,
+    pub paused: bool,
+}
+
+/// Systems per re-evaluation transaction: bounds the locks one holds.
+const REEVALUATE_CHUNK: usize = 200;
+
+/// What taking a job into a batch asks of the writer.
+enum Taken {
+    Queued,
+    Stop,
+    /// Close the batch here; re-evaluate once it committed.
+    Reevaluate(Reevaluation),
+}
 
 /// Runs with their serialised results, and who waits for each.
 #[derive(Default)]
@@ -74,8 +103,8 @@ struct Batch {
 }
 
 impl Batch {
-    /// Adds a job's run; true when the job asks the writer to stop.
-    fn take(&mut self, job: Job) -> bool {
+    /// Adds a job's run, or says what else the job asks.
+    fn take(&mut self, job: Job) -> Taken {
         match job {
             Job::Run {
                 run,
@@ -84,9 +113,10 @@ impl Batch {
             } => {
                 self.runs.push((run, result_json));
                 self.replies.push(reply);
-                false
+                Taken::Queued
             }
-            Job::Stop => true,
+            Job::Reevaluate(r) => Taken::Reevaluate(r),
+            Job::Stop => Taken::Stop,
         }
     }
 }
@@ -137,10 +167,20 @@ impl Writer {
                 break;
             };
             let mut batch = Batch::default();
-            // A batch closes when full, or `linger` after its first run.
+            let mut held = Vec::new();
+            // A batch closes when full, or `linger` after its first run, or
+            // where a re-evaluation asks to follow it.
             let closes = tokio::time::Instant::now() + self.config.linger;
-            stopping = batch.take(first);
-            while !stopping && batch.replies.len() < self.config.max_batch {
+            let mut taken = batch.take(first);
+            loop {
+                match taken {
+                    Taken::Queued => {}
+                    Taken::Stop => stopping = true,
+                    Taken::Reevaluate(r) => held.push(r),
+                }
+                if stopping || !held.is_empty() || batch.replies.len() >= self.config.max_batch {
+                    break;
+                }
                 let next = match jobs.try_recv() {
                     Ok(job) => Some(job),
                     Err(_) => tokio::time::timeout_at(closes, jobs.recv())
@@ -149,20 +189,141 @@ impl Writer {
                         .flatten(),
                 };
                 match next {
-                    Some(job) => stopping = batch.take(job),
+                    Some(job) => taken = batch.take(job),
                     None => break,
                 }
             }
             if stopping {
-                // Runs queued behind the stop are still committed.
+                // Runs and re-evaluations queued behind the stop still happen.
                 while let Ok(job) = jobs.try_recv() {
-                    batch.take(job);
+                    if let Taken::Reevaluate(r) = batch.take(job) {
+                        held.push(r);
+                    }
                 }
             }
             if !batch.replies.is_empty() {
                 self.write(batch.runs, batch.replies).await;
             }
+            for r in held {
+                self.reevaluate(r).await;
+            }
         }
+    }
+
+    async fn reevaluate(&mut self, r: Reevaluation) {
+        let mut transitions = Vec::new();
+        for chunk in r.systems.chunks(REEVALUATE_CHUNK) {
+            let pause = r
+                .pause
+                .as_ref()
+                .filter(|p| chunk.iter().any(|(s, _)| *s == p.system));
+            match self.reevaluate_with_retry(chunk, pause, r.at_ms).await {
+                Ok(caused) => transitions.extend(caused),
+                Err(message) => {
+                    tracing::error!(systems = chunk.len(), "{message}");
+                    let _ = r.reply.send(Err(StoreError::NotPersisted(message)));
+                    return;
+                }
+            }
+        }
+        if !transitions.is_empty() {
+            let _ = self.events.send(StoreEvent {
+                run: None,
+                transitions: transitions.clone(),
+            });
+        }
+        let _ = r.reply.send(Ok(transitions));
+    }
+
+    /// Re-evaluating is idempotent (it writes only differences), so a retry
+    /// after a commit whose answer was lost writes nothing twice.
+    async fn reevaluate_with_retry(
+        &mut self,
+        systems: &[(String, String)],
+        pause: Option<&Pause>,
+        at_ms: i64,
+    ) -> Result<Vec<TransitionEvent>, String> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let error = match self.reevaluate_once(systems, pause, at_ms).await {
+                Ok(transitions) => return Ok(transitions),
+                Err(e) => e,
+            };
+            if !is_transient(&error) || started.elapsed() >= self.config.retry_for {
+                return Err(format!("database {}: {error}", self.db.url));
+            }
+            tracing::warn!(database = %self.db.url, "re-evaluation failed, retrying: {error}");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn reevaluate_once(
+        &mut self,
+        systems: &[(String, String)],
+        pause: Option<&Pause>,
+        at_ms: i64,
+    ) -> Result<Vec<TransitionEvent>, sqlx::Error> {
+        // Every run's transaction locks its system's rollup: locking the
+        // rollups serialises this with them.
+        let mut lock_keys: Vec<i64> = systems.iter().map(|(s, _)| entity_lock_key(s)).collect();
+        lock_keys.sort_unstable();
+        lock_keys.dedup();
+        let cause: HashMap<&str, &str> = systems
+            .iter()
+            .map(|(s, c)| (s.as_str(), c.as_str()))
+            .collect();
+        with_pool!(&self.db.write, pool => {
+            let mut tx = pool.begin_write().await?;
+            pool.lock_entities(&mut tx, &lock_keys).await?;
+            if let Some(p) = pause {
+                sqlx::query(
+                    "INSERT INTO assignment_pauses (system_id, check_id, paused, updated_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (system_id, check_id) DO UPDATE SET paused = excluded.paused,
+                         updated_at = excluded.updated_at",
+                )
+                .bind(p.system.as_str())
+                .bind(p.check.as_str())
+                .bind(p.paused)
+                .bind(at_ms)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE assignments SET paused = $1 WHERE system_id = $2 AND check_id = $3")
+                    .bind(p.paused)
+                    .bind(p.system.as_str())
+                    .bind(p.check.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let mut transitions = rederive(&mut tx, &cause, at_ms).await?;
+            insert_transitions(&mut tx, transitions.iter_mut()).await?;
+            let rows = self.outbox_rows(transitions.iter());
+            if !rows.is_empty() {
+                outbox::insert(&mut tx, &rows, crate::pipeline::run::now_ms()).await?;
+            }
+            tx.commit().await?;
+            Ok(transitions)
+        })
+    }
+
+    /// The notices of new transitions, as outbox rows.
+    fn outbox_rows<'t>(
+        &self,
+        transitions: impl Iterator<Item = &'t TransitionEvent>,
+    ) -> Vec<OutboxRow<'t>> {
+        transitions
+            .flat_map(|t| {
+                self.router.notices(t).into_iter().map(move |n| {
+                    (
+                        t.id.unwrap_or_default(),
+                        t.entity_id.as_str(),
+                        t.kind.as_str(),
+                        n,
+                    )
+                })
+            })
+            .collect()
     }
 
     async fn write(&mut self, runs: Vec<(NewRun, String)>, replies: Vec<Reply>) {
@@ -178,7 +339,7 @@ impl Writer {
                 {
                     // Nobody listening is fine: the rows are the record.
                     let _ = self.events.send(StoreEvent {
-                        run: run_event(run_id, run),
+                        run: Some(run_event(run_id, run)),
                         transitions: caused.clone(),
                     });
                     let _ = reply.send(Ok(Recorded {
@@ -274,20 +435,7 @@ impl Writer {
             let mut loaded = load(&mut tx, &pending).await?;
             let mut applied = apply(&mut loaded, &pending);
             write(&mut tx, &pending, &loaded, &mut applied).await?;
-            let notices: Vec<(&TransitionEvent, Vec<outbox::Notice>)> = applied
-                .transitions
-                .iter()
-                .flatten()
-                .map(|t| (t, self.router.notices(t)))
-                .collect();
-            let rows: Vec<OutboxRow> = notices
-                .into_iter()
-                .flat_map(|(t, notices)| {
-                    notices.into_iter().map(move |n| {
-                        (t.id.unwrap_or_default(), t.entity_id.as_str(), t.kind.as_str(), n)
-                    })
-                })
-                .collect();
+            let rows = self.outbox_rows(applied.transitions.iter().flatten());
             if !rows.is_empty() {
                 outbox::insert(&mut tx, &rows, crate::pipeline::run::now_ms()).await?;
             }
@@ -367,6 +515,7 @@ type SliceRow = (
     String,
     Option<String>,
     Option<bool>,
+    bool,
 );
 
 type AggregateRow = (i64, i64, i64, i64, i64, f64, f64, f64, String);
@@ -406,13 +555,13 @@ where
     for chunk in slice_ids.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
             "SELECT s.id, s.environment_id, s.outcomes, s.status,
-                    a.thresholds, a.paused
+                    a.thresholds, a.paused, s.counts
              FROM slices s LEFT JOIN assignments a ON a.system_id = s.system_id AND a.check_id = s.check_id
              WHERE s.id IN (",
         );
         push_list(&mut q, chunk.iter().copied());
         let rows: Vec<SliceRow> = q.build_query_as().fetch_all(&mut **tx).await?;
-        for (id, environment_id, outcomes, status, thresholds, paused) in rows {
+        for (id, environment_id, outcomes, status, thresholds, paused, selected) in rows {
             let thresholds_known = thresholds.is_some();
             let thresholds: Thresholds = thresholds
                 .and_then(|t| serde_json::from_str(&t).ok())
@@ -425,7 +574,7 @@ where
                     outcomes,
                     status: Status::parse(&status),
                     thresholds,
-                    counts: thresholds_known && paused == Some(false),
+                    counts: thresholds_known && paused == Some(false) && selected,
                 },
             );
         }
@@ -435,7 +584,7 @@ where
             "SELECT s.system_id, s.env_key, MAX(CASE s.status WHEN 'unhealthy' THEN 3 WHEN 'degraded' THEN 2
                     WHEN 'healthy' THEN 1 ELSE 0 END)
              FROM slices s JOIN assignments a ON a.system_id = s.system_id AND a.check_id = s.check_id
-             WHERE NOT a.paused AND s.status <> 'unknown' AND s.system_id IN (",
+             WHERE NOT a.paused AND s.counts AND s.status <> 'unknown' AND s.system_id IN (",
         );
         push_list(&mut q, chunk.iter().copied());
         q.push(" AND s.id NOT IN (");
@@ -538,7 +687,7 @@ where
     for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    (i64, String, i64): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (i64, String, Option<i64>): for<'r> sqlx::FromRow<'r, DB::Row>,
 {
     for chunk in pending.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
@@ -625,8 +774,26 @@ where
         q.build().execute(&mut **tx).await?;
     }
 
-    let transitions: Vec<&TransitionEvent> = applied.transitions.iter().flatten().collect();
-    let mut ids: HashMap<(String, i64), i64> = HashMap::new();
+    insert_transitions(tx, applied.transitions.iter_mut().flatten()).await
+}
+
+/// Inserts new transitions and fills in their row ids.
+async fn insert_transitions<'t, DB>(
+    tx: &mut Transaction<'static, DB>,
+    transitions: impl Iterator<Item = &'t mut TransitionEvent>,
+) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (i64, String, Option<i64>): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let mut transitions: Vec<&mut TransitionEvent> = transitions.collect();
+    let mut ids: HashMap<(String, Option<i64>), i64> = HashMap::new();
     for chunk in transitions.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
             "INSERT INTO transitions (entity_id, from_status, to_status, kind, check_id, environment_id,
@@ -642,18 +809,138 @@ where
                 .push_bind(t.at_ms)
                 .push_bind(t.run_id);
         });
-        // A run causes at most one transition per entity: (entity, run) names a row.
+        // A run (or a re-evaluation) causes at most one transition per
+        // entity: (entity, run) names a row.
         q.push(" RETURNING id, entity_id, run_id");
-        let rows: Vec<(i64, String, i64)> = q.build_query_as().fetch_all(&mut **tx).await?;
+        let rows: Vec<(i64, String, Option<i64>)> = q.build_query_as().fetch_all(&mut **tx).await?;
         ids.extend(
             rows.into_iter()
                 .map(|(id, entity, run)| ((entity, run), id)),
         );
     }
-    for t in applied.transitions.iter_mut().flatten() {
-        t.id = t
-            .run_id
-            .and_then(|run| ids.get(&(t.entity_id.clone(), run)).copied());
+    for t in &mut transitions {
+        t.id = ids.get(&(t.entity_id.clone(), t.run_id)).copied();
     }
     Ok(())
+}
+
+/// Re-derives the entities of the given systems (system → the check that
+/// prompted it) from their counting slices, writes the states that changed
+/// and returns the transitions between measured states. An entity left with
+/// nothing enabled becomes `unknown` without a transition: it has no status
+/// to report, and its next measurement starts from a baseline.
+async fn rederive<DB>(
+    tx: &mut Transaction<'static, DB>,
+    cause: &HashMap<&str, &str>,
+    at_ms: i64,
+) -> Result<Vec<TransitionEvent>, sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (String, String, String, bool, Option<bool>): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (String, String): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let mut systems: Vec<&str> = cause.keys().copied().collect();
+    systems.sort_unstable();
+    let mut q = QueryBuilder::<DB>::new(
+        "SELECT s.system_id, s.env_key, s.status, s.counts, a.paused
+         FROM slices s LEFT JOIN assignments a ON a.system_id = s.system_id AND a.check_id = s.check_id
+         WHERE s.system_id IN (",
+    );
+    push_list(&mut q, systems.iter().copied());
+    let rows: Vec<(String, String, String, bool, Option<bool>)> =
+        q.build_query_as().fetch_all(&mut **tx).await?;
+    // entity → (system, environment, status now)
+    let mut derived: std::collections::BTreeMap<String, (String, Option<String>, Status)> =
+        Default::default();
+    for system in &systems {
+        derived.insert(
+            system.to_string(),
+            (system.to_string(), None, Status::Unknown),
+        );
+    }
+    for (system, env_key, status, selected, paused) in rows {
+        let counting = selected && paused == Some(false);
+        let status = if counting {
+            Status::parse(&status)
+        } else {
+            Status::Unknown
+        };
+        let env = (!env_key.is_empty()).then_some(env_key);
+        for entity in entity_ids(&system, env.as_deref()) {
+            let scope = entity.contains("::").then(|| env.clone()).flatten();
+            let slot = derived
+                .entry(entity)
+                .or_insert_with(|| (system.clone(), scope, Status::Unknown));
+            slot.2 = slot.2.max(status);
+        }
+    }
+    let mut stored: HashMap<String, Status> = HashMap::new();
+    let entities: Vec<&str> = derived.keys().map(String::as_str).collect();
+    for chunk in entities.chunks(CHUNK) {
+        let mut q = QueryBuilder::<DB>::new(
+            "SELECT entity_id, status FROM entity_state WHERE entity_id IN (",
+        );
+        push_list(&mut q, chunk.iter().copied());
+        let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut **tx).await?;
+        stored.extend(rows.into_iter().map(|(e, s)| (e, Status::parse(&s))));
+    }
+    let mut states: Vec<(&str, Status)> = Vec::new();
+    let mut transitions = Vec::new();
+    for (entity, (system, environment, status)) in &derived {
+        let before = stored.get(entity).copied();
+        if before == Some(*status) || (before.is_none() && *status == Status::Unknown) {
+            continue;
+        }
+        states.push((entity, *status));
+        let Some(from) = before.filter(|s| *s != Status::Unknown) else {
+            continue;
+        };
+        if *status == Status::Unknown {
+            continue;
+        }
+        transitions.push(TransitionEvent {
+            id: None,
+            own_slice: environment.is_some(),
+            entity_id: entity.clone(),
+            from,
+            to: *status,
+            kind: TransitionKind::classify(from, *status),
+            check_id: cause
+                .get(system.as_str())
+                .copied()
+                .unwrap_or_default()
+                .to_string(),
+            environment_id: environment.clone(),
+            run_id: None,
+            at_ms,
+        });
+    }
+    // One change sends one notice: the rollup notifies only when none of
+    // its environments did.
+    let env_noticed: std::collections::HashSet<String> = transitions
+        .iter()
+        .filter(|t| t.environment_id.is_some())
+        .filter_map(|t| t.entity_id.split("::").next().map(str::to_string))
+        .collect();
+    for t in &mut transitions {
+        if t.environment_id.is_none() {
+            t.own_slice = !env_noticed.contains(&t.entity_id);
+        }
+    }
+    for chunk in states.chunks(CHUNK) {
+        let mut q =
+            QueryBuilder::<DB>::new("INSERT INTO entity_state (entity_id, status, updated_at) ");
+        q.push_values(chunk, |mut row, (entity, status)| {
+            row.push_bind(*entity)
+                .push_bind(status.as_str())
+                .push_bind(at_ms);
+        });
+        q.push(" ON CONFLICT (entity_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at");
+        q.build().execute(&mut **tx).await?;
+    }
+    Ok(transitions)
 }

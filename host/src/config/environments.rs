@@ -1,6 +1,8 @@
-//! Stage 1: which environments an assignment runs in.
+//! Stage 1 of the pipeline: which environments an assignment runs in. It
+//! lives with the configuration because the store needs it as well, to know
+//! which slices still count.
 
-use crate::config::EnvSelection;
+use super::EnvSelection;
 
 /// `None` in the result is the env-less run.
 ///
