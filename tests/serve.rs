@@ -324,3 +324,201 @@ async fn the_daemon_waits_out_a_database_outage_and_recovers() {
     );
     assert_all_stored(&ws, &reported).await;
 }
+
+/// PostgreSQL turns read-only under the daemon: writes are held, not
+/// dropped, `/readyz` and a metric say `read-only`, and once it is writable
+/// again every reported run is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_holds_runs_until_it_is_writable() {
+    let Some(db) = support::db::TestDb::postgres().await else {
+        return;
+    };
+    let support::db::TestDb::Postgres { admin_url, name } = &db else {
+        unreachable!()
+    };
+    let (admin_url, name) = (admin_url.clone(), name.clone());
+    let ws = Workspace::on(db, PLUGINS);
+    ws.config(&config(5, "200ms", false));
+    let daemon = Daemon::start(&ws, &[]);
+    daemon.wait_for(Duration::from_secs(20), "first runs", |d| {
+        d.reported_runs().len() >= 5
+    });
+    let admin = |sql: String| {
+        let admin_url = admin_url.clone();
+        async move {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    };
+    // New sessions start read-only; the daemon's are ended, so it reconnects.
+    admin(format!(
+        "ALTER DATABASE {name} SET default_transaction_read_only = on;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+    ))
+    .await;
+    daemon.wait_for(Duration::from_secs(20), "/readyz to say read-only", |d| {
+        d.get("/readyz")
+            .is_some_and(|r| r.starts_with("HTTP/1.1 503") && r.contains("(read-only)"))
+    });
+    let metrics = daemon.get("/metrics").unwrap_or_default();
+    assert!(
+        metrics.contains(r#"checkhost_store_write_failing{reason="read-only"} 1"#),
+        "{metrics}"
+    );
+    let during = daemon.reported_runs().len();
+    admin(format!(
+        "ALTER DATABASE {name} RESET default_transaction_read_only;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+    ))
+    .await;
+    daemon.wait_for(Duration::from_secs(30), "recovery", |d| {
+        d.get("/readyz")
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            && d.reported_runs().len() >= during + 10
+    });
+    daemon.signal("TERM");
+    let reported = daemon.reported_runs();
+    let (code, log) = daemon.wait();
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+    assert!(
+        !log.iter().any(|l| l.contains("not persisted")),
+        "no run was dropped: {}",
+        log.join("\n")
+    );
+    assert_all_stored(&ws, &reported).await;
+}
+
+/// A small tmpfs mounted over a folder for one test, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// `None` (after a loud message) where mounting is not permitted,
+    /// except under `CI=true`, where the test must run.
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status();
+        if status.is_ok_and(|s| s.success()) {
+            return Some(Tmpfs(dir.to_path_buf()));
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot mount a tmpfs at {} under CI",
+            dir.display()
+        );
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs at {} (needs root): the full-disk test did not run",
+            dir.display()
+        );
+        None
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system under `dir` until it refuses another byte.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    while file.write_all(&block).and_then(|()| file.flush()).is_ok() {}
+    let small = [0u8; 512];
+    while file
+        .write_all(&small)
+        .and_then(|()| file.sync_all())
+        .is_ok()
+    {}
+    path
+}
+
+fn status_line(response: &Option<String>) -> &str {
+    response
+        .as_deref()
+        .and_then(|r| r.lines().next())
+        .unwrap_or("")
+}
+
+/// A full disk never drops a batch: the writer holds it (and, through its
+/// bounded queue, what comes behind it), `/readyz` turns red and a metric
+/// says why; once there is room again every run is written, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_holds_runs_until_there_is_room_again() {
+    let ws = Workspace::new(PLUGINS);
+    let support::db::TestDb::Sqlite(db_dir) = &ws.db else {
+        unreachable!("Workspace::new is on SQLite")
+    };
+    let Some(_tmpfs) = Tmpfs::mount(db_dir.path(), "4m") else {
+        return;
+    };
+    ws.config(&config(20, "100ms", false));
+    let daemon = Daemon::start(&ws, &[]);
+    daemon.wait_for(Duration::from_secs(20), "first runs", |d| {
+        d.reported_runs().len() >= 50
+    });
+    let filler = fill(db_dir.path());
+    daemon.wait_for(Duration::from_secs(60), "/readyz to turn red", |d| {
+        status_line(&d.get("/readyz")).contains("503")
+    });
+    let ready = daemon.get("/readyz").unwrap_or_default();
+    assert!(
+        ready.contains("database not writable (disk-full)"),
+        "{ready}"
+    );
+    let metrics = daemon.get("/metrics").unwrap_or_default();
+    assert!(
+        metrics.contains(r#"checkhost_store_write_failing{reason="disk-full"} 1"#),
+        "{metrics}"
+    );
+    let held = daemon.reported_runs().len();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        daemon.reported_runs().len(),
+        held,
+        "nothing is reported recorded while the disk is full"
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    daemon.wait_for(Duration::from_secs(60), "/readyz to turn green", |d| {
+        status_line(&d.get("/readyz")).contains("200")
+    });
+    daemon.wait_for(Duration::from_secs(20), "runs to go on", |d| {
+        d.reported_runs().len() >= held + 100
+    });
+    let metrics = daemon.get("/metrics").unwrap_or_default();
+    assert!(
+        !metrics.contains("checkhost_store_write_failing{"),
+        "{metrics}"
+    );
+    daemon.signal("TERM");
+    let (code, log) = daemon.wait();
+    assert_eq!(code, Some(0));
+    assert!(
+        !log.iter().any(|l| l.contains("not persisted")),
+        "no batch was dropped: {:?}",
+        log.iter()
+            .filter(|l| l.contains("not persisted"))
+            .collect::<Vec<_>>()
+    );
+    let reported: std::collections::BTreeSet<i64> = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "run recorded")
+        .filter_map(|v| v["fields"]["run_id"].as_i64())
+        .collect();
+    let stored = ws.db.count("SELECT COUNT(*) FROM runs").await;
+    assert_eq!(
+        stored,
+        reported.len() as i64,
+        "every run reported is stored, once"
+    );
+}

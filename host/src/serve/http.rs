@@ -30,6 +30,8 @@ pub fn router(endpoints: Endpoints) -> Router {
 
 async fn metrics(State(e): State<Endpoints>) -> impl IntoResponse {
     e.metrics.writer_queue.set(e.store.queue_depth() as i64);
+    e.metrics
+        .observe_write_failure(e.store.write_failure().as_ref());
     e.metrics.observe_pool(e.runtime.pool_usage());
     (
         [(
@@ -41,8 +43,22 @@ async fn metrics(State(e): State<Endpoints>) -> impl IntoResponse {
 }
 
 /// The daemon only serves once its configuration is loaded, so readiness
-/// is the database answering.
+/// is the database answering, and taking the writes it is given.
 async fn ready(State(e): State<Endpoints>) -> impl IntoResponse {
+    if let Some(f) = e.store.write_failure() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "database not writable ({}) since {}, runs held: {}: {}\n",
+                f.reason,
+                chrono::DateTime::<chrono::Utc>::from_timestamp_millis(f.since_ms)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default(),
+                e.store.queue_depth(),
+                f.message
+            ),
+        );
+    }
     match e.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         Err(error) => (

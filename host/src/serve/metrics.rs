@@ -14,6 +14,11 @@ use prometheus_client::registry::Registry;
 use crate::pipeline::run::RunReport;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RunLabels {
     pub check: String,
     pub plugin: String,
@@ -35,6 +40,8 @@ pub struct Metrics {
     pub slices: Gauge,
     pub ticks_skipped: Counter,
     pub writer_queue: Gauge,
+    /// 1 for the reason the writer holds runs it cannot write, if any.
+    pub write_failing: Family<ReasonLabels, Gauge>,
     pub batch_commit: Histogram,
     pub batch_runs: Histogram,
     pub reloads: Counter,
@@ -64,6 +71,7 @@ impl Metrics {
             slices: Gauge::default(),
             ticks_skipped: Counter::default(),
             writer_queue: Gauge::default(),
+            write_failing: Family::default(),
             batch_commit: seconds(),
             batch_runs: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             reloads: Counter::default(),
@@ -135,6 +143,12 @@ impl Metrics {
             "writer_queue_depth",
             "Runs waiting for the batched writer",
             metrics.writer_queue.clone(),
+        );
+        registry.register(
+            "store_write_failing",
+            "1 while the writer holds runs the database cannot take, labelled by why \
+             (disk-full, read-only, io-error, cannot-open, busy, unreachable)",
+            metrics.write_failing.clone(),
         );
         registry.register(
             "batch_commit_seconds",
@@ -233,6 +247,17 @@ impl Metrics {
     pub fn observe_commit(&self, took: Duration, runs: usize) {
         self.batch_commit.observe(took.as_secs_f64());
         self.batch_runs.observe(runs as f64);
+    }
+
+    pub fn observe_write_failure(&self, failure: Option<&crate::store::WriteFailure>) {
+        self.write_failing.clear();
+        if let Some(f) = failure {
+            self.write_failing
+                .get_or_create(&ReasonLabels {
+                    reason: f.reason.to_string(),
+                })
+                .set(1);
+        }
     }
 
     pub fn observe_pool(&self, pool: crate::runtime::PoolUsage) {

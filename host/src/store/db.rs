@@ -186,7 +186,18 @@ impl WritePool for SqlitePool {
     /// `BEGIN IMMEDIATE` takes SQLite's one write lock up front, which
     /// serialises every entity across processes.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
-        self.begin_with("BEGIN IMMEDIATE").await
+        match self.begin_with("BEGIN IMMEDIATE").await {
+            Err(sqlx::Error::InvalidSavePointStatement) => {
+                // After a COMMIT that failed (disk full, I/O error) SQLite
+                // may have rolled the transaction back itself; the driver's
+                // own ROLLBACK then fails and it goes on believing one is
+                // open. The write pool's one connection is closed, and the
+                // write begins on a fresh one.
+                self.acquire().await?.close().await?;
+                self.begin_with("BEGIN IMMEDIATE").await
+            }
+            other => other,
+        }
     }
 
     async fn lock_entities(
@@ -234,29 +245,45 @@ pub fn entity_lock_key(entity: &str) -> i64 {
     hash as i64
 }
 
-/// Whether a failed write may succeed when retried: the connection or the
-/// server went away, or a lock could not be had in time.
-pub fn is_transient(error: &sqlx::Error) -> bool {
+/// Why the database cannot take a write now, when the write may succeed
+/// once the database recovers: the server went away, a lock could not be
+/// had in time, the disk is full, the file system failed or is read-only.
+/// `None` for an error that retrying cannot fix.
+pub fn unavailable(error: &sqlx::Error) -> Option<&'static str> {
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
         | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
+        | sqlx::Error::WorkerCrashed => Some("unreachable"),
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            // PostgreSQL: connection exceptions, shutdown, a database not
-            // accepting connections, too many connections, serialization
-            // and deadlock; SQLite: busy / locked.
-            code.starts_with("08")
-                || code.starts_with("57P")
-                || code == "55000"
-                || code == "53300"
-                || code == "40001"
-                || code == "40P01"
-                || code == "5"
-                || code == "6"
+            // SQLite reports (extended) result codes as numbers: the
+            // primary code is the low byte. (PostgreSQL's SQLSTATEs can be
+            // all digits too, so the engine decides.)
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                let number = code.parse::<i64>().unwrap_or_default();
+                return match number & 0xff {
+                    5 | 6 => Some("busy"),
+                    8 => Some("read-only"),
+                    10 => Some("io-error"),
+                    13 => Some("disk-full"),
+                    14 => Some("cannot-open"),
+                    _ => None,
+                };
+            }
+            // PostgreSQL SQLSTATEs.
+            match code.as_ref() {
+                "53100" => Some("disk-full"),
+                "58030" => Some("io-error"),
+                "25006" => Some("read-only"),
+                "40001" | "40P01" | "55P03" => Some("busy"),
+                "53200" | "53300" | "55000" => Some("unreachable"),
+                c if c.starts_with("08") || c.starts_with("57P") => Some("unreachable"),
+                _ => None,
+            }
         }
-        _ => false,
+        _ => None,
     }
 }
 

@@ -25,7 +25,7 @@ use crate::config::environments::effective_environments;
 use crate::config::{Assignment, Check, EnvSelection, System, Thresholds};
 use db::{Db, with_pool};
 use state::{Status, TransitionKind};
-pub use writer::WriterConfig;
+pub use writer::{WriteFailure, WriterConfig};
 
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 86_400_000;
@@ -149,6 +149,7 @@ pub struct Store {
     events: broadcast::Sender<StoreEvent>,
     router: outbox::SharedRouter,
     status_cache: tokio::sync::Mutex<read::StatusCache>,
+    health: Arc<writer::WriteHealth>,
     writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -205,14 +206,22 @@ impl Store {
         let db = Arc::new(Db::connect(url).await?);
         let (events, _) = broadcast::channel(4096);
         let router = outbox::SharedRouter::default();
-        let (queue, handle) =
-            writer::start(db.clone(), events.clone(), router.clone(), config).await?;
+        let health = Arc::new(writer::WriteHealth::default());
+        let (queue, handle) = writer::start(
+            db.clone(),
+            health.clone(),
+            events.clone(),
+            router.clone(),
+            config,
+        )
+        .await?;
         Ok(Store {
             db,
             queue,
             events,
             router,
             status_cache: Default::default(),
+            health,
             writer: tokio::sync::Mutex::new(Some(handle)),
         })
     }
@@ -232,6 +241,11 @@ impl Store {
     /// written in the transition's own transaction.
     pub fn set_router(&self, router: std::sync::Arc<dyn outbox::Route>) {
         self.router.set(router);
+    }
+
+    /// Why the writer holds work the database cannot take now, if it does.
+    pub fn write_failure(&self) -> Option<WriteFailure> {
+        self.health.failure()
     }
 
     /// Runs waiting for the writer.
@@ -295,6 +309,7 @@ impl Store {
     /// closes the database.
     pub async fn close(&self) {
         if let Some(handle) = self.writer.lock().await.take() {
+            self.health.close();
             let _ = self.queue.send(writer::Job::Stop).await;
             let _ = handle.await;
         }

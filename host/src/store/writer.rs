@@ -11,7 +11,7 @@ use sqlx::{QueryBuilder, Transaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::apply::{Aggregate, Applied, Loaded, PendingRun, SliceState, apply, hour_bucket};
-use super::db::{Db, WritePool, entity_lock_key, is_transient, with_pool};
+use super::db::{Db, WritePool, entity_lock_key, unavailable, with_pool};
 use super::ids::RunIds;
 use super::outbox::{self, OutboxRow, SharedRouter};
 use super::sketch::Sketch;
@@ -35,8 +35,9 @@ pub struct WriterConfig {
     /// trickle of runs, a few milliseconds turn many tiny transactions
     /// into a few larger ones.
     pub linger: Duration,
-    /// How long a batch is retried while the database is unreachable
-    /// before its runs are reported as not persisted.
+    /// How long a batch is held and retried while the database cannot take
+    /// it (unreachable, full, read-only, failing) before its runs are
+    /// reported as not persisted; the daemon holds them for good.
     pub retry_for: Duration,
     pub observer: Option<CommitObserver>,
 }
@@ -124,8 +125,104 @@ impl Batch {
 /// `(system, check, env_key)`.
 type SliceKey = (String, String, String);
 
+/// Why the writer holds work it cannot write, shared with readers of its
+/// health (`/readyz`, `/metrics`).
+#[derive(Default)]
+pub struct WriteHealth {
+    failure: std::sync::Mutex<Option<WriteFailure>>,
+    /// When the store was asked to close.
+    closing: std::sync::OnceLock<Instant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFailure {
+    /// `disk-full`, `read-only`, `io-error`, `cannot-open`, `busy` or
+    /// `unreachable`.
+    pub reason: &'static str,
+    pub message: String,
+    pub since_ms: i64,
+}
+
+impl WriteHealth {
+    pub fn failure(&self) -> Option<WriteFailure> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn close(&self) {
+        let _ = self.closing.set(Instant::now());
+    }
+
+    fn failing(&self, reason: &'static str, message: String) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        let since_ms = failure
+            .as_ref()
+            .map_or_else(crate::pipeline::run::now_ms, |f| f.since_ms);
+        *failure = Some(WriteFailure {
+            reason,
+            message,
+            since_ms,
+        });
+    }
+
+    fn recovered(&self) {
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = failure.take() {
+            tracing::info!(reason = f.reason, "the database takes writes again");
+        }
+    }
+}
+
+/// How long a closing writer still retries before it gives up what it
+/// holds: a daemon asked to stop does not wait forever for its database.
+const CLOSING_GRACE: Duration = Duration::from_secs(10);
+
+/// The retry schedule of one batch: every failure that the database may
+/// recover from is retried with backoff, holding the batch (and, through
+/// the bounded queue, what waits behind it) for as long as `retry_for`.
+struct Retry {
+    started: Instant,
+    delay: Duration,
+}
+
+impl Retry {
+    fn new() -> Retry {
+        Retry {
+            started: Instant::now(),
+            delay: Duration::from_millis(50),
+        }
+    }
+
+    /// Waits before the next attempt, or says why there is none.
+    async fn wait(&mut self, writer: &Writer, error: &sqlx::Error) -> Result<(), String> {
+        let message = format!("database {}: {error}", writer.db.url);
+        let Some(reason) = unavailable(error) else {
+            return Err(message);
+        };
+        if self.started.elapsed() >= writer.config.retry_for {
+            return Err(message);
+        }
+        if writer
+            .health
+            .closing
+            .get()
+            .is_some_and(|since| since.elapsed() >= CLOSING_GRACE)
+        {
+            return Err(format!("{message} (still failing at shutdown)"));
+        }
+        tracing::warn!(database = %writer.db.url, reason, "write failed, holding it and retrying: {error}");
+        writer.health.failing(reason, message);
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(Duration::from_secs(5));
+        Ok(())
+    }
+}
+
 struct Writer {
     db: Arc<Db>,
+    health: Arc<WriteHealth>,
     events: broadcast::Sender<StoreEvent>,
     router: SharedRouter,
     config: WriterConfig,
@@ -137,6 +234,7 @@ struct Writer {
 /// Registers the writer in the database (for its id tag) and starts it.
 pub async fn start(
     db: Arc<Db>,
+    health: Arc<WriteHealth>,
     events: broadcast::Sender<StoreEvent>,
     router: SharedRouter,
     config: WriterConfig,
@@ -150,6 +248,7 @@ pub async fn start(
     let (queue, jobs) = mpsc::channel(config.queue.max(1));
     let writer = Writer {
         db,
+        health,
         events,
         router,
         config,
@@ -243,19 +342,16 @@ impl Writer {
         pause: Option<&Pause>,
         at_ms: i64,
     ) -> Result<Vec<TransitionEvent>, String> {
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(50);
+        let mut retry = Retry::new();
         loop {
             let error = match self.reevaluate_once(systems, pause, at_ms).await {
-                Ok(transitions) => return Ok(transitions),
+                Ok(transitions) => {
+                    self.health.recovered();
+                    return Ok(transitions);
+                }
                 Err(e) => e,
             };
-            if !is_transient(&error) || started.elapsed() >= self.config.retry_for {
-                return Err(format!("database {}: {error}", self.db.url));
-            }
-            tracing::warn!(database = %self.db.url, "re-evaluation failed, retrying: {error}");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
+            retry.wait(self, &error).await?;
         }
     }
 
@@ -365,23 +461,21 @@ impl Writer {
         runs: &[(NewRun, String)],
         ids: &[i64],
     ) -> Result<Vec<Vec<TransitionEvent>>, String> {
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(50);
+        let mut retry = Retry::new();
         let mut attempt: Option<Vec<Vec<TransitionEvent>>> = None;
         loop {
             let error = match self.commit(runs, ids, &mut attempt).await {
-                Ok(transitions) => return Ok(transitions),
+                Ok(transitions) => {
+                    self.health.recovered();
+                    return Ok(transitions);
+                }
                 Err(e) => e,
             };
-            if !is_transient(&error) || started.elapsed() >= self.config.retry_for {
-                return Err(format!("database {}: {error}", self.db.url));
-            }
-            tracing::warn!(database = %self.db.url, "write failed, retrying: {error}");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
+            retry.wait(self, &error).await?;
             if let Some(transitions) = attempt.take()
                 && self.committed(ids[0]).await
             {
+                self.health.recovered();
                 return Ok(transitions);
             }
         }
