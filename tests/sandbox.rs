@@ -94,6 +94,125 @@ async fn no_run_sees_what_an_earlier_run_left_in_memory() {
     }
 }
 
+/// A swap file for one test, switched off (its pages read back in) on drop.
+struct Swap(tempfile::TempDir);
+
+impl Swap {
+    /// `None` (after a loud message) where this process may not add swap.
+    fn on() -> Option<Swap> {
+        // /var/tmp is on the root file system here; /tmp may be a tmpfs,
+        // which cannot hold swap.
+        let dir = tempfile::tempdir_in("/var/tmp").ok()?;
+        let file = dir.path().join("swap");
+        let made = std::fs::File::create(&file)
+            .and_then(|f| f.set_len(128 << 20))
+            .is_ok();
+        let run = |cmd: &str, arg: &std::path::Path| {
+            std::process::Command::new(cmd)
+                .arg(arg)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        // mkswap wants the blocks allocated, not a sparse file.
+        let filled = made
+            && std::process::Command::new("dd")
+                .args(["if=/dev/zero", "bs=1M", "count=128", "status=none"])
+                .arg(format!("of={}", file.display()))
+                .status()
+                .is_ok_and(|s| s.success());
+        let _ =
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600));
+        if filled && run("mkswap", &file) && run("swapon", &file) {
+            return Some(Swap(dir));
+        }
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot add a swap file under CI: machines of this kind run as root on ext4"
+        );
+        eprintln!(
+            "SKIPPED: cannot add a swap file (needs root and a file system that holds swap); \
+             the swapped-out page reset was not tested"
+        );
+        None
+    }
+}
+
+impl Drop for Swap {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("swapoff")
+            .arg(self.0.path().join("swap"))
+            .status();
+    }
+}
+
+/// Asks the kernel to push every private writable mapping of this process
+/// out to swap (`MADV_PAGEOUT`); returns how much of it is swapped now, in kB.
+fn page_out_this_process() -> u64 {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if perms != "rw-p" {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        // SAFETY: MADV_PAGEOUT only moves pages to swap; their contents and
+        // the mapping stay as they are.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT);
+        }
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSwap:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A page the guest wrote that went out to swap before its instance was
+/// dropped is reset like a resident one: the next instance in the slot
+/// never reads the earlier run's data back in. (The page-map scan used to
+/// look at present pages only.) Real swap, real `MADV_PAGEOUT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_written_page_pushed_out_to_swap_is_still_reset() {
+    let Some(_swap) = Swap::on() else {
+        return;
+    };
+    // One plugin, so every run lands in the slot its module last used.
+    let mut probe = hostile(json!({"mode": "remember"})).await;
+    let warm = probe.run().await;
+    assert_eq!(warm.error(), None, "{warm:?}");
+    probe.collectors[0].1 = json!({"mode": "remember", "pause_ms": 1500});
+    let (written, swapped_kb) = tokio::join!(probe.run(), async {
+        // The guest has written its pages and waits in its pause.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        page_out_this_process()
+    });
+    assert_eq!(written.error(), None, "{written:?}");
+    assert!(swapped_kb > 0, "nothing went out to swap");
+    probe.collectors[0].1 = json!({"mode": "remember"});
+    for run in 0..3 {
+        let outcome = probe.run().await;
+        assert_eq!(outcome.error(), None, "{outcome:?}");
+        let result = &outcome.collectors[0].result;
+        assert_eq!(
+            result["stale"], 0,
+            "run {run} read a swapped-out page of an earlier run: {result}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn unbounded_recursion_is_a_stack_overflow_trap() {
     let outcome = hostile(json!({"mode": "recursion"})).await.run().await;

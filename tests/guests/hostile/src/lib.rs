@@ -23,6 +23,10 @@ pub struct Config {
     /// it holds until the run's deadline ends it.
     #[serde(default)]
     pub hold: bool,
+    /// `remember`: wait this long after writing, so a test can push the
+    /// written pages out to swap while the instance still holds them.
+    #[serde(default)]
+    pub pause_ms: u64,
 }
 
 /// Sits in a host call (a sleep) until the host's deadline drops the run.
@@ -147,7 +151,11 @@ impl Collector for Hostile {
                 hold_until_stopped();
             }
             "recursion" => Ok(json!({ "depth": recurse(0) })),
-            "remember" => Ok(remember()),
+            "remember" => {
+                let seen = remember();
+                std::thread::sleep(std::time::Duration::from_millis(config.pause_ms));
+                Ok(seen)
+            }
             "panic" => panic!("hostile guest panics on purpose"),
             "big-result" => Ok(json!({ "blob": "x".repeat(config.bytes) })),
             "log-flood" => {

@@ -136,8 +136,7 @@ impl PageMap {
 /// this function will perform a scan of `ptr` for `len` bytes which will search
 /// for pages that:
 ///
-/// * Are present.
-/// * Have been written.
+/// * Have been written (present or swapped out: checkhost patch).
 /// * Are NOT backed by the "zero" page.
 /// * Are NOT backed by a "file" page.
 ///
@@ -170,9 +169,9 @@ impl PageMap {
 /// Putting this all together this helps explain the search criteria for
 /// `PAGEMAP_SCAN`, notably:
 ///
-/// * `Categories::PRESENT` - we're only interested in present pages, anything
-///   unmapped wasn't touched by the guest so no need for the host to touch it
-///   either.
+/// * `Categories::PRESENT` is deliberately not required (checkhost patch): a
+///   page that was never touched has no PTE and is not `WRITTEN` anyway, but
+///   a written page that went out to swap is not present and must be reset.
 ///
 /// * `Categories::WRITTEN` - if a page was only read by the guest no need to
 ///   take a look at it as the contents aren't changed from the initial image.
@@ -295,13 +294,17 @@ pub unsafe fn reset_with_pagemap(
             // backed by files. Such pages mean that they haven't changed from their
             // original contents, so they're inverted.
             .category_inverted(Categories::PFNZERO | Categories::FILE)
-            // Search for pages that are written and present as those are the dirty
-            // pages. Additionally search for the zero page/file page as those are
+            // Search for pages that are written: those are the dirty pages.
+            // Additionally search for the zero page/file page as those are
             // inverted above meaning we're searching for pages that specifically
             // don't have those flags.
-            .category_mask(
-                Categories::WRITTEN | Categories::PRESENT | Categories::PFNZERO | Categories::FILE,
-            )
+            //
+            // checkhost patch: `PRESENT` is not required. A written page that
+            // was swapped out is not present but still holds the guest's data
+            // (the kernel reports it `SWAPPED | WRITTEN`); upstream skipped it,
+            // neither resetting nor decommitting it, so the next instance in
+            // the slot read it back in. Resetting it swaps it in first.
+            .category_mask(Categories::WRITTEN | Categories::PFNZERO | Categories::FILE)
             // Don't return any categories back. This helps group regions together
             // since the reported set of categories is always empty and we otherwise
             // aren't looking for anything in particular.
