@@ -66,7 +66,7 @@ fn run(system: &str, env: Option<&str>, healthy: bool, latency_ms: f64, at_ms: i
         check_id: "web".into(),
         environment_id: env.map(str::to_string),
         healthy,
-        latency_ms,
+        latency_ms: Some(latency_ms),
         result: json!({}),
         error: None,
         at_ms,
@@ -74,6 +74,7 @@ fn run(system: &str, env: Option<&str>, healthy: bool, latency_ms: f64, at_ms: i
 }
 
 on_both_engines!(
+    a_check_that_cannot_be_prepared_reports_on_the_system_alone,
     a_day_of_history_reports_the_largest_hourly_p95,
     eight_racing_evaluations_of_one_entity_write_one_transition,
     distinct_entities_each_get_their_own_transition_in_parallel,
@@ -321,6 +322,71 @@ async fn hourly_aggregates_fold_runs_and_roll_into_daily_with_max_p95(db: TestDb
         db.count("SELECT COUNT(*) FROM aggregates_daily").await,
         2,
         "env-less day kept apart"
+    );
+}
+
+/// A check that could not be prepared (plugin missing, migration failing)
+/// is one env-less run on the system, without latency: the rollup sees it,
+/// the aggregates count it but keep its latency out, and once the check's
+/// environments run again its slice stops holding the rollup.
+async fn a_check_that_cannot_be_prepared_reports_on_the_system_alone(db: TestDb) {
+    let store = store(&db, &["shop"]).await;
+    let hour = 400 * HOUR_MS;
+    let mut broken = run("shop", None, false, 0.0, hour + 1_000);
+    broken.latency_ms = None;
+    let caused = store.record_run(broken).await.unwrap().transitions;
+    let seen: Vec<(&str, Option<&str>, &str)> = caused
+        .iter()
+        .map(|t| {
+            (
+                t.entity_id.as_str(),
+                t.environment_id.as_deref(),
+                t.to.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("shop", None, "unhealthy")]);
+
+    let caused = store
+        .record_run(run("shop", Some("prod"), true, 10.0, hour + 2_000))
+        .await
+        .unwrap()
+        .transitions;
+    let seen: Vec<(&str, &str)> = caused
+        .iter()
+        .map(|t| (t.entity_id.as_str(), t.kind.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [("shop", "recovery")],
+        "the environments run again: the env-less slice lets go of the rollup"
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM slices WHERE env_key = '' AND counts = false")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.count("SELECT latency_count * 10 + total FROM aggregates_hourly a JOIN slices s ON s.id = a.slice_id WHERE s.env_key = ''")
+            .await,
+        1,
+        "counted, without latency"
+    );
+    let filter = SliceFilter {
+        system: Some("shop".into()),
+        ..Default::default()
+    };
+    let points = store
+        .history(&filter, hour, hour + HOUR_MS, Bucket::Hour)
+        .await
+        .unwrap();
+    assert_eq!(points.len(), 1, "{points:?}");
+    let p = &points[0];
+    assert_eq!((p.total, p.unhealthy), (2, 1));
+    assert_eq!(
+        (p.latency_avg_ms, p.latency_min_ms, p.latency_max_ms),
+        (10.0, 10.0, 10.0),
+        "the unprepared run's latency stays out"
     );
 }
 

@@ -68,7 +68,7 @@ fn runs(n: usize, slices: usize) -> Vec<NewRun> {
                 environment_id: None,
                 // One failure in 200 keeps transitions in the mix.
                 healthy: i % 200 != 0,
-                latency_ms,
+                latency_ms: Some(latency_ms),
                 result: typical_result(latency_ms),
                 error: None,
                 at_ms: start + (i / 16) as i64,

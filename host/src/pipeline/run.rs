@@ -207,9 +207,7 @@ impl Pipeline<'_> {
             Ok(p) => p,
             Err(EarlyFailure(message)) => {
                 // A failure before the fan-out is one env-less unhealthy run.
-                let report = self
-                    .persist_failure(system, check, None, message.clone())
-                    .await?;
+                let report = self.persist_failure(system, check, message.clone()).await?;
                 on_done(&report);
                 return Ok(vec![report]);
             }
@@ -225,7 +223,8 @@ impl Pipeline<'_> {
     }
 
     /// Runs one slice of an assignment — the scheduler's unit of work — and
-    /// persists it. A check that could not be prepared is a failed run.
+    /// persists it. A check that could not be prepared is a failed env-less
+    /// run instead (the caller has one slice per assignment report it).
     pub async fn run_one(
         &self,
         check: &Check,
@@ -236,8 +235,7 @@ impl Pipeline<'_> {
         match prepared {
             Ok(p) => self.run_slice(p, system, env).await,
             Err(EarlyFailure(message)) => {
-                self.persist_failure(system, check, env.map(str::to_string), message.clone())
-                    .await
+                self.persist_failure(system, check, message.clone()).await
             }
         }
     }
@@ -347,7 +345,7 @@ impl Pipeline<'_> {
             check_id: p.check.id.clone(),
             environment_id: env.map(str::to_string),
             healthy,
-            latency_ms,
+            latency_ms: Some(latency_ms),
             result: persisted,
             error: error.clone(),
             at_ms: now_ms(),
@@ -472,19 +470,20 @@ impl Pipeline<'_> {
         })
     }
 
+    /// A check that could not be prepared (plugin missing, migration
+    /// failed) is one env-less unhealthy run on the system, without latency.
     async fn persist_failure(
         &self,
         system: &System,
         check: &Check,
-        env: Option<String>,
         message: String,
     ) -> Result<RunReport, StoreError> {
         let run = NewRun {
             system_id: system.id.clone(),
             check_id: check.id.clone(),
-            environment_id: env.clone(),
+            environment_id: None,
             healthy: false,
-            latency_ms: 0.0,
+            latency_ms: None,
             result: json!({}),
             error: Some(message.clone()),
             at_ms: now_ms(),
@@ -492,7 +491,7 @@ impl Pipeline<'_> {
         let recorded = self.store.record_run(run).await?;
         Ok(RunReport {
             system: system.id.clone(),
-            environment: env,
+            environment: None,
             check: check.id.clone(),
             healthy: false,
             latency_ms: 0.0,

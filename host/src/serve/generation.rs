@@ -41,6 +41,10 @@ pub struct SliceDef {
     pub interval_ms: i64,
     /// The configuration's `paused`; an API pause or resume overrides it.
     pub paused: bool,
+    /// The assignment's first slice: when its check could not be prepared,
+    /// this one reports the failure (one env-less run per interval) and the
+    /// others add nothing.
+    lead: bool,
     system: usize,
     check: usize,
 }
@@ -97,7 +101,8 @@ impl Generation {
             let interval = parse_duration(&check.interval)
                 .map_or(60_000, |d| d.as_millis() as i64)
                 .max(100);
-            for environment in effective_environments(&a.environments, &system.environments) {
+            let environments = effective_environments(&a.environments, &system.environments);
+            for (i, environment) in environments.into_iter().enumerate() {
                 slices.insert(
                     SliceKey {
                         system: a.system.clone(),
@@ -107,6 +112,7 @@ impl Generation {
                     SliceDef {
                         interval_ms: interval,
                         paused: a.paused,
+                        lead: i == 0,
                         system: system_at,
                         check: check_at,
                     },
@@ -134,7 +140,8 @@ impl Generation {
     }
 
     /// Runs one slice through the whole pipeline and persists it; `None`
-    /// when this configuration no longer has the slice.
+    /// when this configuration no longer has the slice, or when its check
+    /// could not be prepared and another slice of the assignment reports it.
     pub async fn run(
         &self,
         key: &SliceKey,
@@ -145,6 +152,9 @@ impl Generation {
         let def = self.slices.get(key)?;
         let (system, check) = (&file.systems[def.system], &file.checks[def.check]);
         let prepared = self.prepared.get(&key.check)?;
+        if prepared.is_err() && !def.lead {
+            return None;
+        }
         let pipeline = pipeline(&self.setup, runtime, store);
         Some(
             pipeline

@@ -20,12 +20,22 @@ pub struct SliceState {
     /// Outcomes and status as loaded: an unchanged slice is not rewritten.
     pub stored: (String, Status),
     pub thresholds: Thresholds,
-    /// False when the assignment is paused or gone: measured, but the slice
-    /// counts for nothing in its entities.
-    pub counts: bool,
+    /// The assignment exists and is not paused.
+    pub assigned: bool,
+    /// The slice's `counts` column: the configuration selects it, or it
+    /// carries the runs of a check that could not be prepared.
+    pub selected: bool,
+    /// `selected` as loaded: a changed one is written back.
+    pub stored_selected: bool,
 }
 
 impl SliceState {
+    /// Whether the slice counts in its entities; when not, it is measured
+    /// but counts for nothing.
+    pub fn counts(&self) -> bool {
+        self.assigned && self.selected
+    }
+
     fn record(&mut self, failed: bool) {
         self.outcomes.insert(0, if failed { '1' } else { '0' });
         self.outcomes
@@ -36,7 +46,9 @@ impl SliceState {
     /// Whether the batch changed what is stored: a steady slice (`00000`
     /// stays `00000`) costs no write.
     pub fn changed(&self) -> bool {
-        self.stored.0 != self.outcomes || self.stored.1 != self.status
+        self.stored.0 != self.outcomes
+            || self.stored.1 != self.status
+            || self.stored_selected != self.selected
     }
 
     /// The slice's status under its thresholds.
@@ -55,6 +67,9 @@ pub struct Aggregate {
     pub total: i64,
     pub healthy: i64,
     pub unhealthy: i64,
+    /// Runs with a latency: those of checks that could not be prepared have
+    /// none, and averages divide by this, not by `total`.
+    pub latency_count: i64,
     pub latency_sum: f64,
     pub latency_min: f64,
     pub latency_max: f64,
@@ -62,20 +77,24 @@ pub struct Aggregate {
 }
 
 impl Aggregate {
-    fn add(&mut self, latency_ms: f64, healthy: bool) {
-        if self.total == 0 {
-            self.latency_min = latency_ms;
-            self.latency_max = latency_ms;
-        } else {
-            self.latency_min = self.latency_min.min(latency_ms);
-            self.latency_max = self.latency_max.max(latency_ms);
-        }
+    fn add(&mut self, latency_ms: Option<f64>, healthy: bool) {
         self.total += 1;
         if healthy {
             self.healthy += 1;
         } else {
             self.unhealthy += 1;
         }
+        let Some(latency_ms) = latency_ms else {
+            return;
+        };
+        if self.latency_count == 0 {
+            self.latency_min = latency_ms;
+            self.latency_max = latency_ms;
+        } else {
+            self.latency_min = self.latency_min.min(latency_ms);
+            self.latency_max = self.latency_max.max(latency_ms);
+        }
+        self.latency_count += 1;
         self.latency_sum += latency_ms;
         self.sketch.add(latency_ms);
     }
@@ -83,6 +102,9 @@ impl Aggregate {
     /// The sketch's estimate, clamped to the bucket's own range: a bucket
     /// midpoint can lie outside [min, max] when few runs fall in it.
     pub fn p95(&self) -> f64 {
+        if self.latency_count == 0 {
+            return 0.0;
+        }
         self.sketch
             .quantile(0.95)
             .clamp(self.latency_min, self.latency_max)
@@ -99,6 +121,9 @@ pub struct Loaded {
     /// Stored entity statuses; an entity absent here starts healthy.
     pub entities: HashMap<String, Status>,
     pub aggregates: HashMap<(i64, i64), Aggregate>,
+    /// Env-less slices that held the runs of a check that could not be
+    /// prepared, now that its environments run again: they stop counting.
+    pub released: Vec<i64>,
 }
 
 /// A run queued for the batch, with the ids it was given before the write.
@@ -137,6 +162,12 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
     for p in runs {
         let run = p.run;
         if let Some(slice) = loaded.slices.get_mut(&p.slice_id) {
+            // A check that could not be prepared reports on the system
+            // through its env-less slice, which counts until the
+            // environments run again.
+            if run.latency_ms.is_none() {
+                slice.selected = true;
+            }
             slice.record(!run.healthy);
         }
         loaded
@@ -223,7 +254,7 @@ fn entity_status(
         .into_iter()
         .flatten()
         .filter_map(|id| loaded.slices.get(id))
-        .filter(|s| s.counts && in_scope(s.env_key()))
+        .filter(|s| s.counts() && in_scope(s.env_key()))
         .map(|s| s.status);
     worst(others.chain(touched))
 }
@@ -240,7 +271,9 @@ mod tests {
             status: Status::Unknown,
             stored: (String::new(), Status::Unknown),
             thresholds,
-            counts: true,
+            assigned: true,
+            selected: true,
+            stored_selected: true,
         }
     }
 
@@ -250,7 +283,7 @@ mod tests {
             check_id: "web".into(),
             environment_id: env.map(str::to_string),
             healthy,
-            latency_ms,
+            latency_ms: Some(latency_ms),
             result: json!({}),
             error: None,
             at_ms,
@@ -317,7 +350,7 @@ mod tests {
         let mut loaded = Loaded::default();
         loaded.slices.insert(1, slice(Some("prod"), STRICT));
         let mut paused = slice(Some("dev"), STRICT);
-        paused.counts = false;
+        paused.assigned = false;
         loaded.slices.insert(2, paused);
         loaded
             .others
@@ -359,7 +392,7 @@ mod tests {
         ] {
             let mut a = Aggregate::default();
             for l in &latencies {
-                a.add(*l, true);
+                a.add(Some(*l), true);
             }
             let p95 = a.p95();
             assert!(

@@ -66,7 +66,10 @@ pub struct NewRun {
     pub check_id: String,
     pub environment_id: Option<String>,
     pub healthy: bool,
-    pub latency_ms: f64,
+    /// `None` for a run of a check that could not be prepared at all (its
+    /// plugin is missing, its migration fails): it has no latency, stays out
+    /// of the latency aggregates, and is stored with 0.
+    pub latency_ms: Option<f64>,
     pub result: Value,
     pub error: Option<String>,
     pub at_ms: i64,
@@ -407,6 +410,7 @@ impl Store {
             let mut updates: Vec<(i64, &'static str, bool)> = Vec::new();
             for (id, system, check, env_key, outcomes, stored, counted, thresholds) in slices {
                 let stored_status = Status::parse(&stored);
+                let assigned = thresholds.is_some();
                 // A removed assignment's slice keeps its last status: it no
                 // longer counts, and its history stays readable.
                 let status = match thresholds {
@@ -416,7 +420,12 @@ impl Store {
                     }
                     None => stored_status,
                 };
-                let counts = selected.contains(&(system.as_str(), check.as_str(), env_key.as_str()));
+                // An env-less slice that counts although not selected holds
+                // the runs of a check that could not be prepared: it keeps
+                // counting while its assignment exists, until a run in one
+                // of its environments releases it (see the writer).
+                let counts = selected.contains(&(system.as_str(), check.as_str(), env_key.as_str()))
+                    || (env_key.is_empty() && assigned && counted);
                 if status != stored_status || counts != counted {
                     updates.push((id, status.as_str(), counts));
                     changed.push((system, check));

@@ -443,7 +443,7 @@ impl Store {
         to_ms: i64,
         bucket: Bucket,
     ) -> Result<Vec<HistoryPoint>, StoreError> {
-        type Row = (i64, i64, i64, i64, f64, f64, f64, f64, i32);
+        type Row = (i64, i64, i64, i64, i64, f64, f64, f64, f64, i32);
         let rows: Vec<Row> = with_pool!(&self.db.read, pool => {
             let mut q = QueryBuilder::new("");
             for (i, (table, tier)) in [("aggregates_hourly", 0), ("aggregates_daily", 1)].into_iter().enumerate() {
@@ -451,8 +451,8 @@ impl Store {
                     q.push(" UNION ALL ");
                 }
                 q.push(format!(
-                    "SELECT bucket, total, healthy, unhealthy, latency_sum, latency_min, latency_max, p95, \
-                     {tier} FROM {table} WHERE bucket >= "
+                    "SELECT bucket, total, healthy, unhealthy, latency_count, latency_sum, latency_min, \
+                     latency_max, p95, {tier} FROM {table} WHERE bucket >= "
                 ));
                 // A bucket that starts before `from` may still overlap it.
                 let span = if tier == 1 { DAY_MS } else { HOUR_MS };
@@ -465,15 +465,17 @@ impl Store {
         // One p95 rule everywhere, the seed's: a bucket that merges stored
         // rows (the hours of a day, several slices) reports the largest of
         // their p95s, as the daily tier stores it.
-        let mut merged: BTreeMap<(i64, bool), (HistoryPoint, f64)> = BTreeMap::new();
-        for (start, total, healthy, unhealthy, sum, min, max, p95, tier) in rows {
+        // Runs without latency (their check could not be prepared) count in
+        // the totals only.
+        let mut merged: BTreeMap<(i64, bool), (HistoryPoint, i64, f64)> = BTreeMap::new();
+        for (start, total, healthy, unhealthy, count, sum, min, max, p95, tier) in rows {
             let day = tier == 1 || bucket == Bucket::Day;
             let start = if day {
                 start.div_euclid(DAY_MS) * DAY_MS
             } else {
                 start
             };
-            let (point, sum_total) = merged.entry((start, day)).or_insert_with(|| {
+            let (point, count_total, sum_total) = merged.entry((start, day)).or_insert_with(|| {
                 (
                     HistoryPoint {
                         start_ms: start,
@@ -487,23 +489,31 @@ impl Store {
                         latency_max_ms: 0.0,
                         latency_p95_ms: 0.0,
                     },
+                    0,
                     0.0,
                 )
             });
             point.total += total;
             point.healthy += healthy;
             point.unhealthy += unhealthy;
-            point.latency_min_ms = point.latency_min_ms.min(min);
-            point.latency_max_ms = point.latency_max_ms.max(max);
-            point.latency_p95_ms = point.latency_p95_ms.max(p95);
-            *sum_total += sum;
+            if count > 0 {
+                point.latency_min_ms = point.latency_min_ms.min(min);
+                point.latency_max_ms = point.latency_max_ms.max(max);
+                point.latency_p95_ms = point.latency_p95_ms.max(p95);
+                *count_total += count;
+                *sum_total += sum;
+            }
         }
         Ok(merged
             .into_values()
-            .filter(|(p, _)| p.total > 0)
-            .map(|(mut p, sum)| {
+            .filter(|(p, _, _)| p.total > 0)
+            .map(|(mut p, count, sum)| {
                 p.uptime = p.healthy as f64 / p.total as f64;
-                p.latency_avg_ms = sum / p.total as f64;
+                if count > 0 {
+                    p.latency_avg_ms = sum / count as f64;
+                } else {
+                    p.latency_min_ms = 0.0;
+                }
                 p
             })
             .collect())
@@ -569,7 +579,7 @@ impl Store {
         let since = now_ms.div_euclid(HOUR_MS) * HOUR_MS - (hours - 1) * HOUR_MS;
         let rows: Vec<(String, i64, f64, i64)> = with_pool!(&self.db.read, pool => {
             sqlx::query_as(
-                "SELECT s.system_id, a.bucket, SUM(a.latency_sum), CAST(SUM(a.total) AS BIGINT)
+                "SELECT s.system_id, a.bucket, SUM(a.latency_sum), CAST(SUM(a.latency_count) AS BIGINT)
                  FROM aggregates_hourly a JOIN slices s ON s.id = a.slice_id
                  WHERE a.bucket >= $1 GROUP BY s.system_id, a.bucket ORDER BY a.bucket",
             )

@@ -41,7 +41,7 @@ pub struct RetentionReport {
     pub notices_deleted: u64,
 }
 
-type BucketRow = (i64, i64, i64, i64, i64, f64, f64, f64, f64, String);
+type BucketRow = (i64, i64, i64, i64, i64, i64, f64, f64, f64, f64, String);
 
 /// A daily bucket being built from hourly rows (and the daily row already
 /// stored, if any). A day's p95 is the max of its hourly p95s.
@@ -50,6 +50,7 @@ struct DailyRow {
     total: i64,
     healthy: i64,
     unhealthy: i64,
+    latency_count: i64,
     latency_sum: f64,
     latency_min: f64,
     latency_max: f64,
@@ -59,11 +60,17 @@ struct DailyRow {
 
 impl DailyRow {
     fn fold(&mut self, row: &BucketRow) {
-        let (_, _, total, healthy, unhealthy, sum, min, max, p95, ref sketch) = *row;
-        let first = self.total == 0;
+        let (_, _, total, healthy, unhealthy, count, sum, min, max, p95, ref sketch) = *row;
         self.total += total;
         self.healthy += healthy;
         self.unhealthy += unhealthy;
+        // A bucket of runs without latency (their check could not be
+        // prepared) has no range to fold.
+        if count == 0 {
+            return;
+        }
+        let first = self.latency_count == 0;
+        self.latency_count += count;
         self.latency_sum += sum;
         self.latency_min = if first {
             min
@@ -80,7 +87,8 @@ impl DailyRow {
     }
 }
 
-const BUCKET_COLUMNS: &str = "slice_id, bucket, total, healthy, unhealthy, latency_sum, latency_min, latency_max, p95, sketch";
+const BUCKET_COLUMNS: &str = "slice_id, bucket, total, healthy, unhealthy, latency_count, latency_sum, \
+     latency_min, latency_max, p95, sketch";
 
 impl Store {
     pub async fn retention(
@@ -136,6 +144,7 @@ impl Store {
                         .push_bind(day.total)
                         .push_bind(day.healthy)
                         .push_bind(day.unhealthy)
+                        .push_bind(day.latency_count)
                         .push_bind(day.latency_sum)
                         .push_bind(day.latency_min)
                         .push_bind(day.latency_max)
@@ -145,7 +154,7 @@ impl Store {
                 q.push(
                     " ON CONFLICT (slice_id, bucket) DO UPDATE SET total = excluded.total,
                         healthy = excluded.healthy, unhealthy = excluded.unhealthy,
-                        latency_sum = excluded.latency_sum, latency_min = excluded.latency_min,
+                        latency_count = excluded.latency_count, latency_sum = excluded.latency_sum, latency_min = excluded.latency_min,
                         latency_max = excluded.latency_max, p95 = excluded.p95, sketch = excluded.sketch",
                 );
                 q.build().execute(&mut *tx).await?;

@@ -588,7 +588,7 @@ fn run_event(id: i64, run: &NewRun) -> RunEvent {
         } else {
             Status::Unhealthy
         },
-        latency_ms: run.latency_ms,
+        latency_ms: run.latency_ms.unwrap_or(0.0),
         error: run.error.clone(),
         at_ms: super::ids::created_at(id),
     }
@@ -612,7 +612,7 @@ type SliceRow = (
     bool,
 );
 
-type AggregateRow = (i64, i64, i64, i64, i64, f64, f64, f64, String);
+type AggregateRow = (i64, i64, i64, i64, i64, i64, f64, f64, f64, String);
 
 /// Reads what the batch needs, under the entity locks: its slices, the
 /// worst status of the other slices of its systems, its entities' stored
@@ -629,6 +629,7 @@ where
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     SliceRow: for<'r> sqlx::FromRow<'r, DB::Row>,
     (String, String, i32): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (i64, String, String): for<'r> sqlx::FromRow<'r, DB::Row>,
     (String, String): for<'r> sqlx::FromRow<'r, DB::Row>,
     AggregateRow: for<'r> sqlx::FromRow<'r, DB::Row>,
 {
@@ -656,7 +657,7 @@ where
         push_list(&mut q, chunk.iter().copied());
         let rows: Vec<SliceRow> = q.build_query_as().fetch_all(&mut **tx).await?;
         for (id, environment_id, outcomes, status, thresholds, paused, selected) in rows {
-            let thresholds_known = thresholds.is_some();
+            let assigned = thresholds.is_some() && paused == Some(false);
             let thresholds: Thresholds = thresholds
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or_default();
@@ -668,9 +669,42 @@ where
                     outcomes,
                     status: Status::parse(&status),
                     thresholds,
-                    counts: thresholds_known && paused == Some(false) && selected,
+                    assigned,
+                    selected,
+                    stored_selected: selected,
                 },
             );
+        }
+    }
+    // Env-less slices that count although the configuration runs their
+    // check in environments hold the runs of a check that could not be
+    // prepared; a run in one of its environments releases them.
+    let with_environments: HashSet<(&str, &str)> = pending
+        .iter()
+        .filter(|p| p.run.environment_id.is_some())
+        .map(|p| (p.run.system_id.as_str(), p.run.check_id.as_str()))
+        .collect();
+    let unprepared: HashSet<(&str, &str)> = pending
+        .iter()
+        .filter(|p| p.run.latency_ms.is_none())
+        .map(|p| (p.run.system_id.as_str(), p.run.check_id.as_str()))
+        .collect();
+    if !with_environments.is_empty() {
+        let mut batch_systems: Vec<&str> = with_environments.iter().map(|(s, _)| *s).collect();
+        batch_systems.sort_unstable();
+        batch_systems.dedup();
+        for chunk in batch_systems.chunks(CHUNK) {
+            let mut q = QueryBuilder::<DB>::new(
+                "SELECT id, system_id, check_id FROM slices WHERE env_key = '' AND counts AND system_id IN (",
+            );
+            push_list(&mut q, chunk.iter().copied());
+            let rows: Vec<(i64, String, String)> = q.build_query_as().fetch_all(&mut **tx).await?;
+            loaded
+                .released
+                .extend(rows.into_iter().filter_map(|(id, system, check)| {
+                    let key = (system.as_str(), check.as_str());
+                    (with_environments.contains(&key) && !unprepared.contains(&key)).then_some(id)
+                }));
         }
     }
     for chunk in systems.chunks(CHUNK) {
@@ -682,7 +716,7 @@ where
         );
         push_list(&mut q, chunk.iter().copied());
         q.push(" AND s.id NOT IN (");
-        push_list(&mut q, slice_ids.iter().copied());
+        push_list(&mut q, slice_ids.iter().chain(&loaded.released).copied());
         q.push(" GROUP BY s.system_id, s.env_key");
         let rows: Vec<(String, String, i32)> = q.build_query_as().fetch_all(&mut **tx).await?;
         for (system, env_key, rank) in rows {
@@ -714,7 +748,8 @@ where
     buckets.dedup();
     for chunk in slice_ids.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
-            "SELECT slice_id, bucket, total, healthy, unhealthy, latency_sum, latency_min, latency_max, sketch
+            "SELECT slice_id, bucket, total, healthy, unhealthy, latency_count, latency_sum, latency_min,
+                    latency_max, sketch
              FROM aggregates_hourly WHERE slice_id IN (",
         );
         push_list(&mut q, chunk.iter().copied());
@@ -727,6 +762,7 @@ where
             total,
             healthy,
             unhealthy,
+            latency_count,
             latency_sum,
             latency_min,
             latency_max,
@@ -739,6 +775,7 @@ where
                     total,
                     healthy,
                     unhealthy,
+                    latency_count,
                     latency_sum,
                     latency_min,
                     latency_max,
@@ -777,6 +814,7 @@ where
     DB::Arguments: Default + sqlx::IntoArguments<DB>,
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> f64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
@@ -795,7 +833,9 @@ where
                 } else {
                     "unhealthy"
                 })
-                .push_bind(p.run.latency_ms)
+                // Runs without a latency are stored with 0 (the column
+                // predates them); the aggregates leave them out.
+                .push_bind(p.run.latency_ms.unwrap_or(0.0))
                 .push_bind(p.result_json)
                 .push_bind(p.run.error.as_deref());
         });
@@ -810,8 +850,8 @@ where
     buckets.dedup();
     for chunk in buckets.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
-            "INSERT INTO aggregates_hourly (slice_id, bucket, total, healthy, unhealthy, latency_sum,
-                latency_min, latency_max, p95, sketch) ",
+            "INSERT INTO aggregates_hourly (slice_id, bucket, total, healthy, unhealthy, latency_count,
+                latency_sum, latency_min, latency_max, p95, sketch) ",
         );
         q.push_values(chunk, |mut row, key| {
             let a = &loaded.aggregates[key];
@@ -820,6 +860,7 @@ where
                 .push_bind(a.total)
                 .push_bind(a.healthy)
                 .push_bind(a.unhealthy)
+                .push_bind(a.latency_count)
                 .push_bind(a.latency_sum)
                 .push_bind(a.latency_min)
                 .push_bind(a.latency_max)
@@ -828,7 +869,8 @@ where
         });
         q.push(
             " ON CONFLICT (slice_id, bucket) DO UPDATE SET total = excluded.total, healthy = excluded.healthy,
-                unhealthy = excluded.unhealthy, latency_sum = excluded.latency_sum,
+                unhealthy = excluded.unhealthy, latency_count = excluded.latency_count,
+                latency_sum = excluded.latency_sum,
                 latency_min = excluded.latency_min, latency_max = excluded.latency_max,
                 p95 = excluded.p95, sketch = excluded.sketch",
         );
@@ -845,14 +887,21 @@ where
     for chunk in slices.chunks(CHUNK) {
         // VALUES columns are column1, column2, … in both engines.
         let mut q = QueryBuilder::<DB>::new(
-            "UPDATE slices SET outcomes = v.column2, status = v.column3 FROM (",
+            "UPDATE slices SET outcomes = v.column2, status = v.column3, counts = v.column4 FROM (",
         );
         q.push_values(chunk, |mut row, (id, s)| {
             row.push_bind(**id)
                 .push_bind(s.outcomes.as_str())
-                .push_bind(s.status.as_str());
+                .push_bind(s.status.as_str())
+                .push_bind(s.selected);
         });
         q.push(") AS v WHERE slices.id = v.column1");
+        q.build().execute(&mut **tx).await?;
+    }
+    for chunk in loaded.released.chunks(CHUNK) {
+        let mut q = QueryBuilder::<DB>::new("UPDATE slices SET counts = ");
+        q.push_bind(false).push(" WHERE id IN (");
+        push_list(&mut q, chunk.iter().copied());
         q.build().execute(&mut **tx).await?;
     }
 
