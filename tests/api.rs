@@ -442,6 +442,24 @@ assignments:
     )
 }
 
+/// `(healthyChecks, totalChecks)` of shop and of each of its environments.
+async fn check_counts(d: &Daemon) -> (Value, HashMap<String, Value>) {
+    let systems = get(d, "/api/v1/systems").await;
+    let shop = systems
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["id"] == "shop"))
+        .unwrap()
+        .clone();
+    let pair = |v: &Value| Value::from(vec![v["healthyChecks"].clone(), v["totalChecks"].clone()]);
+    let envs = shop["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["id"].as_str().unwrap().to_string(), pair(e)))
+        .collect();
+    (pair(&shop), envs)
+}
+
 async fn system_status(d: &Daemon) -> (String, HashMap<String, String>) {
     let systems = get(d, "/api/v1/systems").await;
     let shop = systems
@@ -498,6 +516,11 @@ async fn status_follows_what_is_enabled_through_pauses_and_reloads(db: TestDb) {
         "{transitions}"
     );
 
+    let one_of_two = serde_json::json!([1, 2]);
+    let (shop, envs) = check_counts(&d).await;
+    assert_eq!(shop, one_of_two, "1 of 2 checks healthy");
+    assert!(envs.values().all(|c| *c == one_of_two), "{envs:?}");
+
     // Pausing the failing check recovers the system at once.
     let paused = post(&d, "/api/v1/assignments/shop/bad/pause").await;
     let caused: Vec<(String, String, Value)> = paused["transitions"]
@@ -530,6 +553,9 @@ async fn status_follows_what_is_enabled_through_pauses_and_reloads(db: TestDb) {
     let (status, envs) = system_status(&d).await;
     assert_eq!(status, "healthy");
     assert!(envs.values().all(|s| s == "healthy"), "{envs:?}");
+    assert_eq!(check_counts(&d).await.0, serde_json::json!([1, 1]));
+    assert_eq!(paused["transitions"][0]["healthyChecks"], 1, "{paused}");
+    assert_eq!(paused["transitions"][0]["totalChecks"], 1, "{paused}");
 
     // Nothing enabled: no status at all.
     let paused = post(&d, "/api/v1/assignments/shop/good/pause").await;
@@ -877,6 +903,11 @@ assignments:
     assert_eq!(body["system"]["name"], "System A");
     assert_eq!(body["transition"]["to"], "unhealthy");
     assert_eq!(body["idempotencyKey"], seen[0].key.as_str());
+    assert_eq!(
+        (&body["healthyChecks"], &body["totalChecks"]),
+        (&Value::from(0), &Value::from(1)),
+        "0 of 1 checks healthy: {body}"
+    );
 
     let log_page = get(&d, "/api/v1/notifications/deliveries?target=hook").await;
     let entry = &log_page["items"][0];

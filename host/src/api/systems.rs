@@ -25,6 +25,10 @@ pub struct EnvironmentStatus {
     pub status: Status,
     /// When the status last changed; absent while never measured.
     pub since_ms: Option<i64>,
+    /// Of the checks that count in this environment, how many are healthy
+    /// ("2 of 3 checks"); absent while never measured.
+    pub healthy_checks: Option<u32>,
+    pub total_checks: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -35,6 +39,10 @@ pub struct SystemSummary {
     /// Worst over the system's environments and environment-less checks.
     pub status: Status,
     pub since_ms: Option<i64>,
+    /// Of the checks that count in the system (enabled, measured), how many
+    /// are healthy, each judged worst-wins over its environments.
+    pub healthy_checks: Option<u32>,
+    pub total_checks: Option<u32>,
     pub metadata: BTreeMap<String, String>,
     pub environments: Vec<EnvironmentStatus>,
 }
@@ -77,22 +85,26 @@ type States = HashMap<String, EntityStatus>;
 
 pub fn summary(config: &ConfigFile, system: &System, states: &States) -> SystemSummary {
     let state = |entity: &str| {
-        states.get(entity).map_or((Status::Unknown, None), |s| {
-            (s.status, Some(s.updated_at_ms))
-        })
+        states
+            .get(entity)
+            .map_or((Status::Unknown, None, None), |s| {
+                (s.status, Some(s.updated_at_ms), s.checks)
+            })
     };
-    let (status, since_ms) = state(&system.id);
+    let (status, since_ms, checks) = state(&system.id);
     SystemSummary {
         id: system.id.clone(),
         name: system.name.clone().unwrap_or_else(|| system.id.clone()),
         status,
         since_ms,
+        healthy_checks: checks.map(|c| c.healthy_checks),
+        total_checks: checks.map(|c| c.total_checks),
         metadata: system.metadata.clone(),
         environments: system
             .environments
             .iter()
             .map(|env| {
-                let (status, since_ms) = state(&format!("{}::{env}", system.id));
+                let (status, since_ms, checks) = state(&format!("{}::{env}", system.id));
                 EnvironmentStatus {
                     id: env.clone(),
                     name: config
@@ -101,6 +113,8 @@ pub fn summary(config: &ConfigFile, system: &System, states: &States) -> SystemS
                         .unwrap_or_else(|| env.clone()),
                     status,
                     since_ms,
+                    healthy_checks: checks.map(|c| c.healthy_checks),
+                    total_checks: checks.map(|c| c.total_checks),
                 }
             })
             .collect(),

@@ -266,6 +266,9 @@ impl Notifier {
             "system": {"id": system, "name": name(&self.names.systems, system)},
             "check": {"id": t.check_id, "name": name(&self.names.checks, &t.check_id)},
             "environment": environment,
+            // "2 of 3 checks" healthy in the entity after the change.
+            "healthyChecks": t.healthy_checks,
+            "totalChecks": t.total_checks,
         });
         match target.config.format {
             WebhookFormat::Json => (context.to_string(), "application/json".into()),
@@ -453,6 +456,8 @@ notifications:
             kind: TransitionKind::classify(from, to),
             check_id: "web".into(),
             environment_id: env.map(Into::into),
+            healthy_checks: Some(1),
+            total_checks: Some(2),
             run_id: Some(99),
             at_ms,
         }

@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 
 use super::sketch::Sketch;
-use super::state::{Status, TransitionKind, outcomes_status, runs_needed, worst};
+use super::state::{CheckCounts, Status, TransitionKind, outcomes_status, runs_needed, worst};
 use super::{HOUR_MS, NewRun, TransitionEvent, entity_ids};
 use crate::config::Thresholds;
 
 /// A slice as the batch sees it: loaded under the entity locks, then updated.
 #[derive(Debug, Clone)]
 pub struct SliceState {
+    pub check_id: String,
     pub environment_id: Option<String>,
     /// Newest first, `1` failed, `0` passed; as many as the thresholds need.
     pub outcomes: String,
@@ -115,11 +116,12 @@ impl Aggregate {
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub slices: HashMap<i64, SliceState>,
-    /// Worst status of the counting slices *not* in this batch, per system
-    /// and environment key (`""` for env-less slices).
-    pub others: HashMap<String, Vec<(String, Status)>>,
-    /// Stored entity statuses; an entity absent here starts healthy.
-    pub entities: HashMap<String, Status>,
+    /// Status of the counting slices *not* in this batch, per system:
+    /// `(check, environment key ("" for env-less), status)`.
+    pub others: HashMap<String, Vec<(String, String, Status)>>,
+    /// Stored entity statuses and check counts; an entity absent here
+    /// starts healthy.
+    pub entities: HashMap<String, (Status, Option<CheckCounts>)>,
     pub aggregates: HashMap<(i64, i64), Aggregate>,
     /// Env-less slices that held the runs of a check that could not be
     /// prepared, now that its environments run again: they stop counting.
@@ -136,8 +138,9 @@ pub struct PendingRun<'a> {
 
 #[derive(Debug, Default)]
 pub struct Applied {
-    /// Final status of every entity that changed, with the time it changed.
-    pub entities: Vec<(String, Status, i64)>,
+    /// Final status and check counts of every entity that changed, with
+    /// the time it changed.
+    pub entities: Vec<(String, Status, CheckCounts, i64)>,
     /// Per run of the batch (same order), the transitions it caused.
     pub transitions: Vec<Vec<TransitionEvent>>,
 }
@@ -157,7 +160,7 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
             ids.push(p.slice_id);
         }
     }
-    let mut changed_entities: HashMap<String, (Status, i64)> = HashMap::new();
+    let mut changed_entities: HashMap<String, (Status, CheckCounts, i64)> = HashMap::new();
     let mut transitions = Vec::with_capacity(runs.len());
     for p in runs {
         let run = p.run;
@@ -181,18 +184,26 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
             let env_scope = entity
                 .contains("::")
                 .then(|| run.environment_id.as_deref().unwrap_or(""));
-            let status = entity_status(loaded, &touched_by_system, &run.system_id, env_scope);
+            let (status, counts) =
+                entity_state(loaded, &touched_by_system, &run.system_id, env_scope);
             if status == Status::Unknown {
                 continue;
             }
-            let previous = changed_entities
-                .get(&entity)
-                .map(|(s, _)| *s)
-                .or_else(|| loaded.entities.get(&entity).copied());
-            if previous == Some(status) {
+            let (previous, previous_counts) = match changed_entities.get(&entity) {
+                Some((s, c, _)) => (Some(*s), Some(*c)),
+                None => match loaded.entities.get(&entity) {
+                    Some((s, c)) => (Some(*s), *c),
+                    None => (None, None),
+                },
+            };
+            if previous == Some(status) && previous_counts == Some(counts) {
                 continue;
             }
-            changed_entities.insert(entity.clone(), (status, run.at_ms));
+            changed_entities.insert(entity.clone(), (status, counts, run.at_ms));
+            if previous == Some(status) {
+                // Only the counts moved ("1 of 2" to "0 of 2" while degraded).
+                continue;
+            }
             // An entity never measured, or left with nothing enabled, has no
             // status to leave: its first measurement is a baseline.
             let from = previous
@@ -214,6 +225,8 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
                     } else {
                         run.environment_id.clone()
                     },
+                    healthy_checks: Some(counts.healthy_checks),
+                    total_checks: Some(counts.total_checks),
                     run_id: Some(p.id),
                     at_ms: run.at_ms,
                 });
@@ -223,7 +236,7 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
     }
     let mut entities: Vec<_> = changed_entities
         .into_iter()
-        .map(|(entity, (status, at))| (entity, status, at))
+        .map(|(entity, (status, counts, at))| (entity, status, counts, at))
         .collect();
     entities.sort_by(|a, b| a.0.cmp(&b.0));
     Applied {
@@ -233,30 +246,34 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
 }
 
 /// Worst over the counting slices of a system (`env_scope: None`) or of one
-/// of its environments: the batch's slices as they are now, the others as
-/// loaded.
-fn entity_status(
+/// of its environments, and its check counts: the batch's slices as they
+/// are now, the others as loaded.
+fn entity_state(
     loaded: &Loaded,
     touched_by_system: &HashMap<String, Vec<i64>>,
     system: &str,
     env_scope: Option<&str>,
-) -> Status {
+) -> (Status, CheckCounts) {
     let in_scope = |env_key: &str| env_scope.is_none_or(|e| e == env_key);
     let others = loaded
         .others
         .get(system)
         .into_iter()
         .flatten()
-        .filter(|(env_key, _)| in_scope(env_key))
-        .map(|(_, status)| *status);
+        .filter(|(_, env_key, _)| in_scope(env_key))
+        .map(|(check, _, status)| (check.as_str(), *status));
     let touched = touched_by_system
         .get(system)
         .into_iter()
         .flatten()
         .filter_map(|id| loaded.slices.get(id))
         .filter(|s| s.counts() && in_scope(s.env_key()))
-        .map(|s| s.status);
-    worst(others.chain(touched))
+        .map(|s| (s.check_id.as_str(), s.status));
+    let slices: Vec<(&str, Status)> = others.chain(touched).collect();
+    (
+        worst(slices.iter().map(|(_, s)| *s)),
+        CheckCounts::of(slices),
+    )
 }
 
 #[cfg(test)]
@@ -266,6 +283,7 @@ mod tests {
 
     fn slice(env: Option<&str>, thresholds: Thresholds) -> SliceState {
         SliceState {
+            check_id: "web".into(),
             environment_id: env.map(str::to_string),
             outcomes: String::new(),
             status: Status::Unknown,
@@ -289,6 +307,11 @@ mod tests {
             at_ms,
         }
     }
+
+    const ONE_OF_ONE: CheckCounts = CheckCounts {
+        healthy_checks: 1,
+        total_checks: 1,
+    };
 
     const STRICT: Thresholds = Thresholds::Consecutive {
         degraded: 1,
@@ -335,8 +358,8 @@ mod tests {
         assert_eq!(
             applied.entities,
             [
-                ("shop".to_string(), Status::Healthy, 4),
-                ("shop::prod".to_string(), Status::Healthy, 4)
+                ("shop".to_string(), Status::Healthy, ONE_OF_ONE, 4),
+                ("shop::prod".to_string(), Status::Healthy, ONE_OF_ONE, 4)
             ]
         );
         assert_eq!(
@@ -352,10 +375,13 @@ mod tests {
         let mut paused = slice(Some("dev"), STRICT);
         paused.assigned = false;
         loaded.slices.insert(2, paused);
+        loaded.others.insert(
+            "shop".into(),
+            vec![("api".into(), "staging".into(), Status::Degraded)],
+        );
         loaded
-            .others
-            .insert("shop".into(), vec![("staging".into(), Status::Degraded)]);
-        loaded.entities.insert("shop".into(), Status::Degraded);
+            .entities
+            .insert("shop".into(), (Status::Degraded, None));
         let runs = [
             new_run(Some("dev"), false, 1, 1.0),
             new_run(Some("prod"), true, 2, 1.0),
@@ -378,7 +404,18 @@ mod tests {
         assert!(applied.transitions.iter().all(Vec::is_empty), "{applied:?}");
         assert_eq!(
             applied.entities,
-            [("shop::prod".to_string(), Status::Healthy, 2)],
+            [
+                (
+                    "shop".to_string(),
+                    Status::Degraded,
+                    CheckCounts {
+                        healthy_checks: 1,
+                        total_checks: 2
+                    },
+                    2
+                ),
+                ("shop::prod".to_string(), Status::Healthy, ONE_OF_ONE, 2)
+            ],
             "first healthy evaluation stores the baseline without a transition"
         );
     }

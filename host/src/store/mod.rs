@@ -93,6 +93,12 @@ pub struct TransitionEvent {
     pub kind: TransitionKind,
     pub check_id: String,
     pub environment_id: Option<String>,
+    /// "2 of 3 checks" in the entity after the change (see
+    /// [`state::CheckCounts`]); on live transitions, not on stored ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy_checks: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_checks: Option<u32>,
     /// The run that caused it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<i64>,
@@ -143,6 +149,8 @@ pub struct EntityStatus {
     pub entity_id: String,
     pub status: Status,
     pub updated_at_ms: i64,
+    /// Absent until the entity is evaluated again after an upgrade.
+    pub checks: Option<state::CheckCounts>,
 }
 
 /// The store: a handle on the database and on its one writer task.
@@ -508,18 +516,14 @@ impl Store {
 
     /// Current status of every entity, rollups first.
     pub async fn statuses(&self) -> Result<Vec<EntityStatus>, StoreError> {
-        let rows: Vec<(String, String, i64)> = with_pool!(&self.db.read, pool => {
-            sqlx::query_as("SELECT entity_id, status, updated_at FROM entity_state ORDER BY entity_id")
-                .fetch_all(pool)
-                .await?
+        let rows: Vec<read::EntityRow> = with_pool!(&self.db.read, pool => {
+            sqlx::query_as(
+                "SELECT entity_id, status, updated_at, healthy_checks, total_checks FROM entity_state
+                 ORDER BY entity_id",
+            )
+            .fetch_all(pool)
+            .await?
         });
-        Ok(rows
-            .into_iter()
-            .map(|(entity_id, status, updated_at_ms)| EntityStatus {
-                entity_id,
-                status: Status::parse(&status),
-                updated_at_ms,
-            })
-            .collect())
+        Ok(rows.into_iter().map(read::entity_status).collect())
     }
 }

@@ -162,6 +162,24 @@ pub(super) type TransitionRow = (
     Option<i64>,
 );
 
+/// `entity_id, status, updated_at, healthy_checks, total_checks`.
+pub(super) type EntityRow = (String, String, i64, Option<i32>, Option<i32>);
+
+pub(super) fn entity_status(row: EntityRow) -> EntityStatus {
+    let (entity_id, status, updated_at_ms, healthy, total) = row;
+    EntityStatus {
+        entity_id,
+        status: Status::parse(&status),
+        updated_at_ms,
+        checks: healthy.zip(total).and_then(|(h, t)| {
+            Some(super::state::CheckCounts {
+                healthy_checks: u32::try_from(h).ok()?,
+                total_checks: u32::try_from(t).ok()?,
+            })
+        }),
+    }
+}
+
 pub(super) fn transition_event(row: TransitionRow) -> TransitionEvent {
     let (id, entity_id, from, to, check_id, environment_id, at_ms, run_id) = row;
     let (from, to) = (Status::parse(&from), Status::parse(&to));
@@ -175,6 +193,8 @@ pub(super) fn transition_event(row: TransitionRow) -> TransitionEvent {
         kind: TransitionKind::classify(from, to),
         check_id,
         environment_id,
+        healthy_checks: None,
+        total_checks: None,
         run_id,
         at_ms,
     }
@@ -223,8 +243,8 @@ impl Store {
         } else {
             cache.newest - LOOK_BACK_MS
         };
-        let rows: Vec<(String, String, i64)> = with_pool!(&self.db.read, pool => {
-            sqlx::query_as("SELECT entity_id, status, updated_at FROM entity_state WHERE updated_at >= $1")
+        let rows: Vec<EntityRow> = with_pool!(&self.db.read, pool => {
+            sqlx::query_as("SELECT entity_id, status, updated_at, healthy_checks, total_checks FROM entity_state WHERE updated_at >= $1")
                 .bind(since)
                 .fetch_all(pool)
                 .await?
@@ -235,22 +255,19 @@ impl Store {
             cache.version += 1;
         }
         let cache = &mut *cache;
-        for (entity_id, status, updated_at_ms) in rows {
-            cache.newest = cache.newest.max(updated_at_ms);
-            let status = Status::parse(&status);
-            let known = cache.states.get(&entity_id);
-            if known.is_some_and(|k| k.status == status && k.updated_at_ms == updated_at_ms) {
+        for row in rows {
+            let state = entity_status(row);
+            cache.newest = cache.newest.max(state.updated_at_ms);
+            let known = cache.states.get(&state.entity_id);
+            if known.is_some_and(|k| {
+                k.status == state.status
+                    && k.updated_at_ms == state.updated_at_ms
+                    && k.checks == state.checks
+            }) {
                 continue;
             }
             cache.version += 1;
-            Arc::make_mut(&mut cache.states).insert(
-                entity_id.clone(),
-                EntityStatus {
-                    entity_id,
-                    status,
-                    updated_at_ms,
-                },
-            );
+            Arc::make_mut(&mut cache.states).insert(state.entity_id.clone(), state);
         }
         Ok(Statuses {
             states: cache.states.clone(),
@@ -263,8 +280,8 @@ impl Store {
         &self,
         entities: &[String],
     ) -> Result<Vec<super::EntityStatus>, StoreError> {
-        let rows: Vec<(String, String, i64)> = with_pool!(&self.db.read, pool => {
-            let mut q = QueryBuilder::new("SELECT entity_id, status, updated_at FROM entity_state WHERE entity_id IN (");
+        let rows: Vec<EntityRow> = with_pool!(&self.db.read, pool => {
+            let mut q = QueryBuilder::new("SELECT entity_id, status, updated_at, healthy_checks, total_checks FROM entity_state WHERE entity_id IN (");
             let mut list = q.separated(", ");
             for e in entities {
                 list.push_bind(e.clone());
@@ -272,14 +289,7 @@ impl Store {
             list.push_unseparated(")");
             q.build_query_as().fetch_all(pool).await?
         });
-        Ok(rows
-            .into_iter()
-            .map(|(entity_id, status, updated_at_ms)| EntityStatus {
-                entity_id,
-                status: Status::parse(&status),
-                updated_at_ms,
-            })
-            .collect())
+        Ok(rows.into_iter().map(entity_status).collect())
     }
 
     /// A system's slices, each with its newest run, in one query.

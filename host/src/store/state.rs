@@ -118,6 +118,34 @@ pub fn outcomes_status(t: &Thresholds, outcomes: &str, previous: Status) -> Stat
     slice_status(t, &failed, previous)
 }
 
+/// "2 of 3 checks": of the checks that count in an entity (enabled and
+/// measured), how many are healthy, each check judged worst-wins over its
+/// slices in the entity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckCounts {
+    pub healthy_checks: u32,
+    pub total_checks: u32,
+}
+
+impl CheckCounts {
+    /// From `(check, status)` of the counting, measured slices in scope.
+    pub fn of<'a>(slices: impl IntoIterator<Item = (&'a str, Status)>) -> CheckCounts {
+        let mut checks: std::collections::HashMap<&str, Status> = Default::default();
+        for (check, status) in slices {
+            if status == Status::Unknown {
+                continue;
+            }
+            let worst = checks.entry(check).or_insert(status);
+            *worst = (*worst).max(status);
+        }
+        CheckCounts {
+            healthy_checks: checks.values().filter(|s| **s == Status::Healthy).count() as u32,
+            total_checks: checks.len() as u32,
+        }
+    }
+}
+
 /// Worst of the measured statuses; `Unknown` only when nothing was measured.
 pub fn worst(statuses: impl IntoIterator<Item = Status>) -> Status {
     statuses.into_iter().max().unwrap_or(Status::Unknown)
@@ -228,6 +256,24 @@ mod tests {
         assert_eq!(
             slice_status(&window, &[false, false, false, false], bad),
             Status::Healthy
+        );
+    }
+
+    #[test]
+    fn check_counts_judge_each_check_worst_wins() {
+        let counts = CheckCounts::of([
+            ("web", Status::Healthy),
+            ("web", Status::Degraded),
+            ("api", Status::Healthy),
+            ("api", Status::Healthy),
+            ("db", Status::Unknown),
+        ]);
+        assert_eq!(
+            counts,
+            CheckCounts {
+                healthy_checks: 1,
+                total_checks: 2
+            }
         );
     }
 

@@ -15,7 +15,7 @@ use super::db::{Db, WritePool, entity_lock_key, unavailable, with_pool};
 use super::ids::RunIds;
 use super::outbox::{self, OutboxRow, SharedRouter};
 use super::sketch::Sketch;
-use super::state::{Status, TransitionKind};
+use super::state::{CheckCounts, Status, TransitionKind, worst};
 use super::{NewRun, Recorded, RunEvent, StoreError, StoreEvent, TransitionEvent, entity_ids};
 use crate::config::Thresholds;
 
@@ -604,6 +604,7 @@ fn slice_key(run: &NewRun) -> SliceKey {
 
 type SliceRow = (
     i64,
+    String,
     Option<String>,
     String,
     String,
@@ -628,7 +629,8 @@ where
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     SliceRow: for<'r> sqlx::FromRow<'r, DB::Row>,
-    (String, String, i32): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (String, String, String, i32): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (String, String, Option<i32>, Option<i32>): for<'r> sqlx::FromRow<'r, DB::Row>,
     (i64, String, String): for<'r> sqlx::FromRow<'r, DB::Row>,
     (String, String): for<'r> sqlx::FromRow<'r, DB::Row>,
     AggregateRow: for<'r> sqlx::FromRow<'r, DB::Row>,
@@ -649,14 +651,14 @@ where
     let mut loaded = Loaded::default();
     for chunk in slice_ids.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
-            "SELECT s.id, s.environment_id, s.outcomes, s.status,
+            "SELECT s.id, s.check_id, s.environment_id, s.outcomes, s.status,
                     a.thresholds, a.paused, s.counts
              FROM slices s LEFT JOIN assignments a ON a.system_id = s.system_id AND a.check_id = s.check_id
              WHERE s.id IN (",
         );
         push_list(&mut q, chunk.iter().copied());
         let rows: Vec<SliceRow> = q.build_query_as().fetch_all(&mut **tx).await?;
-        for (id, environment_id, outcomes, status, thresholds, paused, selected) in rows {
+        for (id, check_id, environment_id, outcomes, status, thresholds, paused, selected) in rows {
             let assigned = thresholds.is_some() && paused == Some(false);
             let thresholds: Thresholds = thresholds
                 .and_then(|t| serde_json::from_str(&t).ok())
@@ -664,6 +666,7 @@ where
             loaded.slices.insert(
                 id,
                 SliceState {
+                    check_id,
                     environment_id,
                     stored: (outcomes.clone(), Status::parse(&status)),
                     outcomes,
@@ -709,7 +712,7 @@ where
     }
     for chunk in systems.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
-            "SELECT s.system_id, s.env_key, MAX(CASE s.status WHEN 'unhealthy' THEN 3 WHEN 'degraded' THEN 2
+            "SELECT s.system_id, s.check_id, s.env_key, MAX(CASE s.status WHEN 'unhealthy' THEN 3 WHEN 'degraded' THEN 2
                     WHEN 'healthy' THEN 1 ELSE 0 END)
              FROM slices s JOIN assignments a ON a.system_id = s.system_id AND a.check_id = s.check_id
              WHERE NOT a.paused AND s.counts AND s.status <> 'unknown' AND s.system_id IN (",
@@ -717,9 +720,10 @@ where
         push_list(&mut q, chunk.iter().copied());
         q.push(" AND s.id NOT IN (");
         push_list(&mut q, slice_ids.iter().chain(&loaded.released).copied());
-        q.push(" GROUP BY s.system_id, s.env_key");
-        let rows: Vec<(String, String, i32)> = q.build_query_as().fetch_all(&mut **tx).await?;
-        for (system, env_key, rank) in rows {
+        q.push(" GROUP BY s.system_id, s.check_id, s.env_key");
+        let rows: Vec<(String, String, String, i32)> =
+            q.build_query_as().fetch_all(&mut **tx).await?;
+        for (system, check, env_key, rank) in rows {
             let status = match rank {
                 3 => Status::Unhealthy,
                 2 => Status::Degraded,
@@ -730,17 +734,21 @@ where
                 .others
                 .entry(system)
                 .or_default()
-                .push((env_key, status));
+                .push((check, env_key, status));
         }
     }
     for chunk in entities.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
-            "SELECT entity_id, status FROM entity_state WHERE entity_id IN (",
+            "SELECT entity_id, status, healthy_checks, total_checks FROM entity_state WHERE entity_id IN (",
         );
         push_list(&mut q, chunk.iter().map(String::as_str));
-        let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut **tx).await?;
-        for (entity, status) in rows {
-            loaded.entities.insert(entity, Status::parse(&status));
+        let rows: Vec<(String, String, Option<i32>, Option<i32>)> =
+            q.build_query_as().fetch_all(&mut **tx).await?;
+        for (entity, status, healthy, total) in rows {
+            loaded.entities.insert(
+                entity,
+                (Status::parse(&status), stored_counts(healthy, total)),
+            );
         }
     }
     let mut buckets: Vec<i64> = pending.iter().map(|p| hour_bucket(p.run.at_ms)).collect();
@@ -813,6 +821,7 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     DB::Arguments: Default + sqlx::IntoArguments<DB>,
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> f64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
@@ -906,14 +915,20 @@ where
     }
 
     for chunk in applied.entities.chunks(CHUNK) {
-        let mut q =
-            QueryBuilder::<DB>::new("INSERT INTO entity_state (entity_id, status, updated_at) ");
-        q.push_values(chunk, |mut row, (entity, status, at)| {
+        let mut q = QueryBuilder::<DB>::new(
+            "INSERT INTO entity_state (entity_id, status, updated_at, healthy_checks, total_checks) ",
+        );
+        q.push_values(chunk, |mut row, (entity, status, counts, at)| {
             row.push_bind(entity.as_str())
                 .push_bind(status.as_str())
-                .push_bind(*at);
+                .push_bind(*at)
+                .push_bind(counts.healthy_checks as i32)
+                .push_bind(counts.total_checks as i32);
         });
-        q.push(" ON CONFLICT (entity_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at");
+        q.push(
+            " ON CONFLICT (entity_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at, \
+             healthy_checks = excluded.healthy_checks, total_checks = excluded.total_checks",
+        );
         q.build().execute(&mut **tx).await?;
     }
 
@@ -982,82 +997,102 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     DB::Arguments: Default + sqlx::IntoArguments<DB>,
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    (String, String, String, bool, Option<bool>): for<'r> sqlx::FromRow<'r, DB::Row>,
-    (String, String): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (String, String, String, String, bool, Option<bool>): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (String, String, Option<i32>, Option<i32>): for<'r> sqlx::FromRow<'r, DB::Row>,
 {
     let mut systems: Vec<&str> = cause.keys().copied().collect();
     systems.sort_unstable();
     let mut q = QueryBuilder::<DB>::new(
-        "SELECT s.system_id, s.env_key, s.status, s.counts, a.paused
+        "SELECT s.system_id, s.check_id, s.env_key, s.status, s.counts, a.paused
          FROM slices s LEFT JOIN assignments a ON a.system_id = s.system_id AND a.check_id = s.check_id
          WHERE s.system_id IN (",
     );
     push_list(&mut q, systems.iter().copied());
-    let rows: Vec<(String, String, String, bool, Option<bool>)> =
+    let rows: Vec<(String, String, String, String, bool, Option<bool>)> =
         q.build_query_as().fetch_all(&mut **tx).await?;
-    // entity → (system, environment, status now)
-    let mut derived: std::collections::BTreeMap<String, (String, Option<String>, Status)> =
-        Default::default();
+    /// An entity as its counting slices make it now.
+    #[derive(Default)]
+    struct Derived {
+        system: String,
+        environment: Option<String>,
+        slices: Vec<(String, Status)>,
+    }
+    let mut derived: std::collections::BTreeMap<String, Derived> = Default::default();
     for system in &systems {
         derived.insert(
             system.to_string(),
-            (system.to_string(), None, Status::Unknown),
+            Derived {
+                system: system.to_string(),
+                ..Default::default()
+            },
         );
     }
-    for (system, env_key, status, selected, paused) in rows {
-        let counting = selected && paused == Some(false);
-        let status = if counting {
-            Status::parse(&status)
-        } else {
-            Status::Unknown
-        };
+    for (system, check, env_key, status, selected, paused) in rows {
         let env = (!env_key.is_empty()).then_some(env_key);
         for entity in entity_ids(&system, env.as_deref()) {
             let scope = entity.contains("::").then(|| env.clone()).flatten();
-            let slot = derived
-                .entry(entity)
-                .or_insert_with(|| (system.clone(), scope, Status::Unknown));
-            slot.2 = slot.2.max(status);
+            let slot = derived.entry(entity).or_insert_with(|| Derived {
+                system: system.clone(),
+                environment: scope,
+                slices: Vec::new(),
+            });
+            if selected && paused == Some(false) {
+                slot.slices.push((check.clone(), Status::parse(&status)));
+            }
         }
     }
-    let mut stored: HashMap<String, Status> = HashMap::new();
+    let mut stored: HashMap<String, (Status, Option<CheckCounts>)> = HashMap::new();
     let entities: Vec<&str> = derived.keys().map(String::as_str).collect();
     for chunk in entities.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
-            "SELECT entity_id, status FROM entity_state WHERE entity_id IN (",
+            "SELECT entity_id, status, healthy_checks, total_checks FROM entity_state WHERE entity_id IN (",
         );
         push_list(&mut q, chunk.iter().copied());
-        let rows: Vec<(String, String)> = q.build_query_as().fetch_all(&mut **tx).await?;
-        stored.extend(rows.into_iter().map(|(e, s)| (e, Status::parse(&s))));
+        let rows: Vec<(String, String, Option<i32>, Option<i32>)> =
+            q.build_query_as().fetch_all(&mut **tx).await?;
+        stored.extend(
+            rows.into_iter()
+                .map(|(e, s, h, t)| (e, (Status::parse(&s), stored_counts(h, t)))),
+        );
     }
-    let mut states: Vec<(&str, Status)> = Vec::new();
+    let mut states: Vec<(&str, Status, CheckCounts)> = Vec::new();
     let mut transitions = Vec::new();
-    for (entity, (system, environment, status)) in &derived {
-        let before = stored.get(entity).copied();
-        if before == Some(*status) || (before.is_none() && *status == Status::Unknown) {
+    for (entity, d) in &derived {
+        let status = worst(d.slices.iter().map(|(_, s)| *s));
+        let counts = CheckCounts::of(d.slices.iter().map(|(c, s)| (c.as_str(), *s)));
+        let (before, before_counts) = match stored.get(entity) {
+            Some((s, c)) => (Some(*s), *c),
+            None => (None, None),
+        };
+        if (before == Some(status) && before_counts == Some(counts))
+            || (before.is_none() && status == Status::Unknown)
+        {
             continue;
         }
-        states.push((entity, *status));
+        states.push((entity, status, counts));
         let Some(from) = before.filter(|s| *s != Status::Unknown) else {
             continue;
         };
-        if *status == Status::Unknown {
+        if status == Status::Unknown || from == status {
             continue;
         }
         transitions.push(TransitionEvent {
             id: None,
-            own_slice: environment.is_some(),
+            own_slice: d.environment.is_some(),
             entity_id: entity.clone(),
             from,
-            to: *status,
-            kind: TransitionKind::classify(from, *status),
+            to: status,
+            kind: TransitionKind::classify(from, status),
             check_id: cause
-                .get(system.as_str())
+                .get(d.system.as_str())
                 .copied()
                 .unwrap_or_default()
                 .to_string(),
-            environment_id: environment.clone(),
+            environment_id: d.environment.clone(),
+            healthy_checks: Some(counts.healthy_checks),
+            total_checks: Some(counts.total_checks),
             run_id: None,
             at_ms,
         });
@@ -1075,15 +1110,29 @@ where
         }
     }
     for chunk in states.chunks(CHUNK) {
-        let mut q =
-            QueryBuilder::<DB>::new("INSERT INTO entity_state (entity_id, status, updated_at) ");
-        q.push_values(chunk, |mut row, (entity, status)| {
+        let mut q = QueryBuilder::<DB>::new(
+            "INSERT INTO entity_state (entity_id, status, updated_at, healthy_checks, total_checks) ",
+        );
+        q.push_values(chunk, |mut row, (entity, status, counts)| {
             row.push_bind(*entity)
                 .push_bind(status.as_str())
-                .push_bind(at_ms);
+                .push_bind(at_ms)
+                .push_bind(counts.healthy_checks as i32)
+                .push_bind(counts.total_checks as i32);
         });
-        q.push(" ON CONFLICT (entity_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at");
+        q.push(
+            " ON CONFLICT (entity_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at, \
+             healthy_checks = excluded.healthy_checks, total_checks = excluded.total_checks",
+        );
         q.build().execute(&mut **tx).await?;
     }
     Ok(transitions)
+}
+
+/// Check counts as stored: NULL in rows written before they were kept.
+fn stored_counts(healthy: Option<i32>, total: Option<i32>) -> Option<CheckCounts> {
+    Some(CheckCounts {
+        healthy_checks: u32::try_from(healthy?).ok()?,
+        total_checks: u32::try_from(total?).ok()?,
+    })
 }
