@@ -30,6 +30,7 @@ fn assignments(systems: &[&str], thresholds: Thresholds) -> Vec<Assignment> {
             thresholds,
             paused: false,
             notify: Vec::new(),
+            flapping: None,
         })
         .collect()
 }
@@ -74,6 +75,7 @@ fn run(system: &str, env: Option<&str>, healthy: bool, latency_ms: f64, at_ms: i
 }
 
 on_both_engines!(
+    a_slice_that_keeps_changing_is_marked_flapping_once_then_held,
     a_check_that_cannot_be_prepared_reports_on_the_system_alone,
     a_day_of_history_reports_the_largest_hourly_p95,
     eight_racing_evaluations_of_one_entity_write_one_transition,
@@ -388,6 +390,43 @@ async fn a_check_that_cannot_be_prepared_reports_on_the_system_alone(db: TestDb)
         (10.0, 10.0, 10.0),
         "the unprepared run's latency stays out"
     );
+}
+
+/// `flapping: {changes: 3, window: 60m}`: the third change within the hour
+/// starts flapping (its notice says so), later ones are held, and a change
+/// after the window has calmed down is ordinary again.
+async fn a_slice_that_keeps_changing_is_marked_flapping_once_then_held(db: TestDb) {
+    use checkhost::config::Flapping;
+    use checkhost::store::state::Flap;
+    let store = Store::open(&db.url()).await.unwrap();
+    let mut config = assignments(&["shop"], STRICT);
+    config[0].flapping = Some(Flapping::default());
+    store
+        .sync_config(&[], &config, &systems(&["shop"]), 0)
+        .await
+        .unwrap();
+    let mut marks = Vec::new();
+    let two_hours_later = 2 * HOUR_MS;
+    for (at, healthy) in [
+        (1_000, false),
+        (2_000, true),
+        (3_000, false),
+        (4_000, true),
+        (two_hours_later, false),
+    ] {
+        let caused = store
+            .record_run(run("shop", None, healthy, 1.0, at))
+            .await
+            .unwrap()
+            .transitions;
+        assert_eq!(caused.len(), 1, "{caused:?}");
+        marks.push(caused[0].flapping);
+    }
+    assert_eq!(
+        marks,
+        [None, None, Some(Flap::Started), Some(Flap::Held), None]
+    );
+    store.close().await;
 }
 
 /// One p95 rule (the seed's): a bucket merging stored hours reports the

@@ -144,6 +144,20 @@ pub async fn validate(
             }
         }
         validate_thresholds(&mut p, &place, &a.thresholds);
+        if let Some(f) = &a.flapping {
+            if f.changes < 2 {
+                p.add(
+                    format!("{place}.flapping.changes"),
+                    "flapping needs at least 2 changes within the window",
+                );
+            }
+            if parse_duration(&f.window).is_none_or(|d| d.is_zero()) {
+                p.add(
+                    format!("{place}.flapping.window"),
+                    format!("`{}` is not a duration like 90s, 60m or 2h", f.window),
+                );
+            }
+        }
         for (j, target) in a.notify.iter().enumerate() {
             if !config.notifications.targets.iter().any(|t| &t.id == target) {
                 p.add(

@@ -106,6 +106,7 @@ pub async fn run(database: &str, n: usize, slices: usize) -> anyhow::Result<Stor
             thresholds: Thresholds::default(),
             paused: false,
             notify: Vec::new(),
+            flapping: None,
         })
         .collect();
     let systems: Vec<System> = (0..slices)

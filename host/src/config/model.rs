@@ -330,6 +330,36 @@ pub struct Assignment {
     /// `default` ones.
     #[serde(default)]
     pub notify: Vec<String>,
+    /// Flapping detection, off unless given (`flapping: {}` takes the
+    /// defaults: 3 changes within 60m).
+    #[serde(default)]
+    pub flapping: Option<Flapping>,
+}
+
+/// A slice whose status changed `changes` times within `window` is
+/// flapping: the notice of the change that made it so says so, once, and
+/// the notices of further changes are held back until it settles.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Flapping {
+    #[serde(default = "three")]
+    pub changes: u32,
+    /// A duration: `90s`, `60m`, `2h`.
+    #[serde(default = "an_hour")]
+    pub window: String,
+}
+
+impl Default for Flapping {
+    fn default() -> Self {
+        Flapping {
+            changes: three(),
+            window: an_hour(),
+        }
+    }
+}
+
+fn an_hour() -> String {
+    "60m".into()
 }
 
 /// `environments:` of an assignment; null, [] and a list stay distinct.

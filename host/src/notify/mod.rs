@@ -15,7 +15,7 @@ use crate::config::{ConfigFile, WebhookFormat, WebhookTarget, parse_duration};
 use crate::pipeline::secrets::{SecretProvider, reference_name};
 use crate::runtime::mask::Masker;
 use crate::store::outbox::{Notice, Route, idempotency_key};
-use crate::store::state::{Status, TransitionKind};
+use crate::store::state::{Flap, Status, TransitionKind};
 use crate::store::{Store, StoreError, TransitionEvent};
 use maintenance::Window;
 
@@ -218,7 +218,9 @@ impl Notifier {
         silenced: Option<&str>,
     ) -> Option<Notice> {
         let c = &target.config;
+        // The one notice that says the slice flaps goes to every target.
         let wanted = reminder > 0
+            || t.flapping == Some(Flap::Started)
             || match t.kind {
                 TransitionKind::Escalation => c.on_escalation,
                 TransitionKind::DeEscalation => c.on_de_escalation,
@@ -234,7 +236,12 @@ impl Notifier {
             idempotency_key,
             body: self.masker.text(&body),
             content_type,
-            suppressed: silenced.map(|w| format!("silenced by maintenance window `{w}`")),
+            suppressed: silenced
+                .map(|w| format!("silenced by maintenance window `{w}`"))
+                .or_else(|| {
+                    (reminder == 0 && t.flapping == Some(Flap::Held))
+                        .then(|| "held back: the slice is flapping".to_string())
+                }),
         })
     }
 
@@ -257,7 +264,11 @@ impl Notifier {
             .map(|d| d.to_rfc3339())
             .unwrap_or_default();
         let context = json!({
-            "event": if reminder > 0 { "reminder" } else { "transition" },
+            "event": match (reminder, t.flapping) {
+                (1.., _) => "reminder",
+                (0, Some(Flap::Started)) => "flapping",
+                _ => "transition",
+            },
             "idempotencyKey": key,
             "kind": t.kind.as_str(),
             "reminder": reminder,
@@ -369,10 +380,10 @@ fn slack_text(context: &Value, t: &TransitionEvent) -> String {
         .and_then(Value::as_str)
         .map(|e| format!(" ({e})"))
         .unwrap_or_default();
-    let reminder = if text("/event") == "reminder" {
-        "Still "
-    } else {
-        ""
+    let reminder = match text("/event") {
+        "reminder" => "Still ",
+        "flapping" => "Flapping: ",
+        _ => "",
     };
     format!(
         "{icon} {reminder}*{}*{env} is {} (was {}): check {}",
@@ -458,6 +469,7 @@ notifications:
             environment_id: env.map(Into::into),
             healthy_checks: Some(1),
             total_checks: Some(2),
+            flapping: None,
             run_id: Some(99),
             at_ms,
         }
@@ -546,6 +558,52 @@ notifications:
             silenced.iter().all(
                 |n| n.suppressed.as_deref() == Some("silenced by maintenance window `nightly`")
             )
+        );
+    }
+
+    #[test]
+    fn a_flapping_slice_says_so_once_then_its_notices_are_held() {
+        let n = notifier();
+        let started = TransitionEvent {
+            flapping: Some(Flap::Started),
+            ..transition(
+                "shop::prod",
+                Some("prod"),
+                Status::Unhealthy,
+                Status::Degraded,
+                NOON,
+            )
+        };
+        let notices = n.route(&started);
+        let targets: Vec<&str> = notices.iter().map(|n| n.target.as_str()).collect();
+        assert_eq!(
+            targets,
+            ["chat", "pager"],
+            "every target hears it, de-escalations off or not"
+        );
+        assert!(notices.iter().all(|n| n.suppressed.is_none()));
+        assert!(
+            notices[0].body.contains("Flapping: "),
+            "{}",
+            notices[0].body
+        );
+        let held = TransitionEvent {
+            flapping: Some(Flap::Held),
+            ..transition(
+                "shop::prod",
+                Some("prod"),
+                Status::Healthy,
+                Status::Unhealthy,
+                NOON,
+            )
+        };
+        let notices = n.route(&held);
+        assert_eq!(notices.len(), 2);
+        assert!(
+            notices
+                .iter()
+                .all(|n| n.suppressed.as_deref() == Some("held back: the slice is flapping")),
+            "{notices:?}"
         );
     }
 

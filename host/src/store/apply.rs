@@ -227,6 +227,7 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
                     },
                     healthy_checks: Some(counts.healthy_checks),
                     total_checks: Some(counts.total_checks),
+                    flapping: None,
                     run_id: Some(p.id),
                     at_ms: run.at_ms,
                 });

@@ -99,6 +99,10 @@ pub struct TransitionEvent {
     pub healthy_checks: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total_checks: Option<u32>,
+    /// Set when the slice is flapping (see [`state::FlapRule`]); on live
+    /// transitions, not on stored ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flapping: Option<state::Flap>,
     /// The run that caused it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_id: Option<i64>,
@@ -188,6 +192,18 @@ fn selected_slices<'a>(
         }
     }
     selected
+}
+
+/// An assignment's flapping rule as the writer reads it (validation has
+/// refused a window that is not a duration).
+fn flap_rule(a: &Assignment) -> Option<String> {
+    let f = a.flapping.as_ref()?;
+    let window = crate::config::parse_duration(&f.window)?;
+    serde_json::to_string(&state::FlapRule {
+        changes: f.changes,
+        window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
+    })
+    .ok()
 }
 
 /// One cause per system: the first check (in order) whose change touched it.
@@ -372,7 +388,7 @@ impl Store {
             let unique: Vec<&Assignment> = unique.into_values().collect();
             for chunk in unique.chunks(500) {
                 let mut q = QueryBuilder::new(
-                    "INSERT INTO assignments (system_id, check_id, environments, thresholds, paused) ",
+                    "INSERT INTO assignments (system_id, check_id, environments, thresholds, paused, flapping) ",
                 );
                 q.push_values(chunk, |mut row, a| {
                     let environments = match &a.environments {
@@ -383,7 +399,8 @@ impl Store {
                         .push_bind(a.check.as_str())
                         .push_bind(environments)
                         .push_bind(serde_json::to_string(&a.thresholds).unwrap_or_default())
-                        .push_bind(a.paused);
+                        .push_bind(a.paused)
+                        .push_bind(flap_rule(a));
                 });
                 q.build().execute(&mut *tx).await?;
             }

@@ -195,6 +195,7 @@ pub(super) fn transition_event(row: TransitionRow) -> TransitionEvent {
         environment_id,
         healthy_checks: None,
         total_checks: None,
+        flapping: None,
         run_id,
         at_ms,
     }

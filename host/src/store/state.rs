@@ -118,6 +118,37 @@ pub fn outcomes_status(t: &Thresholds, outcomes: &str, previous: Status) -> Stat
     slice_status(t, &failed, previous)
 }
 
+/// Where a transition stands in its slice's flapping detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Flap {
+    /// This change made the slice flapping: its notice says so, once.
+    Started,
+    /// The slice is still flapping: this change's notices are held back.
+    Held,
+}
+
+/// An assignment's flapping rule as stored (`{changes, windowMs}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlapRule {
+    pub changes: u32,
+    pub window_ms: i64,
+}
+
+impl FlapRule {
+    /// Where a change stands, given how many changes (itself included)
+    /// the entity saw within the window.
+    pub fn judge(&self, changes_in_window: u64) -> Option<Flap> {
+        let limit = u64::from(self.changes);
+        match changes_in_window.cmp(&limit) {
+            std::cmp::Ordering::Less => None,
+            std::cmp::Ordering::Equal => Some(Flap::Started),
+            std::cmp::Ordering::Greater => Some(Flap::Held),
+        }
+    }
+}
+
 /// "2 of 3 checks": of the checks that count in an entity (enabled and
 /// measured), how many are healthy, each check judged worst-wins over its
 /// slices in the entity.

@@ -15,7 +15,7 @@ use super::db::{Db, WritePool, entity_lock_key, unavailable, with_pool};
 use super::ids::RunIds;
 use super::outbox::{self, OutboxRow, SharedRouter};
 use super::sketch::Sketch;
-use super::state::{CheckCounts, Status, TransitionKind, worst};
+use super::state::{CheckCounts, FlapRule, Status, TransitionKind, worst};
 use super::{NewRun, Recorded, RunEvent, StoreError, StoreEvent, TransitionEvent, entity_ids};
 use crate::config::Thresholds;
 
@@ -528,6 +528,7 @@ impl Writer {
             pool.lock_entities(&mut tx, &lock_keys).await?;
             let mut loaded = load(&mut tx, &pending).await?;
             let mut applied = apply(&mut loaded, &pending);
+            mark_flapping(&mut tx, &mut applied.transitions).await?;
             write(&mut tx, &pending, &loaded, &mut applied).await?;
             let rows = self.outbox_rows(applied.transitions.iter().flatten());
             if !rows.is_empty() {
@@ -1093,6 +1094,7 @@ where
             environment_id: d.environment.clone(),
             healthy_checks: Some(counts.healthy_checks),
             total_checks: Some(counts.total_checks),
+            flapping: None,
             run_id: None,
             at_ms,
         });
@@ -1135,4 +1137,67 @@ fn stored_counts(healthy: Option<i32>, total: Option<i32>) -> Option<CheckCounts
         healthy_checks: u32::try_from(healthy?).ok()?,
         total_checks: u32::try_from(total?).ok()?,
     })
+}
+
+/// Marks the notifying transitions of flapping slices: the change that
+/// reaches the assignment's `changes` within its window starts flapping,
+/// later ones within the window are held. Transitions are rare, so each
+/// costs a lookup here; assignments without a rule cost one per batch.
+async fn mark_flapping<DB>(
+    tx: &mut Transaction<'static, DB>,
+    transitions: &mut [Vec<TransitionEvent>],
+) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (Option<String>,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let mut rules: HashMap<(String, String), Option<FlapRule>> = HashMap::new();
+    // Earlier changes of each entity within this batch (not stored yet).
+    let mut earlier: HashMap<String, Vec<i64>> = HashMap::new();
+    for t in transitions.iter_mut().flatten().filter(|t| t.own_slice) {
+        let system = t
+            .entity_id
+            .split("::")
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let key = (system, t.check_id.clone());
+        let rule = match rules.get(&key) {
+            Some(rule) => *rule,
+            None => {
+                let row: Option<(Option<String>,)> = sqlx::query_as(
+                    "SELECT flapping FROM assignments WHERE system_id = $1 AND check_id = $2",
+                )
+                .bind(key.0.as_str())
+                .bind(key.1.as_str())
+                .fetch_optional(&mut **tx)
+                .await?;
+                let rule = row
+                    .and_then(|(text,)| text)
+                    .and_then(|text| serde_json::from_str::<FlapRule>(&text).ok());
+                rules.insert(key, rule);
+                rule
+            }
+        };
+        let seen = earlier.entry(t.entity_id.clone()).or_default();
+        if let Some(rule) = rule {
+            let since = t.at_ms.saturating_sub(rule.window_ms);
+            let (stored,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM transitions WHERE entity_id = $1 AND created_at > $2",
+            )
+            .bind(t.entity_id.as_str())
+            .bind(since)
+            .fetch_one(&mut **tx)
+            .await?;
+            let in_batch = seen.iter().filter(|at| **at > since).count() as u64;
+            t.flapping = rule.judge(stored.max(0) as u64 + in_batch + 1);
+        }
+        seen.push(t.at_ms);
+    }
+    Ok(())
 }
