@@ -335,3 +335,48 @@ async fn a_node_on_an_older_configuration_claims_nothing_and_says_so() {
         "it never joined"
     );
 }
+
+/// Three nodes whose runtimes can admit one run at a time (a 1 MiB guest
+/// memory budget) and whose runs take 1.5 s: more due work than the
+/// cluster can run. A claim never waits out its lease for admission, so
+/// another node never runs the same slice in the same interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_runs_under_a_small_memory_budget_never_run_a_slice_twice() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let ws = Workspace::on(db, &["noop", "hostile"]);
+    let mut yaml = String::from(
+        "checks:\n  - {id: slow, interval: 2s, timeout: 3s, strategy: {plugin: noop}, \
+         collectors: [{plugin: hostile, config: {mode: remember, pause_ms: 1500}}]}\nsystems:\n",
+    );
+    for i in 0..12 {
+        yaml.push_str(&format!("  - {{id: s{i}}}\n"));
+    }
+    yaml.push_str("assignments:\n");
+    for i in 0..12 {
+        yaml.push_str(&format!("  - {{system: s{i}, check: slow}}\n"));
+    }
+    ws.config(&yaml);
+    let nodes: Vec<Daemon> = (0..3)
+        .map(|_| Daemon::start(&ws, &["--guest-memory-budget", "1"]))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(14)).await;
+    for node in &nodes {
+        node.signal("TERM");
+    }
+    for node in nodes {
+        let (code, log) = node.wait();
+        assert_eq!(code, Some(0), "{}", log.join("\n"));
+    }
+    let runs = ws.db.count("SELECT COUNT(*) FROM runs").await;
+    assert!(runs >= 12, "the cluster ran: {runs} runs");
+    let twice = ws
+        .db
+        .count(
+            "SELECT COUNT(*) FROM runs a JOIN runs b ON a.slice_id = b.slice_id AND b.id > a.id
+             AND (b.id >> 20) - (a.id >> 20) < 1000",
+        )
+        .await;
+    assert_eq!(twice, 0, "a slice ran twice within one interval");
+}

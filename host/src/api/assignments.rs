@@ -81,7 +81,7 @@ pub async fn run_now(
     let keys = generation.slices_of(&system, &check);
     let outcomes = futures::future::join_all(
         keys.iter()
-            .map(|key| generation.run(key, &state.runtime, &state.store)),
+            .map(|key| generation.run(key, &state.runtime, &state.store, None)),
     )
     .await;
     let mut runs = Vec::new();

@@ -242,6 +242,7 @@ pub async fn run(
             dir: None,
         },
         concurrency,
+        start_by: None,
     };
     let selection = Selection::default();
 

@@ -147,6 +147,7 @@ pub async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
         store: &store,
         secrets: loaded.secrets.clone(),
         concurrency: RUN_CONCURRENCY,
+        start_by: None,
     };
     let selection = Selection {
         system: args.system,

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -28,6 +28,10 @@ const CLAIM_EVERY: Duration = Duration::from_millis(100);
 const LOOKAHEAD_MS: i64 = 250;
 /// Slices claimed per round at most.
 const CLAIM_LIMIT: i64 = 1_000;
+/// How long after its due time a claimed run may still start: its lease is
+/// this plus the longest check timeout, so a run that starts in time ends
+/// inside its lease, and one admitted later is not started at all.
+const START_WINDOW: Duration = Duration::from_secs(5);
 
 /// Whether `serve` on this store runs as a cluster node: on PostgreSQL,
 /// where other nodes may share the database.
@@ -76,8 +80,16 @@ fn must_sync(view: &View, previous_owner: Option<&str>, mine: &str, generation: 
 /// A generation's slices by schedule id, with what the schedule needs.
 struct Slices {
     by_id: HashMap<String, (SliceKey, i64)>,
-    /// The longest run a claim may have to wait out: the lease beyond due.
-    hold_ms: i64,
+    /// The longest check timeout: a run must start while it still fits in
+    /// its lease.
+    longest: Duration,
+}
+
+impl Slices {
+    /// The lease beyond due: the start window and the longest run.
+    fn hold_ms(&self) -> i64 {
+        (self.longest + START_WINDOW).as_millis() as i64
+    }
 }
 
 impl Slices {
@@ -95,7 +107,7 @@ impl Slices {
                 .iter()
                 .map(|(k, d)| (k.id(), (k.clone(), d.interval_ms)))
                 .collect(),
-            hold_ms: longest.as_millis() as i64 + 1_000,
+            longest,
         }
     }
 }
@@ -157,7 +169,7 @@ impl Cluster {
     /// node stopped: its slices are free for the others at once.
     pub async fn finish(&self) {
         self.hand_back().await;
-        if let Err(e) = self.store.node_stopped(&self.node, now_ms()).await {
+        if let Err(e) = self.store.node_stopped(&self.node).await {
             tracing::warn!("cannot hand the leases back; they expire on their own: {e}");
         }
     }
@@ -188,16 +200,16 @@ impl Cluster {
         let mine = generation.config_version.as_str();
         self.statements.fetch_add(2, Ordering::Relaxed);
         if view.registered != Some(generation.id) {
-            self.store.register_config(mine, now).await?;
+            self.store.register_config(mine).await?;
             self.store
-                .register_node(&self.node, &self.listen, mine, now)
+                .register_node(&self.node, &self.listen, mine)
                 .await?;
             view.registered = Some(generation.id);
         } else {
-            self.store.heartbeat(&self.node, mine, now).await?;
+            self.store.heartbeat(&self.node, mine).await?;
         }
         let previous = view.owner.take();
-        view.owner = self.store.newest_live_config(now - DEAD_AFTER_MS).await?;
+        view.owner = self.store.newest_live_config(DEAD_AFTER_MS).await?;
         let Some(owner) = view.owner.clone() else {
             return Ok(());
         };
@@ -295,9 +307,12 @@ impl Cluster {
         slices: &Arc<Slices>,
         tasks: &mut JoinSet<()>,
     ) {
+        // Claims are capped by what this node can run now: a claim that
+        // waits for admission burns its lease, and the cluster's other
+        // nodes could have run it.
         let free =
             self.scheduler.free_permits() as i64 - self.waiting.load(Ordering::Relaxed) as i64;
-        if free <= 0 {
+        if free <= 0 || !self.scheduler.runtime_admits() {
             return;
         }
         let now = now_ms();
@@ -309,7 +324,7 @@ impl Cluster {
                 &generation.config_version,
                 now + LOOKAHEAD_MS,
                 now,
-                slices.hold_ms,
+                slices.hold_ms(),
                 free.min(CLAIM_LIMIT),
             )
             .await
@@ -320,6 +335,7 @@ impl Cluster {
                 return;
             }
         };
+        let claimed = Instant::now();
         for claim in claims {
             let Some((key, interval)) = slices.by_id.get(&claim.slice).cloned() else {
                 // Synced by another generation of this version (a reload
@@ -332,20 +348,26 @@ impl Cluster {
             };
             let this = self.clone();
             self.waiting.fetch_add(1, Ordering::Relaxed);
-            tasks.spawn(async move { this.run_claim(claim, key, interval).await });
+            // Started by then, the run ends inside its lease; later, another
+            // node may hold the lease, so it is not started at all.
+            let start_by = claimed + claim.lease.saturating_sub(slices.longest);
+            tasks.spawn(async move { this.run_claim(claim, key, interval, start_by).await });
         }
     }
 
-    async fn run_claim(&self, claim: Claim, key: SliceKey, interval_ms: i64) {
+    async fn run_claim(&self, claim: Claim, key: SliceKey, interval_ms: i64, start_by: Instant) {
         let wait = (claim.due_at - now_ms()).max(0) as u64;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
-        if now_ms() >= claim.lease_until {
+        if Instant::now() >= start_by {
             // Another node may hold it by now: never run it twice.
             tracing::warn!(slice = %claim.slice, "lease ran out before the run could start; left to the cluster");
             return;
         }
-        self.scheduler.run_claimed(&key, claim.due_at).await;
+        // The runtime checks `start_by` again once it admits the run.
+        self.scheduler
+            .run_claimed(&key, claim.due_at, start_by)
+            .await;
         let next = tick_after(claim.due_at, interval_ms, now_ms());
         self.released
             .lock()

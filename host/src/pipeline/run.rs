@@ -69,6 +69,9 @@ pub struct Pipeline<'a> {
     pub secrets: SecretProvider,
     /// Assignments run at once; runs beyond the runtime's pool wait for a slot.
     pub concurrency: usize,
+    /// A run admitted by the runtime after this is not started, and
+    /// nothing is recorded for it (a claim whose lease may have passed on).
+    pub start_by: Option<std::time::Instant>,
 }
 
 /// A check with its plugins resolved and its configs migrated to current.
@@ -214,29 +217,34 @@ impl Pipeline<'_> {
         };
         let runs = environments.iter().map(|env| async {
             let report = self.run_slice(prepared, system, env.as_deref()).await;
-            if let Ok(r) = &report {
+            if let Ok(Some(r)) = &report {
                 on_done(r);
             }
             report
         });
-        join_all(runs).await.into_iter().collect()
+        let reports: Result<Vec<Option<RunReport>>, StoreError> =
+            join_all(runs).await.into_iter().collect();
+        Ok(reports?.into_iter().flatten().collect())
     }
 
     /// Runs one slice of an assignment — the scheduler's unit of work — and
     /// persists it. A check that could not be prepared is a failed env-less
     /// run instead (the caller has one slice per assignment report it).
+    /// `None` when the run was admitted after `start_by`: not started, and
+    /// nothing recorded.
     pub async fn run_one(
         &self,
         check: &Check,
         prepared: &Prepared,
         system: &System,
         env: Option<&str>,
-    ) -> Result<RunReport, StoreError> {
+    ) -> Result<Option<RunReport>, StoreError> {
         match prepared {
             Ok(p) => self.run_slice(p, system, env).await,
-            Err(EarlyFailure(message)) => {
-                self.persist_failure(system, check, message.clone()).await
-            }
+            Err(EarlyFailure(message)) => self
+                .persist_failure(system, check, message.clone())
+                .await
+                .map(Some),
         }
     }
 
@@ -305,7 +313,7 @@ impl Pipeline<'_> {
         p: &PreparedCheck,
         system: &System,
         env: Option<&str>,
-    ) -> Result<RunReport, StoreError> {
+    ) -> Result<Option<RunReport>, StoreError> {
         let started = Instant::now();
         let Executed {
             healthy,
@@ -315,7 +323,8 @@ impl Pipeline<'_> {
             masker,
             guest,
         } = match self.execute_slice(p, system, env).await {
-            Ok(done) => done,
+            Ok(Some(done)) => done,
+            Ok(None) => return Ok(None),
             Err(EarlyFailure(message)) => Executed {
                 healthy: false,
                 error: Some(message),
@@ -351,7 +360,7 @@ impl Pipeline<'_> {
             at_ms: now_ms(),
         };
         let recorded = self.store.record_run(run).await?;
-        Ok(RunReport {
+        Ok(Some(RunReport {
             system: system.id.clone(),
             environment: env.map(str::to_string),
             check: p.check.id.clone(),
@@ -362,7 +371,7 @@ impl Pipeline<'_> {
             transitions: recorded.transitions,
             run_id: recorded.run_id,
             guest,
-        })
+        }))
     }
 
     /// Stages 3–7 for one environment.
@@ -371,7 +380,7 @@ impl Pipeline<'_> {
         p: &PreparedCheck,
         system: &System,
         env_id: Option<&str>,
-    ) -> Result<Executed, EarlyFailure> {
+    ) -> Result<Option<Executed>, EarlyFailure> {
         let environment = env_id.and_then(|id| self.config.environment(id));
         let fail = |m: String| EarlyFailure(m);
 
@@ -426,19 +435,18 @@ impl Pipeline<'_> {
             });
         }
 
-        let outcome = self
-            .runtime
-            .run(RunSpec {
-                strategy: p.strategy.clone(),
-                strategy_config: strategy_config.to_string(),
-                collectors,
-                context: run_context(p, system, environment),
-                limits: p.limits,
-                policy: p.policy.clone(),
-                secrets,
-            })
-            .await;
-        let mut outcome = outcome;
+        let spec = RunSpec {
+            strategy: p.strategy.clone(),
+            strategy_config: strategy_config.to_string(),
+            collectors,
+            context: run_context(p, system, environment),
+            limits: p.limits,
+            policy: p.policy.clone(),
+            secrets,
+        };
+        let Some(mut outcome) = self.runtime.run_by(spec, self.start_by).await else {
+            return Ok(None);
+        };
         // Back in config order, so results and assertions line up with the
         // check's collectors. A run that stopped before its collectors ran
         // reports that instead.
@@ -460,14 +468,14 @@ impl Pipeline<'_> {
             .collect();
         let error = outcome.error();
         let healthy = error.is_none() && assertions.iter().all(|a| a.passed);
-        Ok(Executed {
+        Ok(Some(Executed {
             healthy,
             error,
             assertions,
             result: persisted_results(&outcome, p),
             masker,
             guest: outcome.stats,
-        })
+        }))
     }
 
     /// A check that could not be prepared (plugin missing, migration

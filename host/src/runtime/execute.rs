@@ -125,11 +125,25 @@ impl Runtime {
     /// Runs a strategy and its collectors once. Never fails: every problem
     /// becomes part of the outcome.
     pub async fn run(&self, spec: RunSpec) -> RunOutcome {
+        match self.run_by(spec, None).await {
+            Some(outcome) => outcome,
+            None => empty_outcome(Some(Failure::Host("the run was not started".into()))),
+        }
+    }
+
+    /// As [`Runtime::run`], but `None`, with nothing started, when the
+    /// run is admitted (a pool slot, the memory budget) only after
+    /// `start_by`: a run claimed under a lease must not start once another
+    /// node may hold that lease.
+    pub async fn run_by(&self, spec: RunSpec, start_by: Option<Instant>) -> Option<RunOutcome> {
         let arrived = Instant::now();
         let admitted = {
             let _waiting = WaitingRun::new(&self.waiting);
             self.admit(&spec).await
         };
+        if start_by.is_some_and(|by| Instant::now() > by) {
+            return None;
+        }
         let queued = arrived.elapsed();
         // The clock starts once the run is admitted: waiting for room in the
         // pool is not the target's latency, nor part of its deadline.
@@ -198,7 +212,7 @@ impl Runtime {
         drop(record);
         outcome.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         outcome.mask_and_bound(&masker);
-        outcome
+        Some(outcome)
     }
 
     async fn run_guests(&self, spec: &RunSpec, scope: &RunScope) -> Result<RunOutcome, GuestError> {

@@ -71,7 +71,7 @@ impl Generation {
     pub async fn prepare(setup: Setup, runtime: &Runtime, store: &Store) -> Generation {
         let mut prepared = HashMap::new();
         {
-            let pipeline = pipeline(&setup, runtime, store);
+            let pipeline = pipeline(&setup, runtime, store, None);
             for check in &setup.config.file.checks {
                 prepared.insert(check.id.clone(), pipeline.prepare(check).await);
             }
@@ -140,13 +140,15 @@ impl Generation {
     }
 
     /// Runs one slice through the whole pipeline and persists it; `None`
-    /// when this configuration no longer has the slice, or when its check
-    /// could not be prepared and another slice of the assignment reports it.
+    /// when this configuration no longer has the slice, when its check
+    /// could not be prepared and another slice of the assignment reports it,
+    /// or when the runtime admitted it only after `start_by` (not started).
     pub async fn run(
         &self,
         key: &SliceKey,
         runtime: &Runtime,
         store: &Store,
+        start_by: Option<std::time::Instant>,
     ) -> Option<Result<RunReport, StoreError>> {
         let file = &self.setup.config.file;
         let def = self.slices.get(key)?;
@@ -155,12 +157,11 @@ impl Generation {
         if prepared.is_err() && !def.lead {
             return None;
         }
-        let pipeline = pipeline(&self.setup, runtime, store);
-        Some(
-            pipeline
-                .run_one(check, prepared, system, key.environment.as_deref())
-                .await,
-        )
+        let pipeline = pipeline(&self.setup, runtime, store, start_by);
+        pipeline
+            .run_one(check, prepared, system, key.environment.as_deref())
+            .await
+            .transpose()
     }
 
     /// The slices of one assignment.
@@ -183,7 +184,12 @@ impl Generation {
     }
 }
 
-fn pipeline<'a>(setup: &'a Setup, runtime: &'a Runtime, store: &'a Store) -> Pipeline<'a> {
+fn pipeline<'a>(
+    setup: &'a Setup,
+    runtime: &'a Runtime,
+    store: &'a Store,
+    start_by: Option<std::time::Instant>,
+) -> Pipeline<'a> {
     Pipeline {
         runtime,
         plugins: &setup.plugins,
@@ -191,6 +197,7 @@ fn pipeline<'a>(setup: &'a Setup, runtime: &'a Runtime, store: &'a Store) -> Pip
         store,
         secrets: setup.secrets.clone(),
         concurrency: 1,
+        start_by,
     }
 }
 

@@ -8,7 +8,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -196,7 +196,7 @@ impl Scheduler {
                         running.store(true, Ordering::Release);
                         let this = self.clone();
                         tasks.spawn(async move {
-                            this.run_slice(&key, due).await;
+                            this.run_slice(&key, due, None).await;
                             running.store(false, Ordering::Release);
                             drop(permit);
                         });
@@ -212,16 +212,22 @@ impl Scheduler {
         self.permits.available_permits()
     }
 
+    /// Whether the runtime admits a new run now: no run waits for a pool
+    /// slot or for room in the memory budget.
+    pub fn runtime_admits(&self) -> bool {
+        self.runtime.pool_usage().runs_waiting == 0
+    }
+
     /// Runs a slice claimed from the shared schedule, within the
-    /// concurrency bound.
-    pub async fn run_claimed(&self, key: &SliceKey, due_ms: i64) {
+    /// concurrency bound, unless it could start only after `start_by`.
+    pub async fn run_claimed(&self, key: &SliceKey, due_ms: i64, start_by: Instant) {
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
             return;
         };
-        self.run_slice(key, due_ms).await;
+        self.run_slice(key, due_ms, Some(start_by)).await;
     }
 
-    async fn run_slice(&self, key: &SliceKey, due_ms: i64) {
+    async fn run_slice(&self, key: &SliceKey, due_ms: i64, start_by: Option<Instant>) {
         let started = now_ms();
         self.metrics
             .scheduler_lag
@@ -235,7 +241,7 @@ impl Scheduler {
             environment = key.environment.as_deref().unwrap_or("-"),
         );
         let outcome = generation
-            .run(key, &self.runtime, &self.store)
+            .run(key, &self.runtime, &self.store, start_by)
             .instrument(span.clone())
             .await;
         self.metrics.in_flight.dec();

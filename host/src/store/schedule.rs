@@ -26,7 +26,10 @@ pub struct ScheduleRow {
 pub struct Claim {
     pub slice: String,
     pub due_at: i64,
-    pub lease_until: i64,
+    /// How long the lease lasts from the claim, by the database's clock: a
+    /// node measures it on its own monotonic clock, so node clocks that
+    /// disagree never stretch a lease.
+    pub lease: std::time::Duration,
 }
 
 /// A node as `checkhost status` and the API show it.
@@ -47,39 +50,46 @@ pub struct NodeInfo {
 const CHUNK: usize = 500;
 
 impl Store {
+    /// The database's clock in Unix milliseconds, as SQL: leases, heartbeats
+    /// and the order of configuration versions follow one clock, whatever
+    /// the nodes' clocks say.
+    fn db_now(&self) -> &'static str {
+        if self.engine() == "postgres" {
+            "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+        } else {
+            "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+        }
+    }
+
     /// Records this node (again, after a restart under the same id).
     pub async fn register_node(
         &self,
         id: &str,
         listen: &str,
         config_version: &str,
-        now_ms: i64,
     ) -> Result<(), StoreError> {
+        let now = self.db_now();
         with_pool!(&self.db.write, pool => {
-            sqlx::query(
-                "INSERT INTO nodes (id, listen, config_version, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $4)
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO nodes (id, listen, config_version, started_at, heartbeat_at) VALUES ($1, $2, $3, {now}, {now})
                  ON CONFLICT (id) DO UPDATE SET listen = excluded.listen, config_version = excluded.config_version,
                      started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, stopped_at = NULL",
-            )
+            )))
             .bind(id)
             .bind(listen)
             .bind(config_version)
-            .bind(now_ms)
             .execute(pool)
             .await?;
         });
         Ok(())
     }
 
-    pub async fn heartbeat(
-        &self,
-        id: &str,
-        config_version: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn heartbeat(&self, id: &str, config_version: &str) -> Result<(), StoreError> {
+        let now = self.db_now();
         with_pool!(&self.db.write, pool => {
-            sqlx::query("UPDATE nodes SET heartbeat_at = $1, config_version = $2 WHERE id = $3")
-                .bind(now_ms)
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE nodes SET heartbeat_at = {now}, config_version = $1 WHERE id = $2"
+            )))
                 .bind(config_version)
                 .bind(id)
                 .execute(pool)
@@ -89,14 +99,14 @@ impl Store {
     }
 
     /// A clean stop: the node's leases go back at once, for others to take.
-    pub async fn node_stopped(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub async fn node_stopped(&self, id: &str) -> Result<(), StoreError> {
+        let now = self.db_now();
         with_pool!(&self.db.write, pool => {
             sqlx::query("UPDATE schedule SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1")
                 .bind(id)
                 .execute(pool)
                 .await?;
-            sqlx::query("UPDATE nodes SET stopped_at = $1 WHERE id = $2")
-                .bind(now_ms)
+            sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE nodes SET stopped_at = {now} WHERE id = $1")))
                 .bind(id)
                 .execute(pool)
                 .await?;
@@ -106,13 +116,13 @@ impl Store {
 
     /// Registers a configuration version; returns when the cluster first
     /// saw it.
-    pub async fn register_config(&self, version: &str, now_ms: i64) -> Result<i64, StoreError> {
+    pub async fn register_config(&self, version: &str) -> Result<i64, StoreError> {
+        let now = self.db_now();
         let first_seen: i64 = with_pool!(&self.db.write, pool => {
-            sqlx::query(
-                "INSERT INTO config_versions (version, first_seen) VALUES ($1, $2) ON CONFLICT (version) DO NOTHING",
-            )
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO config_versions (version, first_seen) VALUES ($1, {now}) ON CONFLICT (version) DO NOTHING",
+            )))
             .bind(version)
-            .bind(now_ms)
             .execute(pool)
             .await?;
             sqlx::query_scalar("SELECT first_seen FROM config_versions WHERE version = $1")
@@ -123,16 +133,17 @@ impl Store {
         Ok(first_seen)
     }
 
-    /// The newest configuration version among nodes that heartbeat since
-    /// `alive_since`: the one that owns the schedule.
-    pub async fn newest_live_config(&self, alive_since: i64) -> Result<Option<String>, StoreError> {
+    /// The newest configuration version among nodes that heartbeat within
+    /// the last `alive_ms` (database clock): the one that owns the schedule.
+    pub async fn newest_live_config(&self, alive_ms: i64) -> Result<Option<String>, StoreError> {
+        let now = self.db_now();
         let version: Option<String> = with_pool!(&self.db.read, pool => {
-            sqlx::query_scalar(
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT n.config_version FROM nodes n JOIN config_versions c ON c.version = n.config_version
-                 WHERE n.heartbeat_at >= $1 AND n.stopped_at IS NULL
+                 WHERE n.heartbeat_at >= {now} - $1 AND n.stopped_at IS NULL
                  ORDER BY c.first_seen DESC, n.config_version LIMIT 1",
-            )
-            .bind(alive_since)
+            )))
+            .bind(alive_ms)
             .fetch_optional(pool)
             .await?
         });
@@ -191,18 +202,22 @@ impl Store {
         hold_ms: i64,
         limit: i64,
     ) -> Result<Vec<Claim>, StoreError> {
+        let now = self.db_now();
         let rows: Vec<(String, i64, i64)> = with_pool!(&self.db.write, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                // A slice claimed late (its holder died) gets its full lease from now.
+                // Due times are on the slices' grid (node clocks); leases are
+                // on the database's clock: the wait until due (`$5` is the
+                // claiming node's now) plus `hold`, from the database's now.
+                // A slice claimed late (its holder died) gets its full lease.
                 "UPDATE schedule SET lease_owner = $1,
-                     lease_until = CASE WHEN due_at > $5 THEN due_at ELSE $5 END + $2
+                     lease_until = {now} + CASE WHEN due_at > $5 THEN due_at - $5 ELSE 0 END + $2
                  WHERE slice IN (SELECT s.slice FROM schedule s
                      WHERE s.config_version = $3 AND s.due_at <= $4
-                       AND (s.lease_until IS NULL OR s.lease_until < $5)
+                       AND (s.lease_until IS NULL OR s.lease_until < {now})
                        AND NOT EXISTS (SELECT 1 FROM assignments a WHERE a.system_id = s.system_id
                                        AND a.check_id = s.check_id AND a.paused)
                      ORDER BY s.due_at LIMIT $6{})
-                 RETURNING slice, due_at, lease_until",
+                 RETURNING slice, due_at, lease_until - {now}",
                 if self.engine() == "postgres" { " FOR UPDATE SKIP LOCKED" } else { "" }
             )))
             .bind(owner)
@@ -216,10 +231,10 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .map(|(slice, due_at, lease_until)| Claim {
+            .map(|(slice, due_at, lease_ms)| Claim {
                 slice,
                 due_at,
-                lease_until,
+                lease: std::time::Duration::from_millis(lease_ms.max(0) as u64),
             })
             .collect())
     }
