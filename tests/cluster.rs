@@ -328,7 +328,10 @@ async fn a_node_on_an_older_configuration_claims_nothing_and_says_so() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("checks[tick].interval"), "{stderr}");
+    assert!(
+        stderr.contains("broken.yaml:1:31: checks[0].interval"),
+        "{stderr}"
+    );
     assert_eq!(
         ws.db.count("SELECT COUNT(*) FROM nodes").await,
         2,

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::environments::effective_environments;
-use crate::config::{Assertion, ConfigFile, OperandKind, parse_duration};
+use crate::config::{Assertion, ConfigFile, OperandKind};
 use crate::pipeline::assert::assertion_path;
 use crate::pipeline::plugins::PluginSet;
 use crate::pipeline::render::{context, render_config};
@@ -88,13 +88,13 @@ pub async fn validate(
     for broken in plugins.broken() {
         p.plugin_fault(broken.path.display().to_string(), broken.error.clone());
     }
-    duplicates(
+    check_ids(
         &mut p,
         "environments",
         config.environments.iter().map(|e| &e.id),
     );
-    duplicates(&mut p, "systems", config.systems.iter().map(|s| &s.id));
-    duplicates(&mut p, "checks", config.checks.iter().map(|c| &c.id));
+    check_ids(&mut p, "systems", config.systems.iter().map(|s| &s.id));
+    check_ids(&mut p, "checks", config.checks.iter().map(|c| &c.id));
     let env_ids: BTreeSet<&str> = config.environments.iter().map(|e| e.id.as_str()).collect();
     for system in &config.systems {
         for (i, env) in system.environments.iter().enumerate() {
@@ -144,19 +144,11 @@ pub async fn validate(
             }
         }
         validate_thresholds(&mut p, &place, &a.thresholds);
-        if let Some(f) = &a.flapping {
-            if f.changes < 2 {
-                p.add(
-                    format!("{place}.flapping.changes"),
-                    "flapping needs at least 2 changes within the window",
-                );
-            }
-            if parse_duration(&f.window).is_none_or(|d| d.is_zero()) {
-                p.add(
-                    format!("{place}.flapping.window"),
-                    format!("`{}` is not a duration like 90s, 60m or 2h", f.window),
-                );
-            }
+        if a.flapping.as_ref().is_some_and(|f| f.changes < 2) {
+            p.add(
+                format!("{place}.flapping.changes"),
+                "flapping needs at least 2 changes within the window",
+            );
         }
         for (j, target) in a.notify.iter().enumerate() {
             if !config.notifications.targets.iter().any(|t| &t.id == target) {
@@ -193,8 +185,8 @@ fn validate_api(p: &mut Problems, api: &crate::config::ApiConfig, secrets: &Secr
 
 fn validate_notifications(p: &mut Problems, config: &ConfigFile, secrets: &SecretProvider) {
     let n = &config.notifications;
-    duplicates(p, "notifications.targets", n.targets.iter().map(|t| &t.id));
-    duplicates(
+    check_ids(p, "notifications.targets", n.targets.iter().map(|t| &t.id));
+    check_ids(
         p,
         "notifications.maintenance",
         n.maintenance.iter().map(|w| &w.id),
@@ -264,9 +256,25 @@ fn validate_notifications(p: &mut Problems, config: &ConfigFile, secrets: &Secre
     }
 }
 
-fn duplicates<'a>(p: &mut Problems, what: &str, ids: impl Iterator<Item = &'a String>) {
+/// Ids are unique and use `[A-Za-z0-9_.-]` only: they join into entity
+/// ids (`shop::production`), schedule keys and URLs, where `:`, `/`, `@`
+/// or spaces would make two things one.
+fn check_ids<'a>(p: &mut Problems, what: &str, ids: impl Iterator<Item = &'a String>) {
     let mut seen = BTreeSet::new();
     for id in ids {
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            p.add(
+                format!("{what}[{id}]"),
+                format!(
+                    "id `{id}` may use only letters, digits, `_`, `.` and `-` \
+                     (ids are joined into entity ids like `shop::production`)"
+                ),
+            );
+        }
         if !seen.insert(id) {
             p.add(format!("{what}[{id}]"), "duplicate id");
         }
@@ -317,14 +325,6 @@ async fn validate_check(
     secrets: &SecretProvider,
 ) {
     let place = format!("checks[{}]", check.id);
-    for (field, text) in [("interval", &check.interval), ("timeout", &check.timeout)] {
-        if parse_duration(text).is_none_or(|d| d.is_zero()) {
-            p.add(
-                format!("{place}.{field}"),
-                format!("`{text}` is not a duration like 30s, 5m or 500ms"),
-            );
-        }
-    }
     if let Some(mib) = check.memory_mib
         && !(1..=runtime.max_memory_mib()).contains(&mib)
     {
@@ -358,9 +358,7 @@ async fn validate_check(
         );
         return;
     };
-    let migrate_timeout = crate::pipeline::run::migration_timeout(
-        parse_duration(&check.timeout).unwrap_or(crate::runtime::DEFAULT_CALL_TIMEOUT),
-    );
+    let migrate_timeout = crate::pipeline::run::migration_timeout(check.timeout.get());
     let migrated = validate_config(
         p,
         &format!("{place}.strategy.config"),
@@ -582,7 +580,7 @@ fn refused_targets(
     let Ok(policy) = NetworkPolicy::from_spec(&check.network) else {
         return;
     };
-    let interval = parse_duration(&check.interval).map_or(0, |d| d.as_secs());
+    let interval = check.interval.get().as_secs();
     let mut reported = BTreeSet::new();
     for assignment in config.assignments.iter().filter(|a| a.check == check.id) {
         let Some(system) = config.system(&assignment.system) else {

@@ -245,7 +245,7 @@ pub async fn system_detail(state: &ApiState, id: &str) -> Result<SystemDetail, A
             Some(CheckStatus {
                 id: check.id.clone(),
                 name: check.name.clone().unwrap_or_else(|| check.id.clone()),
-                interval: check.interval.clone(),
+                interval: check.interval.to_string(),
                 strategy: check.strategy.plugin.clone(),
                 collectors: check.collectors.iter().map(|c| c.plugin.clone()).collect(),
                 paused: state.scheduler.is_paused(id, &a.check, a.paused),

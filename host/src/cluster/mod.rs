@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::parse_duration;
 use crate::pipeline::run::now_ms;
 use crate::serve::generation::{Generation, SliceKey};
 use crate::serve::scheduler::{Scheduler, first_due, tick_after};
@@ -98,7 +97,7 @@ impl Slices {
         let longest = file
             .checks
             .iter()
-            .filter_map(|c| parse_duration(&c.timeout))
+            .map(|c| c.timeout.get())
             .max()
             .unwrap_or(Duration::from_secs(30));
         Slices {

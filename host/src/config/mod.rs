@@ -4,9 +4,11 @@
 pub mod environments;
 mod load;
 mod model;
+mod span;
 
 pub use load::{ConfigError, LoadedConfig, load_config};
 pub use model::*;
+pub use span::{TimeSpan, parse_duration};
 
 /// The JSON Schema of the configuration file, for editors.
 pub fn json_schema() -> serde_json::Value {

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::span::TimeSpan;
 use crate::runtime::PolicySpec;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -92,7 +93,8 @@ pub struct WebhookTarget {
     pub headers: BTreeMap<String, String>,
     /// Per-attempt timeout, e.g. `10s`.
     #[serde(default = "default_webhook_timeout")]
-    pub timeout: String,
+    #[schemars(with = "String")]
+    pub timeout: TimeSpan,
     /// Attempts before a notice is given up (`failed`).
     #[serde(default = "default_attempts")]
     pub max_attempts: u32,
@@ -105,7 +107,8 @@ pub struct WebhookTarget {
     pub on_recovery: bool,
     /// Repeat the notice this often while the entity stays unhealthy, e.g.
     /// `1h`. Absent: no reminders.
-    pub minimum_reminder_interval: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub minimum_reminder_interval: Option<TimeSpan>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -137,11 +140,12 @@ pub struct MaintenanceWindow {
     /// `minute hour day-of-month month day-of-week`, e.g. `0 2 * * sun`.
     pub cron: Option<String>,
     /// How long each recurrence lasts, e.g. `2h`.
-    pub duration: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub duration: Option<TimeSpan>,
 }
 
-fn default_webhook_timeout() -> String {
-    "10s".into()
+fn default_webhook_timeout() -> TimeSpan {
+    TimeSpan::from_secs(10)
 }
 
 fn default_attempts() -> u32 {
@@ -202,10 +206,12 @@ pub struct Check {
     pub strategy: StrategyRef,
     /// How often to run, e.g. `30s`, `5m`.
     #[serde(default = "default_interval")]
-    pub interval: String,
+    #[schemars(with = "String")]
+    pub interval: TimeSpan,
     /// Deadline of each run, e.g. `5s`.
     #[serde(default = "default_timeout")]
-    pub timeout: String,
+    #[schemars(with = "String")]
+    pub timeout: TimeSpan,
     /// Linear memory each guest of a run may grow to, in MiB (default 64).
     #[serde(default)]
     pub memory_mib: Option<u64>,
@@ -223,12 +229,12 @@ pub struct Check {
     pub collectors: Vec<CollectorRef>,
 }
 
-fn default_interval() -> String {
-    "60s".into()
+fn default_interval() -> TimeSpan {
+    TimeSpan::from_secs(60)
 }
 
-fn default_timeout() -> String {
-    "30s".into()
+fn default_timeout() -> TimeSpan {
+    TimeSpan::from_secs(30)
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -346,7 +352,8 @@ pub struct Flapping {
     pub changes: u32,
     /// A duration: `90s`, `60m`, `2h`.
     #[serde(default = "an_hour")]
-    pub window: String,
+    #[schemars(with = "String")]
+    pub window: TimeSpan,
 }
 
 impl Default for Flapping {
@@ -358,8 +365,8 @@ impl Default for Flapping {
     }
 }
 
-fn an_hour() -> String {
-    "60m".into()
+fn an_hour() -> TimeSpan {
+    TimeSpan::from_minutes(60)
 }
 
 /// `environments:` of an assignment; null, [] and a list stay distinct.
@@ -448,44 +455,9 @@ impl ConfigFile {
     }
 }
 
-/// Parses `500ms`, `5s`, `2m`, `1h` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: f64 = number.parse().ok()?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
-    (secs >= 0.0 && secs.is_finite()).then(|| std::time::Duration::from_secs_f64(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(
-            parse_duration("500ms"),
-            Some(std::time::Duration::from_millis(500))
-        );
-        assert_eq!(
-            parse_duration("2m"),
-            Some(std::time::Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_duration("30"),
-            Some(std::time::Duration::from_secs(30))
-        );
-        assert_eq!(parse_duration("5 parsecs"), None);
-    }
 
     #[test]
     fn null_empty_and_list_environments_stay_distinct() {

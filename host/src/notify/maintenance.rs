@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
-use crate::config::{MaintenanceWindow, parse_duration};
+use crate::config::MaintenanceWindow;
 
 const MINUTE_MS: i64 = 60_000;
 /// A recurrence lasts at most a week: longer is a fixed range.
@@ -37,8 +37,7 @@ impl Window {
             }
             (None, None, Some(cron), Some(duration)) => {
                 let cron = Cron::parse(cron).map_err(|e| ("cron", e))?;
-                let duration_ms = parse_duration(duration)
-                    .map(|d| d.as_millis() as i64)
+                let duration_ms = Some(duration.as_millis())
                     .filter(|ms| (MINUTE_MS..=MAX_DURATION_MS).contains(ms))
                     .ok_or((
                         "duration",
@@ -228,7 +227,7 @@ mod tests {
             start: None,
             end: None,
             cron: Some(cron.into()),
-            duration: Some(duration.into()),
+            duration: Some(crate::config::TimeSpan::parse(duration).unwrap()),
         })
         .unwrap()
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::config::{ConfigFile, WebhookFormat, WebhookTarget, parse_duration};
+use crate::config::{ConfigFile, TimeSpan, WebhookFormat, WebhookTarget};
 use crate::pipeline::secrets::{SecretProvider, reference_name};
 use crate::runtime::mask::Masker;
 use crate::store::outbox::{Notice, Route, idempotency_key};
@@ -87,17 +87,8 @@ impl Notifier {
         let mut targets = HashMap::new();
         for t in &config.notifications.targets {
             let place = format!("notifications.targets[{}]", t.id);
-            let timeout = parse_duration(&t.timeout)
-                .ok_or_else(|| error(format!("{place}.timeout"), "not a duration".into()))?;
-            let reminder_every = match &t.minimum_reminder_interval {
-                None => None,
-                Some(text) => Some(parse_duration(text).ok_or_else(|| {
-                    error(
-                        format!("{place}.minimumReminderInterval"),
-                        "not a duration".into(),
-                    )
-                })?),
-            };
+            let timeout = t.timeout.get();
+            let reminder_every = t.minimum_reminder_interval.as_ref().map(TimeSpan::get);
             let template = match (t.format, &t.template) {
                 (WebhookFormat::Template, Some(source)) => Some(
                     compile_template(source).map_err(|m| error(format!("{place}.template"), m))?,

@@ -15,7 +15,7 @@ use super::plugins::PluginSet;
 use super::render::{context, render_config};
 use super::secrets::{SecretProvider, resolve_config_secrets, resolve_secret_env};
 use crate::config::environments::effective_environments;
-use crate::config::{Assignment, Check, ConfigFile, System, parse_duration};
+use crate::config::{Assignment, Check, ConfigFile, System};
 use crate::runtime::bindings::{CheckInfo, EnvironmentInfo, RunContext, SystemInfo};
 use crate::runtime::mask::Masker;
 use crate::runtime::{
@@ -252,10 +252,8 @@ impl Pipeline<'_> {
     /// Each migration gets the check's timeout, at most 10 s.
     pub async fn prepare(&self, check: &Check) -> Prepared {
         let fail = |m: String| EarlyFailure(m);
-        let timeout = parse_duration(&check.timeout)
-            .ok_or_else(|| fail(format!("invalid timeout `{}`", check.timeout)))?;
-        let interval = parse_duration(&check.interval)
-            .ok_or_else(|| fail(format!("invalid interval `{}`", check.interval)))?;
+        let timeout = check.timeout.get();
+        let interval = check.interval.get();
         let migrate_timeout = migration_timeout(timeout);
         let strategy = self
             .plugins

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::config::environments::effective_environments;
-use crate::config::{ApiConfig, ReadAccess, parse_duration};
+use crate::config::{ApiConfig, ReadAccess};
 use crate::notify::Notifier;
 use crate::pipeline::run::{Pipeline, Prepared, RunReport};
 use crate::pipeline::secrets::{SecretProvider, reference_name, referenced_values};
@@ -97,10 +97,8 @@ impl Generation {
                 continue;
             };
             let (system, check) = (&file.systems[system_at], &file.checks[check_at]);
-            // Validation refuses a bad interval; a minimum keeps a typo from spinning.
-            let interval = parse_duration(&check.interval)
-                .map_or(60_000, |d| d.as_millis() as i64)
-                .max(100);
+            // A minimum keeps a typo (`1ms`) from spinning.
+            let interval = check.interval.as_millis().max(100);
             let environments = effective_environments(&a.environments, &system.environments);
             for (i, environment) in environments.into_iter().enumerate() {
                 slices.insert(

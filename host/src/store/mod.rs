@@ -194,14 +194,12 @@ fn selected_slices<'a>(
     selected
 }
 
-/// An assignment's flapping rule as the writer reads it (validation has
-/// refused a window that is not a duration).
+/// An assignment's flapping rule as the writer reads it.
 fn flap_rule(a: &Assignment) -> Option<String> {
     let f = a.flapping.as_ref()?;
-    let window = crate::config::parse_duration(&f.window)?;
     serde_json::to_string(&state::FlapRule {
         changes: f.changes,
-        window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
+        window_ms: f.window.as_millis(),
     })
     .ok()
 }
