@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::ApiState;
 use super::error::{ApiError, ErrorBody, Params};
 use crate::config::{ConfigFile, System};
+use crate::store::entity::EntityId;
 use crate::store::read::RunRecord;
 use crate::store::state::Status;
 use crate::store::{EntityStatus, entity_ids};
@@ -104,7 +105,8 @@ pub fn summary(config: &ConfigFile, system: &System, states: &States) -> SystemS
             .environments
             .iter()
             .map(|env| {
-                let (status, since_ms, checks) = state(&format!("{}::{env}", system.id));
+                let entity = EntityId::of(&system.id, Some(env)).to_string();
+                let (status, since_ms, checks) = state(&entity);
                 EnvironmentStatus {
                     id: env.clone(),
                     name: config

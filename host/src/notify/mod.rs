@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::config::{ConfigFile, TimeSpan, WebhookFormat, WebhookTarget};
 use crate::pipeline::secrets::{SecretProvider, reference_name};
 use crate::runtime::mask::Masker;
+use crate::store::entity::EntityId;
 use crate::store::outbox::{Notice, Route, idempotency_key};
 use crate::store::state::{Flap, Status, TransitionKind};
 use crate::store::{Store, StoreError, TransitionEvent};
@@ -310,7 +311,8 @@ impl Notifier {
         sent: u32,
         now_ms: i64,
     ) -> Option<Notice> {
-        let system = system_of(t)?;
+        let system = system_of(t);
+        let system = system.as_str();
         let target = self.targets.get(target)?;
         if !self
             .targets_of(system, &t.check_id)
@@ -323,23 +325,18 @@ impl Notifier {
     }
 }
 
-/// The system of a transition's entity: an environment's own entity, or
-/// the system itself (rollups are env-less).
-fn system_of(t: &TransitionEvent) -> Option<&str> {
-    match &t.environment_id {
-        Some(env) => t
-            .entity_id
-            .strip_suffix(env.as_str())
-            .and_then(|s| s.strip_suffix("::")),
-        None => (!t.entity_id.contains("::")).then_some(t.entity_id.as_str()),
-    }
+/// The system of a transition's entity.
+fn system_of(t: &TransitionEvent) -> String {
+    EntityId::parse(&t.entity_id).system().to_string()
 }
 
 impl Route for Notifier {
     fn route(&self, t: &TransitionEvent) -> Vec<Notice> {
-        let Some(system) = system_of(t).filter(|_| t.own_slice) else {
+        if !t.own_slice {
             return Vec::new();
-        };
+        }
+        let system = system_of(t);
+        let system = system.as_str();
         // The first measurement of a healthy entity is a baseline, not news.
         if t.from == Status::Unknown && t.to == Status::Healthy {
             return Vec::new();

@@ -282,20 +282,16 @@ async fn remind_every(
     // database, but nobody works on it any more: no reminders.
     let still_monitored = |t: &crate::store::TransitionEvent| {
         let generation = scheduler.generation();
-        let system = t
-            .entity_id
-            .split("::")
-            .next()
-            .unwrap_or(t.entity_id.as_str());
+        let entity = crate::store::entity::EntityId::parse(&t.entity_id);
         let key = generation::SliceKey {
-            system: system.to_string(),
+            system: entity.system().to_string(),
             check: t.check_id.clone(),
             environment: t.environment_id.clone(),
         };
         generation
             .slices
             .get(&key)
-            .is_some_and(|def| !scheduler.is_paused(system, &t.check_id, def.paused))
+            .is_some_and(|def| !scheduler.is_paused(entity.system(), &t.check_id, def.paused))
     };
     loop {
         let shortest = notifier()

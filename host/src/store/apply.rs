@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use super::entity::EntityId;
 use super::sketch::Sketch;
 use super::state::{CheckCounts, Status, TransitionKind, outcomes_status, runs_needed, worst};
 use super::{HOUR_MS, NewRun, TransitionEvent, entity_ids};
@@ -181,8 +182,7 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
 
         let mut caused = Vec::new();
         for entity in entity_ids(&run.system_id, run.environment_id.as_deref()) {
-            let env_scope = entity
-                .contains("::")
+            let env_scope = (!EntityId::parse(&entity).is_rollup())
                 .then(|| run.environment_id.as_deref().unwrap_or(""));
             let (status, counts) =
                 entity_state(loaded, &touched_by_system, &run.system_id, env_scope);

@@ -4,6 +4,7 @@
 
 mod apply;
 pub(crate) mod db;
+pub mod entity;
 mod ids;
 pub mod outbox;
 pub mod read;
@@ -211,10 +212,12 @@ fn causes(mut changed: Vec<(String, String)>) -> Vec<(String, String)> {
     changed
 }
 
+/// The entities a slice's run touches: its system's rollup and, with an
+/// environment, that environment's entity.
 pub fn entity_ids(system: &str, environment: Option<&str>) -> Vec<String> {
-    let mut ids = vec![system.to_string()];
-    if let Some(env) = environment {
-        ids.push(format!("{system}::{env}"));
+    let mut ids = vec![entity::EntityId::rollup(system).to_string()];
+    if environment.is_some() {
+        ids.push(entity::EntityId::of(system, environment).to_string());
     }
     ids.sort();
     ids

@@ -10,6 +10,7 @@ use serde::Serialize;
 use sqlx::QueryBuilder;
 
 use super::db::with_pool;
+use super::entity::EntityId;
 use super::ids::{created_at, first_id_at};
 use super::state::{Status, TransitionKind};
 use super::{
@@ -186,7 +187,7 @@ pub(super) fn transition_event(row: TransitionRow) -> TransitionEvent {
     TransitionEvent {
         id: Some(id),
         // Stored rows are read for history and reminders, never routed anew.
-        own_slice: entity_id.contains("::") || environment_id.is_none(),
+        own_slice: !EntityId::parse(&entity_id).is_rollup() || environment_id.is_none(),
         entity_id,
         from,
         to,
@@ -559,7 +560,7 @@ impl Store {
         for (system, env, t1, h1, t7, h7, t30, h30) in rows {
             let mut keys = vec![system.clone()];
             if let Some(env) = env {
-                keys.push(format!("{system}::{env}"));
+                keys.push(EntityId::of(&system, Some(&env)).to_string());
             }
             for key in keys {
                 let c = counts.entry(key).or_default();

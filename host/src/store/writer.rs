@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::apply::{Aggregate, Applied, Loaded, PendingRun, SliceState, apply, hour_bucket};
 use super::db::{Db, WritePool, entity_lock_key, unavailable, with_pool};
+use super::entity::EntityId;
 use super::ids::RunIds;
 use super::outbox::{self, OutboxRow, SharedRouter};
 use super::sketch::Sketch;
@@ -1033,7 +1034,7 @@ where
     for (system, check, env_key, status, selected, paused) in rows {
         let env = (!env_key.is_empty()).then_some(env_key);
         for entity in entity_ids(&system, env.as_deref()) {
-            let scope = entity.contains("::").then(|| env.clone()).flatten();
+            let scope = EntityId::parse(&entity).environment().map(str::to_string);
             let slot = derived.entry(entity).or_insert_with(|| Derived {
                 system: system.clone(),
                 environment: scope,
@@ -1104,7 +1105,7 @@ where
     let env_noticed: std::collections::HashSet<String> = transitions
         .iter()
         .filter(|t| t.environment_id.is_some())
-        .filter_map(|t| t.entity_id.split("::").next().map(str::to_string))
+        .map(|t| EntityId::parse(&t.entity_id).system().to_string())
         .collect();
     for t in &mut transitions {
         if t.environment_id.is_none() {
@@ -1160,12 +1161,7 @@ where
     // Earlier changes of each entity within this batch (not stored yet).
     let mut earlier: HashMap<String, Vec<i64>> = HashMap::new();
     for t in transitions.iter_mut().flatten().filter(|t| t.own_slice) {
-        let system = t
-            .entity_id
-            .split("::")
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let system = EntityId::parse(&t.entity_id).system().to_string();
         let key = (system, t.check_id.clone());
         let rule = match rules.get(&key) {
             Some(rule) => *rule,

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::pipeline::run::now_ms;
+use crate::store::entity::EntityId;
 use crate::store::read::TransitionQuery;
 use crate::store::state::Status;
 use crate::store::{EntityStatus, HOUR_MS};
@@ -186,7 +187,7 @@ async fn index(State(state): State<ApiState>) -> Result<Response, ApiError> {
                 .iter()
                 .map(|env| {
                     system.environments.contains(&env.id).then(|| {
-                        let entity = format!("{}::{}", system.id, env.id);
+                        let entity = EntityId::of(&system.id, Some(&env.id)).to_string();
                         let (status, since, since_iso) = since(states.get(entity.as_str()), now);
                         Cell {
                             entity,
