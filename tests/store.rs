@@ -363,6 +363,10 @@ async fn a_check_that_cannot_be_prepared_reports_on_the_system_alone(db: TestDb)
         [("shop", "recovery")],
         "the environments run again: the env-less slice lets go of the rollup"
     );
+    assert!(
+        caused[0].own_slice,
+        "the recovery is announced: prod did not change, the system did"
+    );
     assert_eq!(
         db.count("SELECT COUNT(*) FROM slices WHERE env_key = '' AND counts = false")
             .await,

@@ -30,7 +30,7 @@ const CLAIM_LIMIT: i64 = 1_000;
 /// How long after its due time a claimed run may still start: its lease is
 /// this plus the longest check timeout, so a run that starts in time ends
 /// inside its lease, and one admitted later is not started at all.
-const START_WINDOW: Duration = Duration::from_secs(5);
+const START_WINDOW: Duration = Duration::from_secs(1);
 
 /// Whether `serve` on this store runs as a cluster node: on PostgreSQL,
 /// where other nodes may share the database.
@@ -87,7 +87,7 @@ struct Slices {
 impl Slices {
     /// The lease beyond due: the start window and the longest run.
     fn hold_ms(&self) -> i64 {
-        (self.longest + START_WINDOW).as_millis() as i64
+        i64::try_from(self.longest.saturating_add(START_WINDOW).as_millis()).unwrap_or(i64::MAX)
     }
 }
 
@@ -315,6 +315,9 @@ impl Cluster {
             return;
         }
         let now = now_ms();
+        // Taken before the claim: the lease's length counts from no later
+        // than the database's start of it.
+        let claimed = Instant::now();
         self.statements.fetch_add(1, Ordering::Relaxed);
         let claims = match self
             .store
@@ -334,7 +337,6 @@ impl Cluster {
                 return;
             }
         };
-        let claimed = Instant::now();
         for claim in claims {
             let Some((key, interval)) = slices.by_id.get(&claim.slice).cloned() else {
                 // Synced by another generation of this version (a reload
@@ -363,11 +365,18 @@ impl Cluster {
             tracing::warn!(slice = %claim.slice, "lease ran out before the run could start; left to the cluster");
             return;
         }
-        // The runtime checks `start_by` again once it admits the run.
-        self.scheduler
+        // The runtime checks `start_by` again once it admits the run; one
+        // it did not start goes back on its due time, for any node to run.
+        let started = self
+            .scheduler
             .run_claimed(&key, claim.due_at, start_by)
             .await;
-        let next = tick_after(claim.due_at, interval_ms, now_ms());
+        let next = if started {
+            tick_after(claim.due_at, interval_ms, now_ms())
+        } else {
+            tracing::warn!(slice = %claim.slice, "admitted too late to start inside its lease; handed back");
+            claim.due_at
+        };
         self.released
             .lock()
             .unwrap_or_else(|e| e.into_inner())

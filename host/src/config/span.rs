@@ -110,7 +110,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "h" => n * 3600.0,
         _ => return None,
     };
-    (secs >= 0.0 && secs.is_finite()).then(|| Duration::from_secs_f64(secs))
+    // `try_from` refuses what does not fit (`1e20s`) instead of panicking.
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 #[cfg(test)]
@@ -131,6 +132,8 @@ mod tests {
             TimeSpan::parse("0s").unwrap_err(),
             "`0s` must be longer than zero"
         );
+        assert!(TimeSpan::parse("99999999999999999999999h").is_err());
+        assert!(TimeSpan::parse("-5s").is_err());
         let yaml: TimeSpan = serde_yaml_ng::from_str("30").unwrap();
         assert_eq!(yaml.get(), Duration::from_secs(30));
         assert_eq!(serde_json::to_string(&yaml).unwrap(), "\"30\"");

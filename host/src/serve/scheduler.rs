@@ -219,15 +219,17 @@ impl Scheduler {
     }
 
     /// Runs a slice claimed from the shared schedule, within the
-    /// concurrency bound, unless it could start only after `start_by`.
-    pub async fn run_claimed(&self, key: &SliceKey, due_ms: i64, start_by: Instant) {
+    /// concurrency bound, unless it could start only after `start_by`;
+    /// false when it did not run.
+    pub async fn run_claimed(&self, key: &SliceKey, due_ms: i64, start_by: Instant) -> bool {
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
-            return;
+            return false;
         };
-        self.run_slice(key, due_ms, Some(start_by)).await;
+        self.run_slice(key, due_ms, Some(start_by)).await
     }
 
-    async fn run_slice(&self, key: &SliceKey, due_ms: i64, start_by: Option<Instant>) {
+    /// Runs a slice; false when nothing ran (see `Generation::run`).
+    async fn run_slice(&self, key: &SliceKey, due_ms: i64, start_by: Option<Instant>) -> bool {
         let started = now_ms();
         self.metrics
             .scheduler_lag
@@ -247,7 +249,7 @@ impl Scheduler {
         self.metrics.in_flight.dec();
         let _entered = span.enter();
         match outcome {
-            None => {}
+            None => false,
             Some(Ok(report)) => {
                 self.metrics
                     .observe_run(&key.check, generation.strategy_of(key), &report);
@@ -261,10 +263,12 @@ impl Scheduler {
                 for t in &report.transitions {
                     tracing::info!(entity = %t.entity_id, from = %t.from, to = %t.to, "status changed");
                 }
+                true
             }
             Some(Err(error)) => {
                 self.metrics.observe_unpersisted(&key.check);
                 tracing::error!("{error}");
+                true
             }
         }
     }

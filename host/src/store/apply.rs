@@ -233,6 +233,13 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
                 });
             }
         }
+        // A rollup change with no change of the run's environment (an
+        // env-less slice released, say) is news only the rollup can tell.
+        if !caused.iter().any(|t| t.environment_id.is_some()) {
+            for t in &mut caused {
+                t.own_slice = true;
+            }
+        }
         transitions.push(caused);
     }
     let mut entities: Vec<_> = changed_entities

@@ -137,14 +137,25 @@ pub struct FlapRule {
 }
 
 impl FlapRule {
-    /// Where a change stands, given how many changes (itself included)
-    /// the entity saw within the window.
-    pub fn judge(&self, changes_in_window: u64) -> Option<Flap> {
-        let limit = u64::from(self.changes);
-        match changes_in_window.cmp(&limit) {
-            std::cmp::Ordering::Less => None,
-            std::cmp::Ordering::Equal => Some(Flap::Started),
-            std::cmp::Ordering::Greater => Some(Flap::Held),
+    /// Where a change at `at_ms` stands, given the times of the slice's
+    /// earlier changes (any order, at least the last two windows): it
+    /// starts flapping when its window holds `changes` changes and the
+    /// previous change's window did not; it is held when both did.
+    pub fn judge(&self, at_ms: i64, earlier: &[i64]) -> Option<Flap> {
+        let limit = usize::try_from(self.changes).unwrap_or(usize::MAX);
+        let within = |end: i64| {
+            earlier
+                .iter()
+                .filter(|t| **t <= end && **t > end - self.window_ms)
+                .count()
+        };
+        if within(at_ms) + 1 < limit {
+            return None;
+        }
+        let previous = earlier.iter().copied().filter(|t| *t <= at_ms).max();
+        match previous {
+            Some(previous) if within(previous) >= limit => Some(Flap::Held),
+            _ => Some(Flap::Started),
         }
     }
 }
@@ -288,6 +299,23 @@ mod tests {
             slice_status(&window, &[false, false, false, false], bad),
             Status::Healthy
         );
+    }
+
+    #[test]
+    fn flapping_starts_once_and_holds_while_the_rate_stays_up() {
+        let rule = FlapRule {
+            changes: 3,
+            window_ms: 60,
+        };
+        assert_eq!(rule.judge(20, &[0, 10]), Some(Flap::Started));
+        assert_eq!(rule.judge(30, &[0, 10, 20]), Some(Flap::Held));
+        // A steady change every 25: each window holds three, but only the
+        // first of them starts flapping.
+        assert_eq!(rule.judge(50, &[0, 25]), Some(Flap::Started));
+        assert_eq!(rule.judge(75, &[0, 25, 50]), Some(Flap::Held));
+        assert_eq!(rule.judge(100, &[25, 50, 75]), Some(Flap::Held));
+        // Calm: fewer than three in the window is ordinary again.
+        assert_eq!(rule.judge(300, &[0, 10, 20, 30]), None);
     }
 
     #[test]

@@ -898,15 +898,27 @@ where
     for chunk in slices.chunks(CHUNK) {
         // VALUES columns are column1, column2, … in both engines.
         let mut q = QueryBuilder::<DB>::new(
-            "UPDATE slices SET outcomes = v.column2, status = v.column3, counts = v.column4 FROM (",
+            "UPDATE slices SET outcomes = v.column2, status = v.column3 FROM (",
         );
         q.push_values(chunk, |mut row, (id, s)| {
             row.push_bind(**id)
                 .push_bind(s.outcomes.as_str())
-                .push_bind(s.status.as_str())
-                .push_bind(s.selected);
+                .push_bind(s.status.as_str());
         });
         q.push(") AS v WHERE slices.id = v.column1");
+        q.build().execute(&mut **tx).await?;
+    }
+    // Only a flag this batch changed is written: the configuration sync
+    // owns it otherwise, and a value loaded before a sync must not undo it.
+    let held: Vec<i64> = slices
+        .iter()
+        .filter(|(_, s)| s.selected && !s.stored_selected)
+        .map(|(id, _)| **id)
+        .collect();
+    for chunk in held.chunks(CHUNK) {
+        let mut q = QueryBuilder::<DB>::new("UPDATE slices SET counts = ");
+        q.push_bind(true).push(" WHERE id IN (");
+        push_list(&mut q, chunk.iter().copied());
         q.build().execute(&mut **tx).await?;
     }
     for chunk in loaded.released.chunks(CHUNK) {
@@ -1158,41 +1170,48 @@ where
     (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
 {
     let mut rules: HashMap<(String, String), Option<FlapRule>> = HashMap::new();
-    // Earlier changes of each entity within this batch (not stored yet).
-    let mut earlier: HashMap<String, Vec<i64>> = HashMap::new();
+    // The slice's changes so far: stored ones (read once) and this batch's.
+    let mut changes: HashMap<(String, String), Vec<i64>> = HashMap::new();
     for t in transitions.iter_mut().flatten().filter(|t| t.own_slice) {
         let system = EntityId::parse(&t.entity_id).system().to_string();
-        let key = (system, t.check_id.clone());
-        let rule = match rules.get(&key) {
+        let assignment = (system, t.check_id.clone());
+        let rule = match rules.get(&assignment) {
             Some(rule) => *rule,
             None => {
                 let row: Option<(Option<String>,)> = sqlx::query_as(
                     "SELECT flapping FROM assignments WHERE system_id = $1 AND check_id = $2",
                 )
-                .bind(key.0.as_str())
-                .bind(key.1.as_str())
+                .bind(assignment.0.as_str())
+                .bind(assignment.1.as_str())
                 .fetch_optional(&mut **tx)
                 .await?;
                 let rule = row
                     .and_then(|(text,)| text)
                     .and_then(|text| serde_json::from_str::<FlapRule>(&text).ok());
-                rules.insert(key, rule);
+                rules.insert(assignment, rule);
                 rule
             }
         };
-        let seen = earlier.entry(t.entity_id.clone()).or_default();
-        if let Some(rule) = rule {
-            let since = t.at_ms.saturating_sub(rule.window_ms);
-            let (stored,): (i64,) = sqlx::query_as(
-                "SELECT COUNT(*) FROM transitions WHERE entity_id = $1 AND created_at > $2",
+        let Some(rule) = rule else {
+            continue;
+        };
+        // Per slice: this entity's changes that this check caused.
+        let slice = (t.entity_id.clone(), t.check_id.clone());
+        if !changes.contains_key(&slice) {
+            // Two windows back: enough to judge the previous change too.
+            let since = t.at_ms.saturating_sub(rule.window_ms.saturating_mul(2));
+            let stored: Vec<(i64,)> = sqlx::query_as(
+                "SELECT created_at FROM transitions WHERE entity_id = $1 AND check_id = $2 AND created_at > $3",
             )
             .bind(t.entity_id.as_str())
+            .bind(t.check_id.as_str())
             .bind(since)
-            .fetch_one(&mut **tx)
+            .fetch_all(&mut **tx)
             .await?;
-            let in_batch = seen.iter().filter(|at| **at > since).count() as u64;
-            t.flapping = rule.judge(stored.max(0) as u64 + in_batch + 1);
+            changes.insert(slice.clone(), stored.into_iter().map(|(at,)| at).collect());
         }
+        let seen = changes.entry(slice).or_default();
+        t.flapping = rule.judge(t.at_ms, seen);
         seen.push(t.at_ms);
     }
     Ok(())
