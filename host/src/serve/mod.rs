@@ -95,19 +95,22 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
     if let Ok(addr) = listener.local_addr() {
         crate::runtime::policy::guard_own_listener(addr);
     }
-    let file = &setup.config.file;
+    let plugin_dir = options.plugins.clone().or_else(|| {
+        let plugins = setup.config.file.plugins.as_ref();
+        plugins.map(|p| setup.config.resolve(p))
+    });
+    let generation = Generation::prepare(setup, &runtime, &store).await;
+    let file = &generation.setup.config.file;
     // A cluster node leaves the shared checks and assignments to the nodes
-    // of the owning configuration version (see `cluster`).
+    // of the owning configuration version (see `cluster`). What the sync
+    // re-derives (a check removed while the daemon was down) is notified
+    // under this configuration's targets.
     if !crate::cluster::shares_database(&store) {
+        store.set_router(generation.notifier.clone());
         store
             .sync_config(&file.checks, &file.assignments, &file.systems, now_ms())
             .await?;
     }
-    let plugin_dir = options
-        .plugins
-        .clone()
-        .or_else(|| file.plugins.as_ref().map(|p| setup.config.resolve(p)));
-    let generation = Generation::prepare(setup, &runtime, &store).await;
     tracing::info!(
         slices = generation.slices.len(),
         database = store.engine(),

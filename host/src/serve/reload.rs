@@ -65,21 +65,27 @@ impl Reloader {
             }
             return false;
         }
-        let file = &setup.config.file;
+        let generation = Generation::prepare(setup, &self.runtime, &self.store).await;
+        let file = &generation.setup.config.file;
         // In a cluster only the nodes of the owning version write the shared
         // checks and assignments (with the schedule); see `cluster`.
         let standalone = !crate::cluster::shares_database(&self.store);
-        if standalone
-            && let Err(error) = self
+        if standalone {
+            // What the sync re-derives is notified under the new targets
+            // and maintenance windows.
+            self.store.set_router(generation.notifier.clone());
+            if let Err(error) = self
                 .store
                 .sync_config(&file.checks, &file.assignments, &file.systems, now_ms())
                 .await
-        {
-            self.metrics.reload_failures.inc();
-            tracing::error!("reload refused, the running configuration stays: {error}");
-            return false;
+            {
+                self.store
+                    .set_router(self.scheduler.generation().notifier.clone());
+                self.metrics.reload_failures.inc();
+                tracing::error!("reload refused, the running configuration stays: {error}");
+                return false;
+            }
         }
-        let generation = Generation::prepare(setup, &self.runtime, &self.store).await;
         tracing::info!(slices = generation.slices.len(), "configuration reloaded");
         self.metrics.reloads.inc();
         self.scheduler.replace(Arc::new(generation));
