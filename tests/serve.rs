@@ -166,7 +166,7 @@ async fn kill_9_under_load_loses_no_reported_run_and_duplicates_no_transition() 
     assert_eq!(code, None, "killed by a signal");
     assert_all_stored(&ws, &reported).await;
 
-    let restarted_at = checkhost::pipeline::run::now_ms();
+    let restarted_at = checkhost::clock::now_ms();
     let daemon = Daemon::start(&ws, &[]);
     let since_restart = format!("FROM runs WHERE (id >> 20) >= {restarted_at}");
     let started = Instant::now();

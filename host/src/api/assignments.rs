@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 use super::ApiState;
 use super::error::{ApiError, ErrorBody, Params};
 use super::systems::NoParams;
+use crate::clock::now_ms;
 use crate::config::Assignment;
-use crate::pipeline::run::now_ms;
 use crate::store::TransitionEvent;
 use crate::store::state::Status;
 

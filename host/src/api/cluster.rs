@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::ApiState;
 use super::error::{ApiError, ErrorBody, Params};
 use super::systems::NoParams;
-use crate::pipeline::run::now_ms;
+use crate::clock::now_ms;
 use crate::store::schedule::NodeInfo;
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::ApiState;
 use super::error::{ApiError, ErrorBody, Params, cursor_param, limit_param, time_param};
-use crate::pipeline::run::now_ms;
+use crate::clock::now_ms;
 use crate::store::read::{Bucket, HistoryPoint, RunQuery, RunRecord, SliceFilter, TransitionQuery};
 use crate::store::state::Status;
 use crate::store::{DAY_MS, TransitionEvent};

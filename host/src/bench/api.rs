@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::scratch::Scratch;
 use crate::api::ApiState;
-use crate::pipeline::run::now_ms;
+use crate::clock::now_ms;
 use crate::pipeline::setup::Setup;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::serve::generation::Generation;

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 
 use super::scratch::Scratch;
 use super::serve::{config_yaml, cpu_time, metric_sum};
+use crate::clock::now_ms;
 use crate::cluster::Cluster;
-use crate::pipeline::run::now_ms;
 use crate::pipeline::setup::Setup;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::serve::generation::Generation;

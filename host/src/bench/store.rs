@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use sqlx::QueryBuilder;
 
 use super::scratch::Scratch;
+use crate::clock::now_ms;
 use crate::config::{Assignment, EnvSelection, System, Thresholds};
-use crate::pipeline::run::now_ms;
 use crate::store::db::{Db, WritePool, with_pool};
 use crate::store::{NewRun, Store};
 

@@ -8,7 +8,8 @@ use anyhow::Context;
 use clap::Args;
 
 use super::output::{clip, inert, table};
-use crate::pipeline::run::{Pipeline, RunReport, Selection, now_ms};
+use crate::clock::now_ms;
+use crate::pipeline::run::{Pipeline, RunReport, Selection};
 use crate::pipeline::setup::{Setup, database_url};
 use crate::runtime::Runtime;
 use crate::store::Store;
@@ -273,7 +274,7 @@ pub async fn status(database: DatabaseArg, json: bool) -> anyhow::Result<ExitCod
     }
     if !nodes.is_empty() {
         println!("\nnodes:");
-        let now = crate::pipeline::run::now_ms();
+        let now = crate::clock::now_ms();
         let rows: Vec<Vec<String>> = nodes
             .iter()
             .map(|n| {

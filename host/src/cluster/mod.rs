@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::pipeline::run::now_ms;
+use crate::clock::now_ms;
 use crate::serve::generation::{Generation, SliceKey};
 use crate::serve::scheduler::{Scheduler, first_due, tick_after};
 use crate::store::Store;

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::{Notifier, Target};
-use crate::pipeline::run::now_ms;
+use crate::clock::now_ms;
 use crate::store::Store;
 use crate::store::outbox::{Attempt, AttemptOutcome, Claimed};
 

@@ -14,6 +14,7 @@ use super::assert::{AssertionOutcome, evaluate};
 use super::plugins::PluginSet;
 use super::render::{context, render_config};
 use super::secrets::{SecretProvider, resolve_config_secrets, resolve_secret_env};
+use crate::clock::now_ms;
 use crate::config::environments::effective_environments;
 use crate::config::{Assignment, Check, ConfigFile, System};
 use crate::runtime::bindings::{CheckInfo, EnvironmentInfo, RunContext, SystemInfo};
@@ -578,11 +579,4 @@ fn run_context(
             fields_json: Value::Object(e.fields.clone()).to_string(),
         }),
     }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }

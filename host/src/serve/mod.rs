@@ -18,10 +18,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::api::ApiState;
+use crate::clock::now_ms;
 use crate::cluster::Cluster;
 use crate::notify::Notifier;
 use crate::notify::deliver::{self, Deliverer};
-use crate::pipeline::run::now_ms;
 use crate::pipeline::setup::Setup;
 use crate::runtime::Runtime;
 use crate::store::retention::RetentionPolicy;

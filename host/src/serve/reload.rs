@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use super::generation::Generation;
 use super::metrics::Metrics;
 use super::scheduler::Scheduler;
-use crate::pipeline::run::now_ms;
+use crate::clock::now_ms;
 use crate::pipeline::setup::Setup;
 use crate::runtime::Runtime;
 use crate::store::Store;

@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use super::generation::{Shared, SliceKey};
 use super::metrics::Metrics;
-use crate::pipeline::run::now_ms;
+use crate::clock::now_ms;
 use crate::runtime::Runtime;
 use crate::store::Store;
 

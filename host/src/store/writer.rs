@@ -160,7 +160,7 @@ impl WriteHealth {
         let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         let since_ms = failure
             .as_ref()
-            .map_or_else(crate::pipeline::run::now_ms, |f| f.since_ms);
+            .map_or_else(crate::clock::now_ms, |f| f.since_ms);
         *failure = Some(WriteFailure {
             reason,
             message,
@@ -242,7 +242,7 @@ pub async fn start(
 ) -> Result<(mpsc::Sender<Job>, tokio::task::JoinHandle<()>), StoreError> {
     let row_id: i64 = with_pool!(&db.write, pool => {
         sqlx::query_scalar("INSERT INTO writers (started_at) VALUES ($1) RETURNING id")
-            .bind(crate::pipeline::run::now_ms())
+            .bind(crate::clock::now_ms())
             .fetch_one(pool)
             .await?
     });
@@ -397,7 +397,7 @@ impl Writer {
             insert_transitions(&mut tx, transitions.iter_mut()).await?;
             let rows = self.outbox_rows(transitions.iter());
             if !rows.is_empty() {
-                outbox::insert(&mut tx, &rows, crate::pipeline::run::now_ms()).await?;
+                outbox::insert(&mut tx, &rows, crate::clock::now_ms()).await?;
             }
             tx.commit().await?;
             Ok(transitions)
@@ -533,7 +533,7 @@ impl Writer {
             write(&mut tx, &pending, &loaded, &mut applied).await?;
             let rows = self.outbox_rows(applied.transitions.iter().flatten());
             if !rows.is_empty() {
-                outbox::insert(&mut tx, &rows, crate::pipeline::run::now_ms()).await?;
+                outbox::insert(&mut tx, &rows, crate::clock::now_ms()).await?;
             }
             *attempt = Some(applied.transitions.clone());
             tx.commit().await?;

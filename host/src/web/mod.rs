@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::api::ApiState;
 use crate::api::error::ApiError;
-use crate::pipeline::run::now_ms;
+use crate::clock::now_ms;
 use crate::store::entity::EntityId;
 use crate::store::read::TransitionQuery;
 use crate::store::state::Status;
