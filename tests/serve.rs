@@ -267,6 +267,31 @@ async fn a_plugin_that_no_longer_loads_keeps_its_previous_build() {
     );
 }
 
+/// Runs SQL as the test database's administrator.
+async fn admin_sql(admin_url: String, sql: String) {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut c)
+        .await
+        .unwrap();
+}
+
+/// Stops the daemon cleanly and checks that no batch was dropped and every
+/// run it reported is stored.
+async fn stop_with_nothing_dropped(ws: &Workspace, daemon: Daemon) {
+    daemon.signal("TERM");
+    let reported = daemon.reported_runs();
+    let (code, log) = daemon.wait();
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+    assert!(
+        !log.iter().any(|l| l.contains("not persisted")),
+        "no run was dropped: {}",
+        log.join("\n")
+    );
+    assert_all_stored(ws, &reported).await;
+}
+
 /// PostgreSQL stops taking connections while the daemon runs: /readyz
 /// turns red, runs wait, and when the database is back the daemon recovers
 /// by itself with every reported run stored.
@@ -285,17 +310,7 @@ async fn the_daemon_waits_out_a_database_outage_and_recovers() {
     daemon.wait_for(Duration::from_secs(20), "first runs", |d| {
         d.reported_runs().len() >= 5
     });
-    let admin = |sql: String| {
-        let admin_url = admin_url.clone();
-        async move {
-            use sqlx::Connection;
-            let mut c = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut c)
-                .await
-                .unwrap();
-        }
-    };
+    let admin = |sql: String| admin_sql(admin_url.clone(), sql);
     admin(format!(
         "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
          SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
@@ -313,16 +328,7 @@ async fn the_daemon_waits_out_a_database_outage_and_recovers() {
             .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
             && d.reported_runs().len() >= during + 10
     });
-    daemon.signal("TERM");
-    let reported = daemon.reported_runs();
-    let (code, log) = daemon.wait();
-    assert_eq!(code, Some(0), "{}", log.join("\n"));
-    assert!(
-        !log.iter().any(|l| l.contains("not persisted")),
-        "no run was dropped: {}",
-        log.join("\n")
-    );
-    assert_all_stored(&ws, &reported).await;
+    stop_with_nothing_dropped(&ws, daemon).await;
 }
 
 /// PostgreSQL turns read-only under the daemon: writes are held, not
@@ -343,17 +349,7 @@ async fn a_read_only_database_holds_runs_until_it_is_writable() {
     daemon.wait_for(Duration::from_secs(20), "first runs", |d| {
         d.reported_runs().len() >= 5
     });
-    let admin = |sql: String| {
-        let admin_url = admin_url.clone();
-        async move {
-            use sqlx::Connection;
-            let mut c = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&mut c)
-                .await
-                .unwrap();
-        }
-    };
+    let admin = |sql: String| admin_sql(admin_url.clone(), sql);
     // New sessions start read-only; the daemon's are ended, so it reconnects.
     admin(format!(
         "ALTER DATABASE {name} SET default_transaction_read_only = on;
@@ -380,16 +376,7 @@ async fn a_read_only_database_holds_runs_until_it_is_writable() {
             .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
             && d.reported_runs().len() >= during + 10
     });
-    daemon.signal("TERM");
-    let reported = daemon.reported_runs();
-    let (code, log) = daemon.wait();
-    assert_eq!(code, Some(0), "{}", log.join("\n"));
-    assert!(
-        !log.iter().any(|l| l.contains("not persisted")),
-        "no run was dropped: {}",
-        log.join("\n")
-    );
-    assert_all_stored(&ws, &reported).await;
+    stop_with_nothing_dropped(&ws, daemon).await;
 }
 
 /// A small tmpfs mounted over a folder for one test, unmounted on drop.

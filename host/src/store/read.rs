@@ -172,12 +172,7 @@ pub(super) fn entity_status(row: EntityRow) -> EntityStatus {
         entity_id,
         status: Status::parse(&status),
         updated_at_ms,
-        checks: healthy.zip(total).and_then(|(h, t)| {
-            Some(super::state::CheckCounts {
-                healthy_checks: u32::try_from(h).ok()?,
-                total_checks: u32::try_from(t).ok()?,
-            })
-        }),
+        checks: super::state::CheckCounts::stored(healthy, total),
     }
 }
 

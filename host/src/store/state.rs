@@ -171,6 +171,14 @@ pub struct CheckCounts {
 }
 
 impl CheckCounts {
+    /// As stored: NULL in rows written before they were kept.
+    pub fn stored(healthy: Option<i32>, total: Option<i32>) -> Option<CheckCounts> {
+        Some(CheckCounts {
+            healthy_checks: u32::try_from(healthy?).ok()?,
+            total_checks: u32::try_from(total?).ok()?,
+        })
+    }
+
     /// From `(check, status)` of the counting, measured slices in scope.
     pub fn of<'a>(slices: impl IntoIterator<Item = (&'a str, Status)>) -> CheckCounts {
         let mut checks: std::collections::HashMap<&str, Status> = Default::default();

@@ -739,20 +739,7 @@ where
                 .push((check, env_key, status));
         }
     }
-    for chunk in entities.chunks(CHUNK) {
-        let mut q = QueryBuilder::<DB>::new(
-            "SELECT entity_id, status, healthy_checks, total_checks FROM entity_state WHERE entity_id IN (",
-        );
-        push_list(&mut q, chunk.iter().map(String::as_str));
-        let rows: Vec<(String, String, Option<i32>, Option<i32>)> =
-            q.build_query_as().fetch_all(&mut **tx).await?;
-        for (entity, status, healthy, total) in rows {
-            loaded.entities.insert(
-                entity,
-                (Status::parse(&status), stored_counts(healthy, total)),
-            );
-        }
-    }
+    loaded.entities = load_entities(tx, entities.iter().map(String::as_str)).await?;
     let mut buckets: Vec<i64> = pending.iter().map(|p| hour_bucket(p.run.at_ms)).collect();
     buckets.sort_unstable();
     buckets.dedup();
@@ -928,23 +915,12 @@ where
         q.build().execute(&mut **tx).await?;
     }
 
-    for chunk in applied.entities.chunks(CHUNK) {
-        let mut q = QueryBuilder::<DB>::new(
-            "INSERT INTO entity_state (entity_id, status, updated_at, healthy_checks, total_checks) ",
-        );
-        q.push_values(chunk, |mut row, (entity, status, counts, at)| {
-            row.push_bind(entity.as_str())
-                .push_bind(status.as_str())
-                .push_bind(*at)
-                .push_bind(counts.healthy_checks as i32)
-                .push_bind(counts.total_checks as i32);
-        });
-        q.push(
-            " ON CONFLICT (entity_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at, \
-             healthy_checks = excluded.healthy_checks, total_checks = excluded.total_checks",
-        );
-        q.build().execute(&mut **tx).await?;
-    }
+    let entities: Vec<(&str, Status, CheckCounts, i64)> = applied
+        .entities
+        .iter()
+        .map(|(entity, status, counts, at)| (entity.as_str(), *status, *counts, *at))
+        .collect();
+    store_entities(tx, &entities).await?;
 
     insert_transitions(tx, applied.transitions.iter_mut().flatten()).await
 }
@@ -1057,21 +1033,8 @@ where
             }
         }
     }
-    let mut stored: HashMap<String, (Status, Option<CheckCounts>)> = HashMap::new();
-    let entities: Vec<&str> = derived.keys().map(String::as_str).collect();
-    for chunk in entities.chunks(CHUNK) {
-        let mut q = QueryBuilder::<DB>::new(
-            "SELECT entity_id, status, healthy_checks, total_checks FROM entity_state WHERE entity_id IN (",
-        );
-        push_list(&mut q, chunk.iter().copied());
-        let rows: Vec<(String, String, Option<i32>, Option<i32>)> =
-            q.build_query_as().fetch_all(&mut **tx).await?;
-        stored.extend(
-            rows.into_iter()
-                .map(|(e, s, h, t)| (e, (Status::parse(&s), stored_counts(h, t)))),
-        );
-    }
-    let mut states: Vec<(&str, Status, CheckCounts)> = Vec::new();
+    let stored = load_entities(tx, derived.keys().map(String::as_str)).await?;
+    let mut states: Vec<(&str, Status, CheckCounts, i64)> = Vec::new();
     let mut transitions = Vec::new();
     for (entity, d) in &derived {
         let status = worst(d.slices.iter().map(|(_, s)| *s));
@@ -1085,7 +1048,7 @@ where
         {
             continue;
         }
-        states.push((entity, status, counts));
+        states.push((entity, status, counts, at_ms));
         let Some(from) = before.filter(|s| *s != Status::Unknown) else {
             continue;
         };
@@ -1124,14 +1087,60 @@ where
             t.own_slice = !env_noticed.contains(&t.entity_id);
         }
     }
+    store_entities(tx, &states).await?;
+    Ok(transitions)
+}
+
+/// Stored statuses and check counts of these entities.
+async fn load_entities<'e, DB>(
+    tx: &mut Transaction<'static, DB>,
+    entities: impl Iterator<Item = &'e str>,
+) -> Result<HashMap<String, (Status, Option<CheckCounts>)>, sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (String, String, Option<i32>, Option<i32>): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let entities: Vec<&str> = entities.collect();
+    let mut stored = HashMap::with_capacity(entities.len());
+    for chunk in entities.chunks(CHUNK) {
+        let mut q = QueryBuilder::<DB>::new(
+            "SELECT entity_id, status, healthy_checks, total_checks FROM entity_state WHERE entity_id IN (",
+        );
+        push_list(&mut q, chunk.iter().copied());
+        let rows: Vec<(String, String, Option<i32>, Option<i32>)> =
+            q.build_query_as().fetch_all(&mut **tx).await?;
+        stored.extend(
+            rows.into_iter()
+                .map(|(e, s, h, t)| (e, (Status::parse(&s), CheckCounts::stored(h, t)))),
+        );
+    }
+    Ok(stored)
+}
+
+/// Writes entities' statuses and check counts, each with when it changed.
+async fn store_entities<DB>(
+    tx: &mut Transaction<'static, DB>,
+    states: &[(&str, Status, CheckCounts, i64)],
+) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
     for chunk in states.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
             "INSERT INTO entity_state (entity_id, status, updated_at, healthy_checks, total_checks) ",
         );
-        q.push_values(chunk, |mut row, (entity, status, counts)| {
+        q.push_values(chunk, |mut row, (entity, status, counts, at)| {
             row.push_bind(*entity)
                 .push_bind(status.as_str())
-                .push_bind(at_ms)
+                .push_bind(*at)
                 .push_bind(counts.healthy_checks as i32)
                 .push_bind(counts.total_checks as i32);
         });
@@ -1141,15 +1150,7 @@ where
         );
         q.build().execute(&mut **tx).await?;
     }
-    Ok(transitions)
-}
-
-/// Check counts as stored: NULL in rows written before they were kept.
-fn stored_counts(healthy: Option<i32>, total: Option<i32>) -> Option<CheckCounts> {
-    Some(CheckCounts {
-        healthy_checks: u32::try_from(healthy?).ok()?,
-        total_checks: u32::try_from(total?).ok()?,
-    })
+    Ok(())
 }
 
 /// Marks the notifying transitions of flapping slices: the change that
