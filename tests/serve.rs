@@ -486,6 +486,12 @@ async fn a_full_disk_holds_runs_until_there_is_room_again() {
         !metrics.contains("checkhost_store_write_failing{"),
         "{metrics}"
     );
+    stop_with_every_run_stored_once(&ws, daemon).await;
+}
+
+/// Stops the daemon cleanly; no batch was dropped, and the database holds
+/// exactly the runs it reported over its whole life. Returns the log.
+async fn stop_with_every_run_stored_once(ws: &Workspace, daemon: Daemon) -> Vec<String> {
     daemon.signal("TERM");
     let (code, log) = daemon.wait();
     assert_eq!(code, Some(0));
@@ -508,4 +514,77 @@ async fn a_full_disk_holds_runs_until_there_is_room_again() {
         reported.len() as i64,
         "every run reported is stored, once"
     );
+    log
+}
+
+/// The SQLite file is removed under the running daemon, as a clean-up
+/// script would: the next write restores it at its path with everything
+/// written before, and runs go on into it. A different file put in its
+/// place is never written over: writes are held (`file-replaced`) until it
+/// is moved away, and then nothing held is lost either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_database_file_is_restored_and_a_replaced_one_is_left_alone() {
+    let ws = Workspace::new(PLUGINS);
+    let dir = ws
+        .db
+        .dir()
+        .expect("Workspace::new is on SQLite")
+        .to_path_buf();
+    let file = dir.join("checkhost.db");
+    ws.config(&config(5, "100ms", false));
+    let daemon = Daemon::start(&ws, &[]);
+    daemon.wait_for(Duration::from_secs(20), "first runs", |d| {
+        d.reported_runs().len() >= 20
+    });
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.join(format!("checkhost.db{suffix}")));
+    }
+    daemon.wait_for(Duration::from_secs(20), "the file to be restored", |_| {
+        file.exists()
+    });
+    let restored = daemon.reported_runs().len();
+    daemon.wait_for(Duration::from_secs(20), "runs after the restore", |d| {
+        d.reported_runs().len() >= restored + 20
+    });
+    assert!(
+        status_line(&daemon.get("/readyz")).contains("200"),
+        "a restored file takes writes at once"
+    );
+
+    // Another database moved over the path, atomically.
+    let theirs = b"an operator's own file";
+    std::fs::write(dir.join("theirs.tmp"), theirs).unwrap();
+    std::fs::rename(dir.join("theirs.tmp"), &file).unwrap();
+    daemon.wait_for(
+        Duration::from_secs(20),
+        "/readyz to say file-replaced",
+        |d| {
+            let ready = d.get("/readyz").unwrap_or_default();
+            status_line(&Some(ready.clone())).contains("503") && ready.contains("(file-replaced)")
+        },
+    );
+    let metrics = daemon.get("/metrics").unwrap_or_default();
+    assert!(
+        metrics.contains(r#"checkhost_store_write_failing{reason="file-replaced"} 1"#),
+        "{metrics}"
+    );
+    let held = daemon.reported_runs().len();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(daemon.reported_runs().len(), held, "writes are held");
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        theirs,
+        "their file is untouched"
+    );
+
+    std::fs::remove_file(&file).unwrap();
+    daemon.wait_for(Duration::from_secs(30), "/readyz to turn green", |d| {
+        status_line(&d.get("/readyz")).contains("200")
+    });
+    daemon.wait_for(Duration::from_secs(20), "runs to go on", |d| {
+        d.reported_runs().len() >= held + 20
+    });
+    let log = stop_with_every_run_stored_once(&ws, daemon).await;
+    let restores = log.iter().filter(|l| l.contains("restored it at")).count();
+    assert_eq!(restores, 2, "each removal is restored once and logged");
 }

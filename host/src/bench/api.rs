@@ -93,7 +93,7 @@ async fn store_states(url: &str, systems: usize, environments: usize) -> anyhow:
     }
     let statuses = ["healthy", "degraded", "unhealthy"];
     let now = now_ms();
-    with_pool!(&db.write, pool => {
+    with_pool!(&db.write().await, pool => {
         for (n, chunk) in entities.chunks(1000).enumerate() {
             let mut q = QueryBuilder::new("INSERT INTO entity_state (entity_id, status, updated_at) ");
             q.push_values(chunk.iter().enumerate(), |mut row, (i, entity)| {
@@ -177,7 +177,7 @@ pub async fn run(
     let mut select = Vec::with_capacity(requests);
     for i in 0..requests + requests / 10 {
         let started = Instant::now();
-        let rows: Vec<(String, String, i64)> = with_pool!(&db.read, pool => {
+        let rows: Vec<(String, String, i64)> = with_pool!(&db.read().await, pool => {
             sqlx::query_as("SELECT entity_id, status, updated_at FROM entity_state")
                 .fetch_all(pool)
                 .await?

@@ -13,9 +13,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::clock::now_ms;
-use crate::serve::generation::{Generation, SliceKey};
+use crate::serve::generation::Generation;
 use crate::serve::scheduler::{Scheduler, first_due, tick_after};
 use crate::store::Store;
+use crate::store::entity::SliceId;
 use crate::store::schedule::{Claim, ScheduleRow};
 
 /// How often a node says it is alive and looks at the cluster's versions.
@@ -78,7 +79,7 @@ fn must_sync(view: &View, previous_owner: Option<&str>, mine: &str, generation: 
 
 /// A generation's slices by schedule id, with what the schedule needs.
 struct Slices {
-    by_id: HashMap<String, (SliceKey, i64)>,
+    by_id: HashMap<String, (SliceId, i64)>,
     /// The longest check timeout: a run must start while it still fits in
     /// its lease.
     longest: Duration,
@@ -104,7 +105,7 @@ impl Slices {
             by_id: generation
                 .slices
                 .iter()
-                .map(|(k, d)| (k.id(), (k.clone(), d.interval_ms)))
+                .map(|(k, d)| (k.to_string(), (k.clone(), d.interval_ms)))
                 .collect(),
             longest,
         }
@@ -252,15 +253,9 @@ impl Cluster {
             .slices
             .iter()
             .map(|(key, def)| {
-                let last_run = last
-                    .get(&(
-                        key.system.clone(),
-                        key.check.clone(),
-                        key.environment.clone().unwrap_or_default(),
-                    ))
-                    .copied();
+                let last_run = last.get(key).copied();
                 ScheduleRow {
-                    slice: key.id(),
+                    slice: key.to_string(),
                     system_id: key.system.clone(),
                     check_id: key.check.clone(),
                     interval_ms: def.interval_ms,
@@ -356,7 +351,7 @@ impl Cluster {
         }
     }
 
-    async fn run_claim(&self, claim: Claim, key: SliceKey, interval_ms: i64, start_by: Instant) {
+    async fn run_claim(&self, claim: Claim, key: SliceId, interval_ms: i64, start_by: Instant) {
         let wait = (claim.due_at - now_ms()).max(0) as u64;
         tokio::time::sleep(Duration::from_millis(wait)).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);

@@ -12,28 +12,8 @@ use crate::pipeline::secrets::{SecretProvider, reference_name, referenced_values
 use crate::pipeline::setup::Setup;
 use crate::runtime::Runtime;
 use crate::runtime::mask::Masker;
+use crate::store::entity::SliceId;
 use crate::store::{Store, StoreError};
-
-/// One (assignment, environment | none): the unit the scheduler runs.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SliceKey {
-    pub system: String,
-    pub check: String,
-    pub environment: Option<String>,
-}
-
-impl SliceKey {
-    /// `system/check/environment` (`-` when none): stable across restarts,
-    /// it seeds the slice's phase.
-    pub fn id(&self) -> String {
-        format!(
-            "{}/{}/{}",
-            self.system,
-            self.check,
-            self.environment.as_deref().unwrap_or("-")
-        )
-    }
-}
 
 /// Where a slice's system and check sit in the config, found once.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +41,7 @@ pub struct Generation {
     /// Every secret this configuration references, for masking output.
     pub masker: Masker,
     prepared: HashMap<String, Prepared>,
-    pub slices: BTreeMap<SliceKey, SliceDef>,
+    pub slices: BTreeMap<SliceId, SliceDef>,
 }
 
 impl Generation {
@@ -102,7 +82,7 @@ impl Generation {
             let environments = effective_environments(&a.environments, &system.environments);
             for (i, environment) in environments.into_iter().enumerate() {
                 slices.insert(
-                    SliceKey {
+                    SliceId {
                         system: a.system.clone(),
                         check: a.check.clone(),
                         environment,
@@ -143,7 +123,7 @@ impl Generation {
     /// or when the runtime admitted it only after `start_by` (not started).
     pub async fn run(
         &self,
-        key: &SliceKey,
+        key: &SliceId,
         runtime: &Runtime,
         store: &Store,
         start_by: Option<std::time::Instant>,
@@ -163,7 +143,7 @@ impl Generation {
     }
 
     /// The slices of one assignment.
-    pub fn slices_of(&self, system: &str, check: &str) -> Vec<SliceKey> {
+    pub fn slices_of(&self, system: &str, check: &str) -> Vec<SliceId> {
         self.slices
             .keys()
             .filter(|k| k.system == system && k.check == check)
@@ -172,7 +152,7 @@ impl Generation {
     }
 
     /// The strategy plugin of a slice's check, for metrics.
-    pub fn strategy_of(&self, key: &SliceKey) -> &str {
+    pub fn strategy_of(&self, key: &SliceId) -> &str {
         self.slices.get(key).map_or("", |def| {
             self.setup.config.file.checks[def.check]
                 .strategy

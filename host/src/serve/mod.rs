@@ -281,20 +281,14 @@ async fn remind_every(
     scheduler: Arc<Scheduler>,
     mut stop: watch::Receiver<bool>,
 ) {
-    // An entity whose slice is paused or gone stays unhealthy in the
+    // An entity whose slices are all paused or gone stays unhealthy in the
     // database, but nobody works on it any more: no reminders.
     let still_monitored = |t: &crate::store::TransitionEvent| {
         let generation = scheduler.generation();
         let entity = crate::store::entity::EntityId::parse(&t.entity_id);
-        let key = generation::SliceKey {
-            system: entity.system().to_string(),
-            check: t.check_id.clone(),
-            environment: t.environment_id.clone(),
-        };
-        generation
-            .slices
-            .get(&key)
-            .is_some_and(|def| !scheduler.is_paused(entity.system(), &t.check_id, def.paused))
+        entity
+            .slices_in(&generation.slices)
+            .any(|(key, def)| !scheduler.is_paused(&key.system, &key.check, def.paused))
     };
     loop {
         let shortest = notifier()

@@ -14,11 +14,12 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::generation::{Shared, SliceKey};
+use super::generation::Shared;
 use super::metrics::Metrics;
 use crate::clock::now_ms;
 use crate::runtime::Runtime;
 use crate::store::Store;
+use crate::store::entity::SliceId;
 
 pub struct Scheduler {
     generation: RwLock<Shared>,
@@ -46,9 +47,9 @@ fn grid_at_or_after(t: i64, phase: i64, interval: i64) -> i64 {
 }
 
 /// A slice's phase within its interval, from a stable hash of its id.
-fn phase(key: &SliceKey, interval_ms: i64) -> i64 {
+fn phase(key: &SliceId, interval_ms: i64) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in key.id().bytes() {
+    for byte in key.to_string().bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
@@ -59,7 +60,7 @@ fn phase(key: &SliceKey, interval_ms: i64) -> i64 {
 /// last run is an interval or more ago): once, soon — within a few seconds
 /// spread by its phase, not all at once. Otherwise its next grid tick at
 /// least half an interval after its last run.
-pub fn first_due(key: &SliceKey, interval_ms: i64, last_run_ms: Option<i64>, now: i64) -> i64 {
+pub fn first_due(key: &SliceId, interval_ms: i64, last_run_ms: Option<i64>, now: i64) -> i64 {
     let phase = phase(key, interval_ms);
     match last_run_ms {
         None => grid_at_or_after(now, phase, interval_ms),
@@ -83,7 +84,7 @@ pub fn tick_after(due: i64, interval_ms: i64, now: i64) -> i64 {
 /// The tick after `due`: the next point of the grid, never `finish +
 /// interval`. A slice that fell more than an interval behind (the host was
 /// stalled) rejoins its grid instead of catching up in a burst.
-fn next_due(key: &SliceKey, due: i64, interval_ms: i64, now: i64) -> i64 {
+fn next_due(key: &SliceId, due: i64, interval_ms: i64, now: i64) -> i64 {
     let next = due + interval_ms;
     if next + interval_ms < now {
         grid_at_or_after(now, phase(key, interval_ms), interval_ms)
@@ -150,8 +151,8 @@ impl Scheduler {
     /// Runs until `stop` turns true; returns the runs still in flight, for
     /// the caller to give a grace period.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) -> JoinSet<()> {
-        let mut slots: HashMap<SliceKey, Slot> = HashMap::new();
-        let mut queue: BinaryHeap<Reverse<(i64, SliceKey)>> = BinaryHeap::new();
+        let mut slots: HashMap<SliceId, Slot> = HashMap::new();
+        let mut queue: BinaryHeap<Reverse<(i64, SliceId)>> = BinaryHeap::new();
         let mut tasks = JoinSet::new();
         self.reconcile(&mut slots, &mut queue).await;
         loop {
@@ -221,7 +222,7 @@ impl Scheduler {
     /// Runs a slice claimed from the shared schedule, within the
     /// concurrency bound, unless it could start only after `start_by`;
     /// false when it did not run.
-    pub async fn run_claimed(&self, key: &SliceKey, due_ms: i64, start_by: Instant) -> bool {
+    pub async fn run_claimed(&self, key: &SliceId, due_ms: i64, start_by: Instant) -> bool {
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
             return false;
         };
@@ -229,7 +230,7 @@ impl Scheduler {
     }
 
     /// Runs a slice; false when nothing ran (see `Generation::run`).
-    async fn run_slice(&self, key: &SliceKey, due_ms: i64, start_by: Option<Instant>) -> bool {
+    async fn run_slice(&self, key: &SliceId, due_ms: i64, start_by: Option<Instant>) -> bool {
         let started = now_ms();
         self.metrics
             .scheduler_lag
@@ -276,12 +277,12 @@ impl Scheduler {
     /// Brings the slot table in line with the current generation.
     async fn reconcile(
         &self,
-        slots: &mut HashMap<SliceKey, Slot>,
-        queue: &mut BinaryHeap<Reverse<(i64, SliceKey)>>,
+        slots: &mut HashMap<SliceId, Slot>,
+        queue: &mut BinaryHeap<Reverse<(i64, SliceId)>>,
     ) {
         let generation = self.generation();
         slots.retain(|key, _| generation.slices.contains_key(key));
-        let new: Vec<&SliceKey> = generation
+        let new: Vec<&SliceId> = generation
             .slices
             .keys()
             .filter(|k| !slots.contains_key(*k))
@@ -308,13 +309,7 @@ impl Scheduler {
                     queue.push(Reverse((slot.due_ms, key.clone())));
                 }
                 None => {
-                    let last = last_runs
-                        .get(&(
-                            key.system.clone(),
-                            key.check.clone(),
-                            key.environment.clone().unwrap_or_default(),
-                        ))
-                        .copied();
+                    let last = last_runs.get(key).copied();
                     let due = first_due(key, interval, last, now);
                     queue.push(Reverse((due, key.clone())));
                     slots.insert(
@@ -337,8 +332,8 @@ impl Scheduler {
 mod tests {
     use super::*;
 
-    fn key(check: &str) -> SliceKey {
-        SliceKey {
+    fn key(check: &str) -> SliceId {
+        SliceId {
             system: "shop".into(),
             check: check.into(),
             environment: Some("prod".into()),

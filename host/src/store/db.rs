@@ -1,8 +1,15 @@
 //! The two engines behind the store: connecting by URL, migrating, and the
 //! `with_pool!` dispatch that lets one SQL text (with `$1` placeholders,
 //! which both drivers accept) serve SQLite and PostgreSQL.
+//!
+//! A SQLite file removed while the daemon has it open is restored from the
+//! copy the open connection still holds (see [`Db::ensure_file`]): without
+//! that, every write would go on into an unlinked file and be lost at the
+//! next start.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -35,10 +42,75 @@ pub enum Pools {
 /// connection, so the process never contends with itself for the database
 /// lock; on PostgreSQL both share one pool.
 pub struct Db {
-    pub read: Pools,
-    pub write: Pools,
+    /// Swapped only when a removed SQLite file is restored; a reader asking
+    /// meanwhile waits for the restored file rather than failing.
+    pools: tokio::sync::RwLock<Sides>,
     /// The URL without its password, for messages.
     pub url: String,
+    file: Option<Arc<SqliteFile>>,
+}
+
+struct Sides {
+    read: Pools,
+    write: Pools,
+}
+
+/// The SQLite file as it was opened: a different file (or none) at its
+/// path means it was replaced (or removed) under the daemon.
+struct SqliteFile {
+    /// As configured, with any `?mode=…` options.
+    url: String,
+    path: PathBuf,
+    /// Set once the file exists.
+    identity: std::sync::Mutex<Option<FileIdentity>>,
+}
+
+impl SqliteFile {
+    fn opened(&self) -> Option<FileIdentity> {
+        *self.identity.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn replaced(&self) -> sqlx::Error {
+        FileTrouble::Replaced(self.path.display().to_string()).into_error()
+    }
+}
+
+/// Device and inode.
+type FileIdentity = (u64, u64);
+
+fn identity(path: &Path) -> std::io::Result<FileIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// Why the SQLite file cannot take writes, carried as an I/O error so the
+/// writer holds its batch as for any other outage.
+#[derive(Debug, thiserror::Error)]
+pub enum FileTrouble {
+    #[error(
+        "the database file {0} was replaced while checkhost had it open: move the new file \
+         away to have checkhost restore its own copy there, or restart checkhost to use it"
+    )]
+    Replaced(String),
+    #[error(
+        "the database file {path} was removed while checkhost had it open, and it cannot be \
+         restored yet: {cause}"
+    )]
+    Removed { path: String, cause: String },
+}
+
+impl FileTrouble {
+    fn reason(&self) -> &'static str {
+        match self {
+            FileTrouble::Replaced(_) => "file-replaced",
+            FileTrouble::Removed { .. } => "file-removed",
+        }
+    }
+
+    fn into_error(self) -> sqlx::Error {
+        sqlx::Error::Io(std::io::Error::other(self))
+    }
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -57,29 +129,16 @@ impl Db {
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
         {
-            let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
-                .map_err(open)?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                // Only other processes can hold the lock: wait for them.
-                .busy_timeout(Duration::from_secs(60))
-                .pragma("cache_size", "-16000");
-            let write = SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(options.clone())
-                .await
-                .map_err(open)?;
-            migrate(&SQLITE_MIGRATIONS, &write, &shown).await?;
-            let read = SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(options)
-                .await
-                .map_err(open)?;
+            let file = Arc::new(SqliteFile {
+                url: format!("sqlite://{path}"),
+                path: PathBuf::from(path.split('?').next().unwrap_or(path)),
+                identity: std::sync::Mutex::new(None),
+            });
+            let sides = open_sqlite(&file, &shown).await?;
             return Ok(Db {
-                read: Pools::Sqlite(read),
-                write: Pools::Sqlite(write),
+                pools: tokio::sync::RwLock::new(sides),
                 url: shown,
+                file: Some(file),
             });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -92,25 +151,188 @@ impl Db {
                 .map_err(open)?;
             migrate(&POSTGRES_MIGRATIONS, &pool, &shown).await?;
             return Ok(Db {
-                read: Pools::Postgres(pool.clone()),
-                write: Pools::Postgres(pool),
+                pools: tokio::sync::RwLock::new(Sides {
+                    read: Pools::Postgres(pool.clone()),
+                    write: Pools::Postgres(pool),
+                }),
                 url: shown,
+                file: None,
             });
         }
         Err(StoreError::Url(shown))
     }
 
     pub fn engine(&self) -> &'static str {
-        match self.read {
-            Pools::Sqlite(_) => "sqlite",
-            Pools::Postgres(_) => "postgres",
+        match self.file {
+            Some(_) => "sqlite",
+            None => "postgres",
         }
     }
 
-    pub async fn close(&self) {
-        with_pool!(&self.write, pool => pool.close().await);
-        with_pool!(&self.read, pool => pool.close().await);
+    /// The pools for reading.
+    pub async fn read(&self) -> Pools {
+        self.pools.read().await.read.clone()
     }
+
+    /// The writer's pool.
+    pub async fn write(&self) -> Pools {
+        self.pools.read().await.write.clone()
+    }
+
+    pub async fn close(&self) {
+        let sides = self.pools.read().await;
+        with_pool!(&sides.write, pool => pool.close().await);
+        with_pool!(&sides.read, pool => pool.close().await);
+    }
+
+    /// Before a write: makes sure the SQLite file being written is the one
+    /// at its path. A removed file is restored there with everything the
+    /// open connection holds (`VACUUM INTO`), and the pools reopen on it.
+    /// A replaced file is left alone, and writes are held until it is moved
+    /// away or checkhost restarts: guessing which of two databases the
+    /// operator wants would lose one.
+    pub async fn ensure_file(&self) -> Result<(), sqlx::Error> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        match identity(&file.path) {
+            Ok(found) if Some(found) == file.opened() => Ok(()),
+            Ok(_) => Err(file.replaced()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.restore(file).await.map_err(|cause| {
+                    FileTrouble::Removed {
+                        path: file.path.display().to_string(),
+                        cause: cause.to_string(),
+                    }
+                    .into_error()
+                })
+            }
+            Err(e) => Err(sqlx::Error::Io(e)),
+        }
+    }
+
+    async fn restore(&self, file: &Arc<SqliteFile>) -> Result<(), StoreError> {
+        let mut sides = self.pools.write().await;
+        let (Pools::Sqlite(write), Pools::Sqlite(read)) = (&sides.write, &sides.read) else {
+            return Ok(());
+        };
+        let path = file.path.display().to_string();
+        let copy = format!("{path}.restoring");
+        let _ = std::fs::remove_file(&copy);
+        sqlx::query("VACUUM INTO $1")
+            .bind(&copy)
+            .execute(write)
+            .await?;
+        // The old connections must be gone before new ones open the path:
+        // SQLite opens `-wal` by name, and a last connection deletes it by
+        // name on close. Closing them checkpoints into the removed file and
+        // takes its `-wal` and `-shm` away; what may be left of them
+        // belongs to the removed file too.
+        write.close().await;
+        read.close().await;
+        for stale in [format!("{path}-wal"), format!("{path}-shm")] {
+            let _ = std::fs::remove_file(stale);
+        }
+        let io = |e: std::io::Error| StoreError::Query(sqlx::Error::Io(e));
+        std::fs::rename(&copy, &file.path).map_err(io)?;
+        if let Some(dir) = file.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+        }
+        *sides = open_sqlite(file, &self.url).await?;
+        tracing::warn!(
+            database = %self.url,
+            "the database file was removed while in use; restored it at {path} with everything written so far"
+        );
+        Ok(())
+    }
+}
+
+/// SQLite reader connections, all opened at start.
+const READERS: u32 = 4;
+
+/// A pool's connect hook: every connection after the first checks that
+/// the path still holds the file the store opened.
+fn same_file(
+    file: Arc<SqliteFile>,
+) -> impl for<'c> Fn(
+    &'c mut sqlx::SqliteConnection,
+    sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'c, Result<(), sqlx::Error>>
++ Clone
++ Send
++ Sync
++ 'static {
+    move |_, _| {
+        let file = file.clone();
+        Box::pin(async move {
+            match identity(&file.path) {
+                Ok(found) if Some(found) == file.opened() => Ok(()),
+                _ => Err(file.replaced()),
+            }
+        })
+    }
+}
+
+/// Opens the writer's one connection (creating and migrating the file)
+/// and the readers'.
+async fn open_sqlite(file: &Arc<SqliteFile>, shown: &str) -> Result<Sides, StoreError> {
+    use sqlx::Connection;
+    let open = |source| StoreError::Open {
+        url: shown.to_string(),
+        source,
+    };
+    let options = SqliteConnectOptions::from_str(&file.url)
+        .map_err(open)?
+        .synchronous(SqliteSynchronous::Normal)
+        // Only other processes can hold the lock: wait for them.
+        .busy_timeout(Duration::from_secs(60))
+        .pragma("cache_size", "-16000");
+    // Only this first connection may create the file or set its (lasting)
+    // journal mode: a pool's later connection that found some other file
+    // at the path would otherwise write a database header into it.
+    sqlx::SqliteConnection::connect_with(
+        &options
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal),
+    )
+    .await
+    .map_err(open)?
+    .close()
+    .await
+    .map_err(open)?;
+    let found = identity(&file.path).map_err(|e| open(sqlx::Error::Io(e)))?;
+    *file.identity.lock().unwrap_or_else(|e| e.into_inner()) = Some(found);
+    let guard = same_file(file.clone());
+    // The writer's connection is never recycled: while it is open, a
+    // removed file can still be restored from it.
+    let write = SqlitePoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .after_connect(guard.clone())
+        .connect_with(options.clone())
+        .await
+        .map_err(open)?;
+    migrate(&SQLITE_MIGRATIONS, &write, shown).await?;
+    // Readers are kept open for the same reason, and because a connection
+    // opened on some other file at the path shares this database's `-wal`
+    // by name, and closing it would checkpoint our pages into that file.
+    let read = SqlitePoolOptions::new()
+        .max_connections(READERS)
+        .min_connections(READERS)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .after_connect(guard)
+        .connect_with(options)
+        .await
+        .map_err(open)?;
+    Ok(Sides {
+        read: Pools::Sqlite(read),
+        write: Pools::Sqlite(write),
+    })
 }
 
 async fn migrate<DB>(
@@ -251,8 +473,12 @@ pub fn entity_lock_key(entity: &str) -> i64 {
 /// `None` for an error that retrying cannot fix.
 pub fn unavailable(error: &sqlx::Error) -> Option<&'static str> {
     match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
+        sqlx::Error::Io(e) => Some(
+            e.get_ref()
+                .and_then(|inner| inner.downcast_ref::<FileTrouble>())
+                .map_or("unreachable", FileTrouble::reason),
+        ),
+        sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed => Some("unreachable"),

@@ -25,6 +25,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::config::environments::effective_environments;
 use crate::config::{Assignment, Check, EnvSelection, System, Thresholds};
 use db::{Db, with_pool};
+use entity::SliceId;
 use state::{Status, TransitionKind};
 pub use writer::{WriteFailure, WriterConfig};
 
@@ -285,7 +286,7 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         let limit = std::time::Duration::from_secs(2);
         let answer = tokio::time::timeout(limit, async {
-            with_pool!(&self.db.read, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))
+            with_pool!(&self.db.read().await, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))
         })
         .await;
         match answer {
@@ -294,10 +295,10 @@ impl Store {
         }
     }
 
-    /// When each slice last ran, by `(system, check, env_key)`: run ids
-    /// carry their timestamp, and the runs index finds each slice's newest.
-    pub async fn last_runs(&self) -> Result<HashMap<(String, String, String), i64>, StoreError> {
-        let rows: Vec<(String, String, String, Option<i64>)> = with_pool!(&self.db.read, pool => {
+    /// When each slice last ran: run ids carry their timestamp, and the
+    /// runs index finds each slice's newest.
+    pub async fn last_runs(&self) -> Result<HashMap<SliceId, i64>, StoreError> {
+        let rows: Vec<(String, String, String, Option<i64>)> = with_pool!(&self.db.read().await, pool => {
             sqlx::query_as(
                 "SELECT s.system_id, s.check_id, s.env_key,
                         (SELECT MAX(r.id) FROM runs r WHERE r.slice_id = s.id)
@@ -309,7 +310,10 @@ impl Store {
         Ok(rows
             .into_iter()
             .filter_map(|(system, check, env_key, id)| {
-                Some(((system, check, env_key), ids::created_at(id?)))
+                Some((
+                    SliceId::from_row(system, check, env_key),
+                    ids::created_at(id?),
+                ))
             })
             .collect())
     }
@@ -357,7 +361,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Vec<TransitionEvent>, StoreError> {
         let selected = selected_slices(assignments, systems);
-        let changed: Vec<(String, String)> = with_pool!(&self.db.write, pool => {
+        let changed: Vec<(String, String)> = with_pool!(&self.db.write().await, pool => {
             let mut tx = db::WritePool::begin_write(pool).await?;
             for chunk in checks.chunks(500) {
                 let mut q = QueryBuilder::new("INSERT INTO checks (id, name, definition, updated_at) ");
@@ -534,7 +538,7 @@ impl Store {
 
     /// Current status of every entity, rollups first.
     pub async fn statuses(&self) -> Result<Vec<EntityStatus>, StoreError> {
-        let rows: Vec<read::EntityRow> = with_pool!(&self.db.read, pool => {
+        let rows: Vec<read::EntityRow> = with_pool!(&self.db.read().await, pool => {
             sqlx::query_as(
                 "SELECT entity_id, status, updated_at, healthy_checks, total_checks FROM entity_state
                  ORDER BY entity_id",

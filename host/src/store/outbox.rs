@@ -216,7 +216,7 @@ impl Store {
                  ORDER BY next_attempt_at, id LIMIT $4{skip_locked})
              RETURNING id, target, idempotency_key, body, content_type, attempts"
         );
-        let rows: Vec<(i64, String, String, String, String, i64)> = with_pool!(&self.db.write, pool => {
+        let rows: Vec<(i64, String, String, String, String, i64)> = with_pool!(&self.db.write().await, pool => {
             sqlx::query_as(AssertSqlSafe(sql))
                 .bind(owner)
                 .bind(lease_until)
@@ -255,7 +255,7 @@ impl Store {
         };
         let number = notice.attempts + 1;
         let status_code = attempt.status_code.map(i64::from);
-        with_pool!(&self.db.write, pool => {
+        with_pool!(&self.db.write().await, pool => {
             let mut tx = pool.begin_write().await?;
             let updated = sqlx::query(
                 "UPDATE outbox SET state = $1, attempts = $2, next_attempt_at = $3, delivered_at = $4,
@@ -292,7 +292,7 @@ impl Store {
 
     /// The delivery log, newest first.
     pub async fn deliveries(&self, f: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
-        let rows: Vec<DeliveryRow> = with_pool!(&self.db.read, pool => {
+        let rows: Vec<DeliveryRow> = with_pool!(&self.db.read().await, pool => {
             sqlx::query_as(
                 "SELECT o.id, o.transition_id, o.entity_id, o.target, o.kind, o.idempotency_key, o.state,
                         o.reason, o.attempts, o.next_attempt_at, o.created_at, o.delivered_at,
@@ -365,7 +365,7 @@ impl Store {
             Option<i64>,
             i64,
         );
-        let rows: Vec<Row> = with_pool!(&self.db.read, pool => {
+        let rows: Vec<Row> = with_pool!(&self.db.read().await, pool => {
             sqlx::query_as(
                 "SELECT t.id, t.entity_id, t.from_status, t.to_status, t.check_id, t.environment_id,
                         t.created_at, t.run_id,
@@ -410,7 +410,7 @@ impl Store {
                 )
             })
             .collect();
-        with_pool!(&self.db.write, pool => {
+        with_pool!(&self.db.write().await, pool => {
             let mut tx = pool.begin_write().await?;
             insert(&mut tx, &rows, now_ms).await?;
             tx.commit().await?;

@@ -240,7 +240,7 @@ impl Store {
         } else {
             cache.newest - LOOK_BACK_MS
         };
-        let rows: Vec<EntityRow> = with_pool!(&self.db.read, pool => {
+        let rows: Vec<EntityRow> = with_pool!(&self.db.read().await, pool => {
             sqlx::query_as("SELECT entity_id, status, updated_at, healthy_checks, total_checks FROM entity_state WHERE updated_at >= $1")
                 .bind(since)
                 .fetch_all(pool)
@@ -277,7 +277,7 @@ impl Store {
         &self,
         entities: &[String],
     ) -> Result<Vec<super::EntityStatus>, StoreError> {
-        let rows: Vec<EntityRow> = with_pool!(&self.db.read, pool => {
+        let rows: Vec<EntityRow> = with_pool!(&self.db.read().await, pool => {
             let mut q = QueryBuilder::new("SELECT entity_id, status, updated_at, healthy_checks, total_checks FROM entity_state WHERE entity_id IN (");
             let mut list = q.separated(", ");
             for e in entities {
@@ -301,7 +301,7 @@ impl Store {
             Option<String>,
             Option<String>,
         );
-        let rows: Vec<Row> = with_pool!(&self.db.read, pool => {
+        let rows: Vec<Row> = with_pool!(&self.db.read().await, pool => {
             sqlx::query_as(
                 "SELECT s.check_id, s.environment_id, s.status, r.id, r.status, r.latency_ms, r.error, r.result
                  FROM slices s LEFT JOIN runs r ON r.id = (SELECT MAX(l.id) FROM runs l WHERE l.slice_id = s.id)
@@ -340,7 +340,7 @@ impl Store {
 
     /// Runs newest first; pass the last id of a page as `before` for the next.
     pub async fn runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
-        let rows: Vec<RunRow> = with_pool!(&self.db.read, pool => {
+        let rows: Vec<RunRow> = with_pool!(&self.db.read().await, pool => {
             let mut q = QueryBuilder::new(RUN_COLUMNS);
             query.slices.push(&mut q, "r.slice_id");
             if let Some(status) = query.status {
@@ -362,7 +362,7 @@ impl Store {
         &self,
         query: &TransitionQuery,
     ) -> Result<Vec<TransitionEvent>, StoreError> {
-        let rows: Vec<TransitionRow> = with_pool!(&self.db.read, pool => {
+        let rows: Vec<TransitionRow> = with_pool!(&self.db.read().await, pool => {
             let mut q = QueryBuilder::new(
                 "SELECT id, entity_id, from_status, to_status, check_id, environment_id, created_at, run_id
                  FROM transitions WHERE 1 = 1",
@@ -392,7 +392,7 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<StoreEvent>, StoreError> {
-        let (runs, transitions): (Vec<RunRow>, Vec<TransitionRow>) = with_pool!(&self.db.read, pool => {
+        let (runs, transitions): (Vec<RunRow>, Vec<TransitionRow>) = with_pool!(&self.db.read().await, pool => {
             let runs: Vec<RunRow> = sqlx::query_as(
                 "SELECT r.id, s.system_id, s.check_id, s.environment_id, r.status, r.latency_ms, r.error, ''
                  FROM runs r JOIN slices s ON s.id = r.slice_id WHERE r.id > $1 ORDER BY r.id LIMIT $2",
@@ -434,7 +434,7 @@ impl Store {
 
     /// The newest run id, where a fresh event stream starts.
     pub async fn newest_run_id(&self) -> Result<i64, StoreError> {
-        let id: Option<i64> = with_pool!(&self.db.read, pool => {
+        let id: Option<i64> = with_pool!(&self.db.read().await, pool => {
             sqlx::query_scalar("SELECT MAX(id) FROM runs").fetch_one(pool).await?
         });
         Ok(id.unwrap_or(0))
@@ -451,7 +451,7 @@ impl Store {
         bucket: Bucket,
     ) -> Result<Vec<HistoryPoint>, StoreError> {
         type Row = (i64, i64, i64, i64, i64, f64, f64, f64, f64, i32);
-        let rows: Vec<Row> = with_pool!(&self.db.read, pool => {
+        let rows: Vec<Row> = with_pool!(&self.db.read().await, pool => {
             let mut q = QueryBuilder::new("");
             for (i, (table, tier)) in [("aggregates_hourly", 0), ("aggregates_daily", 1)].into_iter().enumerate() {
                 if i > 0 {
@@ -531,7 +531,7 @@ impl Store {
     pub async fn uptime(&self, now_ms: i64) -> Result<Uptime, StoreError> {
         type Row = (String, Option<String>, i64, i64, i64, i64, i64, i64);
         let windows = [now_ms - DAY_MS, now_ms - 7 * DAY_MS, now_ms - 30 * DAY_MS];
-        let rows: Vec<Row> = with_pool!(&self.db.read, pool => {
+        let rows: Vec<Row> = with_pool!(&self.db.read().await, pool => {
             sqlx::query_as(
                 // PostgreSQL sums BIGINTs into NUMERIC: cast back.
                 "SELECT s.system_id, s.environment_id,
@@ -584,7 +584,7 @@ impl Store {
         hours: i64,
     ) -> Result<HashMap<String, Vec<(i64, f64)>>, StoreError> {
         let since = now_ms.div_euclid(HOUR_MS) * HOUR_MS - (hours - 1) * HOUR_MS;
-        let rows: Vec<(String, i64, f64, i64)> = with_pool!(&self.db.read, pool => {
+        let rows: Vec<(String, i64, f64, i64)> = with_pool!(&self.db.read().await, pool => {
             sqlx::query_as(
                 "SELECT s.system_id, a.bucket, SUM(a.latency_sum), CAST(SUM(a.latency_count) AS BIGINT)
                  FROM aggregates_hourly a JOIN slices s ON s.id = a.slice_id
@@ -608,7 +608,7 @@ impl Store {
 
     /// Pauses and resumes set through the API: `(system, check) → paused`.
     pub async fn pauses(&self) -> Result<HashMap<(String, String), bool>, StoreError> {
-        let rows: Vec<(String, String, bool)> = with_pool!(&self.db.read, pool => {
+        let rows: Vec<(String, String, bool)> = with_pool!(&self.db.read().await, pool => {
             sqlx::query_as("SELECT system_id, check_id, paused FROM assignment_pauses")
                 .fetch_all(pool)
                 .await?

@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::apply::{Aggregate, Applied, Loaded, PendingRun, SliceState, apply, hour_bucket};
 use super::db::{Db, WritePool, entity_lock_key, unavailable, with_pool};
 use super::entity::EntityId;
+use super::entity::SliceId;
 use super::ids::RunIds;
 use super::outbox::{self, OutboxRow, SharedRouter};
 use super::sketch::Sketch;
@@ -123,9 +124,6 @@ impl Batch {
     }
 }
 
-/// `(system, check, env_key)`.
-type SliceKey = (String, String, String);
-
 /// Why the writer holds work it cannot write, shared with readers of its
 /// health (`/readyz`, `/metrics`).
 #[derive(Default)]
@@ -137,8 +135,9 @@ pub struct WriteHealth {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteFailure {
-    /// `disk-full`, `read-only`, `io-error`, `cannot-open`, `busy` or
-    /// `unreachable`.
+    /// `disk-full`, `read-only`, `io-error`, `cannot-open`, `busy`,
+    /// `unreachable`, `file-removed` (a SQLite file that cannot be restored
+    /// yet) or `file-replaced`.
     pub reason: &'static str,
     pub message: String,
     pub since_ms: i64,
@@ -229,7 +228,7 @@ struct Writer {
     config: WriterConfig,
     ids: RunIds,
     /// Slice ids never change once made: resolved once per process.
-    slice_ids: HashMap<SliceKey, i64>,
+    slice_ids: HashMap<SliceId, i64>,
 }
 
 /// Registers the writer in the database (for its id tag) and starts it.
@@ -240,7 +239,7 @@ pub async fn start(
     router: SharedRouter,
     config: WriterConfig,
 ) -> Result<(mpsc::Sender<Job>, tokio::task::JoinHandle<()>), StoreError> {
-    let row_id: i64 = with_pool!(&db.write, pool => {
+    let row_id: i64 = with_pool!(&db.write().await, pool => {
         sqlx::query_scalar("INSERT INTO writers (started_at) VALUES ($1) RETURNING id")
             .bind(crate::clock::now_ms())
             .fetch_one(pool)
@@ -371,7 +370,8 @@ impl Writer {
             .iter()
             .map(|(s, c)| (s.as_str(), c.as_str()))
             .collect();
-        with_pool!(&self.db.write, pool => {
+        self.db.ensure_file().await?;
+        with_pool!(&self.db.write().await, pool => {
             let mut tx = pool.begin_write().await?;
             pool.lock_entities(&mut tx, &lock_keys).await?;
             if let Some(p) = pause {
@@ -484,7 +484,7 @@ impl Writer {
 
     /// Whether the run with this id is stored (a batch is all or nothing).
     async fn committed(&self, run_id: i64) -> bool {
-        let found: Result<Option<i64>, sqlx::Error> = with_pool!(&self.db.write, pool => {
+        let found: Result<Option<i64>, sqlx::Error> = with_pool!(&self.db.write().await, pool => {
             sqlx::query_scalar("SELECT id FROM runs WHERE id = $1")
                 .bind(run_id)
                 .fetch_optional(pool)
@@ -499,12 +499,13 @@ impl Writer {
         ids: &[i64],
         attempt: &mut Option<Vec<Vec<TransitionEvent>>>,
     ) -> Result<Vec<Vec<TransitionEvent>>, sqlx::Error> {
+        self.db.ensure_file().await?;
         self.resolve_slices(runs).await?;
         let pending = runs
             .iter()
             .zip(ids)
             .map(|((run, result_json), id)| {
-                let slice_id = self.slice_ids.get(&slice_key(run)).copied();
+                let slice_id = self.slice_ids.get(&slice_of(run)).copied();
                 slice_id
                     .map(|slice_id| PendingRun {
                         id: *id,
@@ -524,7 +525,7 @@ impl Writer {
             .collect();
         lock_keys.sort_unstable();
         lock_keys.dedup();
-        with_pool!(&self.db.write, pool => {
+        with_pool!(&self.db.write().await, pool => {
             let mut tx = pool.begin_write().await?;
             pool.lock_entities(&mut tx, &lock_keys).await?;
             let mut loaded = load(&mut tx, &pending).await?;
@@ -546,23 +547,23 @@ impl Writer {
     /// and creating it under the entity locks could deadlock with another
     /// process creating the same slice.
     async fn resolve_slices(&mut self, runs: &[(NewRun, String)]) -> Result<(), sqlx::Error> {
-        let mut missing: Vec<(SliceKey, Option<&str>)> = Vec::new();
+        let mut missing: Vec<SliceId> = Vec::new();
         for (run, _) in runs {
-            let key = slice_key(run);
-            if !self.slice_ids.contains_key(&key) && !missing.iter().any(|(k, _)| *k == key) {
-                missing.push((key, run.environment_id.as_deref()));
+            let key = slice_of(run);
+            if !self.slice_ids.contains_key(&key) && !missing.contains(&key) {
+                missing.push(key);
             }
         }
         for chunk in missing.chunks(CHUNK) {
-            let rows: Vec<(i64, String, String, String)> = with_pool!(&self.db.write, pool => {
+            let rows: Vec<(i64, String, String, String)> = with_pool!(&self.db.write().await, pool => {
                 let mut q = QueryBuilder::new(
                     "INSERT INTO slices (system_id, check_id, environment_id, env_key) ",
                 );
-                q.push_values(chunk, |mut row, ((system, check, env_key), env)| {
-                    row.push_bind(system.as_str())
-                        .push_bind(check.as_str())
-                        .push_bind(*env)
-                        .push_bind(env_key.as_str());
+                q.push_values(chunk, |mut row, slice| {
+                    row.push_bind(slice.system.as_str())
+                        .push_bind(slice.check.as_str())
+                        .push_bind(slice.environment.as_deref())
+                        .push_bind(slice.env_key());
                 });
                 // A no-op update, so existing slices return their id too.
                 q.push(
@@ -572,7 +573,8 @@ impl Writer {
                 q.build_query_as().fetch_all(pool).await?
             });
             for (id, system, check, env_key) in rows {
-                self.slice_ids.insert((system, check, env_key), id);
+                self.slice_ids
+                    .insert(SliceId::from_row(system, check, env_key), id);
             }
         }
         Ok(())
@@ -596,12 +598,8 @@ fn run_event(id: i64, run: &NewRun) -> RunEvent {
     }
 }
 
-fn slice_key(run: &NewRun) -> SliceKey {
-    (
-        run.system_id.clone(),
-        run.check_id.clone(),
-        run.environment_id.clone().unwrap_or_default(),
-    )
+fn slice_of(run: &NewRun) -> SliceId {
+    SliceId::of(&run.system_id, &run.check_id, run.environment_id.as_deref())
 }
 
 type SliceRow = (
