@@ -125,6 +125,7 @@ on_both_engines!(
     the_event_stream_resumes_from_last_event_id_without_gaps,
     webhooks_reach_a_flaky_receiver_under_one_key_across_a_crash,
     reminders_repeat_while_unhealthy_and_maintenance_keeps_quiet,
+    badges_are_public_svg_with_etags_even_when_reads_need_the_token,
 );
 
 async fn the_api_reads_acts_and_refuses_bad_calls(db: TestDb) {
@@ -984,4 +985,112 @@ assignments:
         1,
         "no reminders while silenced"
     );
+}
+
+/// A badge: its status, content type, ETag and body, read without a token.
+async fn badge(d: &Daemon, path: &str, etag: Option<&str>) -> (u16, String, String, String) {
+    let mut request = reqwest::Client::new().get(d.url(path));
+    if let Some(etag) = etag {
+        request = request.header("If-None-Match", etag);
+    }
+    let response = request.send().await.expect("the daemon answers");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (status, kind, tag) = (
+        response.status().as_u16(),
+        header("content-type"),
+        header("etag"),
+    );
+    (status, kind, tag, response.text().await.unwrap())
+}
+
+async fn badges_are_public_svg_with_etags_even_when_reads_need_the_token(db: TestDb) {
+    let healthy = Arc::new(AtomicBool::new(true));
+    let port = flip_server(healthy.clone()).await;
+    let ws = Workspace::on(db, &["http", "http-request"]);
+    let config = |badges: &str| {
+        format!(
+            r#"
+api: {{token: "${{{{ secrets.API_TOKEN }}}}", reads: token}}
+{badges}
+environments: [{{id: prod, name: Production}}, {{id: staging}}]
+systems: [{{id: shop, name: Web shop, environments: [prod, staging]}}]
+checks:
+  - id: web
+    interval: 1h
+    strategy: {{plugin: http, config: {{baseUrl: "http://127.0.0.1:{port}"}}}}
+    network: {{allow: ["127.0.0.1/32"]}}
+    collectors:
+      - plugin: request
+        config: {{url: /health}}
+        assertions: [{{field: statusCode, operator: equals, value: 200}}]
+assignments:
+  - {{system: shop, check: web, environments: [prod], thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}
+"#
+        )
+    };
+    ws.config(&config("badges: public"));
+    let d = Daemon::start_with_env(&ws, &[], &env());
+    healthy.store(false, Ordering::SeqCst);
+    post(&d, "/api/v1/assignments/shop/web/run").await;
+
+    let (status, kind, etag, svg) = badge(&d, "/badge/shop/status.svg", None).await;
+    assert_eq!((status, kind.as_str()), (200, "image/svg+xml"), "{svg}");
+    assert!(
+        svg.starts_with("<svg") && svg.contains(">unhealthy</text>"),
+        "{svg}"
+    );
+    assert!(svg.contains(r#"aria-label="Web shop: unhealthy""#), "{svg}");
+    assert!(!etag.is_empty());
+    let (status, _, _, body) = badge(&d, "/badge/shop/status.svg", Some(&etag)).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (304, ""),
+        "an unchanged badge is not sent again"
+    );
+
+    let (_, _, _, svg) = badge(&d, "/badge/shop/status.svg?environment=prod", None).await;
+    assert!(svg.contains("Web shop · Production: unhealthy"), "{svg}");
+    let (_, _, _, svg) = badge(&d, "/badge/shop/uptime.svg?window=7d", None).await;
+    assert!(svg.contains("Web shop uptime 7d: 0.00%"), "{svg}");
+    let (_, _, _, svg) = badge(&d, "/badge/shop/latency.svg?environment=prod", None).await;
+    assert!(svg.contains(" ms</text>"), "{svg}");
+    let (_, _, _, svg) = badge(&d, "/badge/shop/latency.svg?environment=staging", None).await;
+    assert!(svg.contains(">no data</text>"), "{svg}");
+
+    // A recovery changes the badge, and so its ETag.
+    healthy.store(true, Ordering::SeqCst);
+    post(&d, "/api/v1/assignments/shop/web/run").await;
+    let (status, _, new_etag, svg) = badge(&d, "/badge/shop/status.svg", Some(&etag)).await;
+    assert_eq!(status, 200, "{svg}");
+    assert!(svg.contains(">healthy</text>") && new_etag != etag, "{svg}");
+    let (_, _, _, svg) = badge(&d, "/badge/shop/uptime.svg", None).await;
+    assert!(svg.contains("uptime 24h: 50.00%"), "{svg}");
+
+    for (path, want) in [
+        ("/badge/nope/status.svg", 404),
+        ("/badge/shop/status.svg?environment=nope", 404),
+        ("/badge/shop/uptime.svg?window=1y", 400),
+        ("/badge/shop/status.svg?window=7d", 400),
+    ] {
+        let (status, _, _, body) = badge(&d, path, None).await;
+        assert_eq!(status, want, "{path}: {body}");
+    }
+    // The rest of the API still needs the token.
+    let (status, _) = refused(&d, reqwest::Method::GET, "/api/v1/systems", None).await;
+    assert_eq!(status, 401);
+
+    // Without `badges:`, token reads keep badges off.
+    ws.config(&config(""));
+    d.signal("HUP");
+    wait_until(Duration::from_secs(20), "badges to turn off", || async {
+        badge(&d, "/badge/shop/status.svg", None).await.0 == 404
+    })
+    .await;
 }

@@ -295,3 +295,129 @@ async fn the_api_holds_to_its_openapi_document_under_fuzzing() {
     );
     println!("api-fuzz passed in {:?}", started.elapsed());
 }
+
+/// Four systems, one per status: `shop` healthy in two environments,
+/// `billing` degraded, `platform` (no environments, the row whose empty
+/// cells once shifted the table) unhealthy, `archive` unknown (its only
+/// check paused).
+fn looks_config(port: u16) -> String {
+    format!(
+        r#"
+environments:
+  - {{id: staging, name: Staging}}
+  - {{id: production, name: Production}}
+systems:
+  - {{id: shop, name: Web shop, environments: [staging, production]}}
+  - {{id: billing, name: Billing, environments: [production]}}
+  - {{id: platform, name: Platform services}}
+  - {{id: archive, name: Archive}}
+checks:
+  - id: web
+    name: Health endpoint
+    interval: 1s
+    timeout: 2s
+    strategy: {{plugin: http, config: {{baseUrl: "http://127.0.0.1:{port}"}}}}
+    network: {{allow: ["127.0.0.1/32"]}}
+    collectors:
+      - plugin: request
+        config: {{url: /health}}
+        assertions: [{{field: statusCode, operator: equals, value: 200}}]
+  - id: broken
+    name: A path that is not there
+    interval: 1s
+    timeout: 2s
+    strategy: {{plugin: http, config: {{baseUrl: "http://127.0.0.1:{port}"}}}}
+    network: {{allow: ["127.0.0.1/32"]}}
+    collectors:
+      - plugin: request
+        config: {{url: /missing}}
+        assertions: [{{field: statusCode, operator: equals, value: 200}}]
+assignments:
+  - {{system: shop, check: web}}
+  - {{system: billing, check: broken, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 100000}}}}
+  - {{system: platform, check: broken, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}
+  - {{system: archive, check: web, paused: true}}
+"#
+    )
+}
+
+/// The index and a system page as people see them, at 1280 and 390 px, in
+/// the light and the dark scheme: cells under their headers, nothing wider
+/// than the window, status by word and shape, no serious accessibility
+/// violation (axe-core), and a screenshot of each in `target/artifacts/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_line_up_fit_a_phone_and_pass_an_accessibility_check() {
+    let script = root().join("tests/browser/page-check.mjs");
+    if !tools_present(&[
+        root().join("tests/browser/node_modules/playwright-core"),
+        root().join("tests/browser/node_modules/axe-core"),
+        PathBuf::from("/usr/bin/chromium"),
+    ]) {
+        return;
+    }
+    let up = Arc::new(AtomicBool::new(true));
+    let port = flip_server(up).await;
+    let ws = Workspace::new(&["http", "http-request"]);
+    ws.config(&looks_config(port));
+    let daemon = start(&ws, &[]);
+    let client = reqwest::Client::new();
+    let want = [
+        ("shop", "healthy"),
+        ("billing", "degraded"),
+        ("platform", "unhealthy"),
+        ("archive", "unknown"),
+    ];
+    let started = Instant::now();
+    loop {
+        let body = client
+            .get(daemon.url("/api/v1/systems"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let found = |id: &str| {
+            v.as_array()
+                .and_then(|systems| systems.iter().find(|s| s["id"] == id))
+                .and_then(|s| s["status"].as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        if want.iter().all(|(id, status)| found(id) == *status) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "statuses never reached {want:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let artifacts = support::target_dir().join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg("--artifacts")
+        .arg(&artifacts)
+        .args(["--widths", "1280,390"])
+        .args(["--page", &format!("index={}", daemon.url("/"))])
+        .args(["--page", &format!("system={}", daemon.url("/systems/shop"))])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs (scripts/install-test-tools)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.ends_with("OK\n"),
+        "the page check failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["index-1280-light", "index-390-dark", "system-390-light"] {
+        let shot = artifacts.join(format!("{name}.png"));
+        assert!(shot.exists(), "no screenshot at {}", shot.display());
+    }
+    println!("page screenshots in {}", artifacts.display());
+}

@@ -198,7 +198,11 @@ mod tests {
     use super::*;
 
     fn access(token: Option<Result<String, String>>, reads: ReadAccess) -> Access {
-        Access { token, reads }
+        Access {
+            token,
+            reads,
+            badges: false,
+        }
     }
 
     fn bearer(token: &str) -> HeaderMap {

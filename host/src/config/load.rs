@@ -106,6 +106,7 @@ fn strip_location(message: &str) -> String {
 fn merge(into: &mut ConfigFile, part: ConfigFile) {
     into.plugins = part.plugins.or(into.plugins.take());
     into.database = part.database.or(into.database.take());
+    into.badges = part.badges.or(into.badges.take());
     if part.secrets.dir.is_some() || part.secrets.env_prefix != into.secrets.env_prefix {
         into.secrets = part.secrets;
     }

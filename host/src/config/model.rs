@@ -34,6 +34,19 @@ pub struct ConfigFile {
     pub api: ApiConfig,
     #[serde(default)]
     pub notifications: Notifications,
+    /// Status, uptime and latency badges at `/badge/{system}/…`: `public`
+    /// serves them without the token (even when `api.reads: token`),
+    /// `off` does not serve them. Default: `public` when reads are public,
+    /// `off` when they need the token.
+    #[serde(default)]
+    pub badges: Option<BadgeAccess>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum BadgeAccess {
+    Public,
+    Off,
 }
 
 /// Who may use the REST API of `checkhost serve`.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::config::environments::effective_environments;
-use crate::config::{ApiConfig, ReadAccess};
+use crate::config::{ApiConfig, BadgeAccess, ReadAccess};
 use crate::notify::Notifier;
 use crate::pipeline::run::{Pipeline, Prepared, RunReport};
 use crate::pipeline::secrets::{SecretProvider, reference_name, referenced_values};
@@ -108,7 +108,7 @@ impl Generation {
         Generation {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             config_version: version_of(file),
-            access: Access::of(&file.api, &setup.secrets),
+            access: Access::of(&file.api, file.badges, &setup.secrets),
             notifier: Arc::new(notifier),
             masker,
             setup,
@@ -197,10 +197,12 @@ pub struct Access {
     /// configured secret cannot be resolved (the message names it).
     pub token: Option<Result<String, String>>,
     pub reads: ReadAccess,
+    /// Badges are served, to anyone.
+    pub badges: bool,
 }
 
 impl Access {
-    fn of(api: &ApiConfig, secrets: &SecretProvider) -> Access {
+    fn of(api: &ApiConfig, badges: Option<BadgeAccess>, secrets: &SecretProvider) -> Access {
         let token = api.token.as_ref().map(|text| match reference_name(text) {
             None => Err("api.token must be a secret reference like ${{ secrets.NAME }}".into()),
             Some(name) => secrets
@@ -210,6 +212,9 @@ impl Access {
         Access {
             token,
             reads: api.reads,
+            badges: badges.map_or(api.reads == ReadAccess::Public, |b| {
+                b == BadgeAccess::Public
+            }),
         }
     }
 }

@@ -1,5 +1,8 @@
 //! The status page: server-rendered HTML (minijinja) that reads without
-//! JavaScript, plus a few lines that follow the event stream live.
+//! JavaScript, plus a few lines that follow the event stream live; and the
+//! badges.
+
+mod badge;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -43,6 +46,12 @@ fn templates() -> &'static Environment<'static> {
 }
 
 pub fn router(state: ApiState) -> Router {
+    let badges = Router::new()
+        .route("/badge/{system}/status.svg", get(badge::status))
+        .route("/badge/{system}/uptime.svg", get(badge::uptime))
+        .route("/badge/{system}/latency.svg", get(badge::latency))
+        .layer(middleware::from_fn_with_state(state.clone(), badge::gate))
+        .with_state(state.clone());
     Router::new()
         .route("/", get(index))
         .route("/systems/{id}", get(system))
@@ -52,6 +61,7 @@ pub fn router(state: ApiState) -> Router {
             crate::api::authorize,
         ))
         .with_state(state)
+        .merge(badges)
 }
 
 fn render(name: &str, ctx: Value) -> Response {
