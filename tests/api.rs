@@ -126,6 +126,7 @@ on_both_engines!(
     webhooks_reach_a_flaky_receiver_under_one_key_across_a_crash,
     reminders_repeat_while_unhealthy_and_maintenance_keeps_quiet,
     badges_are_public_svg_with_etags_even_when_reads_need_the_token,
+    the_system_page_draws_runs_uptime_transitions_and_maintenance,
 );
 
 async fn the_api_reads_acts_and_refuses_bad_calls(db: TestDb) {
@@ -1093,4 +1094,91 @@ assignments:
         badge(&d, "/badge/shop/status.svg", None).await.0 == 404
     })
     .await;
+}
+
+async fn page(d: &Daemon, path: &str) -> (u16, String) {
+    let response = reqwest::get(d.url(path)).await.expect("the daemon answers");
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn the_system_page_draws_runs_uptime_transitions_and_maintenance(db: TestDb) {
+    let healthy = Arc::new(AtomicBool::new(true));
+    let port = flip_server(healthy.clone()).await;
+    let ws = Workspace::on(db, &["http", "http-request"]);
+    let now = chrono::Utc::now();
+    ws.config(&format!(
+        r#"
+api: {{token: "${{{{ secrets.API_TOKEN }}}}"}}
+notifications:
+  maintenance:
+    - {{id: upgrade, systems: [shop], environments: [prod], start: "{}", end: "{}"}}
+environments: [{{id: prod, name: Production}}]
+systems: [{{id: shop, name: Web shop, environments: [prod]}}]
+checks:
+  - id: web
+    name: Health endpoint
+    interval: 1h
+    strategy: {{plugin: http, config: {{baseUrl: "http://127.0.0.1:{port}"}}}}
+    network: {{allow: ["127.0.0.1/32"]}}
+    collectors:
+      - plugin: request
+        config: {{url: /health}}
+        assertions: [{{field: statusCode, operator: equals, value: 200}}]
+assignments:
+  - {{system: shop, check: web, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}
+"#,
+        (now - chrono::Duration::hours(1)).to_rfc3339(),
+        (now + chrono::Duration::hours(1)).to_rfc3339(),
+    ));
+    let d = Daemon::start_with_env(&ws, &[], &env());
+    for up in [true, true, false, true] {
+        healthy.store(up, Ordering::SeqCst);
+        post(&d, "/api/v1/assignments/shop/web/run").await;
+    }
+    let (status, html) = page(&d, "/systems/shop").await;
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(html.matches(r#"<rect class="ok""#).count(), 3, "{html}");
+    assert_eq!(html.matches(r#"<rect class="bad""#).count(), 1, "{html}");
+    assert!(
+        html.contains("last 4 runs, 3 healthy, 1 unhealthy; newest"),
+        "the bar says what it shows: {html}"
+    );
+    assert!(
+        html.contains(r#"<svg class="chart""#)
+            && html.contains("Response time of Health endpoint in prod over 24 h: average"),
+        "{html}"
+    );
+    assert_eq!(
+        html.matches("75.00 %").count(),
+        3,
+        "uptime 24 h, 7 d, 30 d: {html}"
+    );
+    assert!(
+        html.contains("shop::prod: healthy → unhealthy (web)"),
+        "{html}"
+    );
+    assert!(
+        html.contains("shop::prod: unhealthy → healthy (web)"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Maintenance `upgrade` is open until"),
+        "{html}"
+    );
+    let (_, week) = page(&d, "/systems/shop?window=7d").await;
+    assert!(
+        week.contains(r#"<strong aria-current="page">7 d</strong>"#),
+        "{week}"
+    );
+    assert!(week.contains("over 7 d: average"), "{week}");
+
+    let (status, missing) = page(&d, "/systems/nope").await;
+    assert_eq!(status, 404);
+    assert!(
+        missing.contains("There is no system `nope`.") && missing.contains("<html"),
+        "{missing}"
+    );
+    let (status, bad) = page(&d, "/systems/shop?window=1y").await;
+    assert_eq!(status, 400);
+    assert!(bad.contains("`1y` is not a chart window"), "{bad}");
 }

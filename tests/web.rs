@@ -404,6 +404,7 @@ async fn the_pages_line_up_fit_a_phone_and_pass_an_accessibility_check() {
         .args(["--widths", "1280,390"])
         .args(["--page", &format!("index={}", daemon.url("/"))])
         .args(["--page", &format!("system={}", daemon.url("/systems/shop"))])
+        .args(["--grow", "system=shop/web/production"])
         .kill_on_drop(true)
         .output()
         .await

@@ -2,7 +2,7 @@
 // black-box tests, which spawn it as:
 //
 //   node tests/browser/page-check.mjs --artifacts <dir> --widths 1280,390
-//        --page index=<url> --page system=<url> ...
+//        --page index=<url> --page system=<url> ... [--grow system=<slice key>]
 //
 // For every page, at every width, in the light and the dark scheme:
 // 1. every body cell lines up with its column header (left and right edge,
@@ -12,7 +12,9 @@
 // 3. each status label says its status in words and has its own shape;
 // 4. the dark scheme is dark (background) with light text;
 // 5. axe-core finds no serious or critical violation;
-// 6. a full-page screenshot is saved as <dir>/<page>-<width>-<scheme>.png.
+// 6. a full-page screenshot is saved as <dir>/<page>-<width>-<scheme>.png;
+// 7. with --grow, that page's run bar for the slice gains a run live, from
+//    the event stream, without a reload.
 // Prints one JSON line per page view, then OK; any failure: the reasons on
 // stderr and exit code 1. Requires `scripts/install-test-tools`.
 import { parseArgs } from 'node:util';
@@ -28,6 +30,7 @@ function parseCli() {
             artifacts: { type: 'string' },
             widths: { type: 'string', default: '1280,390' },
             page: { type: 'string', multiple: true },
+            grow: { type: 'string', multiple: true },
         },
         strict: true,
     });
@@ -40,7 +43,13 @@ function parseCli() {
     if (pages.length === 0) throw new Error('no --page given');
     const widths = values.widths.split(',').map(Number);
     if (widths.some((w) => !Number.isInteger(w) || w < 200)) throw new Error(`bad --widths ${values.widths}`);
-    return { artifacts: values.artifacts, widths, pages };
+    const grow = (values.grow ?? []).map((g) => {
+        const eq = g.indexOf('=');
+        const page = pages.find((p) => p.name === g.slice(0, eq));
+        if (eq <= 0 || !page) throw new Error(`--grow must be <page name>=<slice key>, got ${JSON.stringify(g)}`);
+        return { page, key: g.slice(eq + 1) };
+    });
+    return { artifacts: values.artifacts, widths, pages, grow };
 }
 
 // Runs in the page: the geometry problems found, as sentences.
@@ -193,6 +202,34 @@ async function check(browser, page, width, scheme, artifacts) {
     }
 }
 
+// The page's bar for `key` gains a run from the event stream, in place.
+async function grows(browser, { page, key }) {
+    const tab = await browser.newPage();
+    try {
+        await tab.goto(page.url, { waitUntil: 'load' });
+        await tab.waitForSelector('html[data-live="connected"]', { state: 'attached', timeout: 10000 });
+        await tab.evaluate(() => { window.__marker = 1; });
+        const count = (k) => {
+            const fragment = [...document.querySelectorAll('[data-live-fragment]')].find((f) => f.dataset.liveFragment === k);
+            return fragment ? fragment.querySelectorAll('svg.runs rect[role=img]').length : -1;
+        };
+        const before = await tab.evaluate(count, key);
+        if (before < 0) return [`no run bar for ${key}`];
+        if (before >= 90) return [`the bar for ${key} is full (${before}); it cannot show growth`];
+        try {
+            await tab.waitForFunction(([k, n, f]) => new Function(`return (${f})`)()(k) > n,
+                [key, before, count.toString()], { timeout: 15000 });
+        } catch {
+            return [`the bar for ${key} stayed at ${await tab.evaluate(count, key)} runs`];
+        }
+        if (await tab.evaluate(() => window.__marker) !== 1) return ['the page reloaded instead of updating in place'];
+        process.stdout.write(`${JSON.stringify({ page: page.name, grew: key, from: before })}\n`);
+        return [];
+    } finally {
+        await tab.close();
+    }
+}
+
 async function main() {
     const args = parseCli();
     const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
@@ -205,6 +242,9 @@ async function main() {
                     all.push(...problems.map((p) => `${page.name} at ${width} px, ${scheme}: ${p}`));
                 }
             }
+        }
+        for (const g of args.grow) {
+            all.push(...(await grows(browser, g)).map((p) => `${g.page.name}, live: ${p}`));
         }
     } finally {
         await browser.close().catch(() => {});

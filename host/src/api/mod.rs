@@ -27,7 +27,7 @@ use crate::serve::generation::Access;
 use crate::serve::scheduler::Scheduler;
 use crate::store::Store;
 use error::ApiError;
-pub use systems::system_detail as systems_detail;
+pub use systems::{SystemDetail, system_detail as systems_detail};
 
 /// Request bodies are small (actions take none): anything larger is refused.
 pub const BODY_LIMIT: usize = 64 * 1024;

@@ -68,6 +68,36 @@ impl Window {
         system_in && env_in && self.open_at(at_ms)
     }
 
+    /// The window's occurrence that is open at `now_ms` for `system` (in
+    /// `environment`), or else its next one within a week: `(start, end)`.
+    pub fn occurrence(
+        &self,
+        system: &str,
+        environment: Option<&str>,
+        now_ms: i64,
+    ) -> Option<(i64, i64)> {
+        let system_in = self.systems.is_empty() || self.systems.iter().any(|s| s == system);
+        let env_in = self.environments.is_empty()
+            || environment.is_some_and(|e| self.environments.iter().any(|x| x == e));
+        if !(system_in && env_in) {
+            return None;
+        }
+        match &self.when {
+            When::Range { start_ms, end_ms } => (*end_ms > now_ms).then_some((*start_ms, *end_ms)),
+            When::Recurring { cron, duration_ms } => {
+                let first = (now_ms - duration_ms).div_euclid(MINUTE_MS) * MINUTE_MS + MINUTE_MS;
+                let mut minute = first;
+                while minute <= now_ms + MAX_DURATION_MS + MINUTE_MS {
+                    if cron.matches(minute) {
+                        return Some((minute, minute + duration_ms));
+                    }
+                    minute += MINUTE_MS;
+                }
+                None
+            }
+        }
+    }
+
     fn open_at(&self, at_ms: i64) -> bool {
         match &self.when {
             When::Range { start_ms, end_ms } => (*start_ms..*end_ms).contains(&at_ms),
@@ -248,6 +278,24 @@ mod tests {
             !w.silences("blog", None, at("2026-11-29T03:00:00Z")),
             "other system"
         );
+    }
+
+    #[test]
+    fn the_page_finds_the_open_or_the_next_occurrence() {
+        let w = recurring("30 2 * * sun", "2h");
+        let sunday = (at("2026-11-29T02:30:00Z"), at("2026-11-29T04:30:00Z"));
+        assert_eq!(
+            w.occurrence("shop", None, at("2026-11-28T12:00:00Z")),
+            Some(sunday)
+        );
+        assert_eq!(
+            w.occurrence("shop", None, at("2026-11-29T04:29:00Z")),
+            Some(sunday)
+        );
+        let next = w
+            .occurrence("shop", None, at("2026-11-29T04:30:00Z"))
+            .unwrap();
+        assert_eq!(next.0, at("2026-12-06T02:30:00Z"), "a week later");
     }
 
     #[test]

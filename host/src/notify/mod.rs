@@ -188,6 +188,23 @@ impl Notifier {
             .map(|w| w.id.as_str())
     }
 
+    /// The maintenance window open for `system` (in `environment`) at
+    /// `now_ms`, or else the next to open: `(id, start, end)`.
+    pub fn maintenance(
+        &self,
+        system: &str,
+        environment: Option<&str>,
+        now_ms: i64,
+    ) -> Option<(&str, i64, i64)> {
+        self.windows
+            .iter()
+            .filter_map(|w| {
+                let (start, end) = w.occurrence(system, environment, now_ms)?;
+                Some((w.id.as_str(), start, end))
+            })
+            .min_by_key(|(_, start, _)| *start)
+    }
+
     /// Masks every configured secret in `text` (error messages, say).
     pub fn mask(&self, text: &str) -> String {
         self.masker.text(text)

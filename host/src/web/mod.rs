@@ -3,28 +3,30 @@
 //! badges.
 
 mod badge;
+mod chart;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use minijinja::Environment;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::clock::now_ms;
 use crate::store::entity::EntityId;
-use crate::store::read::TransitionQuery;
+use crate::store::entity::SliceId;
+use crate::store::read::{Bucket, RunQuery, SliceFilter, TransitionQuery};
 use crate::store::state::Status;
-use crate::store::{EntityStatus, HOUR_MS};
+use crate::store::{DAY_MS, EntityStatus, HOUR_MS};
 
 /// Hours in a sparkline.
 const SPARK_HOURS: i64 = 24;
@@ -37,6 +39,7 @@ fn templates() -> &'static Environment<'static> {
             ("layout.html", include_str!("templates/layout.html")),
             ("index.html", include_str!("templates/index.html")),
             ("system.html", include_str!("templates/system.html")),
+            ("error.html", include_str!("templates/error.html")),
         ] {
             env.add_template(name, source)
                 .expect("the status page templates compile (a unit test renders them)");
@@ -253,56 +256,196 @@ async fn index(State(state): State<ApiState>) -> Result<Response, ApiError> {
     ))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SystemParams {
+    window: Option<String>,
+}
+
+/// The chart windows a system page offers, with their query value.
+const WINDOWS: [(&str, &str, i64); 3] = [
+    ("24h", "24 h", DAY_MS),
+    ("7d", "7 d", 7 * DAY_MS),
+    ("30d", "30 d", 30 * DAY_MS),
+];
+
+/// A page that says what is missing, with the status it should have.
+fn error_page(status: StatusCode, message: &str) -> Response {
+    let mut response = render("error.html", json!({"message": message}));
+    *response.status_mut() = status;
+    response
+}
+
 async fn system(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let detail = crate::api::systems_detail(&state, &id).await?;
+    Query(p): Query<SystemParams>,
+) -> Response {
+    let window = p.window.as_deref().unwrap_or("24h");
+    let Some(&(_, window_label, window_ms)) = WINDOWS.iter().find(|w| w.0 == window) else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("`{window}` is not a chart window: use 24h, 7d or 30d."),
+        );
+    };
+    let detail = match crate::api::systems_detail(&state, &id).await {
+        Ok(detail) => detail,
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            return error_page(
+                StatusCode::NOT_FOUND,
+                &format!("There is no system `{id}`."),
+            );
+        }
+        Err(e) => return e.into_response(),
+    };
+    match system_page(&state, &detail, window, window_label, window_ms).await {
+        Ok(ctx) => render("system.html", ctx),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn system_page(
+    state: &ApiState,
+    detail: &crate::api::SystemDetail,
+    window: &str,
+    window_label: &str,
+    window_ms: i64,
+) -> Result<Value, ApiError> {
+    let generation = state.scheduler.generation();
+    let masker = &generation.masker;
     let now = now_ms();
-    let checks: Vec<_> = detail
-        .checks
-        .iter()
-        .map(|c| {
-            let slices: Vec<_> = c
-                .slices
-                .iter()
-                .map(|s| {
-                    let run = s.last_run.as_ref().map(|r| {
-                        json!({
-                            "status": r.run.status,
-                            "latency": format!("{:.0}", r.run.latency_ms),
-                            "age": age(r.run.at_ms, now),
-                            "error": r.run.error,
-                            "result": serde_json::to_string_pretty(&r.result).unwrap_or_default(),
-                        })
-                    });
-                    let key = format!(
-                        "{id}/{}/{}",
-                        c.id,
-                        s.environment_id.as_deref().unwrap_or("-")
-                    );
-                    json!({
-                        "environment": s.environment_id,
-                        "status": s.status,
-                        "key": key,
-                        "run": run,
-                    })
+    let system = &detail.summary;
+    let mut checks = Vec::new();
+    for c in &detail.checks {
+        let mut slices = Vec::new();
+        for s in &c.slices {
+            let filter = SliceFilter {
+                system: Some(system.id.clone()),
+                check: Some(c.id.clone()),
+                environment: s.environment_id.clone(),
+            };
+            let runs_query = RunQuery {
+                slices: filter.clone(),
+                limit: chart::BAR_RUNS as i64,
+                ..Default::default()
+            };
+            let (runs, history) = tokio::try_join!(
+                state.store.runs(&runs_query),
+                state
+                    .store
+                    .history(&filter, now - 30 * DAY_MS, now + 1, Bucket::Hour),
+            )?;
+            let mut runs: Vec<_> = runs
+                .into_iter()
+                .rev()
+                .map(|r| {
+                    let mut run = r.run;
+                    run.error = run.error.map(|e| masker.text(&e));
+                    run
                 })
                 .collect();
-            json!({
-                "name": c.name, "strategy": c.strategy, "interval": c.interval,
-                "paused": c.paused, "slices": slices,
-            })
+            runs.truncate(chart::BAR_RUNS);
+            let place = s.environment_id.as_deref().unwrap_or("no environment");
+            let label = format!("{} in {place}", c.name);
+            let uptime: Vec<String> = WINDOWS
+                .iter()
+                .map(|(_, _, ms)| {
+                    let since = (now - ms).div_euclid(HOUR_MS) * HOUR_MS;
+                    let (total, healthy) = history
+                        .iter()
+                        .filter(|p| p.start_ms >= since)
+                        .fold((0, 0), |(t, h), p| (t + p.total, h + p.healthy));
+                    percent((total > 0).then(|| healthy as f64 / total as f64))
+                })
+                .collect();
+            let from = now - window_ms;
+            let in_window: Vec<_> = history
+                .into_iter()
+                .filter(|p| p.start_ms >= from.div_euclid(HOUR_MS) * HOUR_MS)
+                .collect();
+            let maintenance = generation
+                .notifier
+                .maintenance(&system.id, s.environment_id.as_deref(), now)
+                .map(|(window, start, end)| {
+                    if start <= now {
+                        format!("Maintenance `{window}` is open until {}.", iso(end))
+                    } else {
+                        format!(
+                            "Next maintenance: `{window}`, {} to {}.",
+                            iso(start),
+                            iso(end)
+                        )
+                    }
+                });
+            let run = s.last_run.as_ref().map(|r| {
+                json!({
+                    "status": r.run.status,
+                    "latency": format!("{:.0}", r.run.latency_ms),
+                    "age": age(r.run.at_ms, now),
+                    "at": iso(r.run.at_ms),
+                    "error": r.run.error,
+                    "result": serde_json::to_string_pretty(&r.result).unwrap_or_default(),
+                })
+            });
+            slices.push(json!({
+                "environment": s.environment_id,
+                "place": place,
+                "status": s.status,
+                "key": SliceId::of(&system.id, &c.id, s.environment_id.as_deref()).to_string(),
+                "uptime": uptime,
+                "bar": chart::history_bar(&runs, &label),
+                "chart": chart::latency_chart(&in_window, from, now, &format!("Response time of {label} over {window_label}")),
+                "maintenance": maintenance,
+                "run": run,
+            }));
+        }
+        checks.push(json!({
+            "name": c.name, "strategy": c.strategy, "interval": c.interval,
+            "paused": c.paused, "slices": slices,
+        }));
+    }
+    // The environments' transitions, or the system's where it has none.
+    let entities: Vec<String> = if system.environments.is_empty() {
+        vec![system.id.clone()]
+    } else {
+        system
+            .environments
+            .iter()
+            .map(|e| EntityId::of(&system.id, Some(&e.id)).to_string())
+            .collect()
+    };
+    let mut transitions = Vec::new();
+    for entity in entities {
+        let query = TransitionQuery {
+            entity: Some(entity),
+            limit: 20,
+            ..Default::default()
+        };
+        transitions.extend(state.store.transitions(&query).await?);
+    }
+    transitions.sort_by_key(|t| std::cmp::Reverse(t.at_ms));
+    transitions.truncate(20);
+    let transitions: Vec<TransitionLine> = transitions
+        .into_iter()
+        .map(|t| TransitionLine {
+            at: iso(t.at_ms),
+            entity: t.entity_id,
+            from: t.from,
+            to: t.to,
+            check: t.check_id,
         })
         .collect();
-    let system = &detail.summary;
-    Ok(render(
-        "system.html",
-        json!({
-            "system": {"id": system.id, "name": system.name, "status": system.status},
-            "checks": checks,
-        }),
-    ))
+    let windows: Vec<Value> = WINDOWS
+        .iter()
+        .map(|(value, label, _)| json!({"value": value, "label": label, "current": *value == window}))
+        .collect();
+    Ok(json!({
+        "system": {"id": system.id, "name": system.name, "status": system.status},
+        "checks": checks,
+        "windows": windows,
+        "window_label": window_label,
+        "transitions": transitions,
+    }))
 }
 
 #[cfg(test)]
@@ -330,7 +473,29 @@ mod tests {
             "names are escaped"
         );
         assert!(html.contains(r#"data-entity="shop" data-status="healthy""#));
-        assert!(templates().get_template("system.html").is_ok());
+        let page = templates()
+            .get_template("system.html")
+            .unwrap()
+            .render(minijinja::value::Serde(&json!({
+                "system": {"id": "shop", "name": "<b>Shop</b>", "status": "healthy"},
+                "windows": [{"value": "24h", "label": "24 h", "current": true}],
+                "window_label": "24 h",
+                "checks": [{"name": "web", "strategy": "http", "interval": "30s", "paused": false, "slices": [{
+                    "environment": "prod", "place": "prod", "status": "healthy", "key": "shop/web/prod",
+                    "uptime": ["100.00 %", "—", "—"],
+                    "bar": chart::history_bar(&[], "web in prod"),
+                    "chart": chart::latency_chart(&[], 0, 1, "web"),
+                    "maintenance": "Next maintenance: `nightly`.", "run": null,
+                }]}],
+                "transitions": [],
+            })))
+            .unwrap();
+        assert!(page.contains("&lt;b&gt;Shop") && !page.contains("<b>Shop"));
+        assert!(
+            page.contains(r#"<svg class="runs""#),
+            "the bar is markup, not text"
+        );
+        assert!(page.contains(r#"data-live-fragment="shop&#x2f;web&#x2f;prod""#));
     }
 
     #[test]
