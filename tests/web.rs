@@ -422,3 +422,144 @@ async fn the_pages_line_up_fit_a_phone_and_pass_an_accessibility_check() {
     }
     println!("page screenshots in {}", artifacts.display());
 }
+
+/// Runs a tool and fails the test with its output when it fails.
+async fn tool(program: &Path, args: &[&std::ffi::OsStr], what: &str) -> String {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{} does not start: {e}", program.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{text}",
+        out.status
+    );
+    text
+}
+
+/// What outside tools accept: `openapi-spec-validator` passes the OpenAPI
+/// document, `openapi-python-client` generates a client from it whose every
+/// module imports, and `promtool check metrics` is clean on `/metrics`
+/// (the Prometheus text format; a scraper asking for OpenMetrics gets that).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_document_and_the_metrics_pass_outside_validators() {
+    let venv = support::target_dir().join("test-tools/venv/bin");
+    let promtool = PathBuf::from("/usr/bin/promtool");
+    if !tools_present(&[
+        venv.join("openapi-spec-validator"),
+        venv.join("openapi-python-client"),
+        promtool.clone(),
+    ]) {
+        return;
+    }
+    let up = Arc::new(AtomicBool::new(true));
+    let port = flip_server(up).await;
+    let ws = Workspace::new(&["http", "http-request"]);
+    ws.config(&config(port, "1s", ""));
+    let daemon = start(&ws, &[]);
+    let client = reqwest::Client::new();
+    wait_healthy(&client, &daemon).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let document = dir.path().join("openapi.json");
+    let body = client
+        .get(daemon.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    std::fs::write(&document, body.bytes().await.unwrap()).unwrap();
+    tool(
+        &venv.join("openapi-spec-validator"),
+        &[document.as_os_str()],
+        "openapi-spec-validator",
+    )
+    .await;
+
+    let config = dir.path().join("generate.yaml");
+    std::fs::write(&config, "post_hooks: []\n").unwrap();
+    let package = dir.path().join("checkhost_client");
+    let generated = tool(
+        &venv.join("openapi-python-client"),
+        &[
+            "generate".as_ref(),
+            "--path".as_ref(),
+            document.as_os_str(),
+            "--output-path".as_ref(),
+            package.as_os_str(),
+            "--meta".as_ref(),
+            "none".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ],
+        "openapi-python-client",
+    )
+    .await;
+    assert!(
+        !generated.contains("Warning"),
+        "every endpoint and schema generates:\n{generated}"
+    );
+    let imports = "import importlib, pkgutil, sys\n\
+        sys.path.insert(0, sys.argv[1])\n\
+        pkg = importlib.import_module('checkhost_client')\n\
+        names = [m.name for m in pkgutil.walk_packages(pkg.__path__, 'checkhost_client.')]\n\
+        [importlib.import_module(n) for n in names]\n\
+        from checkhost_client.api.status import list_systems, get_system\n\
+        from checkhost_client.api.runs import list_runs, get_history, list_transitions\n\
+        print(len(names))";
+    tool(
+        &venv.join("python"),
+        &["-c".as_ref(), imports.as_ref(), dir.path().as_os_str()],
+        "importing the generated client",
+    )
+    .await;
+
+    let metrics = client
+        .get(daemon.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("# TYPE checkhost_runs_total counter"),
+        "{metrics}"
+    );
+    let text = dir.path().join("metrics.txt");
+    std::fs::write(&text, &metrics).unwrap();
+    let out = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&text).unwrap())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics ({}):\n{said}",
+        out.status
+    );
+    let open = client
+        .get(daemon.url("/metrics"))
+        .header("Accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        open.contains("# TYPE checkhost_runs counter") && open.trim_end().ends_with("# EOF"),
+        "{open}"
+    );
+}

@@ -62,7 +62,7 @@ fn assignment<'a>(
 }
 
 #[utoipa::path(
-    post, path = "/api/v1/assignments/{system}/{check}/run", tag = "actions",
+    post, path = "/api/v1/assignments/{system}/{check}/run", operation_id = "runAssignmentNow", tag = "actions",
     params(("system" = String, Path), ("check" = String, Path), NoParams),
     security(("bearer" = [])),
     responses(
@@ -131,7 +131,7 @@ async fn set_paused(
 }
 
 #[utoipa::path(
-    post, path = "/api/v1/assignments/{system}/{check}/pause", tag = "actions",
+    post, path = "/api/v1/assignments/{system}/{check}/pause", operation_id = "pauseAssignment", tag = "actions",
     params(("system" = String, Path), ("check" = String, Path), NoParams),
     security(("bearer" = [])),
     responses(
@@ -149,7 +149,7 @@ pub async fn pause(
 }
 
 #[utoipa::path(
-    post, path = "/api/v1/assignments/{system}/{check}/resume", tag = "actions",
+    post, path = "/api/v1/assignments/{system}/{check}/resume", operation_id = "resumeAssignment", tag = "actions",
     params(("system" = String, Path), ("check" = String, Path), NoParams),
     security(("bearer" = [])),
     responses(

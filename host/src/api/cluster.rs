@@ -24,7 +24,7 @@ pub struct ClusterView {
 }
 
 #[utoipa::path(
-    get, path = "/api/v1/cluster", tag = "status",
+    get, path = "/api/v1/cluster", operation_id = "getCluster", tag = "status",
     params(NoParams),
     responses(
         (status = 200, description = "The nodes, their heartbeats and leases", body = ClusterView),

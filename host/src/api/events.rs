@@ -36,7 +36,7 @@ pub struct EventParams {
 }
 
 #[utoipa::path(
-    get, path = "/api/v1/events", tag = "events",
+    get, path = "/api/v1/events", operation_id = "streamEvents", tag = "events",
     params(EventParams, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id")),
     responses(
         (status = 200, description = "`event: run` and `event: transition` messages, JSON data, \

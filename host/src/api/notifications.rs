@@ -41,7 +41,7 @@ pub struct DeliveryPage {
 }
 
 #[utoipa::path(
-    get, path = "/api/v1/notifications/deliveries", tag = "notifications",
+    get, path = "/api/v1/notifications/deliveries", operation_id = "listDeliveries", tag = "notifications",
     params(DeliveryParams),
     responses(
         (status = 200, description = "Notices and how their delivery went, newest first", body = DeliveryPage),

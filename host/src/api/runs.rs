@@ -79,7 +79,7 @@ pub(super) fn page<T>(
 }
 
 #[utoipa::path(
-    get, path = "/api/v1/runs", tag = "runs",
+    get, path = "/api/v1/runs", operation_id = "listRuns", tag = "runs",
     params(RunParams),
     responses(
         (status = 200, description = "Runs, newest first", body = RunPage),
@@ -146,7 +146,7 @@ pub struct History {
 }
 
 #[utoipa::path(
-    get, path = "/api/v1/history", tag = "runs",
+    get, path = "/api/v1/history", operation_id = "getHistory", tag = "runs",
     params(HistoryParams),
     responses(
         (status = 200, description = "Aggregated history across the hourly and daily tiers", body = History),
@@ -207,7 +207,7 @@ pub struct TransitionPage {
 }
 
 #[utoipa::path(
-    get, path = "/api/v1/transitions", tag = "runs",
+    get, path = "/api/v1/transitions", operation_id = "listTransitions", tag = "runs",
     params(TransitionParams),
     responses(
         (status = 200, description = "Status transitions, newest first", body = TransitionPage),

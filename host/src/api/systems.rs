@@ -124,7 +124,7 @@ pub fn summary(config: &ConfigFile, system: &System, states: &States) -> SystemS
 }
 
 #[utoipa::path(
-    get, path = "/api/v1/systems", tag = "status",
+    get, path = "/api/v1/systems", operation_id = "listSystems", tag = "status",
     params(NoParams),
     responses(
         (status = 200, description = "Every system with its rollup and per-environment status", body = [SystemSummary]),
@@ -175,7 +175,7 @@ impl RenderedSystems {
 }
 
 #[utoipa::path(
-    get, path = "/api/v1/systems/{id}", tag = "status",
+    get, path = "/api/v1/systems/{id}", operation_id = "getSystem", tag = "status",
     params(("id" = String, Path, description = "System id"), NoParams),
     responses(
         (status = 200, description = "The system's checks, each with its last run per environment", body = SystemDetail),

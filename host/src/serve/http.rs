@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
@@ -28,18 +28,35 @@ pub fn router(endpoints: Endpoints) -> Router {
         .with_state(endpoints)
 }
 
-async fn metrics(State(e): State<Endpoints>) -> impl IntoResponse {
+/// OpenMetrics to a scraper that asks for it (Prometheus does), and the
+/// Prometheus text format 0.0.4 to anything else (`curl`, `promtool`).
+async fn metrics(State(e): State<Endpoints>, headers: HeaderMap) -> impl IntoResponse {
     e.metrics.writer_queue.set(e.store.queue_depth() as i64);
     e.metrics
         .observe_write_failure(e.store.write_failure().as_ref());
     e.metrics.observe_pool(e.runtime.pool_usage());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        e.metrics.render(),
-    )
+    let open_metrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let text = e.metrics.render();
+    if open_metrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            super::metrics::prometheus_text(&text),
+        )
+    }
 }
 
 /// The daemon only serves once its configuration is loaded, so readiness

@@ -147,7 +147,8 @@ impl Metrics {
         registry.register(
             "store_write_failing",
             "1 while the writer holds runs the database cannot take, labelled by why \
-             (disk-full, read-only, io-error, cannot-open, busy, unreachable)",
+             (disk-full, read-only, io-error, cannot-open, busy, unreachable, file-removed, \
+             file-replaced)",
             metrics.write_failing.clone(),
         );
         registry.register(
@@ -270,10 +271,65 @@ impl Metrics {
         gauge(&self.runs_waiting, pool.runs_waiting);
     }
 
+    /// The OpenMetrics exposition.
     pub fn render(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);
         text
+    }
+}
+/// The OpenMetrics text as the Prometheus text format 0.0.4: a counter
+/// family is named with its `_total` (as its samples are), and the
+/// OpenMetrics-only lines (`# EOF`, `# UNIT`, exemplars) go. prometheus-client
+/// writes OpenMetrics only; this is the whole difference for what it writes.
+pub fn prometheus_text(open_metrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| Some((prefix, line.strip_prefix(prefix)?)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{name}{suffix} {tail}"));
+            }
+            // An exemplar follows ` # ` after the value.
+            None => out.push_str(line.split_once(" # ").map_or(line, |(sample, _)| sample)),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_with_their_total_in_the_text_format() {
+        let open = "# HELP checkhost_runs Runs.\n# TYPE checkhost_runs counter\n\
+                    checkhost_runs_total{outcome=\"healthy\"} 3 # {run_id=\"7\"} 1.0\n\
+                    # HELP checkhost_slices Slices.\n# TYPE checkhost_slices gauge\n\
+                    # UNIT checkhost_slices slices\ncheckhost_slices 2\n# EOF\n";
+        assert_eq!(
+            prometheus_text(open),
+            "# HELP checkhost_runs_total Runs.\n# TYPE checkhost_runs_total counter\n\
+             checkhost_runs_total{outcome=\"healthy\"} 3\n\
+             # HELP checkhost_slices Slices.\n# TYPE checkhost_slices gauge\ncheckhost_slices 2\n"
+        );
     }
 }
