@@ -127,6 +127,7 @@ on_both_engines!(
     reminders_repeat_while_unhealthy_and_maintenance_keeps_quiet,
     badges_are_public_svg_with_etags_even_when_reads_need_the_token,
     the_system_page_draws_runs_uptime_transitions_and_maintenance,
+    incidents_are_posted_shown_escaped_fed_and_resolved,
 );
 
 async fn the_api_reads_acts_and_refuses_bad_calls(db: TestDb) {
@@ -1181,4 +1182,169 @@ assignments:
     let (status, bad) = page(&d, "/systems/shop?window=1y").await;
     assert_eq!(status, 400);
     assert!(bad.contains("`1y` is not a chart window"), "{bad}");
+}
+
+async fn incidents_are_posted_shown_escaped_fed_and_resolved(db: TestDb) {
+    let ws = Workspace::on(db, &["noop"]);
+    ws.config(
+        r#"
+api: {token: "${{ secrets.API_TOKEN }}"}
+systems: [{id: shop, name: Web shop}, {id: billing}]
+"#,
+    );
+    let d = Daemon::start_with_env(&ws, &[], &env());
+    let feed = |text: &str| {
+        text.parse::<atom_syndication::Feed>()
+            .unwrap_or_else(|e| panic!("/feed.atom is not Atom ({e}): {text}"))
+    };
+    let (status, empty) = page(&d, "/feed.atom").await;
+    assert_eq!(status, 200);
+    assert!(feed(&empty).entries.is_empty(), "{empty}");
+
+    let create = |body: Value, token: Option<&'static str>| {
+        let d = &d;
+        async move {
+            let mut request = reqwest::Client::new().post(d.url("/api/v1/incidents"));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request
+                .header("Content-Type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        }
+    };
+    let good = serde_json::json!({
+        "title": "<script>alert(1)</script> Payments failing",
+        "severity": "major",
+        "systems": ["shop"],
+        "body": "Card payments fail.\nWe are on it.",
+    });
+    assert_eq!(
+        create(good.clone(), None).await.0,
+        401,
+        "writes need the token"
+    );
+    let with = |key: &str, value: Value| {
+        let mut bad = good.clone();
+        bad[key] = value;
+        bad
+    };
+    for (bad, field) in [
+        (with("systems", serde_json::json!(["nope"])), "systems[0]"),
+        (with("title", Value::from("x".repeat(201))), "title"),
+        (with("body", Value::from("y".repeat(10_001))), "body"),
+        (with("body", Value::from("  ")), "body"),
+        // Not an incident at all: the JSON body is refused as a whole.
+        (with("severity", Value::from("huge")), "body"),
+    ] {
+        let (status, body) = create(bad, Some(TOKEN)).await;
+        assert_eq!(
+            (status, body["field"].as_str()),
+            (400, Some(field)),
+            "{body}"
+        );
+    }
+    let (status, incident) = create(good, Some(TOKEN)).await;
+    assert_eq!(status, 201, "{incident}");
+    let id = incident["id"].as_i64().unwrap();
+    assert_eq!(incident["updates"][0]["state"], "investigating");
+
+    let (_, index) = page(&d, "/").await;
+    let shown = index
+        .find("Payments failing")
+        .expect("the open incident is on the page");
+    assert!(
+        shown < index.find(r#"<table class="matrix""#).unwrap(),
+        "above the table"
+    );
+    assert!(
+        index.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;")
+            && !index.contains("<script>alert"),
+        "a script in a title never runs"
+    );
+    assert!(
+        page(&d, "/systems/shop")
+            .await
+            .1
+            .contains("Payments failing")
+    );
+    assert!(
+        !page(&d, "/systems/billing")
+            .await
+            .1
+            .contains("Payments failing")
+    );
+
+    // The CLI goes through the API, with the token from the environment.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_checkhost"))
+        .args([
+            "incident",
+            "update",
+            &id.to_string(),
+            "--state",
+            "monitoring",
+        ])
+        .args(["--body", "Fix deployed.", "--server", &d.url("")])
+        .env("CHECKHOST_API_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("monitoring: Fix deployed."), "{said}");
+
+    let resolved = post(&d, &format!("/api/v1/incidents/{id}/resolve")).await;
+    assert!(resolved["resolvedAtMs"].is_i64(), "{resolved}");
+    let (status, _) = refused(
+        &d,
+        reqwest::Method::POST,
+        &format!("/api/v1/incidents/{id}/resolve"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, 409, "a resolved incident takes no more updates");
+    assert_eq!(
+        get(&d, "/api/v1/incidents").await["items"],
+        serde_json::json!([])
+    );
+    let all = get(&d, "/api/v1/incidents?state=all").await;
+    assert_eq!(
+        all["items"][0]["updates"].as_array().unwrap().len(),
+        3,
+        "{all}"
+    );
+    assert!(
+        !page(&d, "/").await.1.contains("Payments failing"),
+        "resolved: off the front page"
+    );
+
+    let (_, history) = page(&d, "/incidents").await;
+    for text in [
+        "Card payments fail.",
+        "Fix deployed.",
+        "Resolved.",
+        "(resolved)",
+    ] {
+        assert!(history.contains(text), "{text}: {history}");
+    }
+    let (_, text) = page(&d, "/feed.atom").await;
+    let entries = feed(&text).entries;
+    assert_eq!(entries.len(), 1, "{text}");
+    assert_eq!(
+        entries[0].title.value,
+        "[major] <script>alert(1)</script> Payments failing"
+    );
+    assert!(
+        text.contains("&lt;script&gt;"),
+        "escaped in the XML: {text}"
+    );
 }

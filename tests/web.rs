@@ -303,6 +303,7 @@ async fn the_api_holds_to_its_openapi_document_under_fuzzing() {
 fn looks_config(port: u16) -> String {
     format!(
         r#"
+api: {{token: "${{{{ secrets.API_TOKEN }}}}"}}
 environments:
   - {{id: staging, name: Staging}}
   - {{id: production, name: Production}}
@@ -341,7 +342,8 @@ assignments:
     )
 }
 
-/// The index and a system page as people see them, at 1280 and 390 px, in
+/// The index and a system page as people see them (an open incident on
+/// both), at 1280 and 390 px, in
 /// the light and the dark scheme: cells under their headers, nothing wider
 /// than the window, status by word and shape, no serious accessibility
 /// violation (axe-core), and a screenshot of each in `target/artifacts/`.
@@ -359,8 +361,24 @@ async fn the_pages_line_up_fit_a_phone_and_pass_an_accessibility_check() {
     let port = flip_server(up).await;
     let ws = Workspace::new(&["http", "http-request"]);
     ws.config(&looks_config(port));
-    let daemon = start(&ws, &[]);
+    let daemon = start(&ws, &[("CHECKHOST_SECRET_API_TOKEN", TOKEN)]);
     let client = reqwest::Client::new();
+    // An open incident, with a long unbroken word, on both pages.
+    let incident = serde_json::json!({
+        "title": "Card payments failing for some customers",
+        "severity": "major",
+        "systems": ["shop"],
+        "body": format!("We are on it. Trace: {}", "x".repeat(120)),
+    });
+    let opened = client
+        .post(daemon.url("/api/v1/incidents"))
+        .bearer_auth(TOKEN)
+        .header("Content-Type", "application/json")
+        .body(incident.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), 201);
     let want = [
         ("shop", "healthy"),
         ("billing", "degraded"),

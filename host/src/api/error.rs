@@ -66,6 +66,10 @@ impl ApiError {
         )
     }
 
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
     pub fn too_large(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
     }

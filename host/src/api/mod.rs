@@ -6,6 +6,7 @@ mod assignments;
 mod cluster;
 pub mod error;
 mod events;
+mod incidents;
 mod notifications;
 mod runs;
 mod systems;
@@ -62,9 +63,13 @@ pub struct ApiState {
         events::stream,
         notifications::deliveries,
         cluster::view,
+        incidents::list,
+        incidents::open,
+        incidents::update,
+        incidents::resolve,
     ),
     // Enums used only as query parameters are not collected on their own.
-    components(schemas(runs::RunStatus, runs::BucketParam, notifications::DeliveryState)),
+    components(schemas(runs::RunStatus, runs::BucketParam, notifications::DeliveryState, incidents::IncidentFilter)),
     modifiers(&BearerAuth),
     tags(
         (name = "status", description = "What is up, and since when"),
@@ -72,6 +77,7 @@ pub struct ApiState {
         (name = "actions", description = "Run, pause and resume assignments (token required)"),
         (name = "events", description = "Live runs and transitions"),
         (name = "notifications", description = "Webhook deliveries"),
+        (name = "incidents", description = "Incidents and announcements (writes need the token)"),
     )
 )]
 pub struct ApiDoc;
@@ -108,6 +114,12 @@ pub fn router(state: ApiState) -> Router {
             post(assignments::resume),
         )
         .route("/api/v1/events", get(events::stream))
+        .route(
+            "/api/v1/incidents",
+            get(incidents::list).post(incidents::open),
+        )
+        .route("/api/v1/incidents/{id}/updates", post(incidents::update))
+        .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
         .route("/api/v1/cluster", get(cluster::view))
         .route(
             "/api/v1/notifications/deliveries",

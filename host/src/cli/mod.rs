@@ -1,5 +1,6 @@
 //! The command line: argument parsing and dispatch to one module per command.
 
+mod incident;
 pub mod output;
 pub mod pipeline;
 mod plugin;
@@ -79,6 +80,9 @@ pub enum Command {
         #[command(flatten)]
         database: pipeline::DatabaseArg,
     },
+    /// Open, update, resolve and list incidents through a running daemon.
+    #[command(subcommand)]
+    Incident(incident::IncidentCommand),
     /// Print the JSON Schema of the configuration file.
     ConfigSchema,
     /// Inspect and try out plugin components.
@@ -301,6 +305,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => pipeline::validate(config, json, skip_secrets, runtime()?).await,
         Command::Status { database, json } => pipeline::status(database, json).await,
         Command::Retention { database } => pipeline::retention(database).await,
+        Command::Incident(cmd) => incident::run(cmd).await,
         Command::ConfigSchema => {
             println!(
                 "{}",

@@ -6,6 +6,7 @@ mod apply;
 pub(crate) mod db;
 pub mod entity;
 mod ids;
+pub mod incidents;
 pub mod outbox;
 pub mod read;
 pub mod retention;

@@ -4,6 +4,7 @@
 
 mod badge;
 mod chart;
+mod incidents;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -40,6 +41,11 @@ fn templates() -> &'static Environment<'static> {
             ("index.html", include_str!("templates/index.html")),
             ("system.html", include_str!("templates/system.html")),
             ("error.html", include_str!("templates/error.html")),
+            ("incidents.html", include_str!("templates/incidents.html")),
+            (
+                "incident-list.html",
+                include_str!("templates/incident-list.html"),
+            ),
         ] {
             env.add_template(name, source)
                 .expect("the status page templates compile (a unit test renders them)");
@@ -58,6 +64,8 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/systems/{id}", get(system))
+        .route("/incidents", get(incidents::history))
+        .route("/feed.atom", get(incidents::feed))
         // The page follows the API's read rule: private reads, private page.
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -183,12 +191,14 @@ async fn index(State(state): State<ApiState>) -> Result<Response, ApiError> {
         limit: 20,
         ..Default::default()
     };
-    let (entities, uptime, series, transitions) = tokio::try_join!(
+    let (entities, uptime, series, transitions, open) = tokio::try_join!(
         store.current_statuses(),
         store.uptime(now),
         store.latency_series(now, SPARK_HOURS),
         store.transitions(&latest),
+        store.incidents(true, None, 20),
     )?;
+    let open: Vec<Value> = open.iter().map(|i| incidents::view(i, config)).collect();
     let states: &HashMap<String, EntityStatus> = &entities.states;
     let rows: Vec<Row> = config
         .systems
@@ -252,7 +262,7 @@ async fn index(State(state): State<ApiState>) -> Result<Response, ApiError> {
         .collect();
     Ok(render(
         "index.html",
-        json!({"environments": environments, "rows": rows, "transitions": transitions}),
+        json!({"environments": environments, "rows": rows, "transitions": transitions, "incidents": open}),
     ))
 }
 
@@ -435,6 +445,14 @@ async fn system_page(
             check: t.check_id,
         })
         .collect();
+    let open: Vec<Value> = state
+        .store
+        .incidents(true, None, 20)
+        .await?
+        .iter()
+        .filter(|i| incidents::affects(i, &system.id))
+        .map(|i| incidents::view(i, &generation.setup.config.file))
+        .collect();
     let windows: Vec<Value> = WINDOWS
         .iter()
         .map(|(value, label, _)| json!({"value": value, "label": label, "current": *value == window}))
@@ -445,6 +463,7 @@ async fn system_page(
         "windows": windows,
         "window_label": window_label,
         "transitions": transitions,
+        "incidents": open,
     }))
 }
 
