@@ -128,6 +128,7 @@ on_both_engines!(
     badges_are_public_svg_with_etags_even_when_reads_need_the_token,
     the_system_page_draws_runs_uptime_transitions_and_maintenance,
     incidents_are_posted_shown_escaped_fed_and_resolved,
+    the_index_pages_filters_and_searches_many_systems,
 );
 
 async fn the_api_reads_acts_and_refuses_bad_calls(db: TestDb) {
@@ -1347,4 +1348,85 @@ systems: [{id: shop, name: Web shop}, {id: billing}]
         text.contains("&lt;script&gt;"),
         "escaped in the XML: {text}"
     );
+}
+
+/// The `<th scope="row">` rows of an index page.
+fn index_rows(html: &str) -> usize {
+    html.matches(r#"<th scope="row">"#).count()
+}
+
+async fn the_index_pages_filters_and_searches_many_systems(db: TestDb) {
+    let ws = Workspace::on(db, &["noop", "hostile"]);
+    let mut yaml = String::from(
+        "checks:
+  - {id: ok, interval: 1s, strategy: {plugin: noop}, collectors: [{plugin: hostile, config: {mode: noop}}]}
+  - {id: bad, interval: 1s, strategy: {plugin: noop}, collectors: [{plugin: hostile, config: {mode: fail}}]}
+systems:
+",
+    );
+    for i in 0..250 {
+        yaml.push_str(&format!("  - {{id: s{i}, name: System {i}}}\n"));
+    }
+    yaml.push_str("assignments:\n");
+    for i in 0..250 {
+        let check = if i < 200 { "ok" } else { "bad" };
+        yaml.push_str(&format!(
+            "  - {{system: s{i}, check: {check}, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}\n"
+        ));
+    }
+    ws.config(&yaml);
+    let d = Daemon::start_with_env(&ws, &[], &env());
+    wait_until(Duration::from_secs(30), "every system measured", || async {
+        let systems = get(&d, "/api/v1/systems").await;
+        let count = |status: &str| {
+            systems
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["status"] == status)
+                .count()
+        };
+        count("healthy") == 200 && count("unhealthy") == 50
+    })
+    .await;
+
+    let (status, first) = page(&d, "/").await;
+    assert_eq!(status, 200);
+    assert_eq!(index_rows(&first), 100, "a page holds 100 systems");
+    assert!(first.contains("page 1 of 3 (250 systems)"), "{first}");
+    assert!(first.contains(r#"href="&#x2f;?page=2" rel="next""#), "{first}");
+    assert!(
+        first.contains(">unhealthy</span> (50)"),
+        "counts per status"
+    );
+    let (_, last) = page(&d, "/?page=3").await;
+    assert_eq!(index_rows(&last), 50);
+    assert_eq!(
+        page(&d, "/?page=99").await.1,
+        last,
+        "past the end: the last page"
+    );
+
+    let (_, bad) = page(&d, "/?status=unhealthy").await;
+    assert_eq!(index_rows(&bad), 50);
+    assert!(!bad.contains(r#"data-status="healthy""#) || !bad.contains(">System 0<"));
+    assert!(
+        bad.contains(">System 200<") && !bad.contains(">System 199<"),
+        "{bad}"
+    );
+    let (_, found) = page(&d, "/?q=system+12").await;
+    assert_eq!(index_rows(&found), 11, "System 12 and 120–129");
+    let (_, both) = page(&d, "/?q=S24&status=unhealthy&per=5").await;
+    assert_eq!(index_rows(&both), 5, "s240–s249 are unhealthy, five a page");
+    assert!(both.contains("page 1 of 2 (10 systems)"), "{both}");
+    let (_, none) = page(&d, "/?q=nothing-like-this").await;
+    assert!(none.contains("No system matches."), "{none}");
+
+    for (path, want) in [
+        ("/?bogus=1", 400),
+        ("/?status=weird", 400),
+        ("/?page=x", 400),
+    ] {
+        assert_eq!(page(&d, path).await.0, want, "{path}");
+    }
 }

@@ -526,30 +526,42 @@ impl Store {
             .collect())
     }
 
-    /// Uptime over 24 h, 7 d and 30 d for every system and
-    /// `system::environment`, from the aggregates in one query.
-    pub async fn uptime(&self, now_ms: i64) -> Result<Uptime, StoreError> {
+    /// Uptime over 24 h, 7 d and 30 d for `systems` and their
+    /// `system::environment`s, from the aggregates in one query.
+    pub async fn uptime(&self, now_ms: i64, systems: &[String]) -> Result<Uptime, StoreError> {
         type Row = (String, Option<String>, i64, i64, i64, i64, i64, i64);
+        if systems.is_empty() {
+            return Ok(Uptime::new());
+        }
         let windows = [now_ms - DAY_MS, now_ms - 7 * DAY_MS, now_ms - 30 * DAY_MS];
+        let day = windows[0] - windows[0].rem_euclid(HOUR_MS);
+        let week = windows[1] - windows[1].rem_euclid(HOUR_MS);
+        let month = windows[2] - windows[2].rem_euclid(DAY_MS);
         let rows: Vec<Row> = with_pool!(&self.db.read().await, pool => {
-            sqlx::query_as(
-                // PostgreSQL sums BIGINTs into NUMERIC: cast back.
-                "SELECT s.system_id, s.environment_id,
-                    CAST(SUM(CASE WHEN a.bucket >= $1 THEN a.total ELSE 0 END) AS BIGINT),
-                    CAST(SUM(CASE WHEN a.bucket >= $1 THEN a.healthy ELSE 0 END) AS BIGINT),
-                    CAST(SUM(CASE WHEN a.bucket >= $2 THEN a.total ELSE 0 END) AS BIGINT),
-                    CAST(SUM(CASE WHEN a.bucket >= $2 THEN a.healthy ELSE 0 END) AS BIGINT),
-                    CAST(SUM(a.total) AS BIGINT), CAST(SUM(a.healthy) AS BIGINT)
-                 FROM (SELECT slice_id, bucket, total, healthy FROM aggregates_hourly WHERE bucket >= $3
-                       UNION ALL SELECT slice_id, bucket, total, healthy FROM aggregates_daily WHERE bucket >= $3) a
-                 JOIN slices s ON s.id = a.slice_id
-                 GROUP BY s.system_id, s.environment_id",
-            )
-            .bind(windows[0] - windows[0].rem_euclid(HOUR_MS))
-            .bind(windows[1] - windows[1].rem_euclid(HOUR_MS))
-            .bind(windows[2] - windows[2].rem_euclid(DAY_MS))
-            .fetch_all(pool)
-            .await?
+            // PostgreSQL sums BIGINTs into NUMERIC: cast back.
+            let mut q = QueryBuilder::new("SELECT s.system_id, s.environment_id, ");
+            for (since, column) in [(day, "total"), (day, "healthy"), (week, "total"), (week, "healthy")] {
+                q.push("CAST(SUM(CASE WHEN a.bucket >= ")
+                    .push_bind(since)
+                    .push(format!(" THEN a.{column} ELSE 0 END) AS BIGINT), "));
+            }
+            q.push("CAST(SUM(a.total) AS BIGINT), CAST(SUM(a.healthy) AS BIGINT) FROM (");
+            for (i, table) in ["aggregates_hourly", "aggregates_daily"].into_iter().enumerate() {
+                if i > 0 {
+                    q.push(" UNION ALL ");
+                }
+                // The primary key (slice_id, bucket) finds each slice's rows.
+                q.push(format!("SELECT slice_id, bucket, total, healthy FROM {table} WHERE bucket >= "))
+                    .push_bind(month)
+                    .push(" AND slice_id IN (SELECT id FROM slices WHERE system_id IN (");
+                let mut ids = q.separated(", ");
+                for system in systems {
+                    ids.push_bind(system.clone());
+                }
+                q.push("))");
+            }
+            q.push(") a JOIN slices s ON s.id = a.slice_id GROUP BY s.system_id, s.environment_id");
+            q.build_query_as().fetch_all(pool).await?
         });
         let mut counts: HashMap<String, [(i64, i64); 3]> = HashMap::new();
         for (system, env, t1, h1, t7, h7, t30, h30) in rows {
@@ -576,23 +588,32 @@ impl Store {
             .collect())
     }
 
-    /// Average latency per hour over the last `hours`, per system, oldest
-    /// first (for sparklines).
+    /// Average latency per hour over the last `hours` for `systems`,
+    /// oldest first (for sparklines).
     pub async fn latency_series(
         &self,
         now_ms: i64,
         hours: i64,
+        systems: &[String],
     ) -> Result<HashMap<String, Vec<(i64, f64)>>, StoreError> {
+        if systems.is_empty() {
+            return Ok(HashMap::new());
+        }
         let since = now_ms.div_euclid(HOUR_MS) * HOUR_MS - (hours - 1) * HOUR_MS;
         let rows: Vec<(String, i64, f64, i64)> = with_pool!(&self.db.read().await, pool => {
-            sqlx::query_as(
+            let mut q = QueryBuilder::new(
                 "SELECT s.system_id, a.bucket, SUM(a.latency_sum), CAST(SUM(a.latency_count) AS BIGINT)
                  FROM aggregates_hourly a JOIN slices s ON s.id = a.slice_id
-                 WHERE a.bucket >= $1 GROUP BY s.system_id, a.bucket ORDER BY a.bucket",
-            )
-            .bind(since)
-            .fetch_all(pool)
-            .await?
+                 WHERE a.bucket >= ",
+            );
+            q.push_bind(since)
+                .push(" AND a.slice_id IN (SELECT id FROM slices WHERE system_id IN (");
+            let mut ids = q.separated(", ");
+            for system in systems {
+                ids.push_bind(system.clone());
+            }
+            q.push(")) GROUP BY s.system_id, a.bucket ORDER BY a.bucket");
+            q.build_query_as().fetch_all(pool).await?
         });
         let mut series: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
         for (system, bucket, sum, total) in rows {

@@ -26,6 +26,18 @@ impl Status {
         }
     }
 
+    /// A status by its name; `None` for anything else.
+    pub fn parse_known(text: &str) -> Option<Status> {
+        [
+            Status::Healthy,
+            Status::Degraded,
+            Status::Unhealthy,
+            Status::Unknown,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
     pub fn parse(text: &str) -> Status {
         match text {
             "healthy" => Status::Healthy,

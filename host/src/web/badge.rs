@@ -86,7 +86,10 @@ pub async fn uptime(
     };
     let share = state
         .store
-        .uptime(now_ms())
+        .uptime(
+            now_ms(),
+            std::slice::from_ref(&entity.id.system().to_string()),
+        )
         .await?
         .get(entity.id.to_string().as_str())
         .and_then(|u| u[slot]);

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::middleware;
@@ -182,7 +183,61 @@ fn percent(value: Option<f64>) -> String {
     value.map_or("—".into(), |v| format!("{:.2} %", v * 100.0))
 }
 
-async fn index(State(state): State<ApiState>) -> Result<Response, ApiError> {
+/// Rows on one page of the index: enough to scan, few enough to stay fast
+/// with any number of systems.
+const PER_PAGE: usize = 100;
+const PER_PAGE_MAX: usize = 500;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndexParams {
+    /// Part of a system's name or id, any case.
+    q: Option<String>,
+    status: Option<String>,
+    page: Option<usize>,
+    per: Option<usize>,
+}
+
+async fn index(
+    State(state): State<ApiState>,
+    query: Result<Query<IndexParams>, QueryRejection>,
+) -> Response {
+    let Ok(Query(p)) = query else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "The page takes `q`, `status`, `page` and `per` only.",
+        );
+    };
+    let status = match p.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(text) => match Status::parse_known(text) {
+            Some(status) => Some(status),
+            None => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "`{text}` is not a status: use healthy, degraded, unhealthy or unknown."
+                    ),
+                );
+            }
+        },
+    };
+    let per = p.per.unwrap_or(PER_PAGE).clamp(1, PER_PAGE_MAX);
+    let page = p.page.unwrap_or(1).max(1);
+    let search = p.q.unwrap_or_default();
+    match index_page(&state, &search, status, page, per).await {
+        Ok(ctx) => render("index.html", ctx),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn index_page(
+    state: &ApiState,
+    search: &str,
+    status: Option<Status>,
+    page: usize,
+    per: usize,
+) -> Result<Value, ApiError> {
     let generation = state.scheduler.generation();
     let config = &generation.setup.config.file;
     let now = now_ms();
@@ -191,17 +246,54 @@ async fn index(State(state): State<ApiState>) -> Result<Response, ApiError> {
         limit: 20,
         ..Default::default()
     };
-    let (entities, uptime, series, transitions, open) = tokio::try_join!(
+    let (entities, transitions, open) = tokio::try_join!(
         store.current_statuses(),
-        store.uptime(now),
-        store.latency_series(now, SPARK_HOURS),
         store.transitions(&latest),
         store.incidents(true, None, 20),
     )?;
     let open: Vec<Value> = open.iter().map(|i| incidents::view(i, config)).collect();
     let states: &HashMap<String, EntityStatus> = &entities.states;
-    let rows: Vec<Row> = config
+    let needle = search.trim().to_lowercase();
+    let status_of = |id: &str| states.get(id).map_or(Status::Unknown, |s| s.status);
+    let found: Vec<&crate::config::System> = config
         .systems
+        .iter()
+        .filter(|s| {
+            needle.is_empty()
+                || s.id.to_lowercase().contains(&needle)
+                || s.name
+                    .as_deref()
+                    .is_some_and(|n| n.to_lowercase().contains(&needle))
+        })
+        .collect();
+    // Counts per status among what the search found, for the filter.
+    let counts: Vec<(Status, usize)> = [
+        Status::Unhealthy,
+        Status::Degraded,
+        Status::Healthy,
+        Status::Unknown,
+    ]
+    .into_iter()
+    .map(|st| (st, found.iter().filter(|s| status_of(&s.id) == st).count()))
+    .collect();
+    let matching: Vec<&crate::config::System> = found
+        .into_iter()
+        .filter(|s| status.is_none_or(|st| status_of(&s.id) == st))
+        .collect();
+    let pages = matching.len().div_ceil(per).max(1);
+    let page = page.min(pages);
+    let shown: Vec<&crate::config::System> = matching
+        .iter()
+        .skip((page - 1) * per)
+        .take(per)
+        .copied()
+        .collect();
+    let ids: Vec<String> = shown.iter().map(|s| s.id.clone()).collect();
+    let (uptime, series) = tokio::try_join!(
+        store.uptime(now, &ids),
+        store.latency_series(now, SPARK_HOURS, &ids),
+    )?;
+    let rows: Vec<Row> = shown
         .iter()
         .map(|system| {
             let (status, since_text, since_iso) = since(states.get(system.id.as_str()), now);
@@ -260,10 +352,49 @@ async fn index(State(state): State<ApiState>) -> Result<Response, ApiError> {
             check: t.check_id,
         })
         .collect();
-    Ok(render(
-        "index.html",
-        json!({"environments": environments, "rows": rows, "transitions": transitions, "incidents": open}),
-    ))
+    let link = |page: usize, status: Option<Status>| {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if !search.is_empty() {
+            query.append_pair("q", search);
+        }
+        if let Some(st) = status {
+            query.append_pair("status", st.as_str());
+        }
+        if page > 1 {
+            query.append_pair("page", &page.to_string());
+        }
+        if per != PER_PAGE {
+            query.append_pair("per", &per.to_string());
+        }
+        let query = query.finish();
+        if query.is_empty() {
+            "/".to_string()
+        } else {
+            format!("/?{query}")
+        }
+    };
+    let counts_total: usize = counts.iter().map(|(_, n)| n).sum();
+    let counts: Vec<Value> = counts
+        .into_iter()
+        .map(|(st, n)| json!({"status": st, "count": n, "current": Some(st) == status, "href": link(1, Some(st))}))
+        .collect();
+    Ok(json!({
+        "environments": environments,
+        "rows": rows,
+        "transitions": transitions,
+        "incidents": open,
+        "search": search,
+        "status": status,
+        "counts": counts,
+        "all_href": link(1, None),
+        "page": page,
+        "pages": pages,
+        "total": matching.len(),
+        "systems": config.systems.len(),
+        "found": counts_total,
+        "prev": (page > 1).then(|| link(page - 1, status)),
+        "next": (page < pages).then(|| link(page + 1, status)),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -289,8 +420,11 @@ fn error_page(status: StatusCode, message: &str) -> Response {
 async fn system(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    Query(p): Query<SystemParams>,
+    query: Result<Query<SystemParams>, QueryRejection>,
 ) -> Response {
+    let Ok(Query(p)) = query else {
+        return error_page(StatusCode::BAD_REQUEST, "The page takes `window` only.");
+    };
     let window = p.window.as_deref().unwrap_or("24h");
     let Some(&(_, window_label, window_ms)) = WINDOWS.iter().find(|w| w.0 == window) else {
         return error_page(
@@ -485,8 +619,15 @@ mod tests {
                     "spark": "1,2 3,4", "spark_range": "1–2 ms",
                 }],
                 "transitions": [],
+                "search": "<b>", "status": null, "counts": [], "all_href": "/",
+                "found": 1, "systems": 1, "page": 1, "pages": 1, "total": 1,
+                "prev": null, "next": null,
             })))
             .unwrap();
+        assert!(
+            html.contains(r#"value="&lt;b&gt;""#),
+            "the search is escaped"
+        );
         assert!(
             html.contains("&lt;script&gt;x") && !html.contains("<script>x"),
             "names are escaped"
