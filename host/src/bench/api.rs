@@ -1,6 +1,8 @@
 //! `GET /api/v1/systems` over real HTTP with N systems × E environments of
 //! stored states, against a plain `SELECT` of the same rows through the same
-//! driver in the same run: p50 and p99 of each.
+//! driver in the same run: p50 and p99 of each. Beside it, the status page:
+//! its first page and a search, with a day of hourly aggregates stored for
+//! every slice (uptime and sparklines read them).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +31,11 @@ pub struct ApiReport {
     pub first: Duration,
     pub api: (Duration, Duration),
     pub select: (Duration, Duration),
+    /// `GET /`: the first page of the index.
+    pub page: (Duration, Duration),
+    pub page_bytes: usize,
+    /// `GET /?q=…`: a search that finds one system.
+    pub search: (Duration, Duration),
 }
 
 impl ApiReport {
@@ -39,7 +46,9 @@ impl ApiReport {
              {kib:.0} KiB per answer, {n} requests\n\
              API over HTTP    p50 {ap50:>7.2} ms   p99 {ap99:>7.2} ms   (first request {first:.2} ms)\n\
              plain SELECT     p50 {sp50:>7.2} ms   p99 {sp99:>7.2} ms\n\
-             ratio (API / SELECT)  p50 {r50:.2}   p99 {r99:.2}",
+             ratio (API / SELECT)  p50 {r50:.2}   p99 {r99:.2}\n\
+             status page (first {shown} systems, {page_kib:.0} KiB)  p50 {pp50:>7.2} ms   p99 {pp99:>7.2} ms\n\
+             status page search (?q=)             p50 {qp50:>7.2} ms   p99 {qp99:>7.2} ms",
             systems = self.systems,
             envs = self.environments,
             rows = self.systems * (self.environments + 1),
@@ -52,6 +61,12 @@ impl ApiReport {
             sp99 = ms(self.select.1),
             r50 = ms(self.api.0) / ms(self.select.0),
             r99 = ms(self.api.1) / ms(self.select.1),
+            shown = self.systems.min(100),
+            page_kib = self.page_bytes as f64 / 1024.0,
+            pp50 = ms(self.page.0),
+            pp99 = ms(self.page.1),
+            qp50 = ms(self.search.0),
+            qp99 = ms(self.search.1),
         )
     }
 }
@@ -109,6 +124,82 @@ async fn store_states(url: &str, systems: usize, environments: usize) -> anyhow:
     Ok(())
 }
 
+/// A slice per system and environment, each with the last 24 hourly
+/// aggregates: what the status page reads for uptime and sparklines.
+async fn store_history(url: &str, systems: usize, environments: usize) -> anyhow::Result<()> {
+    let db = Db::connect(url).await?;
+    let hour = crate::store::HOUR_MS;
+    let now = now_ms().div_euclid(hour) * hour;
+    let slices: Vec<(String, String)> = (0..systems)
+        .flat_map(|i| (0..environments).map(move |e| (format!("s{i}"), format!("e{e}"))))
+        .collect();
+    with_pool!(&db.write().await, pool => {
+        for chunk in slices.chunks(1000) {
+            let mut q = QueryBuilder::new("INSERT INTO slices (system_id, check_id, environment_id, env_key) ");
+            q.push_values(chunk, |mut row, (system, env)| {
+                row.push_bind(system.as_str())
+                    .push_bind("tick")
+                    .push_bind(env.as_str())
+                    .push_bind(env.as_str());
+            });
+            q.build().execute(pool).await?;
+        }
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM slices").fetch_all(pool).await?;
+        let rows: Vec<(i64, i64)> = ids
+            .iter()
+            .flat_map(|id| (0..24).map(move |h| (*id, now - h * hour)))
+            .collect();
+        for chunk in rows.chunks(1000) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO aggregates_hourly (slice_id, bucket, total, healthy, unhealthy, latency_sum, \
+                 latency_min, latency_max, p95, sketch, latency_count) ",
+            );
+            q.push_values(chunk, |mut row, (id, bucket)| {
+                row.push_bind(*id)
+                    .push_bind(*bucket)
+                    .push_bind(120_i64)
+                    .push_bind(119_i64)
+                    .push_bind(1_i64)
+                    .push_bind(120.0 * 12.5)
+                    .push_bind(3.0)
+                    .push_bind(80.0)
+                    .push_bind(30.0)
+                    .push_bind("")
+                    .push_bind(120_i64);
+            });
+            q.build().execute(pool).await?;
+        }
+    });
+    db.close().await;
+    Ok(())
+}
+
+/// p50 and p99 of `requests` GETs of `url` (after a tenth as many to warm
+/// up), and the size of the last answer.
+async fn measure(
+    client: &reqwest::Client,
+    url: &str,
+    requests: usize,
+) -> anyhow::Result<((Duration, Duration), usize)> {
+    let mut samples = Vec::with_capacity(requests);
+    let mut bytes = 0;
+    for i in 0..requests + requests / 10 {
+        let started = Instant::now();
+        let body = client
+            .get(url)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        if i >= requests / 10 {
+            samples.push(started.elapsed());
+        }
+        bytes = body.len();
+    }
+    Ok((quantiles(samples), bytes))
+}
+
 fn quantiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
@@ -132,6 +223,7 @@ pub async fn run(
     let scratch = Scratch::new(database, "api").await?;
     let store = Arc::new(Store::open(&scratch.url()).await?);
     store_states(&scratch.url(), systems, environments).await?;
+    store_history(&scratch.url(), systems, environments).await?;
     let generation = Generation::prepare(setup, &runtime, &store).await;
     let scheduler = Scheduler::new(
         Arc::new(generation),
@@ -141,15 +233,17 @@ pub async fn run(
         1,
     );
     let (stop_tx, stop) = watch::channel(false);
-    let app = crate::api::router(ApiState {
+    let state = ApiState {
         store: store.clone(),
         scheduler,
         runtime,
         stop,
         systems_json: Default::default(),
-    });
+    };
+    let app = crate::api::router(state.clone()).merge(crate::web::router(state));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/api/v1/systems", listener.local_addr()?);
+    let base = format!("http://{}", listener.local_addr()?);
+    let url = format!("{base}/api/v1/systems");
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let client = reqwest::Client::new();
@@ -173,6 +267,11 @@ pub async fn run(
         }
         bytes = body.len();
     }
+    // A page costs more than a cached JSON answer: a quarter as many.
+    let pages = (requests / 4).max(10);
+    let (page, page_bytes) = measure(&client, &format!("{base}/"), pages).await?;
+    let last = systems.saturating_sub(1);
+    let (search, _) = measure(&client, &format!("{base}/?q=System+{last}"), pages).await?;
     let db = Db::connect(&scratch.url()).await?;
     let mut select = Vec::with_capacity(requests);
     for i in 0..requests + requests / 10 {
@@ -200,5 +299,8 @@ pub async fn run(
         first,
         api: quantiles(api),
         select: quantiles(select),
+        page,
+        page_bytes,
+        search,
     })
 }
