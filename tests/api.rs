@@ -1394,7 +1394,10 @@ systems:
     assert_eq!(status, 200);
     assert_eq!(index_rows(&first), 100, "a page holds 100 systems");
     assert!(first.contains("page 1 of 3 (250 systems)"), "{first}");
-    assert!(first.contains(r#"href="&#x2f;?page=2" rel="next""#), "{first}");
+    assert!(
+        first.contains(r#"href="&#x2f;?page=2" rel="next""#),
+        "{first}"
+    );
     assert!(
         first.contains(">unhealthy</span> (50)"),
         "counts per status"

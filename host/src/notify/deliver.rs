@@ -79,13 +79,8 @@ impl Deliverer {
         let mut events = this.store.subscribe();
         loop {
             let claimed = {
-                let now = now_ms();
-                let lease = now + lease_for(&(this.notifier)()).as_millis() as i64;
-                match this
-                    .store
-                    .claim_notices(&this.owner, now, lease, CLAIM)
-                    .await
-                {
+                let lease = lease_for(&(this.notifier)());
+                match this.store.claim_notices(&this.owner, lease, CLAIM).await {
                     Ok(claimed) => claimed,
                     Err(e) => {
                         tracing::warn!("cannot claim notifications, retrying: {e}");

@@ -193,13 +193,14 @@ pub struct Overdue {
 }
 
 impl Store {
-    /// Claims up to `limit` due notices for `owner` until `lease_until`. A
-    /// claim whose owner died expires with its lease and is claimed again.
+    /// Claims up to `limit` due notices for `owner` for `lease`. A claim
+    /// whose owner died expires with its lease and is claimed again. Leases
+    /// run on the database's clock, so a node whose clock is off neither
+    /// steals a live claim nor holds a dead one.
     pub async fn claim_notices(
         &self,
         owner: &str,
-        now_ms: i64,
-        lease_until: i64,
+        lease: std::time::Duration,
         limit: i64,
     ) -> Result<Vec<Claimed>, StoreError> {
         // PostgreSQL lets concurrent claimers skip each other's rows; SQLite
@@ -209,18 +210,18 @@ impl Store {
         } else {
             ""
         };
+        let now = self.db_now();
         let sql = format!(
-            "UPDATE outbox SET claimed_by = $1, claimed_until = $2
-             WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $3
-                 AND (claimed_until IS NULL OR claimed_until < $3)
-                 ORDER BY next_attempt_at, id LIMIT $4{skip_locked})
+            "UPDATE outbox SET claimed_by = $1, claimed_until = {now} + $2
+             WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= {now}
+                 AND (claimed_until IS NULL OR claimed_until < {now})
+                 ORDER BY next_attempt_at, id LIMIT $3{skip_locked})
              RETURNING id, target, idempotency_key, body, content_type, attempts"
         );
         let rows: Vec<(i64, String, String, String, String, i64)> = with_pool!(&self.db.write().await, pool => {
             sqlx::query_as(AssertSqlSafe(sql))
                 .bind(owner)
-                .bind(lease_until)
-                .bind(now_ms)
+                .bind(lease.as_millis() as i64)
                 .bind(limit)
                 .fetch_all(pool)
                 .await?

@@ -53,7 +53,7 @@ impl Store {
     /// The database's clock in Unix milliseconds, as SQL: leases, heartbeats
     /// and the order of configuration versions follow one clock, whatever
     /// the nodes' clocks say.
-    fn db_now(&self) -> &'static str {
+    pub(super) fn db_now(&self) -> &'static str {
         if self.engine() == "postgres" {
             "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
         } else {
