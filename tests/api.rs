@@ -1127,7 +1127,7 @@ checks:
         config: {{url: /health}}
         assertions: [{{field: statusCode, operator: equals, value: 200}}]
 assignments:
-  - {{system: shop, check: web, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}
+  - {{system: shop, check: web, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}, flapping: {{changes: 2, window: 1h}}}}
 "#,
         (now - chrono::Duration::hours(1)).to_rfc3339(),
         (now + chrono::Duration::hours(1)).to_rfc3339(),
@@ -1137,8 +1137,17 @@ assignments:
         healthy.store(up, Ordering::SeqCst);
         post(&d, "/api/v1/assignments/shop/web/run").await;
     }
+    let detail = get(&d, "/api/v1/systems/shop").await;
+    assert_eq!(
+        detail["checks"][0]["slices"][0]["flapping"], true,
+        "two changes within the hour: {detail}"
+    );
     let (status, html) = page(&d, "/systems/shop").await;
     assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains(r#"<span class="paused">flapping</span>"#),
+        "{html}"
+    );
     assert_eq!(html.matches(r#"<rect class="ok""#).count(), 3, "{html}");
     assert_eq!(html.matches(r#"<rect class="bad""#).count(), 1, "{html}");
     assert!(

@@ -54,6 +54,10 @@ pub struct SliceStatus {
     /// Absent for a check that runs without environment.
     pub environment_id: Option<String>,
     pub status: Status,
+    /// Whether the slice changed status at least the assignment's
+    /// `flapping.changes` times within its window, up to now: its notices
+    /// are held back. Always false without `flapping:`.
+    pub flapping: bool,
     pub last_run: Option<RunRecord>,
 }
 
@@ -220,45 +224,70 @@ pub async fn system_detail(state: &ApiState, id: &str) -> Result<SystemDetail, A
                 SliceStatus {
                     environment_id: s.environment_id,
                     status: s.status,
+                    flapping: false,
                     last_run,
                 },
             )
         })
         .collect();
-    let checks = config
-        .assignments
-        .iter()
-        .filter(|a| a.system == id)
-        .filter_map(|a| {
-            let check = config.check(&a.check)?;
-            let slices = generation
-                .slices_of(id, &a.check)
-                .into_iter()
-                .map(|key| {
-                    stored
-                        .remove(&(a.check.clone(), key.environment.clone()))
-                        .unwrap_or(SliceStatus {
-                            environment_id: key.environment,
-                            status: Status::Unknown,
-                            last_run: None,
-                        })
-                })
-                .collect();
-            Some(CheckStatus {
-                id: check.id.clone(),
-                name: check.name.clone().unwrap_or_else(|| check.id.clone()),
-                interval: check.interval.to_string(),
-                strategy: check.strategy.plugin.clone(),
-                collectors: check.collectors.iter().map(|c| c.plugin.clone()).collect(),
-                paused: state.scheduler.is_paused(id, &a.check, a.paused),
-                slices,
-            })
-        })
-        .collect();
+    let mut checks = Vec::new();
+    for a in config.assignments.iter().filter(|a| a.system == id) {
+        let Some(check) = config.check(&a.check) else {
+            continue;
+        };
+        let mut slices = Vec::new();
+        for key in generation.slices_of(id, &a.check) {
+            let mut slice = stored
+                .remove(&(a.check.clone(), key.environment.clone()))
+                .unwrap_or(SliceStatus {
+                    environment_id: key.environment.clone(),
+                    status: Status::Unknown,
+                    flapping: false,
+                    last_run: None,
+                });
+            if let Some(rule) = &a.flapping {
+                slice.flapping = flapping_now(state, &key, rule).await?;
+            }
+            slices.push(slice);
+        }
+        checks.push(CheckStatus {
+            id: check.id.clone(),
+            name: check.name.clone().unwrap_or_else(|| check.id.clone()),
+            interval: check.interval.to_string(),
+            strategy: check.strategy.plugin.clone(),
+            collectors: check.collectors.iter().map(|c| c.plugin.clone()).collect(),
+            paused: state.scheduler.is_paused(id, &a.check, a.paused),
+            slices,
+        });
+    }
     Ok(SystemDetail {
         summary: summary(config, system, &states),
         checks,
     })
+}
+
+/// Whether the slice's own entity changed, because of this check, at
+/// least `changes` times within the window up to now.
+async fn flapping_now(
+    state: &ApiState,
+    slice: &crate::store::entity::SliceId,
+    rule: &crate::config::Flapping,
+) -> Result<bool, ApiError> {
+    let entity = crate::store::entity::EntityId::of(&slice.system, slice.environment.as_deref());
+    let query = crate::store::read::TransitionQuery {
+        entity: Some(entity.to_string()),
+        from_ms: Some(crate::clock::now_ms() - rule.window.as_millis()),
+        limit: 1000,
+        ..Default::default()
+    };
+    let changes = state
+        .store
+        .transitions(&query)
+        .await?
+        .iter()
+        .filter(|t| t.check_id == slice.check)
+        .count();
+    Ok(changes >= rule.changes as usize)
 }
 
 /// The system's rollup entity and one per environment.

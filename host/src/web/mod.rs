@@ -535,6 +535,7 @@ async fn system_page(
                 "environment": s.environment_id,
                 "place": place,
                 "status": s.status,
+                "flapping": s.flapping,
                 "key": SliceId::of(&system.id, &c.id, s.environment_id.as_deref()).to_string(),
                 "uptime": uptime,
                 "bar": chart::history_bar(&runs, &label),
