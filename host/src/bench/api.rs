@@ -108,7 +108,7 @@ async fn store_states(url: &str, systems: usize, environments: usize) -> anyhow:
     }
     let statuses = ["healthy", "degraded", "unhealthy"];
     let now = now_ms();
-    with_pool!(&db.write().await, pool => {
+    with_pool!(&db.write().await?, pool => {
         for (n, chunk) in entities.chunks(1000).enumerate() {
             let mut q = QueryBuilder::new("INSERT INTO entity_state (entity_id, status, updated_at) ");
             q.push_values(chunk.iter().enumerate(), |mut row, (i, entity)| {
@@ -133,7 +133,7 @@ async fn store_history(url: &str, systems: usize, environments: usize) -> anyhow
     let slices: Vec<(String, String)> = (0..systems)
         .flat_map(|i| (0..environments).map(move |e| (format!("s{i}"), format!("e{e}"))))
         .collect();
-    with_pool!(&db.write().await, pool => {
+    with_pool!(&db.write().await?, pool => {
         for chunk in slices.chunks(1000) {
             let mut q = QueryBuilder::new("INSERT INTO slices (system_id, check_id, environment_id, env_key) ");
             q.push_values(chunk, |mut row, (system, env)| {

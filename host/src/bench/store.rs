@@ -156,7 +156,7 @@ pub async fn run(database: &str, n: usize, slices: usize) -> anyhow::Result<Stor
 /// INSERTs each, one after another.
 async fn plain_inserts(db: &Db, runs: &[NewRun]) -> anyhow::Result<()> {
     let at = now_ms();
-    with_pool!(&db.write().await, pool => {
+    with_pool!(&db.write().await?, pool => {
         for (n, batch) in runs.chunks(1000).enumerate() {
             let mut tx = pool.begin_write().await?;
             for (m, chunk) in batch.chunks(500).enumerate() {

@@ -80,7 +80,11 @@ impl Deliverer {
         loop {
             let claimed = {
                 let lease = lease_for(&(this.notifier)());
-                match this.store.claim_notices(&this.owner, lease, CLAIM).await {
+                match this
+                    .store
+                    .claim_notices(&this.owner, now_ms(), lease, CLAIM)
+                    .await
+                {
                     Ok(claimed) => claimed,
                     Err(e) => {
                         tracing::warn!("cannot claim notifications, retrying: {e}");

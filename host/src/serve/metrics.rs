@@ -281,7 +281,7 @@ impl Metrics {
 }
 /// The OpenMetrics text as the Prometheus text format 0.0.4: a counter
 /// family is named with its `_total` (as its samples are), and the
-/// OpenMetrics-only lines (`# EOF`, `# UNIT`, exemplars) go. prometheus-client
+/// OpenMetrics-only lines (`# EOF`, `# UNIT`) go. prometheus-client
 /// writes OpenMetrics only; this is the whole difference for what it writes.
 pub fn prometheus_text(open_metrics: &str) -> String {
     let counters: std::collections::HashSet<&str> = open_metrics
@@ -307,8 +307,7 @@ pub fn prometheus_text(open_metrics: &str) -> String {
                 };
                 out.push_str(&format!("{prefix}{name}{suffix} {tail}"));
             }
-            // An exemplar follows ` # ` after the value.
-            None => out.push_str(line.split_once(" # ").map_or(line, |(sample, _)| sample)),
+            None => out.push_str(line),
         }
         out.push('\n');
     }
@@ -322,7 +321,7 @@ mod tests {
     #[test]
     fn counters_are_named_with_their_total_in_the_text_format() {
         let open = "# HELP checkhost_runs Runs.\n# TYPE checkhost_runs counter\n\
-                    checkhost_runs_total{outcome=\"healthy\"} 3 # {run_id=\"7\"} 1.0\n\
+                    checkhost_runs_total{outcome=\"healthy\"} 3\n\
                     # HELP checkhost_slices Slices.\n# TYPE checkhost_slices gauge\n\
                     # UNIT checkhost_slices slices\ncheckhost_slices 2\n# EOF\n";
         assert_eq!(

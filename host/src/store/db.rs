@@ -63,11 +63,33 @@ struct SqliteFile {
     path: PathBuf,
     /// Set once the file exists.
     identity: std::sync::Mutex<Option<FileIdentity>>,
+    /// A restore that closed the old pools but could not finish.
+    pending: std::sync::Mutex<Option<Pending>>,
+}
+
+/// What is left of a restore after the old connections closed.
+#[derive(Debug, Clone)]
+enum Pending {
+    /// The copy is made but not at the path yet.
+    Link(PathBuf),
+    /// The copy is at the path; the pools are not open on it yet.
+    Open,
 }
 
 impl SqliteFile {
     fn opened(&self) -> Option<FileIdentity> {
         *self.identity.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pending(&self) -> Option<Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_pending(&self, pending: Option<Pending>) {
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = pending;
     }
 
     fn replaced(&self) -> sqlx::Error {
@@ -133,6 +155,7 @@ impl Db {
                 url: format!("sqlite://{path}"),
                 path: PathBuf::from(path.split('?').next().unwrap_or(path)),
                 identity: std::sync::Mutex::new(None),
+                pending: std::sync::Mutex::new(None),
             });
             let sides = open_sqlite(&file, &shown).await?;
             return Ok(Db {
@@ -174,9 +197,12 @@ impl Db {
         self.pools.read().await.read.clone()
     }
 
-    /// The writer's pool.
-    pub async fn write(&self) -> Pools {
-        self.pools.read().await.write.clone()
+    /// The pool for writing, once the SQLite file is known to be the one
+    /// opened (see [`Db::ensure_file`]): no write, whoever makes it, goes
+    /// into a removed or replaced file.
+    pub async fn write(&self) -> Result<Pools, sqlx::Error> {
+        self.ensure_file().await?;
+        Ok(self.pools.read().await.write.clone())
     }
 
     pub async fn close(&self) {
@@ -195,52 +221,105 @@ impl Db {
         let Some(file) = &self.file else {
             return Ok(());
         };
+        let removed = |cause: StoreError| {
+            FileTrouble::Removed {
+                path: file.path.display().to_string(),
+                cause: cause.to_string(),
+            }
+            .into_error()
+        };
+        if let Some(pending) = file.pending() {
+            return self.finish_restore(file, pending).await.map_err(removed);
+        }
         match identity(&file.path) {
             Ok(found) if Some(found) == file.opened() => Ok(()),
             Ok(_) => Err(file.replaced()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.restore(file).await.map_err(|cause| {
-                    FileTrouble::Removed {
-                        path: file.path.display().to_string(),
-                        cause: cause.to_string(),
-                    }
-                    .into_error()
-                })
+                self.restore(file).await.map_err(removed)
             }
             Err(e) => Err(sqlx::Error::Io(e)),
         }
     }
 
     async fn restore(&self, file: &Arc<SqliteFile>) -> Result<(), StoreError> {
-        let mut sides = self.pools.write().await;
-        let (Pools::Sqlite(write), Pools::Sqlite(read)) = (&sides.write, &sides.read) else {
+        let Pools::Sqlite(write) = self.pools.read().await.write.clone() else {
             return Ok(());
         };
-        let path = file.path.display().to_string();
-        let copy = format!("{path}.restoring");
-        let _ = std::fs::remove_file(&copy);
+        // The copy is made on the writer's own connection, without the
+        // pools' lock: readers go on reading meanwhile, and nothing can
+        // write without this connection.
+        let mut conn = write.acquire().await?;
+        static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let copy = PathBuf::from(format!(
+            "{}.restoring-{}-{}",
+            file.path.display(),
+            std::process::id(),
+            COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         sqlx::query("VACUUM INTO $1")
-            .bind(&copy)
-            .execute(write)
+            .bind(copy.display().to_string())
+            .execute(&mut *conn)
             .await?;
+        if file.path.exists() {
+            // A file appeared while the copy was made: the next write finds
+            // it and holds (file-replaced); the open connections keep ours.
+            let _ = std::fs::remove_file(&copy);
+            return Ok(());
+        }
+        drop(conn);
+        let mut sides = self.pools.write().await;
         // The old connections must be gone before new ones open the path:
         // SQLite opens `-wal` by name, and a last connection deletes it by
-        // name on close. Closing them checkpoints into the removed file and
-        // takes its `-wal` and `-shm` away; what may be left of them
-        // belongs to the removed file too.
-        write.close().await;
-        read.close().await;
-        for stale in [format!("{path}-wal"), format!("{path}-shm")] {
-            let _ = std::fs::remove_file(stale);
+        // name on close.
+        with_pool!(&sides.write, pool => pool.close().await);
+        with_pool!(&sides.read, pool => pool.close().await);
+        // A `-wal` left beside a missing file is the removed database's:
+        // SQLite would replay it into the copy.
+        if !file.path.exists() {
+            for suffix in ["-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.path.display()));
+            }
         }
+        file.set_pending(Some(Pending::Link(copy)));
+        self.finish_with(file, &mut sides).await
+    }
+
+    /// Goes on with a restore that could not finish: the old pools are
+    /// closed, so nothing but the copy holds the data now.
+    async fn finish_restore(&self, file: &Arc<SqliteFile>, _: Pending) -> Result<(), StoreError> {
+        let mut sides = self.pools.write().await;
+        self.finish_with(file, &mut sides).await
+    }
+
+    async fn finish_with(
+        &self,
+        file: &Arc<SqliteFile>,
+        sides: &mut Sides,
+    ) -> Result<(), StoreError> {
         let io = |e: std::io::Error| StoreError::Query(sqlx::Error::Io(e));
-        std::fs::rename(&copy, &file.path).map_err(io)?;
-        if let Some(dir) = file.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
+        let path = file.path.display().to_string();
+        if let Some(Pending::Link(copy)) = file.pending() {
+            // A link never replaces a file that appeared at the path.
+            if let Err(e) = std::fs::hard_link(&copy, &file.path) {
+                return Err(io(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot put checkhost's copy in place ({e}); it is kept at {}: move it \
+                         to {path}, or move away what is there",
+                        copy.display()
+                    ),
+                )));
+            }
+            let _ = std::fs::remove_file(&copy);
+            if let Some(dir) = file.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io)?;
+            }
+            file.set_pending(Some(Pending::Open));
         }
         *sides = open_sqlite(file, &self.url).await?;
+        file.set_pending(None);
         tracing::warn!(
             database = %self.url,
             "the database file was removed while in use; restored it at {path} with everything written so far"
@@ -306,6 +385,8 @@ async fn open_sqlite(file: &Arc<SqliteFile>, shown: &str) -> Result<Sides, Store
     let found = identity(&file.path).map_err(|e| open(sqlx::Error::Io(e)))?;
     *file.identity.lock().unwrap_or_else(|e| e.into_inner()) = Some(found);
     let guard = same_file(file.clone());
+    // Whatever the URL says (`?mode=rwc`), later connections never create.
+    let options = options.create_if_missing(false);
     // The writer's connection is never recycled: while it is open, a
     // removed file can still be restored from it.
     let write = SqlitePoolOptions::new()

@@ -121,6 +121,17 @@ pub fn check_text(field: &str, text: &str, max: usize) -> Result<(), Refusal> {
     if text.trim().is_empty() {
         return Err((field.into(), "must not be empty".into()));
     }
+    // Control characters have no place in prose, and XML (the feed) cannot
+    // carry them.
+    if let Some(c) = text
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+    {
+        return Err((
+            field.into(),
+            format!("holds the control character U+{:04X}", c as u32),
+        ));
+    }
     let chars = text.chars().count();
     if chars > max {
         return Err((
@@ -184,7 +195,7 @@ type UpdateRow = (i64, i64, String, String, i64);
 impl Store {
     pub async fn open_incident(&self, new: &NewIncident, at_ms: i64) -> Result<i64, StoreError> {
         let systems = serde_json::to_string(&new.systems).unwrap_or_else(|_| "[]".into());
-        let id = with_pool!(&self.db.write().await, pool => {
+        let id = with_pool!(&self.db.write().await?, pool => {
             let mut tx = pool.begin_write().await?;
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO incidents (title, severity, systems, created_at, updated_at)
@@ -219,40 +230,48 @@ impl Store {
         body: &str,
         at_ms: i64,
     ) -> Result<(), UpdateError> {
-        with_pool!(&self.db.write().await, pool => {
-            let mut tx = pool.begin_write().await.map_err(StoreError::from)?;
-            let resolved: Option<Option<i64>> =
-                sqlx::query_scalar("SELECT resolved_at FROM incidents WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(StoreError::from)?;
-            match resolved {
-                None => return Err(UpdateError::NotFound(id)),
-                Some(Some(_)) => return Err(UpdateError::Resolved(id)),
-                Some(None) => {}
-            }
-            sqlx::query(
-                "INSERT INTO incident_updates (incident_id, state, body, created_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(id)
-            .bind(state.as_str())
-            .bind(body)
-            .bind(at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-            let resolved_at = (state == UpdateState::Resolved).then_some(at_ms);
-            sqlx::query("UPDATE incidents SET updated_at = $1, resolved_at = $2 WHERE id = $3")
+        let pools = self.db.write().await.map_err(StoreError::from)?;
+        let written: Result<Option<bool>, sqlx::Error> = with_pool!(&pools, pool => {
+            async {
+                let mut tx = pool.begin_write().await?;
+                // The guarded UPDATE first: on PostgreSQL it locks the row,
+                // so a concurrent resolve cannot be undone by this update.
+                let resolved_at = (state == UpdateState::Resolved).then_some(at_ms);
+                let changed = sqlx::query(
+                    "UPDATE incidents SET updated_at = $1, resolved_at = $2 WHERE id = $3 AND resolved_at IS NULL",
+                )
                 .bind(at_ms)
                 .bind(resolved_at)
                 .bind(id)
                 .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from)?;
-            tx.commit().await.map_err(StoreError::from)?;
+                .await?
+                .rows_affected();
+                if changed == 0 {
+                    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM incidents WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    return Ok(exists.map(|_| false));
+                }
+                sqlx::query(
+                    "INSERT INTO incident_updates (incident_id, state, body, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(state.as_str())
+                .bind(body)
+                .bind(at_ms)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Some(true))
+            }
+            .await
         });
-        Ok(())
+        match written.map_err(StoreError::from)? {
+            None => Err(UpdateError::NotFound(id)),
+            Some(false) => Err(UpdateError::Resolved(id)),
+            Some(true) => Ok(()),
+        }
     }
 
     /// Incidents newest first, with their updates: only open ones, or all
@@ -350,5 +369,8 @@ mod tests {
         let mut long = new("ok", &[]);
         long.body = "y".repeat(BODY_MAX + 1);
         assert_eq!(field(long), "body");
+        let mut bell = new("ok", &[]);
+        bell.body = "ring \u{7}".into();
+        assert_eq!(field(bell), "body");
     }
 }

@@ -362,7 +362,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Vec<TransitionEvent>, StoreError> {
         let selected = selected_slices(assignments, systems);
-        let changed: Vec<(String, String)> = with_pool!(&self.db.write().await, pool => {
+        let changed: Vec<(String, String)> = with_pool!(&self.db.write().await?, pool => {
             let mut tx = db::WritePool::begin_write(pool).await?;
             for chunk in checks.chunks(500) {
                 let mut q = QueryBuilder::new("INSERT INTO checks (id, name, definition, updated_at) ");

@@ -193,13 +193,16 @@ pub struct Overdue {
 }
 
 impl Store {
-    /// Claims up to `limit` due notices for `owner` for `lease`. A claim
-    /// whose owner died expires with its lease and is claimed again. Leases
-    /// run on the database's clock, so a node whose clock is off neither
-    /// steals a live claim nor holds a dead one.
+    /// Claims up to `limit` notices due at `now_ms` for `owner` for
+    /// `lease`. A claim whose owner died expires with its lease and is
+    /// claimed again. Leases run on the database's clock, so a node whose
+    /// clock is off neither steals a live claim nor holds a dead one; due
+    /// times are the nodes' own (written and compared on node clocks, so a
+    /// skewed node shifts only when it sends).
     pub async fn claim_notices(
         &self,
         owner: &str,
+        now_ms: i64,
         lease: std::time::Duration,
         limit: i64,
     ) -> Result<Vec<Claimed>, StoreError> {
@@ -213,15 +216,16 @@ impl Store {
         let now = self.db_now();
         let sql = format!(
             "UPDATE outbox SET claimed_by = $1, claimed_until = {now} + $2
-             WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= {now}
+             WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= $3
                  AND (claimed_until IS NULL OR claimed_until < {now})
-                 ORDER BY next_attempt_at, id LIMIT $3{skip_locked})
+                 ORDER BY next_attempt_at, id LIMIT $4{skip_locked})
              RETURNING id, target, idempotency_key, body, content_type, attempts"
         );
-        let rows: Vec<(i64, String, String, String, String, i64)> = with_pool!(&self.db.write().await, pool => {
+        let rows: Vec<(i64, String, String, String, String, i64)> = with_pool!(&self.db.write().await?, pool => {
             sqlx::query_as(AssertSqlSafe(sql))
                 .bind(owner)
                 .bind(lease.as_millis() as i64)
+                .bind(now_ms)
                 .bind(limit)
                 .fetch_all(pool)
                 .await?
@@ -256,7 +260,7 @@ impl Store {
         };
         let number = notice.attempts + 1;
         let status_code = attempt.status_code.map(i64::from);
-        with_pool!(&self.db.write().await, pool => {
+        with_pool!(&self.db.write().await?, pool => {
             let mut tx = pool.begin_write().await?;
             let updated = sqlx::query(
                 "UPDATE outbox SET state = $1, attempts = $2, next_attempt_at = $3, delivered_at = $4,
@@ -411,7 +415,7 @@ impl Store {
                 )
             })
             .collect();
-        with_pool!(&self.db.write().await, pool => {
+        with_pool!(&self.db.write().await?, pool => {
             let mut tx = pool.begin_write().await?;
             insert(&mut tx, &rows, now_ms).await?;
             tx.commit().await?;

@@ -97,7 +97,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<RetentionReport, StoreError> {
         let cutoff = now_ms - policy.hourly_days * DAY_MS;
-        let report = with_pool!(&self.db.write().await, pool => {
+        let report = with_pool!(&self.db.write().await?, pool => {
             let mut tx = WritePool::begin_write(pool).await?;
             // Run ids start with their timestamp: no time index needed.
             let runs_deleted = sqlx::query("DELETE FROM runs WHERE id < $1")

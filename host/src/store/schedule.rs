@@ -69,7 +69,7 @@ impl Store {
         config_version: &str,
     ) -> Result<(), StoreError> {
         let now = self.db_now();
-        with_pool!(&self.db.write().await, pool => {
+        with_pool!(&self.db.write().await?, pool => {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO nodes (id, listen, config_version, started_at, heartbeat_at) VALUES ($1, $2, $3, {now}, {now})
                  ON CONFLICT (id) DO UPDATE SET listen = excluded.listen, config_version = excluded.config_version,
@@ -86,7 +86,7 @@ impl Store {
 
     pub async fn heartbeat(&self, id: &str, config_version: &str) -> Result<(), StoreError> {
         let now = self.db_now();
-        with_pool!(&self.db.write().await, pool => {
+        with_pool!(&self.db.write().await?, pool => {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE nodes SET heartbeat_at = {now}, config_version = $1 WHERE id = $2"
             )))
@@ -101,7 +101,7 @@ impl Store {
     /// A clean stop: the node's leases go back at once, for others to take.
     pub async fn node_stopped(&self, id: &str) -> Result<(), StoreError> {
         let now = self.db_now();
-        with_pool!(&self.db.write().await, pool => {
+        with_pool!(&self.db.write().await?, pool => {
             sqlx::query("UPDATE schedule SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1")
                 .bind(id)
                 .execute(pool)
@@ -118,7 +118,7 @@ impl Store {
     /// saw it.
     pub async fn register_config(&self, version: &str) -> Result<i64, StoreError> {
         let now = self.db_now();
-        let first_seen: i64 = with_pool!(&self.db.write().await, pool => {
+        let first_seen: i64 = with_pool!(&self.db.write().await?, pool => {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO config_versions (version, first_seen) VALUES ($1, {now}) ON CONFLICT (version) DO NOTHING",
             )))
@@ -158,7 +158,7 @@ impl Store {
         version: &str,
         rows: &[ScheduleRow],
     ) -> Result<(), StoreError> {
-        with_pool!(&self.db.write().await, pool => {
+        with_pool!(&self.db.write().await?, pool => {
             let mut tx = super::db::WritePool::begin_write(pool).await?;
             for chunk in rows.chunks(CHUNK) {
                 let mut q = QueryBuilder::new(
@@ -203,7 +203,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Claim>, StoreError> {
         let now = self.db_now();
-        let rows: Vec<(String, i64, i64)> = with_pool!(&self.db.write().await, pool => {
+        let rows: Vec<(String, i64, i64)> = with_pool!(&self.db.write().await?, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 // Due times are on the slices' grid (node clocks); leases are
                 // on the database's clock: the wait until due (`$5` is the
@@ -249,7 +249,7 @@ impl Store {
         next: &[(String, i64, i64)],
     ) -> Result<(), StoreError> {
         for chunk in next.chunks(CHUNK) {
-            with_pool!(&self.db.write().await, pool => {
+            with_pool!(&self.db.write().await?, pool => {
                 let mut q = QueryBuilder::new(
                     "UPDATE schedule SET due_at = v.column3, lease_owner = NULL, lease_until = NULL FROM (",
                 );

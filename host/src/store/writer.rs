@@ -239,7 +239,7 @@ pub async fn start(
     router: SharedRouter,
     config: WriterConfig,
 ) -> Result<(mpsc::Sender<Job>, tokio::task::JoinHandle<()>), StoreError> {
-    let row_id: i64 = with_pool!(&db.write().await, pool => {
+    let row_id: i64 = with_pool!(&db.write().await?, pool => {
         sqlx::query_scalar("INSERT INTO writers (started_at) VALUES ($1) RETURNING id")
             .bind(crate::clock::now_ms())
             .fetch_one(pool)
@@ -370,8 +370,7 @@ impl Writer {
             .iter()
             .map(|(s, c)| (s.as_str(), c.as_str()))
             .collect();
-        self.db.ensure_file().await?;
-        with_pool!(&self.db.write().await, pool => {
+        with_pool!(&self.db.write().await?, pool => {
             let mut tx = pool.begin_write().await?;
             pool.lock_entities(&mut tx, &lock_keys).await?;
             if let Some(p) = pause {
@@ -484,7 +483,10 @@ impl Writer {
 
     /// Whether the run with this id is stored (a batch is all or nothing).
     async fn committed(&self, run_id: i64) -> bool {
-        let found: Result<Option<i64>, sqlx::Error> = with_pool!(&self.db.write().await, pool => {
+        let Ok(pools) = self.db.write().await else {
+            return false;
+        };
+        let found: Result<Option<i64>, sqlx::Error> = with_pool!(&pools, pool => {
             sqlx::query_scalar("SELECT id FROM runs WHERE id = $1")
                 .bind(run_id)
                 .fetch_optional(pool)
@@ -499,7 +501,6 @@ impl Writer {
         ids: &[i64],
         attempt: &mut Option<Vec<Vec<TransitionEvent>>>,
     ) -> Result<Vec<Vec<TransitionEvent>>, sqlx::Error> {
-        self.db.ensure_file().await?;
         self.resolve_slices(runs).await?;
         let pending = runs
             .iter()
@@ -525,7 +526,7 @@ impl Writer {
             .collect();
         lock_keys.sort_unstable();
         lock_keys.dedup();
-        with_pool!(&self.db.write().await, pool => {
+        with_pool!(&self.db.write().await?, pool => {
             let mut tx = pool.begin_write().await?;
             pool.lock_entities(&mut tx, &lock_keys).await?;
             let mut loaded = load(&mut tx, &pending).await?;
@@ -555,7 +556,7 @@ impl Writer {
             }
         }
         for chunk in missing.chunks(CHUNK) {
-            let rows: Vec<(i64, String, String, String)> = with_pool!(&self.db.write().await, pool => {
+            let rows: Vec<(i64, String, String, String)> = with_pool!(&self.db.write().await?, pool => {
                 let mut q = QueryBuilder::new(
                     "INSERT INTO slices (system_id, check_id, environment_id, env_key) ",
                 );
