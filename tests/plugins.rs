@@ -78,6 +78,62 @@ fn inspect_shows_the_world_every_guest_exports() {
     }
 }
 
+/// The shipped plugins mark what operators want charted, and `plugin
+/// inspect` lists it: Rust guests through schemars attributes, the Python
+/// one in its hand-written schema.
+#[test]
+fn shipped_plugins_mark_their_charted_fields() {
+    let fields = |file: &str| -> Vec<String> {
+        let out = checkhost(&["plugin", "inspect", "--json", guest(file).to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        info["resultFields"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{file}: no resultFields: {info}"))
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {} {} {}",
+                    f["name"], f["aggregate"], f["chart"], f["unit"]
+                )
+                .replace('"', "")
+            })
+            .collect()
+    };
+    assert_eq!(
+        fields("http-request"),
+        [
+            "bodyLength average line bytes",
+            "responseTimeMs min-max line ms",
+            "statusCode last bar null",
+        ]
+    );
+    assert_eq!(
+        fields("tls-certificate"),
+        ["daysRemaining last gauge days", "valid rate boolean null"]
+    );
+    assert_eq!(
+        fields("dns-lookup"),
+        [
+            "recordCount min-max bar null",
+            "resolutionTimeMs min-max line ms"
+        ]
+    );
+    assert_eq!(
+        fields("json-field-py"),
+        ["found rate boolean null", "statusCode last bar null"]
+    );
+    let service = fields("service");
+    assert!(
+        service.contains(&"responseTimeMs min-max line ms".to_string()),
+        "{service:?}"
+    );
+}
+
 #[tokio::test]
 async fn describe_reports_schemas_with_host_marks() {
     let http = load("http").await;

@@ -37,8 +37,8 @@ CONFIG_SCHEMA = {
 RESULT_SCHEMA = {
     "type": "object",
     "properties": {
-        "statusCode": {"type": "integer"},
-        "found": {"type": "boolean"},
+        "statusCode": {"type": "integer", "x-aggregate": "last", "x-chart": "bar"},
+        "found": {"type": "boolean", "x-aggregate": "rate", "x-chart": "boolean"},
         "value": {},
         "valueType": {"type": "string"},
     },

@@ -29,7 +29,9 @@ pub struct Config {
 #[serde(rename_all = "camelCase")]
 pub struct Output {
     pub values: Vec<String>,
+    #[schemars(extend("x-aggregate" = "min-max", "x-chart" = "bar"))]
     pub record_count: usize,
+    #[schemars(extend("x-aggregate" = "min-max", "x-chart" = "line", "x-unit" = "ms"))]
     pub resolution_time_ms: f64,
 }
 

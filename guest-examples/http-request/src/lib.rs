@@ -39,13 +39,16 @@ fn default_true() -> bool {
 #[derive(Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Output {
+    #[schemars(extend("x-aggregate" = "last", "x-chart" = "bar"))]
     pub status_code: u32,
     pub status_text: String,
+    #[schemars(extend("x-aggregate" = "min-max", "x-chart" = "line", "x-unit" = "ms"))]
     pub response_time_ms: f64,
     /// Parsed JSON when the body is JSON, text otherwise. Not persisted by
     /// default: it is there for assertions.
     #[schemars(extend("x-persist" = false))]
     pub body: Value,
+    #[schemars(extend("x-aggregate" = "average", "x-chart" = "line", "x-unit" = "bytes"))]
     pub body_length: usize,
     /// Not persisted by default either: volatile (`date`) and repeated on
     /// every run, they are there for assertions.

@@ -26,13 +26,17 @@ pub struct Output {
     pub server_version: Option<String>,
     /// Everything the strategy learned while connecting.
     pub info: Value,
+    #[schemars(extend("x-aggregate" = "average", "x-chart" = "line", "x-unit" = "ms"))]
     pub connect_ms: Option<f64>,
     /// Whether the server accepted the query (true when there is none).
+    #[schemars(extend("x-aggregate" = "rate", "x-chart" = "boolean"))]
     pub ok: bool,
     /// The server's reason for refusing the query.
     pub error: Option<String>,
     /// The query's answer, as the strategy reports it.
     pub reply: Option<Value>,
+    /// The query's time.
+    #[schemars(extend("x-aggregate" = "min-max", "x-chart" = "line", "x-unit" = "ms"))]
     pub response_time_ms: f64,
 }
 

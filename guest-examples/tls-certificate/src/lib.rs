@@ -23,8 +23,10 @@ pub struct Output {
     pub valid_from: String,
     pub valid_to: String,
     /// Whole days until expiry; negative once expired.
+    #[schemars(extend("x-aggregate" = "last", "x-chart" = "gauge", "x-unit" = "days"))]
     pub days_remaining: i64,
     /// The current time lies within the validity period.
+    #[schemars(extend("x-aggregate" = "rate", "x-chart" = "boolean"))]
     pub valid: bool,
     pub self_signed: bool,
     pub chain_length: usize,

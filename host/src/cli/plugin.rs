@@ -140,8 +140,12 @@ pub async fn run(cmd: PluginCommand, runtime: Runtime) -> anyhow::Result<ExitCod
 async fn inspect(runtime: &Runtime, file: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     let plugin = runtime.load(&file).await?;
     let info = &plugin.info;
+    // Loading checked the marks: these are well-formed.
+    let fields = crate::runtime::result_fields::marked_fields(&info.result_schema)
+        .map_err(anyhow::Error::msg)?;
     if json {
         let mut shown = serde_json::to_value(info)?;
+        shown["resultFields"] = serde_json::to_value(&fields)?;
         shown["initialMemoryBytes"] = plugin.initial_memory_bytes.into();
         shown["runLimits"] = serde_json::to_value(RunLimits::default())?;
         shown["maxMessageBytes"] = crate::runtime::text::MAX_MESSAGE_BYTES.into();
@@ -171,6 +175,19 @@ async fn inspect(runtime: &Runtime, file: PathBuf, json: bool) -> anyhow::Result
     if info.kind == PluginKind::Collector {
         println!("strategies:      {}", inert(&info.strategies.join(", ")));
         println!("allow multiple:  {}", info.allow_multiple);
+    }
+    for f in &fields {
+        println!(
+            "charted field:   {} ({}, {}, {} chart{})",
+            inert(&f.name),
+            serde_json::to_value(f.kind)?.as_str().unwrap_or(""),
+            serde_json::to_value(f.aggregate)?.as_str().unwrap_or(""),
+            serde_json::to_value(f.chart)?.as_str().unwrap_or(""),
+            f.unit
+                .as_deref()
+                .map(|u| format!(", in {}", inert(u)))
+                .unwrap_or_default(),
+        );
     }
     println!(
         "config schema:\n{}",

@@ -212,6 +212,14 @@ impl Loader<'_> {
         let info = self.describe(path, &pre).await?;
         check_schema(path, &info, "config", &info.config_schema)?;
         check_schema(path, &info, "result", &info.result_schema)?;
+        super::result_fields::marked_fields(&info.result_schema).map_err(|message| {
+            LoadError::Schema {
+                path: path.to_path_buf(),
+                id: info.id.clone(),
+                which: "result",
+                message,
+            }
+        })?;
         Ok(Plugin {
             path: path.to_path_buf(),
             info,

@@ -14,6 +14,7 @@ mod loader;
 pub mod mask;
 mod migrate;
 pub mod policy;
+pub mod result_fields;
 mod sandbox;
 mod scope;
 pub mod text;

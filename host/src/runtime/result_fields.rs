@@ -1,0 +1,212 @@
+//! The result fields a plugin marks for aggregation and charts: on its
+//! result schema's top-level properties, `x-aggregate` (`average`,
+//! `min-max`, `counter`, `rate`, `last`), `x-chart` (`line`, `bar`,
+//! `gauge`, `boolean`, `text`) and `x-unit`. Checked when the plugin loads,
+//! so a bad mark names the plugin and the field instead of corrupting
+//! stored buckets later. Rust plugins set them with schemars:
+//! `#[schemars(extend("x-aggregate" = "average", "x-unit" = "ms"))]`.
+
+use serde::Serialize;
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Aggregate {
+    /// The mean of the bucket's values.
+    Average,
+    /// The mean, the smallest and the largest.
+    MinMax,
+    /// The sum of the bucket's values.
+    Counter,
+    /// The share of runs where the value is true (or non-zero).
+    Rate,
+    /// The bucket's newest value.
+    Last,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Chart {
+    Line,
+    Bar,
+    Gauge,
+    Boolean,
+    Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldKind {
+    Number,
+    Boolean,
+}
+
+/// One marked field of a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultField {
+    pub name: String,
+    pub kind: FieldKind,
+    pub aggregate: Aggregate,
+    pub chart: Chart,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+const MARKS: [&str; 3] = ["x-aggregate", "x-chart", "x-unit"];
+
+/// The marked fields of a result schema, by name; an error names the field
+/// and what is wrong with its marks.
+pub fn marked_fields(schema: &Value) -> Result<Vec<ResultField>, String> {
+    let mut fields = Vec::new();
+    let properties = schema.get("properties").and_then(Value::as_object);
+    for (name, field) in properties.into_iter().flatten() {
+        if let Some(nested) = nested_mark(field, name) {
+            return Err(format!(
+                "`{nested}` is marked for aggregation, but only top-level result fields can be"
+            ));
+        }
+        if !MARKS.iter().any(|m| field.get(*m).is_some()) {
+            continue;
+        }
+        let kind = kind_of(field).ok_or_else(|| {
+            format!(
+                "`{name}` has x-aggregate/x-chart marks, but it is neither a number nor a boolean"
+            )
+        })?;
+        let text = |mark: &str| -> Result<Option<&str>, String> {
+            match field.get(mark) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.as_str())),
+                Some(other) => Err(format!("`{name}`: {mark} must be a string, not {other}")),
+            }
+        };
+        let aggregate = match text("x-aggregate")? {
+            None if kind == FieldKind::Boolean => Aggregate::Rate,
+            None => Aggregate::Average,
+            Some("average") => Aggregate::Average,
+            Some("min-max") => Aggregate::MinMax,
+            Some("counter") => Aggregate::Counter,
+            Some("rate") => Aggregate::Rate,
+            Some("last") => Aggregate::Last,
+            Some(other) => {
+                return Err(format!(
+                    "`{name}`: x-aggregate `{other}` is not one of average, min-max, counter, rate, last"
+                ));
+            }
+        };
+        if kind == FieldKind::Boolean && !matches!(aggregate, Aggregate::Rate | Aggregate::Last) {
+            return Err(format!(
+                "`{name}` is a boolean: its x-aggregate must be rate or last"
+            ));
+        }
+        let chart = match text("x-chart")? {
+            None if kind == FieldKind::Boolean => Chart::Boolean,
+            None => Chart::Line,
+            Some("line") => Chart::Line,
+            Some("bar") => Chart::Bar,
+            Some("gauge") => Chart::Gauge,
+            Some("boolean") => Chart::Boolean,
+            Some("text") => Chart::Text,
+            Some(other) => {
+                return Err(format!(
+                    "`{name}`: x-chart `{other}` is not one of line, bar, gauge, boolean, text"
+                ));
+            }
+        };
+        fields.push(ResultField {
+            name: name.clone(),
+            kind,
+            aggregate,
+            chart,
+            unit: text("x-unit")?.map(str::to_string),
+        });
+    }
+    Ok(fields)
+}
+
+/// `number`/`integer` or `boolean`, alone or beside `null`.
+fn kind_of(field: &Value) -> Option<FieldKind> {
+    let kind = |t: &str| match t {
+        "number" | "integer" => Some(FieldKind::Number),
+        "boolean" => Some(FieldKind::Boolean),
+        _ => None,
+    };
+    match field.get("type")? {
+        Value::String(t) => kind(t),
+        Value::Array(types) => {
+            let named: Vec<&str> = types
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|t| *t != "null")
+                .collect();
+            match named.as_slice() {
+                [one] => kind(one),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The dotted path of a mark below `field`, if any.
+fn nested_mark(field: &Value, at: &str) -> Option<String> {
+    let properties = field.get("properties").and_then(Value::as_object)?;
+    properties.iter().find_map(|(name, inner)| {
+        let path = format!("{at}.{name}");
+        if MARKS.iter().any(|m| inner.get(*m).is_some()) {
+            Some(path)
+        } else {
+            nested_mark(inner, &path)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn marks_are_read_with_defaults_for_their_kind() {
+        let schema = json!({"properties": {
+            "statusCode": {"type": "integer", "x-aggregate": "last", "x-chart": "bar"},
+            "responseTimeMs": {"type": "number", "x-unit": "ms"},
+            "ok": {"type": ["boolean", "null"], "x-chart": "boolean"},
+            "body": {"type": "string"},
+        }});
+        let fields = marked_fields(&schema).unwrap();
+        let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["ok", "responseTimeMs", "statusCode"]);
+        let [ok, time, code] = fields.as_slice() else {
+            unreachable!()
+        };
+        assert_eq!((code.aggregate, code.chart), (Aggregate::Last, Chart::Bar));
+        assert_eq!(
+            (time.aggregate, time.chart),
+            (Aggregate::Average, Chart::Line)
+        );
+        assert_eq!(time.unit.as_deref(), Some("ms"));
+        assert_eq!(
+            (ok.kind, ok.aggregate),
+            (FieldKind::Boolean, Aggregate::Rate)
+        );
+    }
+
+    #[test]
+    fn bad_marks_name_the_field() {
+        let refused =
+            |field: Value| marked_fields(&json!({"properties": {"f": field}})).unwrap_err();
+        assert!(refused(json!({"type": "string", "x-aggregate": "last"})).contains("`f` has"));
+        assert!(
+            refused(json!({"type": "boolean", "x-aggregate": "average"})).contains("rate or last")
+        );
+        assert!(refused(json!({"type": "number", "x-aggregate": "median"})).contains("`median`"));
+        assert!(refused(json!({"type": "number", "x-chart": "pie"})).contains("`pie`"));
+        assert!(
+            refused(json!({"type": "number", "x-unit": 5})).contains("x-unit must be a string")
+        );
+        let nested = json!({"type": "object", "properties": {"ms": {"type": "number", "x-aggregate": "average"}}});
+        assert!(refused(nested).contains("`f.ms`"));
+    }
+}
