@@ -169,6 +169,9 @@ async fn store_history(url: &str, systems: usize, environments: usize) -> anyhow
             });
             q.build().execute(pool).await?;
         }
+        // A database that has run for a while has planner statistics
+        // (PostgreSQL's autovacuum gathers them); fresh rows have none.
+        sqlx::query("ANALYZE").execute(pool).await?;
     });
     db.close().await;
     Ok(())

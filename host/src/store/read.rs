@@ -550,15 +550,19 @@ impl Store {
                 if i > 0 {
                     q.push(" UNION ALL ");
                 }
-                // The primary key (slice_id, bucket) finds each slice's rows.
-                q.push(format!("SELECT slice_id, bucket, total, healthy FROM {table} WHERE bucket >= "))
-                    .push_bind(month)
-                    .push(" AND slice_id IN (SELECT id FROM slices WHERE system_id IN (");
+                // From the systems' slices into the primary key (slice_id,
+                // bucket): the planners walk the index per slice.
+                q.push(format!(
+                    "SELECT t.slice_id, t.bucket, t.total, t.healthy FROM slices x \
+                     JOIN {table} t ON t.slice_id = x.id AND t.bucket >= "
+                ))
+                .push_bind(month)
+                .push(" WHERE x.system_id IN (");
                 let mut ids = q.separated(", ");
                 for system in systems {
                     ids.push_bind(system.clone());
                 }
-                q.push("))");
+                q.push(")");
             }
             q.push(") a JOIN slices s ON s.id = a.slice_id GROUP BY s.system_id, s.environment_id");
             q.build_query_as().fetch_all(pool).await?
@@ -606,13 +610,12 @@ impl Store {
                  FROM aggregates_hourly a JOIN slices s ON s.id = a.slice_id
                  WHERE a.bucket >= ",
             );
-            q.push_bind(since)
-                .push(" AND a.slice_id IN (SELECT id FROM slices WHERE system_id IN (");
+            q.push_bind(since).push(" AND s.system_id IN (");
             let mut ids = q.separated(", ");
             for system in systems {
                 ids.push_bind(system.clone());
             }
-            q.push(")) GROUP BY s.system_id, a.bucket ORDER BY a.bucket");
+            q.push(") GROUP BY s.system_id, a.bucket ORDER BY a.bucket");
             q.build_query_as().fetch_all(pool).await?
         });
         let mut series: HashMap<String, Vec<(i64, f64)>> = HashMap::new();
