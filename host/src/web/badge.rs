@@ -9,6 +9,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use minijinja::HtmlEscape;
 use serde::Deserialize;
 
 use crate::api::ApiState;
@@ -292,7 +293,11 @@ impl Badge {
         let (label_w, message_w) = (text_width(&self.label), text_width(&self.message));
         let (left, right) = (label_w + 10.0, message_w + 10.0);
         let width = left + right;
-        let (label, message, title) = (escape(&self.label), escape(&self.message), escape(title));
+        let (label, message, title) = (
+            HtmlEscape(&self.label),
+            HtmlEscape(&self.message),
+            HtmlEscape(title),
+        );
         let colour = self.colour;
         // Text is drawn at 10× and scaled, as shields does, for crisp
         // hinting; textLength pins each text to its estimated width.
@@ -319,21 +324,6 @@ fn text_width(text: &str) -> f64 {
             _ => 6.6,
         })
         .sum()
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -4,6 +4,9 @@
 
 use std::fmt::Write;
 
+use minijinja::HtmlEscape;
+
+use super::iso;
 use crate::store::read::HistoryPoint;
 use crate::store::state::Status;
 use crate::store::{HOUR_MS, RunEvent};
@@ -14,30 +17,9 @@ const SLOT: f64 = 6.0;
 const BAR_W: f64 = 4.0;
 const BAR_H: f64 = 24.0;
 
-pub fn time(ms: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_default()
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// What one run says, for its tooltip and its accessible name.
 pub fn describe_run(run: &RunEvent) -> String {
-    let mut text = format!("{} · {}", time(run.at_ms), run.status.as_str());
+    let mut text = format!("{} · {}", iso(run.at_ms), run.status.as_str());
     if run.status == Status::Healthy || run.latency_ms > 0.0 {
         let _ = write!(text, " · {:.0} ms", run.latency_ms);
     }
@@ -67,7 +49,7 @@ pub fn history_bar(runs: &[RunEvent], label: &str) -> String {
     let width = BAR_RUNS as f64 * SLOT;
     let mut svg = format!(
         r#"<svg class="runs" viewBox="0 0 {width} {BAR_H}" preserveAspectRatio="none" role="group" aria-label="{}">"#,
-        escape(&summary)
+        HtmlEscape(&summary)
     );
     // Empty slots first: a short history fills from the right.
     for slot in 0..BAR_RUNS - runs.len() {
@@ -86,7 +68,8 @@ pub fn history_bar(runs: &[RunEvent], label: &str) -> String {
         } else {
             "bad"
         };
-        let text = escape(&describe_run(run));
+        let described = describe_run(run);
+        let text = HtmlEscape(&described);
         // One tab stop per bar: arrow keys move between runs.
         let tabindex = if i == newest { 0 } else { -1 };
         let _ = write!(
@@ -115,7 +98,7 @@ pub fn latency_chart(points: &[HistoryPoint], from_ms: i64, to_ms: i64, label: &
     if measured.is_empty() {
         return format!(
             r#"<p class="muted chart-empty">{}: no response times in this window.</p>"#,
-            escape(label)
+            HtmlEscape(label)
         );
     }
     let top = nice_ceiling(
@@ -205,7 +188,7 @@ pub fn latency_chart(points: &[HistoryPoint], from_ms: i64, to_ms: i64, label: &
     let base = H - BOTTOM;
     format!(
         r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{summary}"><title>{summary}</title><line class="axis" x1="{LEFT}" y1="{base}" x2="{W}" y2="{base}"/><line class="grid" x1="{LEFT}" y1="6" x2="{W}" y2="6"/><text class="tick" x="{tx}" y="10" text-anchor="end">{top:.0} ms</text><text class="tick" x="{tx}" y="{base}" text-anchor="end">0</text><text class="tick" x="{LEFT}" y="{H}" text-anchor="start">{start}</text><text class="tick" x="{W}" y="{H}" text-anchor="end">{end}</text>{band}{p95}{avg}</svg>"#,
-        summary = escape(&summary),
+        summary = HtmlEscape(&summary),
         tx = LEFT - 4.0,
         start = short_time(from_ms),
         end = short_time(to_ms),

@@ -124,6 +124,18 @@ struct TransitionLine {
     check: String,
 }
 
+impl From<crate::store::TransitionEvent> for TransitionLine {
+    fn from(t: crate::store::TransitionEvent) -> TransitionLine {
+        TransitionLine {
+            at: iso(t.at_ms),
+            entity: t.entity_id,
+            from: t.from,
+            to: t.to,
+            check: t.check_id,
+        }
+    }
+}
+
 fn iso(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
@@ -342,16 +354,8 @@ async fn index_page(
         .iter()
         .map(|e| json!({"id": e.id, "name": e.name.clone().unwrap_or_else(|| e.id.clone())}))
         .collect();
-    let transitions: Vec<TransitionLine> = transitions
-        .into_iter()
-        .map(|t| TransitionLine {
-            at: iso(t.at_ms),
-            entity: t.entity_id,
-            from: t.from,
-            to: t.to,
-            check: t.check_id,
-        })
-        .collect();
+    let transitions: Vec<TransitionLine> =
+        transitions.into_iter().map(TransitionLine::from).collect();
     let link = |page: usize, status: Option<Status>| {
         let mut query = form_urlencoded::Serializer::new(String::new());
         if !search.is_empty() {
@@ -570,16 +574,8 @@ async fn system_page(
     }
     transitions.sort_by_key(|t| std::cmp::Reverse(t.at_ms));
     transitions.truncate(20);
-    let transitions: Vec<TransitionLine> = transitions
-        .into_iter()
-        .map(|t| TransitionLine {
-            at: iso(t.at_ms),
-            entity: t.entity_id,
-            from: t.from,
-            to: t.to,
-            check: t.check_id,
-        })
-        .collect();
+    let transitions: Vec<TransitionLine> =
+        transitions.into_iter().map(TransitionLine::from).collect();
     let open: Vec<Value> = state
         .store
         .incidents(true, None, 20)
