@@ -84,8 +84,8 @@ pub fn history_bar(runs: &[RunEvent], label: &str) -> String {
 /// Chart size in SVG units; it scales to the page's width.
 const W: f64 = 600.0;
 const H: f64 = 160.0;
-const LEFT: f64 = 48.0;
-const BOTTOM: f64 = 20.0;
+const LEFT: f64 = 80.0;
+const BOTTOM: f64 = 30.0;
 
 /// Average and p95 lines over a min–max band, from history buckets
 /// (oldest first) between `from_ms` and `to_ms`. Buckets without latency
@@ -187,7 +187,7 @@ pub fn latency_chart(points: &[HistoryPoint], from_ms: i64, to_ms: i64, label: &
     );
     let base = H - BOTTOM;
     format!(
-        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{summary}"><title>{summary}</title><line class="axis" x1="{LEFT}" y1="{base}" x2="{W}" y2="{base}"/><line class="grid" x1="{LEFT}" y1="6" x2="{W}" y2="6"/><text class="tick" x="{tx}" y="10" text-anchor="end">{top:.0} ms</text><text class="tick" x="{tx}" y="{base}" text-anchor="end">0</text><text class="tick" x="{LEFT}" y="{H}" text-anchor="start">{start}</text><text class="tick" x="{W}" y="{H}" text-anchor="end">{end}</text>{band}{p95}{avg}</svg>"#,
+        r#"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{summary}"><title>{summary}</title><line class="axis" x1="{LEFT}" y1="{base}" x2="{W}" y2="{base}"/><line class="grid" x1="{LEFT}" y1="6" x2="{W}" y2="6"/><text class="tick" x="{tx}" y="2" text-anchor="end" dominant-baseline="hanging">{top:.0} ms</text><text class="tick" x="{tx}" y="{base}" text-anchor="end">0</text><text class="tick" x="{LEFT}" y="{H}" text-anchor="start" dominant-baseline="text-after-edge">{start}</text><text class="tick" x="{W}" y="{H}" text-anchor="end" dominant-baseline="text-after-edge">{end}</text>{band}{p95}{avg}</svg>"#,
         summary = HtmlEscape(&summary),
         tx = LEFT - 4.0,
         start = short_time(from_ms),
