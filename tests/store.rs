@@ -10,7 +10,7 @@ use std::time::Duration;
 use checkhost::config::{Assignment, EnvSelection, System, Thresholds};
 use checkhost::store::read::{Bucket, SliceFilter};
 use checkhost::store::retention::RetentionPolicy;
-use checkhost::store::{DAY_MS, HOUR_MS, NewRun, Store};
+use checkhost::store::{DAY_MS, FieldSample, HOUR_MS, NewRun, Store};
 use serde_json::json;
 use support::db::TestDb;
 
@@ -71,6 +71,7 @@ fn run(system: &str, env: Option<&str>, healthy: bool, latency_ms: f64, at_ms: i
         result: json!({}),
         error: None,
         at_ms,
+        fields: Vec::new(),
     }
 }
 
@@ -83,6 +84,7 @@ on_both_engines!(
     a_large_concurrent_load_is_batched_and_every_change_is_one_transition,
     two_writers_on_one_database_write_one_transition,
     hourly_aggregates_fold_runs_and_roll_into_daily_with_max_p95,
+    marked_fields_merge_across_writers_and_roll_into_daily,
     retention_keeps_the_newest_transition_of_every_entity,
     state_survives_a_restart,
     paused_assignments_count_for_nothing,
@@ -325,6 +327,104 @@ async fn hourly_aggregates_fold_runs_and_roll_into_daily_with_max_p95(db: TestDb
         2,
         "env-less day kept apart"
     );
+}
+
+fn with_fields(mut run: NewRun, fields: &[(&str, f64)]) -> NewRun {
+    run.fields = fields
+        .iter()
+        .map(|(field, value)| FieldSample {
+            collector: "request".into(),
+            field: field.to_string(),
+            value: *value,
+        })
+        .collect();
+    run
+}
+
+/// Marked result fields land in the hourly tier from two writers at once,
+/// every aggregate exact, and roll into the daily tier, where a second
+/// roll-up of the same day adds to what the first stored.
+async fn marked_fields_merge_across_writers_and_roll_into_daily(db: TestDb) {
+    let first = store(&db, &["shop"]).await;
+    let second = Arc::new(Store::open(&db.url()).await.unwrap());
+    let now = 400 * DAY_MS;
+    let day = now - 40 * DAY_MS;
+    let mut tasks = Vec::new();
+    // Hour one: status codes 1..=20 and ok on even ones; hour two: 101..=120.
+    for i in 1..=20_i64 {
+        for (hour, store) in [(0, first.clone()), (1, second.clone())] {
+            tasks.push(tokio::spawn(async move {
+                let at = day + hour * HOUR_MS + 60_000 * i;
+                let code = (hour * 100 + i) as f64;
+                let ok = if i % 2 == 0 { 1.0 } else { 0.0 };
+                let r = with_fields(
+                    run("shop", Some("prod"), true, 5.0, at),
+                    &[("statusCode", code), ("ok", ok)],
+                );
+                store.record_run(r).await.unwrap();
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let filter = SliceFilter {
+        system: Some("shop".into()),
+        ..Default::default()
+    };
+    let hours = first
+        .history(&filter, day, day + DAY_MS, Bucket::Hour)
+        .await
+        .unwrap();
+    assert_eq!(hours.len(), 2, "{hours:?}");
+    let code = &hours[1].fields["request.statusCode"];
+    assert_eq!(
+        (code.samples, code.sum, code.min, code.max, code.last),
+        (20, 2210.0, 101.0, 120.0, 120.0),
+        "{code:?}"
+    );
+    assert_eq!(code.avg, 110.5);
+    assert_eq!(hours[0].fields["request.ok"].avg, 0.5);
+
+    first
+        .retention(RetentionPolicy::default(), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM field_aggregates_hourly")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM field_aggregates_daily")
+            .await,
+        2
+    );
+    // Late runs of the same day, rolled up on their own.
+    for i in 1..=2_i64 {
+        let r = with_fields(
+            run("shop", Some("prod"), true, 5.0, day + 2 * HOUR_MS + i),
+            &[("statusCode", 7.0 * i as f64)],
+        );
+        second.record_run(r).await.unwrap();
+    }
+    first
+        .retention(RetentionPolicy::default(), now)
+        .await
+        .unwrap();
+    let days = first
+        .history(&filter, day, day + DAY_MS, Bucket::Day)
+        .await
+        .unwrap();
+    let code = &days[0].fields["request.statusCode"];
+    assert_eq!(
+        (code.samples, code.sum, code.min, code.max, code.last),
+        (42, 210.0 + 2210.0 + 21.0, 1.0, 120.0, 14.0),
+        "the newest value is the day's last: {code:?}"
+    );
+    assert_eq!(days[0].fields["request.ok"].samples, 40);
+    first.close().await;
+    second.close().await;
 }
 
 /// A check that could not be prepared (plugin missing, migration failing)

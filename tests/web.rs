@@ -581,3 +581,222 @@ async fn the_api_document_and_the_metrics_pass_outside_validators() {
         "{open}"
     );
 }
+
+/// Serves the files of `dir` over HTTP/1.1, one request per connection.
+async fn static_site(dir: PathBuf) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            let dir = dir.clone();
+            tokio::spawn(async move {
+                let mut conn = BufReader::new(conn);
+                let mut request = String::new();
+                if conn.read_line(&mut request).await.is_err() {
+                    return;
+                }
+                loop {
+                    let mut line = String::new();
+                    match conn.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("/");
+                let file = path
+                    .trim_start_matches('/')
+                    .split('/')
+                    .all(|part| !part.is_empty() && part != "..")
+                    .then(|| std::fs::read(dir.join(path.trim_start_matches('/'))).ok())
+                    .flatten();
+                let (status, body) = match file {
+                    Some(body) => ("200 OK", body),
+                    None => ("404 Not Found", Vec::new()),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let conn = conn.get_mut();
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(&body).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// The shipped demo as a new user meets it: `examples/checkhost.yaml` on
+/// its two sites and the production certificate (served here, on free
+/// ports, every check each second). The history API returns what the
+/// http, json-field and tls collectors measure with their plugins' marks,
+/// the system page draws a chart of each, and in Chromium that page lines
+/// up, fits a phone, passes axe and is saved as `demo-*.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_charts_what_its_collectors_measure() {
+    let script = root().join("tests/browser/page-check.mjs");
+    if !tools_present(&[
+        root().join("tests/browser/node_modules/playwright-core"),
+        root().join("tests/browser/node_modules/axe-core"),
+        PathBuf::from("/usr/bin/chromium"),
+    ]) {
+        return;
+    }
+    let site = root().join("examples/site");
+    let staging = static_site(site.join("staging")).await;
+    let production = static_site(site.join("production")).await;
+    let tls = support::servers::tls(false).await.port();
+    let example = std::fs::read_to_string(root().join("examples/checkhost.yaml")).unwrap();
+    let config = example
+        .replace("127.0.0.1:18081", &format!("127.0.0.1:{staging}"))
+        .replace("127.0.0.1:18082", &format!("127.0.0.1:{production}"))
+        .replace("127.0.0.1:18443", &format!("127.0.0.1:{tls}"))
+        .replace("port: 18443", &format!("port: {tls}"))
+        .replace("interval: 30s", "interval: 1s")
+        .replace("interval: 1m", "interval: 1s");
+    assert!(
+        !config.contains("1808") && !config.contains("18443"),
+        "every demo port is replaced:\n{config}"
+    );
+    let ws = Workspace::new(&[
+        "http",
+        "http-request",
+        "json-field-py",
+        "tls",
+        "tls-certificate",
+        "postgres",
+        "redis",
+        "service",
+    ]);
+    ws.config(&config);
+    let daemon = start(
+        &ws,
+        &[
+            ("CHECKHOST_SECRET_API_TOKEN", "demo-token"),
+            ("CHECKHOST_SECRET_ADMIN_TOKEN", TOKEN),
+        ],
+    );
+    let client = reqwest::Client::new();
+    // A few runs of each, so the charts have values.
+    let wanted = [
+        "request.statusCode",
+        "request.responseTimeMs",
+        "request.bodyLength",
+        "json-field.statusCode",
+        "json-field.found",
+        "certificate.daysRemaining",
+        "certificate.valid",
+    ];
+    let started = Instant::now();
+    let history = loop {
+        let body = client
+            .get(daemon.url("/api/v1/history?system=shop"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let history: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let samples = |key: &str| {
+            history["points"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["fields"][key]["samples"].as_i64())
+                .sum::<i64>()
+        };
+        if wanted.iter().all(|k| samples(k) >= 3) {
+            break history;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the demo's fields were not measured three times each: {body}\nlog:\n{}",
+            daemon.log().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let meta = |key: &str| {
+        history["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["key"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("no marks for {key}: {history}"))
+    };
+    let newest = |key: &str| {
+        history["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find_map(|p| p["fields"].get(key).cloned())
+            .unwrap()
+    };
+    assert_eq!(meta("request.statusCode")["chart"], "bar");
+    assert_eq!(meta("request.responseTimeMs")["aggregate"], "min-max");
+    assert_eq!(meta("request.responseTimeMs")["unit"], "ms");
+    assert_eq!(meta("certificate.daysRemaining")["chart"], "gauge");
+    assert_eq!(meta("json-field.found")["kind"], "boolean");
+    assert_eq!(newest("request.statusCode")["last"], 200.0);
+    assert_eq!(newest("json-field.found")["avg"], 1.0);
+    let days = newest("certificate.daysRemaining")["last"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        days > 365.0 * 50.0,
+        "the test certificate runs to 2099: {days}"
+    );
+
+    let page = client
+        .get(daemon.url("/systems/shop"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for key in wanted {
+        let check = if key.starts_with("certificate") {
+            "TLS certificate"
+        } else {
+            "Health endpoint"
+        };
+        let label = format!(r#"aria-label="{key} of {check} in production over 24 h: now"#);
+        assert!(
+            page.contains(&label),
+            "no chart `{label}` on the page:\n{page}"
+        );
+    }
+    assert!(
+        page.contains(r#"<rect class="meter""#),
+        "the certificate's gauge"
+    );
+
+    let artifacts = support::target_dir().join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let out = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg("--artifacts")
+        .arg(&artifacts)
+        .args(["--widths", "1280,390"])
+        .args(["--page", &format!("demo={}", daemon.url("/systems/shop"))])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs (scripts/install-test-tools)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.ends_with("OK\n"),
+        "the page check failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["demo-1280-light", "demo-390-dark"] {
+        let shot = artifacts.join(format!("{name}.png"));
+        assert!(shot.exists(), "no screenshot at {}", shot.display());
+    }
+}

@@ -8,7 +8,8 @@
 // 1. every body cell lines up with its column header (left and right edge,
 //    across colspans), and a hidden header hides its column;
 // 2. nothing overflows horizontally: the document is no wider than the
-//    window, and no visible element reaches past either edge;
+//    window, and no visible element reaches past either edge; a chart's
+//    labels are at least 9 px high on screen and do not overlap;
 // 3. each status label says its status in words and has its own shape;
 // 4. the dark scheme is dark (background) with light text;
 // 5. axe-core finds no serious or critical violation;
@@ -62,7 +63,8 @@ function geometry() {
     };
     const name = (el) => {
         const text = (el.textContent || '').trim().replace(/\s+/g, ' ').slice(0, 40);
-        return `<${el.tagName.toLowerCase()}${el.className ? ` class="${el.className}"` : ''}> "${text}"`;
+        const cls = el.getAttribute('class');
+        return `<${el.tagName.toLowerCase()}${cls ? ` class="${cls}"` : ''}> "${text}"`;
     };
     // Columns of a row, by index, accounting for colspan.
     const columns = (row) => {
@@ -104,6 +106,23 @@ function geometry() {
                 }
             }
         }
+    });
+    // Chart labels: big enough to read once the chart is scaled to the
+    // page, and never on top of one another.
+    document.querySelectorAll('svg.chart').forEach((chart) => {
+        const texts = [...chart.querySelectorAll('text')].filter(visible);
+        const chartName = (chart.getAttribute('aria-label') || '').slice(0, 60);
+        for (const t of texts) {
+            const size = t.getBoundingClientRect().height;
+            if (size < 9) problems.push(`chart "${chartName}": label "${t.textContent}" is ${size.toFixed(1)} px high`);
+        }
+        texts.forEach((a, i) => texts.slice(i + 1).forEach((b) => {
+            const p = a.getBoundingClientRect();
+            const q = b.getBoundingClientRect();
+            const overlap = Math.min(p.right, q.right) - Math.max(p.left, q.left) > 1 &&
+                Math.min(p.bottom, q.bottom) - Math.max(p.top, q.top) > 1;
+            if (overlap) problems.push(`chart "${chartName}": labels "${a.textContent}" and "${b.textContent}" overlap`);
+        }));
     });
     const width = document.documentElement.clientWidth;
     if (document.documentElement.scrollWidth > width) {

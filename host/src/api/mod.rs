@@ -28,6 +28,7 @@ use crate::serve::generation::Access;
 use crate::serve::scheduler::Scheduler;
 use crate::store::Store;
 use error::ApiError;
+pub use runs::{HistoryField, history_fields};
 pub use systems::{SystemDetail, system_detail as systems_detail};
 
 /// Request bodies are small (actions take none): anything larger is refused.

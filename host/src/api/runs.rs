@@ -2,6 +2,8 @@
 //! transitions newest first with keyset pagination, and history merged
 //! across the aggregate tiers.
 
+use std::collections::BTreeSet;
+
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -10,6 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::ApiState;
 use super::error::{ApiError, ErrorBody, Params, cursor_param, limit_param, time_param};
 use crate::clock::now_ms;
+use crate::pipeline::plugins::PluginSet;
+use crate::runtime::result_fields::ResultField;
 use crate::store::read::{Bucket, HistoryPoint, RunQuery, RunRecord, SliceFilter, TransitionQuery};
 use crate::store::state::Status;
 use crate::store::{DAY_MS, TransitionEvent};
@@ -143,6 +147,37 @@ pub struct History {
     /// `hour` or `day`.
     pub bucket: String,
     pub points: Vec<HistoryPoint>,
+    /// What the points' `fields` are, as the loaded plugins mark them:
+    /// how to aggregate and chart each, and its unit.
+    pub fields: Vec<HistoryField>,
+}
+
+/// A marked result field found in the history.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryField {
+    /// The points' key: `<collector>.<field>`.
+    pub key: String,
+    /// The collector's plugin id; `<id>#2` for its second use in a check.
+    pub collector: String,
+    #[serde(flatten)]
+    pub field: ResultField,
+}
+
+/// The marks of every field in `points`; a field whose plugin is no longer
+/// loaded keeps its values but has no marks to list.
+pub fn history_fields(plugins: &PluginSet, points: &[HistoryPoint]) -> Vec<HistoryField> {
+    let keys: BTreeSet<&String> = points.iter().flat_map(|p| p.fields.keys()).collect();
+    keys.into_iter()
+        .filter_map(|key| {
+            let (collector, name) = key.split_once('.')?;
+            Some(HistoryField {
+                key: key.clone(),
+                collector: collector.to_string(),
+                field: plugins.result_field(collector, name)?.clone(),
+            })
+        })
+        .collect()
 }
 
 #[utoipa::path(
@@ -173,6 +208,7 @@ pub async fn history(
     }
     let filter = slices(p.system, p.check, p.environment);
     let points = state.store.history(&filter, from_ms, to_ms, bucket).await?;
+    let fields = history_fields(&state.scheduler.generation().setup.plugins, &points);
     Ok(Json(History {
         from_ms,
         to_ms,
@@ -183,6 +219,7 @@ pub async fn history(
         }
         .into(),
         points,
+        fields,
     }))
 }
 

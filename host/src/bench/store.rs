@@ -13,7 +13,7 @@ use super::scratch::Scratch;
 use crate::clock::now_ms;
 use crate::config::{Assignment, EnvSelection, System, Thresholds};
 use crate::store::db::{Db, WritePool, with_pool};
-use crate::store::{NewRun, Store};
+use crate::store::{FieldSample, NewRun, Store};
 
 pub struct StoreReport {
     pub engine: &'static str,
@@ -57,6 +57,23 @@ fn typical_result(latency_ms: f64) -> Value {
     })
 }
 
+/// What the pipeline samples from that result: the request collector's
+/// marked fields.
+fn typical_fields(latency_ms: f64) -> Vec<FieldSample> {
+    [
+        ("bodyLength", 15.0),
+        ("responseTimeMs", latency_ms),
+        ("statusCode", 200.0),
+    ]
+    .into_iter()
+    .map(|(field, value)| FieldSample {
+        collector: "request".into(),
+        field: field.into(),
+        value,
+    })
+    .collect()
+}
+
 fn runs(n: usize, slices: usize) -> Vec<NewRun> {
     let start = now_ms();
     (0..n)
@@ -72,6 +89,7 @@ fn runs(n: usize, slices: usize) -> Vec<NewRun> {
                 result: typical_result(latency_ms),
                 error: None,
                 at_ms: start + (i / 16) as i64,
+                fields: typical_fields(latency_ms),
             }
         })
         .collect()

@@ -140,12 +140,10 @@ pub async fn run(cmd: PluginCommand, runtime: Runtime) -> anyhow::Result<ExitCod
 async fn inspect(runtime: &Runtime, file: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     let plugin = runtime.load(&file).await?;
     let info = &plugin.info;
-    // Loading checked the marks: these are well-formed.
-    let fields = crate::runtime::result_fields::marked_fields(&info.result_schema)
-        .map_err(anyhow::Error::msg)?;
+    let fields = &plugin.result_fields;
     if json {
         let mut shown = serde_json::to_value(info)?;
-        shown["resultFields"] = serde_json::to_value(&fields)?;
+        shown["resultFields"] = serde_json::to_value(fields)?;
         shown["initialMemoryBytes"] = plugin.initial_memory_bytes.into();
         shown["runLimits"] = serde_json::to_value(RunLimits::default())?;
         shown["maxMessageBytes"] = crate::runtime::text::MAX_MESSAGE_BYTES.into();
@@ -176,7 +174,7 @@ async fn inspect(runtime: &Runtime, file: PathBuf, json: bool) -> anyhow::Result
         println!("strategies:      {}", inert(&info.strategies.join(", ")));
         println!("allow multiple:  {}", info.allow_multiple);
     }
-    for f in &fields {
+    for f in fields {
         println!(
             "charted field:   {} ({}, {}, {} chart{})",
             inert(&f.name),

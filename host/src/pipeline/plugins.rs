@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::runtime::result_fields::ResultField;
 use crate::runtime::{LoadError, Plugin, PluginKind, Runtime};
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +158,16 @@ impl PluginSet {
 
     pub fn collector(&self, id: &str) -> Option<&Arc<Plugin>> {
         self.collectors.get(id)
+    }
+
+    /// The marks of a stored field: `collector` as the aggregates name it
+    /// (`<id>` or `<id>#2`).
+    pub fn result_field(&self, collector: &str, field: &str) -> Option<&ResultField> {
+        let id = collector.split_once('#').map_or(collector, |(id, _)| id);
+        self.collector(id)?
+            .result_fields
+            .iter()
+            .find(|f| f.name == field)
     }
 
     pub fn strategy_ids(&self) -> Vec<&str> {

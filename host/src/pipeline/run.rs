@@ -19,11 +19,12 @@ use crate::config::environments::effective_environments;
 use crate::config::{Assignment, Check, ConfigFile, System};
 use crate::runtime::bindings::{CheckInfo, EnvironmentInfo, RunContext, SystemInfo};
 use crate::runtime::mask::Masker;
+use crate::runtime::result_fields::Sample;
 use crate::runtime::{
     CollectorOutcome, CollectorRun, GuestStats, NetworkPolicy, Plugin, PluginKind, RunLimits,
     RunOutcome, RunSpec, Runtime,
 };
-use crate::store::{NewRun, Store, StoreError, TransitionEvent};
+use crate::store::{FieldSample, NewRun, Store, StoreError, TransitionEvent};
 
 /// Which slices `checkhost run` runs.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +51,9 @@ pub struct RunReport {
     /// What the sandbox spent on the run.
     #[serde(skip)]
     pub guest: GuestStats,
+    /// Marked result fields left out of the aggregates for their type.
+    #[serde(skip)]
+    pub skipped_fields: Vec<SkippedField>,
 }
 
 impl RunReport {
@@ -94,6 +98,16 @@ struct Executed {
     result: Value,
     masker: Masker,
     guest: GuestStats,
+    fields: Vec<FieldSample>,
+    skipped_fields: Vec<SkippedField>,
+}
+
+/// A marked result field whose value had another type than its schema
+/// says: left out of the aggregates and counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedField {
+    pub plugin: String,
+    pub field: String,
 }
 
 /// How long a check's config migrations may take: its own timeout, and
@@ -321,6 +335,8 @@ impl Pipeline<'_> {
             result,
             masker,
             guest,
+            fields,
+            skipped_fields,
         } = match self.execute_slice(p, system, env).await {
             Ok(Some(done)) => done,
             Ok(None) => return Ok(None),
@@ -331,6 +347,8 @@ impl Pipeline<'_> {
                 result: json!({}),
                 masker: Masker::default(),
                 guest: GuestStats::default(),
+                fields: Vec::new(),
+                skipped_fields: Vec::new(),
             },
         };
         // Waiting for the runtime to admit the run is the host's queue, not
@@ -357,6 +375,7 @@ impl Pipeline<'_> {
             result: persisted,
             error: error.clone(),
             at_ms: now_ms(),
+            fields,
         };
         let recorded = self.store.record_run(run).await?;
         Ok(Some(RunReport {
@@ -370,6 +389,7 @@ impl Pipeline<'_> {
             transitions: recorded.transitions,
             run_id: recorded.run_id,
             guest,
+            skipped_fields,
         }))
     }
 
@@ -467,6 +487,7 @@ impl Pipeline<'_> {
             .collect();
         let error = outcome.error();
         let healthy = error.is_none() && assertions.iter().all(|a| a.passed);
+        let (fields, skipped_fields) = field_samples(&outcome, p);
         Ok(Some(Executed {
             healthy,
             error,
@@ -474,6 +495,8 @@ impl Pipeline<'_> {
             result: persisted_results(&outcome, p),
             masker,
             guest: outcome.stats,
+            fields,
+            skipped_fields,
         }))
     }
 
@@ -494,6 +517,7 @@ impl Pipeline<'_> {
             result: json!({}),
             error: Some(message.clone()),
             at_ms: now_ms(),
+            fields: Vec::new(),
         };
         let recorded = self.store.record_run(run).await?;
         Ok(RunReport {
@@ -507,6 +531,7 @@ impl Pipeline<'_> {
             transitions: recorded.transitions,
             run_id: recorded.run_id,
             guest: GuestStats::default(),
+            skipped_fields: Vec::new(),
         })
     }
 }
@@ -520,6 +545,39 @@ fn persisted_assertions(assertions: &[AssertionOutcome]) -> Value {
     } else {
         json!(assertions)
     }
+}
+
+/// The values of the fields each collector marks for aggregation, keyed
+/// by its plugin id (`<id>#2` for a plugin's second use in the check, so
+/// two uses never merge); values of another type are left out and named.
+fn field_samples(outcome: &RunOutcome, p: &PreparedCheck) -> (Vec<FieldSample>, Vec<SkippedField>) {
+    let mut samples = Vec::new();
+    let mut skipped = Vec::new();
+    let mut uses: HashMap<&str, usize> = HashMap::new();
+    for (out, (plugin, _)) in outcome.collectors.iter().zip(&p.collectors) {
+        let id = plugin.info.id.as_str();
+        let nth = uses.entry(id).or_default();
+        *nth += 1;
+        let collector = match *nth {
+            1 => id.to_string(),
+            n => format!("{id}#{n}"),
+        };
+        for field in &plugin.result_fields {
+            match field.sample(&out.result) {
+                Sample::Value(value) => samples.push(FieldSample {
+                    collector: collector.clone(),
+                    field: field.name.clone(),
+                    value,
+                }),
+                Sample::Missing => {}
+                Sample::Mismatch => skipped.push(SkippedField {
+                    plugin: id.to_string(),
+                    field: field.name.clone(),
+                }),
+            }
+        }
+    }
+    (samples, skipped)
 }
 
 /// Collector results as stored: fields whose result schema says

@@ -64,6 +64,8 @@ pub struct Plugin {
     /// size, the pre-initialised image for interpreted guests): what a run
     /// of it weighs against the runtime's guest memory budget.
     pub initial_memory_bytes: u64,
+    /// The result fields it marks for aggregation and charts.
+    pub result_fields: Vec<super::result_fields::ResultField>,
     /// Configs whose migration failed, by their JSON: a migration has no
     /// network and is deterministic by contract, so it fails the same way
     /// again, and a hanging one must not cost its timeout once per check.
@@ -212,19 +214,21 @@ impl Loader<'_> {
         let info = self.describe(path, &pre).await?;
         check_schema(path, &info, "config", &info.config_schema)?;
         check_schema(path, &info, "result", &info.result_schema)?;
-        super::result_fields::marked_fields(&info.result_schema).map_err(|message| {
-            LoadError::Schema {
-                path: path.to_path_buf(),
-                id: info.id.clone(),
-                which: "result",
-                message,
-            }
-        })?;
+        let result_fields =
+            super::result_fields::marked_fields(&info.result_schema).map_err(|message| {
+                LoadError::Schema {
+                    path: path.to_path_buf(),
+                    id: info.id.clone(),
+                    which: "result",
+                    message,
+                }
+            })?;
         Ok(Plugin {
             path: path.to_path_buf(),
             info,
             pre,
             initial_memory_bytes: initial_memory_bytes(&component),
+            result_fields,
             failed_migrations: Default::default(),
         })
     }

@@ -9,7 +9,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Aggregate {
     /// The mean of the bucket's values.
@@ -24,7 +24,7 @@ pub enum Aggregate {
     Last,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Chart {
     Line,
@@ -34,7 +34,7 @@ pub enum Chart {
     Text,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FieldKind {
     Number,
@@ -42,7 +42,7 @@ pub enum FieldKind {
 }
 
 /// One marked field of a result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultField {
     pub name: String,
@@ -125,6 +125,32 @@ pub fn marked_fields(schema: &Value) -> Result<Vec<ResultField>, String> {
     Ok(fields)
 }
 
+/// What a result holds for a marked field.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sample {
+    /// A value to merge: a number, or 1 and 0 for a boolean.
+    Value(f64),
+    /// Absent or null: the collector did not measure it this time.
+    Missing,
+    /// A value of another type than the schema says: never merged, so a
+    /// guest that breaks its own schema cannot corrupt stored buckets.
+    Mismatch,
+}
+
+impl ResultField {
+    /// The field's value in a collector's result.
+    pub fn sample(&self, result: &Value) -> Sample {
+        match (self.kind, result.get(&self.name)) {
+            (_, None | Some(Value::Null)) => Sample::Missing,
+            (FieldKind::Number, Some(Value::Number(n))) => {
+                n.as_f64().map_or(Sample::Mismatch, Sample::Value)
+            }
+            (FieldKind::Boolean, Some(Value::Bool(b))) => Sample::Value(f64::from(u8::from(*b))),
+            _ => Sample::Mismatch,
+        }
+    }
+}
+
 /// `number`/`integer` or `boolean`, alone or beside `null`.
 fn kind_of(field: &Value) -> Option<FieldKind> {
     let kind = |t: &str| match t {
@@ -191,6 +217,26 @@ mod tests {
             (ok.kind, ok.aggregate),
             (FieldKind::Boolean, Aggregate::Rate)
         );
+    }
+
+    #[test]
+    fn samples_take_only_the_schema_type() {
+        let fields = marked_fields(&json!({"properties": {
+            "code": {"type": "integer", "x-aggregate": "last"},
+            "ok": {"type": "boolean", "x-aggregate": "rate"},
+        }}))
+        .unwrap();
+        let [code, ok] = fields.as_slice() else {
+            unreachable!()
+        };
+        let result = json!({"code": 503, "ok": false});
+        assert_eq!(code.sample(&result), Sample::Value(503.0));
+        assert_eq!(ok.sample(&result), Sample::Value(0.0));
+        assert_eq!(ok.sample(&json!({"ok": true})), Sample::Value(1.0));
+        assert_eq!(code.sample(&json!({"code": "503"})), Sample::Mismatch);
+        assert_eq!(ok.sample(&json!({"ok": 1})), Sample::Mismatch);
+        assert_eq!(code.sample(&json!({"code": null})), Sample::Missing);
+        assert_eq!(code.sample(&json!({})), Sample::Missing);
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub struct RunLabels {
     pub outcome: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FieldLabels {
+    pub plugin: String,
+    pub field: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub runs: Family<RunLabels, Counter>,
@@ -52,6 +58,7 @@ pub struct Metrics {
     pub memory_budget_bytes: Gauge,
     pub memory_budget_in_use_bytes: Gauge,
     pub runs_waiting: Gauge,
+    pub result_fields_skipped: Family<FieldLabels, Counter>,
 }
 
 impl Metrics {
@@ -82,6 +89,7 @@ impl Metrics {
             memory_budget_bytes: Gauge::default(),
             memory_budget_in_use_bytes: Gauge::default(),
             runs_waiting: Gauge::default(),
+            result_fields_skipped: Family::default(),
         };
         let mut registry = metrics.registry;
         registry.register(
@@ -201,6 +209,12 @@ impl Metrics {
             "Runs started by the scheduler but waiting for a pool slot or guest memory budget",
             metrics.runs_waiting.clone(),
         );
+        registry.register(
+            "result_fields_skipped",
+            "Marked result field values left out of the aggregates because their type was not \
+             the one the plugin's result schema declares",
+            metrics.result_fields_skipped.clone(),
+        );
         metrics.run_host_memory_budget.set(
             i64::try_from(crate::runtime::RunLimits::default().host_memory_bytes())
                 .unwrap_or(i64::MAX),
@@ -233,6 +247,22 @@ impl Metrics {
         self.guest_host_memory_peak
             .observe(guest.host_memory_peak_bytes as f64);
         self.guest_cpu.observe(guest.cpu.as_secs_f64());
+        for skipped in &report.skipped_fields {
+            let counter = self.result_fields_skipped.get_or_create(&FieldLabels {
+                plugin: skipped.plugin.clone(),
+                field: skipped.field.clone(),
+            });
+            // Said once per field: the counter tells how often since.
+            if counter.inc() == 0 {
+                tracing::warn!(
+                    plugin = %skipped.plugin,
+                    field = %skipped.field,
+                    "a result field marked for aggregation had another type than its schema \
+                     says; such values are left out of the aggregates (metric \
+                     checkhost_result_fields_skipped_total)"
+                );
+            }
+        }
     }
 
     pub fn observe_unpersisted(&self, check: &str) {

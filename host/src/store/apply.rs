@@ -313,6 +313,7 @@ mod tests {
             result: json!({}),
             error: None,
             at_ms,
+            fields: Vec::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 mod apply;
 pub(crate) mod db;
 pub mod entity;
+pub mod fields;
 mod ids;
 pub mod incidents;
 pub mod outbox;
@@ -76,6 +77,21 @@ pub struct NewRun {
     pub result: Value,
     pub error: Option<String>,
     pub at_ms: i64,
+    /// The values of the result fields its collectors mark for aggregation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldSample>,
+}
+
+/// One marked result field's value in a run, merged into the field's
+/// hourly bucket beside the latency.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldSample {
+    /// The collector's plugin id; `<id>#2` for its second use in a check.
+    pub collector: String,
+    pub field: String,
+    /// The number, or 1 and 0 for a boolean.
+    pub value: f64,
 }
 
 /// A status change of an entity (`<system>` or `<system>::<environment>`).

@@ -11,6 +11,7 @@ use sqlx::QueryBuilder;
 
 use super::db::with_pool;
 use super::entity::EntityId;
+use super::fields::{FieldBucket, FieldPoint};
 use super::ids::{created_at, first_id_at};
 use super::state::{Status, TransitionKind};
 use super::{
@@ -52,6 +53,33 @@ impl SliceFilter {
             q.push(" AND env_key = ").push_bind(env.clone());
         }
         q.push(")");
+    }
+}
+
+/// `SELECT <columns>, <tier>` from both tiers of a table (`tables`: the
+/// hourly, then the daily), with the buckets that overlap `from`–`to`.
+fn push_tiers<DB: sqlx::Database>(
+    q: &mut QueryBuilder<DB>,
+    columns: &str,
+    tables: [&str; 2],
+    (from_ms, to_ms): (i64, i64),
+    slices: &SliceFilter,
+) where
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    for (tier, table) in tables.into_iter().enumerate() {
+        if tier > 0 {
+            q.push(" UNION ALL ");
+        }
+        q.push(format!(
+            "SELECT {columns}, {tier} FROM {table} WHERE bucket >= "
+        ));
+        // A bucket that starts before `from` may still overlap it.
+        let span = if tier == 1 { DAY_MS } else { HOUR_MS };
+        q.push_bind(from_ms.saturating_sub(from_ms.rem_euclid(span)));
+        q.push(" AND bucket < ").push_bind(to_ms);
+        slices.push(q, "slice_id");
     }
 }
 
@@ -131,6 +159,9 @@ pub struct HistoryPoint {
     pub latency_min_ms: f64,
     pub latency_max_ms: f64,
     pub latency_p95_ms: f64,
+    /// The marked result fields measured in the bucket, by
+    /// `<collector>.<field>` (`request.statusCode`).
+    pub fields: BTreeMap<String, FieldPoint>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -451,37 +482,64 @@ impl Store {
         bucket: Bucket,
     ) -> Result<Vec<HistoryPoint>, StoreError> {
         type Row = (i64, i64, i64, i64, i64, f64, f64, f64, f64, i32);
-        let rows: Vec<Row> = with_pool!(&self.db.read().await, pool => {
+        type FieldRow = (i64, String, String, i64, f64, f64, f64, f64, i64, i32);
+        let (rows, field_rows): (Vec<Row>, Vec<FieldRow>) = with_pool!(&self.db.read().await, pool => {
             let mut q = QueryBuilder::new("");
-            for (i, (table, tier)) in [("aggregates_hourly", 0), ("aggregates_daily", 1)].into_iter().enumerate() {
-                if i > 0 {
-                    q.push(" UNION ALL ");
-                }
-                q.push(format!(
-                    "SELECT bucket, total, healthy, unhealthy, latency_count, latency_sum, latency_min, \
-                     latency_max, p95, {tier} FROM {table} WHERE bucket >= "
-                ));
-                // A bucket that starts before `from` may still overlap it.
-                let span = if tier == 1 { DAY_MS } else { HOUR_MS };
-                q.push_bind(from_ms.saturating_sub(from_ms.rem_euclid(span)));
-                q.push(" AND bucket < ").push_bind(to_ms);
-                slices.push(&mut q, "slice_id");
-            }
-            q.build_query_as().fetch_all(pool).await?
+            push_tiers(
+                &mut q,
+                "bucket, total, healthy, unhealthy, latency_count, latency_sum, latency_min, \
+                 latency_max, p95",
+                ["aggregates_hourly", "aggregates_daily"],
+                (from_ms, to_ms),
+                slices,
+            );
+            let rows = q.build_query_as().fetch_all(pool).await?;
+            let mut q = QueryBuilder::new("");
+            push_tiers(
+                &mut q,
+                "bucket, collector, field, samples, value_sum, value_min, value_max, value_last, last_at",
+                ["field_aggregates_hourly", "field_aggregates_daily"],
+                (from_ms, to_ms),
+                slices,
+            );
+            (rows, q.build_query_as().fetch_all(pool).await?)
         });
         // One p95 rule everywhere, the seed's: a bucket that merges stored
         // rows (the hours of a day, several slices) reports the largest of
         // their p95s, as the daily tier stores it.
         // Runs without latency (their check could not be prepared) count in
         // the totals only.
-        let mut merged: BTreeMap<(i64, bool), (HistoryPoint, i64, f64)> = BTreeMap::new();
-        for (start, total, healthy, unhealthy, count, sum, min, max, p95, tier) in rows {
+        let key = |start: i64, tier: i32| {
             let day = tier == 1 || bucket == Bucket::Day;
             let start = if day {
                 start.div_euclid(DAY_MS) * DAY_MS
             } else {
                 start
             };
+            (start, day)
+        };
+        // Fields merge across slices and tiers like latency, by
+        // `<collector>.<field>`.
+        let mut fields: BTreeMap<(i64, bool), BTreeMap<String, FieldBucket>> = BTreeMap::new();
+        for (start, collector, field, samples, sum, min, max, last, last_at, tier) in field_rows {
+            let values = FieldBucket {
+                samples,
+                sum,
+                min,
+                max,
+                last,
+                last_at,
+            };
+            fields
+                .entry(key(start, tier))
+                .or_default()
+                .entry(format!("{collector}.{field}"))
+                .and_modify(|b| b.merge(&values))
+                .or_insert(values);
+        }
+        let mut merged: BTreeMap<(i64, bool), (HistoryPoint, i64, f64)> = BTreeMap::new();
+        for (start, total, healthy, unhealthy, count, sum, min, max, p95, tier) in rows {
+            let (start, day) = key(start, tier);
             let (point, count_total, sum_total) = merged.entry((start, day)).or_insert_with(|| {
                 (
                     HistoryPoint {
@@ -495,6 +553,10 @@ impl Store {
                         latency_min_ms: f64::INFINITY,
                         latency_max_ms: 0.0,
                         latency_p95_ms: 0.0,
+                        fields: fields
+                            .get(&(start, day))
+                            .map(|f| f.iter().map(|(k, b)| (k.clone(), b.into())).collect())
+                            .unwrap_or_default(),
                     },
                     0,
                     0.0,

@@ -1,6 +1,6 @@
-//! Retention: raw runs for days, hourly aggregates for a month (then rolled
-//! into daily rows), daily for a year; transitions pruned but the newest of
-//! every entity always kept.
+//! Retention: raw runs for days, hourly aggregates (latency and marked
+//! result fields) for a month (then rolled into daily rows), daily for a
+//! year; transitions pruned but the newest of every entity always kept.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +8,7 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 
 use super::db::{WritePool, with_pool};
+use super::fields::{self, COLUMNS as FIELD_COLUMNS, FieldBucket, FieldKey, FieldRow};
 use super::ids::first_id_at;
 use super::sketch::Sketch;
 use super::{DAY_MS, Store, StoreError};
@@ -159,6 +160,32 @@ impl Store {
                 );
                 q.build().execute(&mut *tx).await?;
             }
+            // Marked result fields roll up the same way; their columns
+            // merge on upsert, so the stored daily rows need no reading.
+            let field_hours: Vec<FieldRow> = sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT {FIELD_COLUMNS} FROM field_aggregates_hourly WHERE bucket < $1"
+            )))
+            .bind(cutoff)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut field_days: BTreeMap<FieldKey, FieldBucket> = BTreeMap::new();
+            for row in field_hours {
+                let ((slice, bucket, collector, field), hour) = fields::from_row(row);
+                let day = (slice, bucket.div_euclid(DAY_MS) * DAY_MS, collector, field);
+                field_days
+                    .entry(day)
+                    .and_modify(|d| d.merge(&hour))
+                    .or_insert(hour);
+            }
+            fields::upsert(&mut tx, "field_aggregates_daily", &field_days).await?;
+            sqlx::query("DELETE FROM field_aggregates_hourly WHERE bucket < $1")
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM field_aggregates_daily WHERE bucket < $1")
+                .bind(now_ms - policy.daily_days * DAY_MS)
+                .execute(&mut *tx)
+                .await?;
             let hourly_rolled = sqlx::query("DELETE FROM aggregates_hourly WHERE bucket < $1")
                 .bind(cutoff)
                 .execute(&mut *tx)

@@ -3,7 +3,7 @@
 //! `max_batch`), written in one transaction of a handful of multi-row
 //! statements. A producer hears back only after its batch committed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use super::apply::{Aggregate, Applied, Loaded, PendingRun, SliceState, apply, ho
 use super::db::{Db, WritePool, entity_lock_key, unavailable, with_pool};
 use super::entity::EntityId;
 use super::entity::SliceId;
+use super::fields::{self, FieldBucket, FieldKey};
 use super::ids::RunIds;
 use super::outbox::{self, OutboxRow, SharedRouter};
 use super::sketch::Sketch;
@@ -873,6 +874,19 @@ where
         );
         q.build().execute(&mut **tx).await?;
     }
+
+    let mut fields: BTreeMap<FieldKey, FieldBucket> = BTreeMap::new();
+    for p in pending {
+        let bucket = hour_bucket(p.run.at_ms);
+        for f in &p.run.fields {
+            let sample = FieldBucket::new(f.value, p.run.at_ms);
+            fields
+                .entry((p.slice_id, bucket, f.collector.clone(), f.field.clone()))
+                .and_modify(|b| b.merge(&sample))
+                .or_insert(sample);
+        }
+    }
+    fields::upsert(tx, "field_aggregates_hourly", &fields).await?;
 
     let mut slices: Vec<(&i64, &SliceState)> = pending
         .iter()

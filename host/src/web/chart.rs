@@ -1,12 +1,16 @@
 //! The system page's pictures, drawn on the server as inline SVG: the bar
-//! of recent runs and the response-time chart. A few dozen lines of
-//! geometry; a charting crate would bring a renderer the page does not need.
+//! of recent runs, the response-time chart and one chart per marked result
+//! field. A few dozen lines of geometry; a charting crate would bring a
+//! renderer the page does not need.
 
 use std::fmt::Write;
 
 use minijinja::HtmlEscape;
 
 use super::iso;
+use crate::api::HistoryField;
+use crate::runtime::result_fields::{Aggregate, Chart, FieldKind};
+use crate::store::fields::FieldPoint;
 use crate::store::read::HistoryPoint;
 use crate::store::state::Status;
 use crate::store::{HOUR_MS, RunEvent};
@@ -195,6 +199,218 @@ pub fn latency_chart(points: &[HistoryPoint], from_ms: i64, to_ms: i64, label: &
     )
 }
 
+/// One chart for a marked result field, drawn as its plugin marks it
+/// (`x-chart`) from the value its `x-aggregate` names: a line (with the
+/// min–max band for `min-max`), bars, a gauge of the newest value against
+/// the window's range, the share of runs where a boolean was true, or the
+/// newest value as text.
+pub fn field_chart(
+    points: &[HistoryPoint],
+    field: &HistoryField,
+    from_ms: i64,
+    to_ms: i64,
+    label: &str,
+) -> String {
+    let f = &field.field;
+    let measured: Vec<(&HistoryPoint, &FieldPoint)> = points
+        .iter()
+        .filter_map(|p| Some((p, p.fields.get(&field.key)?)))
+        .collect();
+    let Some(&(_, newest)) = measured.last() else {
+        return format!(
+            r#"<p class="muted chart-empty">{}: not measured in this window.</p>"#,
+            HtmlEscape(label)
+        );
+    };
+    let percent = f.kind == FieldKind::Boolean || f.aggregate == Aggregate::Rate;
+    let value = |v: &FieldPoint| match f.aggregate {
+        Aggregate::Average | Aggregate::MinMax => v.avg,
+        Aggregate::Counter => v.sum,
+        Aggregate::Rate => v.avg * 100.0,
+        Aggregate::Last if percent => v.last * 100.0,
+        Aggregate::Last => v.last,
+    };
+    let unit = if percent {
+        "%".to_string()
+    } else {
+        f.unit
+            .as_deref()
+            .map(|u| format!(" {u}"))
+            .unwrap_or_default()
+    };
+    let shown = |v: f64| format!("{}{unit}", figure(v));
+    // The axis column fits a figure and a short unit; a longer unit is in
+    // the caption.
+    let tick = |v: f64| {
+        if unit.trim().chars().count() <= 2 {
+            shown(v)
+        } else {
+            figure(v)
+        }
+    };
+    let values: Vec<f64> = measured.iter().map(|(_, v)| value(v)).collect();
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let what = match f.aggregate {
+        Aggregate::Average | Aggregate::MinMax => "the average",
+        Aggregate::Counter => "the total",
+        Aggregate::Rate => "the share true",
+        Aggregate::Last => "the newest value",
+    };
+    let summary = format!(
+        "{label}: now {}; {what} per bucket ranged from {} to {}",
+        shown(value(newest)),
+        shown(low),
+        shown(high)
+    );
+    if f.chart == Chart::Text {
+        return format!(
+            r#"<p class="field-text" role="img" aria-label="{s}" title="{s}"><strong>{}</strong></p>"#,
+            HtmlEscape(&shown(value(newest))),
+            s = HtmlEscape(&summary),
+        );
+    }
+    // Scales start at zero, or below it for negative values (a
+    // certificate already expired); percentages end at 100.
+    let (bottom, top) = if percent {
+        (0.0, 100.0)
+    } else {
+        let ranged = |v: f64| if v > 0.0 { nice_ceiling(v) } else { 0.0 };
+        let high = if f.aggregate == Aggregate::MinMax {
+            measured.iter().map(|(_, v)| v.max).fold(high, f64::max)
+        } else {
+            high
+        };
+        let low = if f.aggregate == Aggregate::MinMax {
+            measured.iter().map(|(_, v)| v.min).fold(low, f64::min)
+        } else {
+            low
+        };
+        let top = ranged(high);
+        let bottom = -ranged(-low);
+        (bottom, if top == bottom { bottom + 1.0 } else { top })
+    };
+    let span = (to_ms - from_ms).max(1) as f64;
+    let x = |ms: i64| LEFT + (ms - from_ms) as f64 / span * (W - LEFT - 4.0);
+    let y = |v: f64| (H - BOTTOM) - (v - bottom) / (top - bottom) * (H - BOTTOM - 6.0);
+    let width = |p: &HistoryPoint| {
+        if p.span == "day" {
+            24 * HOUR_MS
+        } else {
+            HOUR_MS
+        }
+    };
+    let middle = |p: &HistoryPoint| (p.start_ms + width(p) / 2).clamp(from_ms, to_ms);
+    let mut body = String::new();
+    match f.chart {
+        Chart::Bar | Chart::Boolean => {
+            let zero = y(0.0_f64.clamp(bottom, top));
+            for (p, v) in &measured {
+                let left = x(p.start_ms.max(from_ms));
+                let right = x((p.start_ms + width(p)).min(to_ms));
+                let bar = (right - left - 0.6).max(1.2);
+                let level = y(value(v));
+                let _ = write!(
+                    body,
+                    r#"<rect class="bar" x="{left:.1}" y="{:.1}" width="{bar:.1}" height="{:.1}"/>"#,
+                    level.min(zero),
+                    (level - zero).abs().max(0.8)
+                );
+            }
+        }
+        Chart::Gauge => {
+            // The newest value as a meter across the scale, the window's
+            // values as a faint line beneath it.
+            let meter = LEFT
+                + ((value(newest) - bottom) / (top - bottom)).clamp(0.0, 1.0) * (W - LEFT - 4.0);
+            let _ = write!(
+                body,
+                r#"<text class="reading" x="{LEFT}" y="2" dominant-baseline="hanging">{}</text><rect class="track" x="{LEFT}" y="26" width="{:.1}" height="18" rx="3"/><rect class="meter" x="{LEFT}" y="26" width="{:.1}" height="18" rx="3"/>"#,
+                HtmlEscape(&shown(value(newest))),
+                W - LEFT - 4.0,
+                meter - LEFT,
+            );
+        }
+        Chart::Line | Chart::Text => {
+            let refs: Vec<&HistoryPoint> = measured.iter().map(|(p, _)| *p).collect();
+            for run in contiguous(&refs) {
+                fn field_of<'p>(p: &'p HistoryPoint, key: &str) -> &'p FieldPoint {
+                    &p.fields[key]
+                }
+                let of = |p: &HistoryPoint| *field_of(p, &field.key);
+                if f.aggregate == Aggregate::MinMax {
+                    let upper = run
+                        .iter()
+                        .map(|p| format!("{:.1},{:.1}", x(middle(p)), y(of(p).max)));
+                    let lower = run
+                        .iter()
+                        .rev()
+                        .map(|p| format!("{:.1},{:.1}", x(middle(p)), y(of(p).min)));
+                    let _ = write!(
+                        body,
+                        r#"<polygon class="band" points="{}"/>"#,
+                        upper.chain(lower).collect::<Vec<_>>().join(" ")
+                    );
+                }
+                let line: Vec<String> = run
+                    .iter()
+                    .map(|p| format!("{:.1},{:.1}", x(middle(p)), y(value(&of(p)))))
+                    .collect();
+                let _ = write!(
+                    body,
+                    r#"<polyline class="avg" points="{}"/>"#,
+                    line.join(" ")
+                );
+                if let [p] = run.as_slice() {
+                    let _ = write!(
+                        body,
+                        r#"<circle class="avg-dot" cx="{:.1}" cy="{:.1}" r="2.5"/>"#,
+                        x(middle(p)),
+                        y(value(&of(p)))
+                    );
+                }
+            }
+        }
+    }
+    const GAUGE_H: f64 = 80.0;
+    let (height, ticks) = if f.chart == Chart::Gauge {
+        let ticks = format!(
+            r#"<text class="tick" x="{LEFT}" y="{GAUGE_H}" text-anchor="start" dominant-baseline="text-after-edge">{}</text><text class="tick" x="{W}" y="{GAUGE_H}" text-anchor="end" dominant-baseline="text-after-edge">{}</text>"#,
+            HtmlEscape(&shown(bottom)),
+            HtmlEscape(&shown(top))
+        );
+        (GAUGE_H, ticks)
+    } else {
+        let base = H - BOTTOM;
+        let ticks = format!(
+            r#"<line class="axis" x1="{LEFT}" y1="{base}" x2="{W}" y2="{base}"/><line class="grid" x1="{LEFT}" y1="6" x2="{W}" y2="6"/><text class="tick" x="{tx}" y="2" text-anchor="end" dominant-baseline="hanging">{}</text><text class="tick" x="{tx}" y="{base}" text-anchor="end">{}</text><text class="tick" x="{LEFT}" y="{H}" text-anchor="start" dominant-baseline="text-after-edge">{start}</text><text class="tick" x="{W}" y="{H}" text-anchor="end" dominant-baseline="text-after-edge">{end}</text>"#,
+            HtmlEscape(&tick(top)),
+            HtmlEscape(&tick(bottom)),
+            tx = LEFT - 4.0,
+            start = short_time(from_ms),
+            end = short_time(to_ms),
+        );
+        (H, ticks)
+    };
+    format!(
+        r#"<svg class="chart" viewBox="0 0 {W} {height}" role="img" aria-label="{s}"><title>{s}</title>{ticks}{body}</svg>"#,
+        s = HtmlEscape(&summary),
+    )
+}
+
+/// A value as people read it: whole numbers whole, others to a few digits.
+fn figure(v: f64) -> String {
+    // No "-0".
+    let v = if v == 0.0 { 0.0 } else { v };
+    if (v - v.round()).abs() < 1e-9 || v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 fn short_time(ms: i64) -> String {
     chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
         .map(|t| t.format("%b %d %H:%M").to_string())
@@ -263,7 +479,96 @@ mod tests {
             latency_min_ms: avg / 2.0,
             latency_max_ms: avg * 2.0,
             latency_p95_ms: avg * 1.5,
+            fields: Default::default(),
         }
+    }
+
+    fn marked(name: &str, kind: FieldKind, aggregate: Aggregate, chart: Chart) -> HistoryField {
+        HistoryField {
+            key: format!("request.{name}"),
+            collector: "request".into(),
+            field: crate::runtime::result_fields::ResultField {
+                name: name.into(),
+                kind,
+                aggregate,
+                chart,
+                unit: Some("ms".into()),
+            },
+        }
+    }
+
+    fn with_field(start_ms: i64, key: &str, values: &[f64]) -> HistoryPoint {
+        let mut p = point(start_ms, 10.0);
+        let mut b = crate::store::fields::FieldBucket::new(values[0], start_ms);
+        for (i, v) in values.iter().enumerate().skip(1) {
+            b.merge(&crate::store::fields::FieldBucket::new(
+                *v,
+                start_ms + i as i64,
+            ));
+        }
+        p.fields.insert(key.into(), (&b).into());
+        p
+    }
+
+    #[test]
+    fn a_field_is_drawn_as_its_plugin_marks_it() {
+        let line = marked(
+            "responseTimeMs",
+            FieldKind::Number,
+            Aggregate::MinMax,
+            Chart::Line,
+        );
+        let points = vec![
+            with_field(0, &line.key, &[10.0, 30.0]),
+            with_field(HOUR_MS, &line.key, &[50.0, 70.0]),
+        ];
+        let svg = field_chart(&points, &line, 0, 2 * HOUR_MS, "time");
+        assert!(
+            svg.contains(r#"<polygon class="band""#),
+            "min-max has its band"
+        );
+        assert_eq!(svg.matches("<polyline").count(), 1);
+        assert!(
+            svg.contains(">100 ms</text>"),
+            "the top covers the max, 70: {svg}"
+        );
+        assert!(svg.contains("now 60 ms"), "{svg}");
+
+        let bars = marked("statusCode", FieldKind::Number, Aggregate::Last, Chart::Bar);
+        let points = vec![with_field(0, &bars.key, &[200.0, 503.0])];
+        let svg = field_chart(&points, &bars, 0, HOUR_MS, "code");
+        assert_eq!(svg.matches(r#"<rect class="bar""#).count(), 1);
+        assert!(
+            svg.contains("now 503 ms"),
+            "last is the newest value: {svg}"
+        );
+
+        let ok = marked("ok", FieldKind::Boolean, Aggregate::Rate, Chart::Boolean);
+        let points = vec![with_field(0, &ok.key, &[1.0, 1.0, 0.0, 1.0])];
+        let svg = field_chart(&points, &ok, 0, HOUR_MS, "ok");
+        assert!(
+            svg.contains("now 75%") && svg.contains(">100%</text>"),
+            "{svg}"
+        );
+
+        // A certificate past its expiry: the scale goes below zero.
+        let days = marked(
+            "daysRemaining",
+            FieldKind::Number,
+            Aggregate::Last,
+            Chart::Gauge,
+        );
+        let points = vec![with_field(0, &days.key, &[-3.0])];
+        let svg = field_chart(&points, &days, 0, HOUR_MS, "days");
+        assert!(
+            svg.contains(r#"class="meter""#) && svg.contains(">-5 ms</text>"),
+            "{svg}"
+        );
+
+        let text = marked("ok", FieldKind::Number, Aggregate::Last, Chart::Text);
+        let points = vec![with_field(0, &text.key, &[0.25])];
+        assert!(field_chart(&points, &text, 0, HOUR_MS, "t").contains("<strong>0.25 ms</strong>"));
+        assert!(field_chart(&[], &text, 0, 1, "t").contains("not measured"));
     }
 
     #[test]

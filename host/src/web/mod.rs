@@ -452,6 +452,34 @@ async fn system(
     }
 }
 
+/// What a field's chart shows, in words.
+fn field_caption(f: &crate::api::HistoryField, window_label: &str) -> String {
+    use crate::runtime::result_fields::{Aggregate, Chart, FieldKind};
+    let field = &f.field;
+    let shows = match (field.chart, field.aggregate) {
+        (Chart::Text, _) => "newest value".to_string(),
+        (Chart::Gauge, _) => format!("newest value on the scale of {window_label}"),
+        (_, Aggregate::Rate) => {
+            format!("share of runs where it held, per hour over {window_label}")
+        }
+        (_, Aggregate::Last) if field.kind == FieldKind::Boolean => {
+            format!("whether it held at each hour's end, over {window_label}")
+        }
+        (_, Aggregate::Last) => format!("newest value of each hour over {window_label}"),
+        (_, Aggregate::Counter) => format!("total per hour over {window_label}"),
+        (_, Aggregate::MinMax) => {
+            format!("average per hour, with the lowest–highest band, over {window_label}")
+        }
+        (_, Aggregate::Average) => format!("average per hour over {window_label}"),
+    };
+    match field.unit.as_deref() {
+        Some(unit) if field.kind == FieldKind::Number && field.aggregate != Aggregate::Rate => {
+            format!("{} in {unit}: {shows}", f.key)
+        }
+        _ => format!("{}: {shows}", f.key),
+    }
+}
+
 async fn system_page(
     state: &ApiState,
     detail: &crate::api::SystemDetail,
@@ -507,9 +535,20 @@ async fn system_page(
                 })
                 .collect();
             let from = now - window_ms;
+            let marked = crate::api::history_fields(&generation.setup.plugins, &history);
             let in_window: Vec<_> = history
                 .into_iter()
                 .filter(|p| p.start_ms >= from.div_euclid(HOUR_MS) * HOUR_MS)
+                .collect();
+            let fields: Vec<Value> = marked
+                .iter()
+                .map(|f| {
+                    let title = format!("{} of {label} over {window_label}", f.key);
+                    json!({
+                        "chart": chart::field_chart(&in_window, f, from, now, &title),
+                        "caption": field_caption(f, window_label),
+                    })
+                })
                 .collect();
             let maintenance = generation
                 .notifier
@@ -544,6 +583,7 @@ async fn system_page(
                 "uptime": uptime,
                 "bar": chart::history_bar(&runs, &label),
                 "chart": chart::latency_chart(&in_window, from, now, &format!("Response time of {label} over {window_label}")),
+                "fields": fields,
                 "maintenance": maintenance,
                 "run": run,
             }));
