@@ -15,6 +15,20 @@ use tokio::net::TcpListener;
 
 use support::Workspace;
 use support::daemon::Daemon;
+use support::db::TestDb;
+
+on_both_engines!(
+    the_pages_line_up_fit_a_phone_and_pass_an_accessibility_check,
+    the_demo_charts_what_its_collectors_measure,
+);
+
+/// The engine's name, for the screenshots' file names.
+fn engine(db: &TestDb) -> &'static str {
+    match db {
+        TestDb::Sqlite(_) => "sqlite",
+        TestDb::Postgres { .. } => "postgres",
+    }
+}
 
 const TOKEN: &str = "web-test-token";
 
@@ -347,8 +361,7 @@ assignments:
 /// the light and the dark scheme: cells under their headers, nothing wider
 /// than the window, status by word and shape, no serious accessibility
 /// violation (axe-core), and a screenshot of each in `target/artifacts/`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_pages_line_up_fit_a_phone_and_pass_an_accessibility_check() {
+async fn the_pages_line_up_fit_a_phone_and_pass_an_accessibility_check(db: TestDb) {
     let script = root().join("tests/browser/page-check.mjs");
     if !tools_present(&[
         root().join("tests/browser/node_modules/playwright-core"),
@@ -359,7 +372,8 @@ async fn the_pages_line_up_fit_a_phone_and_pass_an_accessibility_check() {
     }
     let up = Arc::new(AtomicBool::new(true));
     let port = flip_server(up).await;
-    let ws = Workspace::new(&["http", "http-request"]);
+    let engine = engine(&db);
+    let ws = Workspace::on(db, &["http", "http-request"]);
     ws.config(&looks_config(port));
     let daemon = start(&ws, &[("CHECKHOST_SECRET_API_TOKEN", TOKEN)]);
     let client = reqwest::Client::new();
@@ -420,9 +434,12 @@ async fn the_pages_line_up_fit_a_phone_and_pass_an_accessibility_check() {
         .arg("--artifacts")
         .arg(&artifacts)
         .args(["--widths", "1280,390"])
-        .args(["--page", &format!("index={}", daemon.url("/"))])
-        .args(["--page", &format!("system={}", daemon.url("/systems/shop"))])
-        .args(["--grow", "system=shop/web/production"])
+        .args(["--page", &format!("index-{engine}={}", daemon.url("/"))])
+        .args([
+            "--page",
+            &format!("system-{engine}={}", daemon.url("/systems/shop")),
+        ])
+        .args(["--grow", &format!("system-{engine}=shop/web/production")])
         .kill_on_drop(true)
         .output()
         .await
@@ -434,8 +451,12 @@ async fn the_pages_line_up_fit_a_phone_and_pass_an_accessibility_check() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    for name in ["index-1280-light", "index-390-dark", "system-390-light"] {
-        let shot = artifacts.join(format!("{name}.png"));
+    for name in [
+        "index-{engine}-1280-light",
+        "index-{engine}-390-dark",
+        "system-{engine}-390-light",
+    ] {
+        let shot = artifacts.join(format!("{}.png", name.replace("{engine}", engine)));
         assert!(shot.exists(), "no screenshot at {}", shot.display());
     }
     println!("page screenshots in {}", artifacts.display());
@@ -634,8 +655,7 @@ async fn static_site(dir: PathBuf) -> u16 {
 /// http, json-field and tls collectors measure with their plugins' marks,
 /// the system page draws a chart of each, and in Chromium that page lines
 /// up, fits a phone, passes axe and is saved as `demo-*.png`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_charts_what_its_collectors_measure() {
+async fn the_demo_charts_what_its_collectors_measure(db: TestDb) {
     let script = root().join("tests/browser/page-check.mjs");
     if !tools_present(&[
         root().join("tests/browser/node_modules/playwright-core"),
@@ -660,16 +680,20 @@ async fn the_demo_charts_what_its_collectors_measure() {
         !config.contains("1808") && !config.contains("18443"),
         "every demo port is replaced:\n{config}"
     );
-    let ws = Workspace::new(&[
-        "http",
-        "http-request",
-        "json-field-py",
-        "tls",
-        "tls-certificate",
-        "postgres",
-        "redis",
-        "service",
-    ]);
+    let engine = engine(&db);
+    let ws = Workspace::on(
+        db,
+        &[
+            "http",
+            "http-request",
+            "json-field-py",
+            "tls",
+            "tls-certificate",
+            "postgres",
+            "redis",
+            "service",
+        ],
+    );
     ws.config(&config);
     let daemon = start(
         &ws,
@@ -783,7 +807,10 @@ async fn the_demo_charts_what_its_collectors_measure() {
         .arg("--artifacts")
         .arg(&artifacts)
         .args(["--widths", "1280,390"])
-        .args(["--page", &format!("demo={}", daemon.url("/systems/shop"))])
+        .args([
+            "--page",
+            &format!("demo-{engine}={}", daemon.url("/systems/shop")),
+        ])
         .kill_on_drop(true)
         .output()
         .await
@@ -795,8 +822,8 @@ async fn the_demo_charts_what_its_collectors_measure() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    for name in ["demo-1280-light", "demo-390-dark"] {
-        let shot = artifacts.join(format!("{name}.png"));
+    for name in ["1280-light", "390-dark"] {
+        let shot = artifacts.join(format!("demo-{engine}-{name}.png"));
         assert!(shot.exists(), "no screenshot at {}", shot.display());
     }
 }
