@@ -134,3 +134,113 @@ fn skip_secrets_checks_everything_but_their_availability() {
     let plain = run(&corpus().join("broken/api-plain-token.yaml"));
     assert_eq!(plain.status.code(), Some(1));
 }
+
+/// `plugin lock` pins the files the config uses; a pinned file swapped for
+/// another plugin's bytes is refused by digest (validate exits 2, naming
+/// the file and both digests), `run` fails only the check that uses it,
+/// a file the lock does not pin is not loaded, and `--require-lock`
+/// refuses a config without a lock.
+#[test]
+fn a_lock_pins_the_plugins_and_a_swapped_file_is_refused_by_digest() {
+    use checkhost::runtime::ComponentDigest;
+    let plugins = plugin_dir(&["noop", "hostile", "http", "http-request", "tcp"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("checkhost.yaml");
+    std::fs::write(
+        &config,
+        r#"
+checks:
+  - {id: good, strategy: {plugin: noop}, collectors: [{plugin: hostile, config: {mode: noop}}]}
+  - {id: web, timeout: 2s, strategy: {plugin: http, config: {baseUrl: "http://127.0.0.1:9"}},
+     network: {allow: ["127.0.0.1:9"]}, collectors: [{plugin: request, config: {url: /}}]}
+systems: [{id: shop}]
+assignments: [{system: shop, check: good}, {system: shop, check: web}]
+"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_checkhost"))
+            .args(args)
+            .arg(&config)
+            .arg("--plugins")
+            .arg(plugins.path())
+            .env("CHECKHOST_CACHE_DIR", cache_dir())
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+
+    let (code, output) = run(&["plugin", "lock"]);
+    assert_eq!(code, Some(0), "{output}");
+    let lock = std::fs::read_to_string(dir.path().join("checkhost.lock")).unwrap();
+    let files: Vec<&str> = lock
+        .lines()
+        .filter_map(|l| l.strip_prefix("- file: "))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "hostile.wasm",
+            "http-request.wasm",
+            "http.wasm",
+            "noop.wasm"
+        ],
+        "the files the config uses, and no other:\n{lock}"
+    );
+    let pinned =
+        ComponentDigest::of(&std::fs::read(plugins.path().join("http-request.wasm")).unwrap());
+    assert!(lock.contains(&pinned.to_string()), "{lock}");
+    let (code, output) = validate(&config, plugins.path());
+    assert_eq!(code, Some(0), "{output}");
+
+    // The request collector's file now holds another plugin.
+    let swapped = std::fs::read(plugins.path().join("hostile.wasm")).unwrap();
+    std::fs::write(plugins.path().join("http-request.wasm"), &swapped).unwrap();
+    let actual = ComponentDigest::of(&swapped);
+    let (code, output) = validate(&config, plugins.path());
+    assert_eq!(code, Some(2), "{output}");
+    for needle in [
+        "http-request.wasm".to_string(),
+        "digest".to_string(),
+        pinned.to_string(),
+        actual.to_string(),
+    ] {
+        assert!(output.contains(&needle), "`{needle}` missing:\n{output}");
+    }
+
+    let db = format!("sqlite://{}", dir.path().join("runs.db").display());
+    let (code, output) = run(&["run", "--json", "--database", &db]);
+    assert_eq!(code, Some(1), "one check fails, the other runs: {output}");
+    let start = output.find('[').expect("a JSON report");
+    let reports: serde_json::Value = serde_json::Deserializer::from_str(&output[start..])
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap();
+    let report = |check: &str| {
+        reports
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["check"] == check)
+            .cloned()
+            .unwrap_or_else(|| panic!("no report of `{check}`: {output}"))
+    };
+    assert_eq!(report("good")["healthy"], true, "{output}");
+    let error = report("web")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("digest mismatch"), "{error}");
+
+    std::fs::remove_file(dir.path().join("checkhost.lock")).unwrap();
+    let (code, output) = run(&["validate", "--require-lock"]);
+    assert_ne!(code, Some(0), "{output}");
+    assert!(output.contains("--require-lock"), "{output}");
+}

@@ -220,7 +220,7 @@ pub async fn run(
         config_yaml(plugins, systems, environments)
     })?;
     let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
-    let (setup, _) = Setup::load(&config, None, &runtime, None)
+    let (setup, _) = Setup::load(&config, None, &runtime, None, false)
         .await
         .map_err(anyhow::Error::msg)?;
     let scratch = Scratch::new(database, "api").await?;

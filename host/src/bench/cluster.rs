@@ -68,7 +68,7 @@ struct Node {
 }
 
 async fn node(config: &Path, runtime: &Arc<Runtime>, url: &str) -> anyhow::Result<Node> {
-    let (setup, _) = Setup::load(config, None, runtime, None)
+    let (setup, _) = Setup::load(config, None, runtime, None, false)
         .await
         .map_err(anyhow::Error::msg)?;
     let store = Arc::new(Store::open(url).await?);

@@ -226,7 +226,7 @@ pub async fn run(
         instance_slots: (concurrency as u32 * 2).max(16),
         ..RuntimeConfig::default()
     })?;
-    let mut plugins = PluginSet::load_dir(&runtime, guests).await?;
+    let mut plugins = PluginSet::load_dir(&runtime, guests, None).await?;
     if let Some(mix) = &hostile {
         plugins.add(runtime.load(&mix.plugin).await?)?;
     }

@@ -87,7 +87,7 @@ pub async fn run(
         guest_memory_budget_mib: 128 * 2,
         ..RuntimeConfig::default()
     })?);
-    let (setup, _) = Setup::load(&config, None, &runtime, None)
+    let (setup, _) = Setup::load(&config, None, &runtime, None, false)
         .await
         .map_err(anyhow::Error::msg)?;
     let scratch = Scratch::new(database, "serve").await?;

@@ -114,6 +114,10 @@ pub struct ServeArgs {
     /// Runs at once; at this bound the scheduler waits.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// Refuse to start, or to reload, without `checkhost.lock` beside the
+    /// config.
+    #[arg(long)]
+    pub require_lock: bool,
 }
 
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
@@ -294,6 +298,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 listen: args.listen,
                 grace: args.grace,
                 concurrency: args.concurrency,
+                require_lock: args.require_lock,
             };
             crate::serve::serve(options, runtime()?).await
         }

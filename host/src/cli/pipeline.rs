@@ -25,6 +25,9 @@ pub struct ConfigArgs {
     /// Plugin folder; overrides `plugins:` in the config.
     #[arg(long, env = "CHECKHOST_PLUGINS")]
     pub plugins: Option<PathBuf>,
+    /// Refuse to start without `checkhost.lock` beside the config.
+    #[arg(long)]
+    pub require_lock: bool,
 }
 
 #[derive(Debug, Args)]
@@ -65,7 +68,15 @@ pub async fn validate(
     skip_secrets: bool,
     runtime: Runtime,
 ) -> anyhow::Result<ExitCode> {
-    let loaded = match Setup::load(&args.config, args.plugins.as_ref(), &runtime, None).await {
+    let loaded = match Setup::load(
+        &args.config,
+        args.plugins.as_ref(),
+        &runtime,
+        None,
+        args.require_lock,
+    )
+    .await
+    {
         Ok((setup, _)) => setup,
         Err(e) => {
             if json {
@@ -110,7 +121,12 @@ pub async fn validate(
             println!("{}: {}", args.config.display(), inert(&p.to_string()));
         }
     }
-    Ok(if problems.is_empty() {
+    // A file whose bytes are not the ones the lock pins is a supply-chain
+    // refusal, not a mistake in the file: told apart by its exit code.
+    let tampered = loaded.plugins.broken().iter().any(|b| b.digest_mismatch);
+    Ok(if tampered {
+        ExitCode::from(CONFIG_ERROR)
+    } else if problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -123,6 +139,7 @@ pub async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
         args.config.plugins.as_ref(),
         &runtime,
         None,
+        args.config.require_lock,
     )
     .await
     {

@@ -9,6 +9,8 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::output::{clip, inert, table};
+use crate::pipeline::lock::{LockedPlugin, PluginLock};
+use crate::pipeline::plugins::PluginSet;
 use crate::runtime::bindings::{CheckInfo, RunContext, SystemInfo};
 use crate::runtime::limits::human_bytes;
 use crate::runtime::{
@@ -38,6 +40,16 @@ pub enum PluginCommand {
     Build {
         #[arg(default_value = ".")]
         dir: PathBuf,
+    },
+    /// Pin the plugin files the config uses by digest, in checkhost.lock
+    /// beside the config (inside a config folder).
+    Lock {
+        /// A YAML file, or a folder of them.
+        #[arg(default_value = "checkhost.yaml")]
+        config: PathBuf,
+        /// Plugin folder; overrides `plugins:` in the config.
+        #[arg(long, env = "CHECKHOST_PLUGINS")]
+        plugins: Option<PathBuf>,
     },
     /// Show a component's world, contract version, id and config schema.
     Inspect {
@@ -75,6 +87,7 @@ pub enum PluginCommand {
 
 pub async fn run(cmd: PluginCommand, runtime: Runtime) -> anyhow::Result<ExitCode> {
     match cmd {
+        PluginCommand::Lock { config, plugins } => lock(&runtime, config, plugins).await,
         PluginCommand::New {
             name,
             kind,
@@ -137,6 +150,90 @@ pub async fn run(cmd: PluginCommand, runtime: Runtime) -> anyhow::Result<ExitCod
     }
 }
 
+/// Writes the lock of `config`: every plugin file a check uses, at the
+/// digest it has now. Nothing is written while a used plugin is missing or
+/// does not load.
+async fn lock(
+    runtime: &Runtime,
+    config: PathBuf,
+    plugins: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let refuse = |message: String| {
+        eprintln!("error: {}", inert(&message));
+        Ok(ExitCode::from(2))
+    };
+    let loaded = match crate::config::load_config(&config) {
+        Ok(loaded) => loaded,
+        Err(e) => return refuse(e.to_string()),
+    };
+    let dir = match crate::pipeline::setup::plugin_dir(&loaded, plugins.as_ref()) {
+        Ok(dir) => dir,
+        Err(e) => return refuse(e),
+    };
+    // Every file, whatever an older lock says: locking again re-pins.
+    let set = match PluginSet::load_dir(runtime, &dir, None).await {
+        Ok(set) => set,
+        Err(e) => return refuse(e.to_string()),
+    };
+    let mut pins = Vec::new();
+    let mut missing = Vec::new();
+    for check in &loaded.file.checks {
+        let used = std::iter::once((PluginKind::Strategy, &check.strategy.plugin)).chain(
+            check
+                .collectors
+                .iter()
+                .map(|c| (PluginKind::Collector, &c.plugin)),
+        );
+        for (kind, id) in used {
+            let found = match kind {
+                PluginKind::Strategy => set.strategy(id),
+                PluginKind::Collector => set.collector(id),
+            };
+            match found {
+                Some(plugin) => pins.push(LockedPlugin {
+                    file: plugin
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    id: id.clone(),
+                    kind,
+                    digest: plugin.digest,
+                }),
+                None => missing.push(format!("checks[{}]: {}", check.id, set.missing(kind, id))),
+            }
+        }
+    }
+    if !missing.is_empty() {
+        missing.sort();
+        missing.dedup();
+        return refuse(format!(
+            "nothing locked, because a plugin the config uses is missing or broken:\n  {}",
+            missing.join("\n  ")
+        ));
+    }
+    pins.sort_by(|a, b| a.file.cmp(&b.file));
+    pins.dedup();
+    let lock = PluginLock::new(pins);
+    let path = PluginLock::path_for(&config);
+    lock.write(&path)?;
+    println!(
+        "{}: {} plugin files pinned",
+        path.display(),
+        lock.plugins.len()
+    );
+    for pin in &lock.plugins {
+        println!(
+            "  {}  {} {} ({})",
+            pin.digest,
+            pin.kind,
+            inert(&pin.id),
+            inert(&pin.file)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn inspect(runtime: &Runtime, file: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     let plugin = runtime.load(&file).await?;
     let info = &plugin.info;
@@ -145,12 +242,14 @@ async fn inspect(runtime: &Runtime, file: PathBuf, json: bool) -> anyhow::Result
         let mut shown = serde_json::to_value(info)?;
         shown["resultFields"] = serde_json::to_value(fields)?;
         shown["initialMemoryBytes"] = plugin.initial_memory_bytes.into();
+        shown["digest"] = plugin.digest.to_string().into();
         shown["runLimits"] = serde_json::to_value(RunLimits::default())?;
         shown["maxMessageBytes"] = crate::runtime::text::MAX_MESSAGE_BYTES.into();
         println!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("file:            {}", file.display());
+    println!("digest:          {}", plugin.digest);
     println!("world:           {}@{}", info.world, info.contract_version);
     println!("kind:            {}", info.kind);
     println!("id:              {}", inert(&info.id));

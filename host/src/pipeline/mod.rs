@@ -3,6 +3,7 @@
 //! → assert → mask → persist.
 
 pub mod assert;
+pub mod lock;
 pub mod plugins;
 pub mod render;
 pub mod run;

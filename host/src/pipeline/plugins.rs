@@ -1,12 +1,14 @@
-//! The plugins of a configuration: every component in the plugin folder,
-//! loaded once and looked up by kind and id. A file that does not load is
-//! kept aside with its error: the checks that name a plugin it might have
-//! provided fail with that error, every other check runs.
+//! The plugins of a configuration: every component in the plugin folder
+//! (with a lock, every file it pins, at its digest), loaded once and looked
+//! up by kind and id. A file that does not load is kept aside with its
+//! error: the checks that name a plugin it might have provided fail with
+//! that error, every other check runs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::lock::{LOCK_FILE, PluginLock};
 use crate::runtime::result_fields::ResultField;
 use crate::runtime::{LoadError, Plugin, PluginKind, Runtime};
 
@@ -30,6 +32,10 @@ pub enum PluginSetError {
 pub struct BrokenPlugin {
     pub path: PathBuf,
     pub error: String,
+    /// The plugin id the lock gives the file, if it is locked.
+    pub locked_id: Option<String>,
+    /// Its bytes are not the ones the lock pins.
+    pub digest_mismatch: bool,
 }
 
 #[derive(Default)]
@@ -37,15 +43,24 @@ pub struct PluginSet {
     strategies: BTreeMap<String, Arc<Plugin>>,
     collectors: BTreeMap<String, Arc<Plugin>>,
     broken: Vec<BrokenPlugin>,
+    /// Files of the folder left unloaded because the lock does not list them.
+    unlocked: Vec<PathBuf>,
 }
 
 impl PluginSet {
     /// Loads every component of the folder, all at once (a plugin whose
-    /// `describe` hangs delays the others by nothing).
-    pub async fn load_dir(runtime: &Runtime, dir: &Path) -> Result<PluginSet, PluginSetError> {
-        Ok(PluginSet::reload_dir(runtime, dir, &PluginSet::default())
-            .await?
-            .0)
+    /// `describe` hangs delays the others by nothing); with a lock, only
+    /// the files it pins, each at its digest.
+    pub async fn load_dir(
+        runtime: &Runtime,
+        dir: &Path,
+        lock: Option<&PluginLock>,
+    ) -> Result<PluginSet, PluginSetError> {
+        Ok(
+            PluginSet::reload_dir(runtime, dir, &PluginSet::default(), lock)
+                .await?
+                .0,
+        )
     }
 
     /// Loads the folder again (unchanged files come from the compile
@@ -55,23 +70,56 @@ impl PluginSet {
         runtime: &Runtime,
         dir: &Path,
         previous: &PluginSet,
+        lock: Option<&PluginLock>,
     ) -> Result<(PluginSet, Vec<String>), PluginSetError> {
-        let paths = wasm_files(dir)?;
-        let loads = futures::future::join_all(paths.iter().map(|path| runtime.load(path))).await;
         let mut set = PluginSet::default();
+        let mut paths = Vec::new();
+        for path in wasm_files(dir)? {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            match lock.map(|l| l.pinned(name)) {
+                None => paths.push((path, None)),
+                Some(Some(pin)) => paths.push((path, Some(pin))),
+                Some(None) => set.unlocked.push(path),
+            }
+        }
+        for pin in lock.iter().flat_map(|l| &l.plugins) {
+            let path = dir.join(&pin.file);
+            if !paths.iter().any(|(p, _)| *p == path) {
+                set.broken.push(BrokenPlugin {
+                    error: format!(
+                        "{}: pinned in {LOCK_FILE} as {} `{}`, but not in the plugin folder",
+                        path.display(),
+                        pin.kind,
+                        pin.id
+                    ),
+                    path,
+                    locked_id: Some(pin.id.clone()),
+                    digest_mismatch: false,
+                });
+            }
+        }
+        let loads = futures::future::join_all(
+            paths
+                .iter()
+                .map(|(path, pin)| runtime.load_pinned(path, pin.map(|p| p.digest))),
+        )
+        .await;
         let mut kept = Vec::new();
-        for (path, loaded) in paths.into_iter().zip(loads) {
+        for ((path, pin), loaded) in paths.into_iter().zip(loads) {
             let plugin = match loaded {
                 Ok(plugin) => plugin,
                 Err(error) => match previous.by_path(&path) {
-                    Some(old) => {
+                    // A build whose digest the lock no longer pins is not kept.
+                    Some(old) if pin.is_none_or(|p| p.digest == old.digest) => {
                         kept.push(format!("{error} (keeping its previous build)"));
                         old.clone()
                     }
-                    None => {
+                    _ => {
                         set.broken.push(BrokenPlugin {
                             path,
+                            digest_mismatch: matches!(error, LoadError::Digest { .. }),
                             error: error.to_string(),
+                            locked_id: pin.map(|p| p.id.clone()),
                         });
                         continue;
                     }
@@ -83,6 +131,8 @@ impl PluginSet {
                 set.broken.push(BrokenPlugin {
                     path,
                     error: duplicate.to_string(),
+                    locked_id: None,
+                    digest_mismatch: false,
                 });
             }
         }
@@ -100,11 +150,17 @@ impl PluginSet {
         &self.broken
     }
 
-    /// The file named after `id` that did not load, if any.
+    /// The file that did not load and is locked as `id` or named after
+    /// it, if any.
     pub fn broken_named(&self, id: &str) -> Option<&BrokenPlugin> {
         self.broken
             .iter()
-            .find(|b| b.path.file_stem().and_then(|s| s.to_str()) == Some(id))
+            .find(|b| b.locked_id.as_deref() == Some(id))
+            .or_else(|| {
+                self.broken
+                    .iter()
+                    .find(|b| b.path.file_stem().and_then(|s| s.to_str()) == Some(id))
+            })
     }
 
     /// Why no plugin of `kind` answers to `id`: the load error of the file
@@ -114,6 +170,17 @@ impl PluginSet {
             return format!("{kind} `{id}` did not load: {}", broken.error);
         }
         let mut message = format!("unknown {kind} `{id}`");
+        if !self.unlocked.is_empty() {
+            let files: Vec<String> = self
+                .unlocked
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            message.push_str(&format!(
+                "; not loaded because {LOCK_FILE} does not pin them: {} (run `checkhost plugin lock` to pin them)",
+                files.join(", ")
+            ));
+        }
         if !self.broken.is_empty() {
             let files: Vec<String> = self
                 .broken

@@ -9,13 +9,15 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+use super::digest::ComponentDigest;
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use super::bindings::{CONTRACT_MAJOR, CONTRACT_PACKAGE, collector, strategy};
 use super::sandbox::Sandbox;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
     Strategy,
@@ -66,6 +68,8 @@ pub struct Plugin {
     pub initial_memory_bytes: u64,
     /// The result fields it marks for aggregation and charts.
     pub result_fields: Vec<super::result_fields::ResultField>,
+    /// The SHA-256 of the file's bytes as loaded.
+    pub digest: ComponentDigest,
     /// Configs whose migration failed, by their JSON: a migration has no
     /// network and is deterministic by contract, so it fails the same way
     /// again, and a hanging one must not cost its timeout once per check.
@@ -110,6 +114,15 @@ pub enum LoadError {
          {CONTRACT_PACKAGE}@{CONTRACT_MAJOR}.x; rebuild the plugin with a compatible SDK"
     )]
     IncompatibleVersion { path: PathBuf, found: String },
+    #[error(
+        "{path}: digest mismatch: checkhost.lock pins {expected}, but the file's digest is \
+         {actual}; refused. If the change is intended, run `checkhost plugin lock`"
+    )]
+    Digest {
+        path: PathBuf,
+        expected: ComponentDigest,
+        actual: ComponentDigest,
+    },
     #[error("{path}: cannot be linked: {message}")]
     Link { path: PathBuf, message: String },
     #[error("{path}: describe() failed: {message}")]
@@ -137,11 +150,25 @@ const COMPONENT_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x0
 const CORE_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
 
 impl Loader<'_> {
-    pub fn compile(&self, path: &Path) -> Result<Component, LoadError> {
+    /// Reads and compiles the file; with `pinned`, only if its bytes have
+    /// that digest (checked on the very bytes compiled).
+    pub fn compile(
+        &self,
+        path: &Path,
+        pinned: Option<ComponentDigest>,
+    ) -> Result<(Component, ComponentDigest), LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
             path: path.to_path_buf(),
             source,
         })?;
+        let digest = ComponentDigest::of(&bytes);
+        if let Some(expected) = pinned.filter(|e| *e != digest) {
+            return Err(LoadError::Digest {
+                path: path.to_path_buf(),
+                expected,
+                actual: digest,
+            });
+        }
         match bytes.get(..8) {
             Some(h) if h == COMPONENT_HEADER => {}
             Some(h) if h == CORE_HEADER => {
@@ -160,7 +187,10 @@ impl Loader<'_> {
             message: format!("{e:#}"),
         };
         let Some(cache_dir) = self.cache_dir else {
-            return Component::new(self.engine, &bytes).map_err(invalid);
+            return Ok((
+                Component::new(self.engine, &bytes).map_err(invalid)?,
+                digest,
+            ));
         };
         let cached = cache_dir.join(format!("{}.cwasm", self.cache_key(&bytes)));
         if cached.exists() {
@@ -168,7 +198,7 @@ impl Loader<'_> {
             // engine with the same compatibility hash (part of the key) into
             // the host's own cache directory.
             if let Ok(component) = unsafe { Component::deserialize_file(self.engine, &cached) } {
-                return Ok(component);
+                return Ok((component, digest));
             }
         }
         let component = Component::new(self.engine, &bytes).map_err(invalid)?;
@@ -181,7 +211,7 @@ impl Loader<'_> {
                 let _ = std::fs::rename(&tmp, &cached);
             }
         }
-        Ok(component)
+        Ok((component, digest))
     }
 
     fn cache_key(&self, bytes: &[u8]) -> String {
@@ -195,8 +225,12 @@ impl Loader<'_> {
         hex::encode(&digest.finalize()[..20])
     }
 
-    pub async fn load(&self, path: &Path) -> Result<Plugin, LoadError> {
-        let component = self.compile(path)?;
+    pub async fn load(
+        &self,
+        path: &Path,
+        pinned: Option<ComponentDigest>,
+    ) -> Result<Plugin, LoadError> {
+        let (component, digest) = self.compile(path, pinned)?;
         let kind = self.world_of(path, &component)?;
         let link = |e: wasmtime::Error| LoadError::Link {
             path: path.to_path_buf(),
@@ -229,6 +263,7 @@ impl Loader<'_> {
             pre,
             initial_memory_bytes: initial_memory_bytes(&component),
             result_fields,
+            digest,
             failed_migrations: Default::default(),
         })
     }

@@ -4,6 +4,7 @@
 
 pub mod bindings;
 mod budget;
+pub mod digest;
 mod execute;
 mod failure;
 pub mod host_memory;
@@ -29,6 +30,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use digest::ComponentDigest;
 pub use execute::{CollectorOutcome, CollectorRun, GuestStats, RunOutcome, RunSpec};
 pub use failure::Failure;
 pub use journal::LogLine;
@@ -161,6 +163,18 @@ impl Runtime {
         self.load_with_timeout(path, DEFAULT_CALL_TIMEOUT).await
     }
 
+    /// Loads one plugin file only if its bytes have the `pinned` digest.
+    pub async fn load_pinned(
+        &self,
+        path: impl Into<PathBuf>,
+        pinned: Option<ComponentDigest>,
+    ) -> Result<Arc<Plugin>, LoadError> {
+        self.loader(DEFAULT_CALL_TIMEOUT)
+            .load(&path.into(), pinned)
+            .await
+            .map(Arc::new)
+    }
+
     /// Loads one plugin, giving its `describe()` `timeout` instead of the
     /// default 10 s.
     pub async fn load_with_timeout(
@@ -168,15 +182,20 @@ impl Runtime {
         path: impl Into<PathBuf>,
         timeout: Duration,
     ) -> Result<Arc<Plugin>, LoadError> {
-        let path = path.into();
-        let loader = loader::Loader {
+        self.loader(timeout)
+            .load(&path.into(), None)
+            .await
+            .map(Arc::new)
+    }
+
+    fn loader(&self, call_timeout: Duration) -> loader::Loader<'_> {
+        loader::Loader {
             engine: &self.engine,
             linker: &self.linker,
             cache_dir: self.cache_dir.as_deref(),
-            call_timeout: timeout,
+            call_timeout,
             slots: &self.slots,
-        };
-        loader.load(&path).await.map(Arc::new)
+        }
     }
 
     /// The largest memory cap a run may ask for.

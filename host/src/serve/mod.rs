@@ -44,6 +44,8 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// Runs at once; at the bound the scheduler waits.
     pub concurrency: usize,
+    /// Refuse to start, or to reload, without `checkhost.lock`.
+    pub require_lock: bool,
 }
 
 fn refuse(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
@@ -56,7 +58,15 @@ fn refuse(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
 
 pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<ExitCode> {
     let runtime = Arc::new(runtime);
-    let setup = match Setup::load(&options.config, options.plugins.as_ref(), &runtime, None).await {
+    let setup = match Setup::load(
+        &options.config,
+        options.plugins.as_ref(),
+        &runtime,
+        None,
+        options.require_lock,
+    )
+    .await
+    {
         Ok((setup, _)) => setup,
         Err(e) => return refuse(e),
     };
@@ -179,6 +189,7 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
     let reloader = Reloader {
         config_path: options.config.clone(),
         plugins_flag: options.plugins.clone(),
+        require_lock: options.require_lock,
         runtime: runtime.clone(),
         store: store.clone(),
         scheduler: scheduler.clone(),

@@ -22,6 +22,7 @@ use crate::store::Store;
 pub struct Reloader {
     pub config_path: PathBuf,
     pub plugins_flag: Option<PathBuf>,
+    pub require_lock: bool,
     pub runtime: Arc<Runtime>,
     pub store: Arc<Store>,
     pub scheduler: Arc<Scheduler>,
@@ -38,6 +39,7 @@ impl Reloader {
             self.plugins_flag.as_ref(),
             &self.runtime,
             Some(&previous.setup.plugins),
+            self.require_lock,
         )
         .await;
         let (setup, kept) = match loaded {
