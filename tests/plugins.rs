@@ -556,3 +556,218 @@ fn plugin_test_command_runs_a_strategy_and_collector() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("connection refused"));
     drop(rt);
 }
+
+/// Debian's docker-registry on a free loopback port, storing in `dir`.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn registry(dir: &std::path::Path) -> Option<Registry> {
+    let program = std::path::Path::new("/usr/bin/docker-registry");
+    if !program.exists() {
+        let message = "SKIPPED: docker-registry missing: run scripts/install-test-tools";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+        eprintln!("\n==================== {message} ====================\n");
+        return None;
+    }
+    let port = support::daemon::free_port();
+    let config = dir.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
+            dir.join("blobs").display()
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(program)
+        .arg("serve")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let registry = Registry { child, port };
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        let up = client
+            .get(format!("http://127.0.0.1:{port}/v2/"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if up {
+            return Some(registry);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("docker-registry did not answer on 127.0.0.1:{port}");
+}
+
+/// Pushes `bytes` as a Wasm OCI artifact (one `application/wasm` layer).
+async fn push(port: u16, repository: &str, bytes: Vec<u8>) {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..ClientConfig::default()
+    });
+    let reference: oci_client::Reference =
+        format!("127.0.0.1:{port}/{repository}").parse().unwrap();
+    client
+        .push(
+            &reference,
+            &[ImageLayer::new(bytes, "application/wasm".into(), None)],
+            Config::new(
+                b"{}".to_vec(),
+                "application/vnd.wasm.config.v0+json".into(),
+                None,
+            ),
+            &oci_client::secrets::RegistryAuth::Anonymous,
+            None,
+        )
+        .await
+        .unwrap();
+}
+
+/// `plugin pull` through a registry on loopback: the component lands in
+/// the plugin folder under the repository's name and is pinned in the
+/// lock with its source; a layer that is not a plugin is refused and
+/// nothing is written; a plugin whose id another file provides is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_pull_fetches_a_component_from_a_loopback_registry() {
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(registry) = registry(scratch.path()).await else {
+        return;
+    };
+    let component = std::fs::read(guest("http-request")).unwrap();
+    push(
+        registry.port,
+        "checkhost/http-request:1.0",
+        component.clone(),
+    )
+    .await;
+    push(
+        registry.port,
+        "checkhost/not-a-plugin:1.0",
+        b"\0asm not really".to_vec(),
+    )
+    .await;
+
+    let ws = tempfile::tempdir().unwrap();
+    let plugins = ws.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(guest("http"), plugins.join("http.wasm")).unwrap();
+    let config = ws.path().join("checkhost.yaml");
+    std::fs::write(
+        &config,
+        "checks:\n  - {id: web, strategy: {plugin: http, config: {baseUrl: \"http://127.0.0.1:9\"}}, \
+         network: {allow: [\"127.0.0.1:9\"]}}\nsystems: [{id: shop}]\nassignments: [{system: shop, check: web}]\n",
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_checkhost"))
+            .args(args)
+            .env("CHECKHOST_CACHE_DIR", support::cache_dir())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let config_arg = config.to_str().unwrap();
+    let plugins_arg = plugins.to_str().unwrap();
+    let (code, output) = cli(&["plugin", "lock", config_arg, "--plugins", plugins_arg]);
+    assert_eq!(code, Some(0), "{output}");
+
+    let reference = format!(
+        "oci://127.0.0.1:{}/checkhost/http-request:1.0",
+        registry.port
+    );
+    let (code, output) = cli(&[
+        "plugin",
+        "pull",
+        &reference,
+        config_arg,
+        "--plugins",
+        plugins_arg,
+    ]);
+    assert_eq!(code, Some(0), "{output}");
+    let pulled = std::fs::read(plugins.join("http-request.wasm")).unwrap();
+    assert_eq!(pulled, component, "the very bytes pushed");
+    let digest = checkhost::runtime::ComponentDigest::of(&component).to_string();
+    assert!(
+        output.contains(&digest) && output.contains("collector `request`"),
+        "{output}"
+    );
+    let lock = std::fs::read_to_string(ws.path().join("checkhost.lock")).unwrap();
+    assert!(
+        lock.contains("file: http-request.wasm")
+            && lock.contains(&digest)
+            && lock.contains(&reference),
+        "pinned with its source:\n{lock}"
+    );
+
+    let files = || {
+        let mut names: Vec<String> = std::fs::read_dir(&plugins)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let bad = format!(
+        "oci://127.0.0.1:{}/checkhost/not-a-plugin:1.0",
+        registry.port
+    );
+    let (code, output) = cli(&["plugin", "pull", &bad, config_arg, "--plugins", plugins_arg]);
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("not a checkhost plugin"), "{output}");
+    assert_eq!(
+        files(),
+        ["http-request.wasm", "http.wasm"],
+        "nothing written"
+    );
+
+    let (code, output) = cli(&[
+        "plugin",
+        "pull",
+        &reference,
+        config_arg,
+        "--plugins",
+        plugins_arg,
+        "--name",
+        "request-copy",
+    ]);
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("already provides"), "{output}");
+    assert_eq!(
+        files(),
+        ["http-request.wasm", "http.wasm"],
+        "nothing written"
+    );
+
+    let missing = format!("oci://127.0.0.1:{}/checkhost/absent:1.0", registry.port);
+    let (code, output) = cli(&[
+        "plugin",
+        "pull",
+        &missing,
+        config_arg,
+        "--plugins",
+        plugins_arg,
+    ]);
+    assert_eq!(code, Some(2), "{output}");
+    assert!(
+        output.contains(&missing),
+        "the error names the reference: {output}"
+    );
+}

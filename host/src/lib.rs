@@ -8,6 +8,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod notify;
+pub mod oci;
 pub mod pipeline;
 pub mod runtime;
 pub mod scaffold;

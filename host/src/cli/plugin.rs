@@ -9,6 +9,7 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::output::{clip, inert, table};
+use crate::oci::OciReference;
 use crate::pipeline::lock::{LockedPlugin, PluginLock};
 use crate::pipeline::plugins::PluginSet;
 use crate::runtime::bindings::{CheckInfo, RunContext, SystemInfo};
@@ -51,6 +52,22 @@ pub enum PluginCommand {
         #[arg(long, env = "CHECKHOST_PLUGINS")]
         plugins: Option<PathBuf>,
     },
+    /// Fetch a plugin component from an OCI registry into the plugin folder,
+    /// and pin it in the config's checkhost.lock when there is one.
+    Pull {
+        /// `oci://HOST/REPOSITORY:TAG` or `oci://HOST/REPOSITORY@sha256:…`.
+        reference: String,
+        /// The config whose plugin folder and lock to use.
+        #[arg(default_value = "checkhost.yaml")]
+        config: PathBuf,
+        /// Plugin folder; overrides `plugins:` in the config.
+        #[arg(long, env = "CHECKHOST_PLUGINS")]
+        plugins: Option<PathBuf>,
+        /// File name in the folder, without `.wasm`; default: the
+        /// repository's last segment.
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Show a component's world, contract version, id and config schema.
     Inspect {
         file: PathBuf,
@@ -88,6 +105,12 @@ pub enum PluginCommand {
 pub async fn run(cmd: PluginCommand, runtime: Runtime) -> anyhow::Result<ExitCode> {
     match cmd {
         PluginCommand::Lock { config, plugins } => lock(&runtime, config, plugins).await,
+        PluginCommand::Pull {
+            reference,
+            config,
+            plugins,
+            name,
+        } => pull(&runtime, &reference, config, plugins, name).await,
         PluginCommand::New {
             name,
             kind,
@@ -199,6 +222,7 @@ async fn lock(
                     id: id.clone(),
                     kind,
                     digest: plugin.digest,
+                    source: None,
                 }),
                 None => missing.push(format!("checks[{}]: {}", check.id, set.missing(kind, id))),
             }
@@ -214,8 +238,17 @@ async fn lock(
     }
     pins.sort_by(|a, b| a.file.cmp(&b.file));
     pins.dedup();
-    let lock = PluginLock::new(pins);
     let path = PluginLock::path_for(&config);
+    // Where a file came from stays known while its bytes are the same.
+    if let Ok(Some(old)) = PluginLock::read(&path) {
+        for pin in &mut pins {
+            pin.source = old
+                .pinned(&pin.file)
+                .filter(|o| o.digest == pin.digest)
+                .and_then(|o| o.source.clone());
+        }
+    }
+    let lock = PluginLock::new(pins);
     lock.write(&path)?;
     println!(
         "{}: {} plugin files pinned",
@@ -230,6 +263,103 @@ async fn lock(
             inert(&pin.id),
             inert(&pin.file)
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pulls a component into the plugin folder: only a component that loads
+/// as a plugin, under a name no other plugin file of its id holds, and
+/// written whole (a temporary file renamed into place).
+async fn pull(
+    runtime: &Runtime,
+    reference: &str,
+    config: PathBuf,
+    plugins: Option<PathBuf>,
+    name: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let refuse = |message: String| {
+        eprintln!("error: {}", inert(&message));
+        Ok(ExitCode::from(2))
+    };
+    let reference: OciReference = match reference.parse() {
+        Ok(r) => r,
+        Err(e) => return refuse(format!("{e}")),
+    };
+    let dir = match plugins {
+        Some(dir) => dir,
+        None => match crate::config::load_config(&config)
+            .map_err(|e| e.to_string())
+            .and_then(|loaded| crate::pipeline::setup::plugin_dir(&loaded, None))
+        {
+            Ok(dir) => dir,
+            Err(e) => return refuse(e),
+        },
+    };
+    let name = name.unwrap_or_else(|| reference.name().to_string());
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return refuse(format!("`{name}` is not a plugin file name: pass --name"));
+    }
+    let file = format!("{name}.wasm");
+    let pulled = match crate::oci::pull(&reference).await {
+        Ok(pulled) => pulled,
+        Err(e) => return refuse(e.to_string()),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let tmp = dir.join(format!(".{name}.pull{}", std::process::id()));
+    std::fs::write(&tmp, &pulled.bytes)
+        .with_context(|| format!("{}: cannot write", tmp.display()))?;
+    let plugin = match runtime.load_pinned(&tmp, Some(pulled.digest)).await {
+        Ok(plugin) => plugin,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return refuse(format!("{reference}: not a checkhost plugin: {e}"));
+        }
+    };
+    let (kind, id) = (plugin.info.kind, plugin.info.id.clone());
+    let set = PluginSet::load_dir(runtime, &dir, None).await;
+    let clash = set.ok().and_then(|set| {
+        let other = match kind {
+            PluginKind::Strategy => set.strategy(&id),
+            PluginKind::Collector => set.collector(&id),
+        }?;
+        let other_file = other.path.file_name()?.to_string_lossy().into_owned();
+        (other_file != file).then_some(other_file)
+    });
+    if let Some(other) = clash {
+        let _ = std::fs::remove_file(&tmp);
+        return refuse(format!(
+            "{reference} is {kind} `{id}`, which {other} in {} already provides: \
+             remove that file, or pull with --name {}",
+            dir.display(),
+            other.trim_end_matches(".wasm")
+        ));
+    }
+    let target = dir.join(&file);
+    std::fs::rename(&tmp, &target)
+        .with_context(|| format!("{}: cannot write", target.display()))?;
+    println!(
+        "{}: {kind} `{}` from {reference} ({})",
+        target.display(),
+        inert(&id),
+        pulled.digest
+    );
+    let lock_path = PluginLock::path_for(&config);
+    match PluginLock::read(&lock_path)? {
+        Some(mut lock) => {
+            lock.pin(LockedPlugin {
+                file,
+                id,
+                kind,
+                digest: pulled.digest,
+                source: Some(reference.to_string()),
+            });
+            lock.write(&lock_path)?;
+            println!("{}: pinned", lock_path.display());
+        }
+        None => println!(
+            "{}: none, so nothing is pinned; `checkhost plugin lock` pins every plugin the config uses",
+            lock_path.display()
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

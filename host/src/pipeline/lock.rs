@@ -28,6 +28,9 @@ pub struct LockedPlugin {
     pub id: String,
     pub kind: PluginKind,
     pub digest: ComponentDigest,
+    /// Where `checkhost plugin pull` fetched it from (`oci://…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +133,13 @@ impl PluginLock {
         std::fs::rename(&tmp, path).map_err(failed)
     }
 
+    /// Pins `pin`, in place of what the lock said of its file.
+    pub fn pin(&mut self, pin: LockedPlugin) {
+        self.plugins.retain(|p| p.file != pin.file);
+        self.plugins.push(pin);
+        self.plugins.sort_by(|a, b| a.file.cmp(&b.file));
+    }
+
     /// The pin of the file named `file`, if the lock lists it.
     pub fn pinned(&self, file: &str) -> Option<&LockedPlugin> {
         self.plugins.iter().find(|p| p.file == file)
@@ -150,6 +160,7 @@ mod tests {
             id: "http".into(),
             kind: PluginKind::Strategy,
             digest: ComponentDigest::of(b"http"),
+            source: Some("oci://127.0.0.1:5000/http:1".into()),
         }]);
         lock.write(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
