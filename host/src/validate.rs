@@ -13,6 +13,7 @@ use crate::pipeline::plugins::PluginSet;
 use crate::pipeline::render::{context, render_config};
 use crate::pipeline::schema_walk::{is_open, schema_at, types_of, visit_strings};
 use crate::pipeline::secrets::{SecretProvider, reference_name};
+use crate::pipeline::setup::Setup;
 use crate::runtime::{NetworkPolicy, Plugin, PluginKind, Runtime};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -76,6 +77,17 @@ impl Problems {
             plugin_fault: false,
         });
     }
+}
+
+/// The problems that stop a loaded configuration from running. A missing
+/// secret does not, nor a plugin's fault: each fails the runs it concerns,
+/// by name.
+pub async fn blocking_problems(setup: &Setup, runtime: &Runtime) -> Vec<Problem> {
+    validate(&setup.config.file, &setup.plugins, runtime, &setup.secrets)
+        .await
+        .into_iter()
+        .filter(Problem::blocks_running)
+        .collect()
 }
 
 pub async fn validate(

@@ -76,7 +76,7 @@ pub async fn run_now(
     Path((system, check)): Path<(String, String)>,
     Params(NoParams {}): Params<NoParams>,
 ) -> Result<Json<RunNow>, ApiError> {
-    let generation = state.scheduler.generation();
+    let generation = state.live.generation();
     assignment(&generation.setup.config.file.assignments, &system, &check)?;
     let keys = generation.slices_of(&system, &check);
     let outcomes = futures::future::join_all(
@@ -114,13 +114,13 @@ async fn set_paused(
     check: String,
     paused: bool,
 ) -> Result<Json<PauseState>, ApiError> {
-    let generation = state.scheduler.generation();
+    let generation = state.live.generation();
     assignment(&generation.setup.config.file.assignments, &system, &check)?;
     let transitions = state
         .store
         .set_paused(&system, &check, paused, now_ms())
         .await?;
-    state.scheduler.set_paused(&system, &check, paused);
+    state.live.set_paused(&system, &check, paused);
     tracing::info!(%system, %check, paused, "assignment paused or resumed through the API");
     Ok(Json(PauseState {
         system,

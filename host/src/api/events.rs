@@ -67,7 +67,7 @@ pub async fn stream(
         None => Position::after_run(state.store.newest_run_id().await?),
     };
     let (tx, rx) = mpsc::channel::<Event>(256);
-    let masker = state.scheduler.generation().masker.clone();
+    let masker = state.live.generation().masker.clone();
     tokio::spawn(forward(
         state.store.clone(),
         live,

@@ -133,7 +133,7 @@ pub async fn open(
         state: b.state.unwrap_or(UpdateState::Investigating),
         body: b.body,
     };
-    let generation = state.scheduler.generation();
+    let generation = state.live.generation();
     let config = &generation.setup.config.file;
     new.check(|s| config.system(s).is_some()).map_err(refused)?;
     let id = state.store.open_incident(&new, now_ms()).await?;

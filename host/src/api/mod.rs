@@ -25,7 +25,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use crate::config::ReadAccess;
 use crate::runtime::Runtime;
 use crate::serve::generation::Access;
-use crate::serve::scheduler::Scheduler;
+use crate::serve::live::LiveConfig;
 use crate::store::Store;
 use error::ApiError;
 pub use runs::{HistoryField, history_fields};
@@ -37,7 +37,8 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<Store>,
-    pub scheduler: Arc<Scheduler>,
+    /// The current configuration and the API's pauses.
+    pub live: Arc<LiveConfig>,
     pub runtime: Arc<Runtime>,
     /// Turns true on shutdown: event streams end so the server can stop.
     pub stop: tokio::sync::watch::Receiver<bool>,
@@ -199,7 +200,7 @@ async fn limit_body(request: Request, next: Next) -> Response {
 /// Middleware: lets a request on under the current configuration's access
 /// rules (API and status page alike).
 pub async fn authorize(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let access = state.scheduler.generation().access.clone();
+    let access = state.live.generation().access.clone();
     match check_access(&access, request.method(), request.headers()) {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),

@@ -106,7 +106,7 @@ pub async fn list(
         before: cursor_param(p.cursor.as_deref())?,
         limit: limit + 1,
     };
-    let masker = state.scheduler.generation().masker.clone();
+    let masker = state.live.generation().masker.clone();
     let mut runs = state.store.runs(&query).await?;
     for run in &mut runs {
         masker.json(&mut run.result);
@@ -208,7 +208,7 @@ pub async fn history(
     }
     let filter = slices(p.system, p.check, p.environment);
     let points = state.store.history(&filter, from_ms, to_ms, bucket).await?;
-    let fields = history_fields(&state.scheduler.generation().setup.plugins, &points);
+    let fields = history_fields(&state.live.generation().setup.plugins, &points);
     Ok(Json(History {
         from_ms,
         to_ms,

@@ -139,7 +139,7 @@ pub async fn list(
     State(state): State<ApiState>,
     Params(NoParams {}): Params<NoParams>,
 ) -> Result<Response, ApiError> {
-    let generation = state.scheduler.generation();
+    let generation = state.live.generation();
     let statuses = state.store.current_statuses().await?;
     let key = (generation.id, statuses.version);
     let cached = state.systems_json.get(key);
@@ -196,7 +196,7 @@ pub async fn detail(
 }
 
 pub async fn system_detail(state: &ApiState, id: &str) -> Result<SystemDetail, ApiError> {
-    let generation = state.scheduler.generation();
+    let generation = state.live.generation();
     let config = &generation.setup.config.file;
     let system = config
         .system(id)
@@ -256,7 +256,7 @@ pub async fn system_detail(state: &ApiState, id: &str) -> Result<SystemDetail, A
             interval: check.interval.to_string(),
             strategy: check.strategy.plugin.clone(),
             collectors: check.collectors.iter().map(|c| c.plugin.clone()).collect(),
-            paused: state.scheduler.is_paused(id, &a.check, a.paused),
+            paused: state.live.is_paused(id, &a.check, a.paused),
             slices,
         });
     }

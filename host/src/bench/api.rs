@@ -17,8 +17,7 @@ use crate::clock::now_ms;
 use crate::pipeline::setup::Setup;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::serve::generation::Generation;
-use crate::serve::metrics::Metrics;
-use crate::serve::scheduler::Scheduler;
+use crate::serve::live::LiveConfig;
 use crate::store::Store;
 use crate::store::db::{Db, with_pool};
 
@@ -228,17 +227,11 @@ pub async fn run(
     store_states(&scratch.url(), systems, environments).await?;
     store_history(&scratch.url(), systems, environments).await?;
     let generation = Generation::prepare(setup, &runtime, &store).await;
-    let scheduler = Scheduler::new(
-        Arc::new(generation),
-        runtime.clone(),
-        store.clone(),
-        Metrics::new(),
-        1,
-    );
+    let live = LiveConfig::new(Arc::new(generation), store.clone());
     let (stop_tx, stop) = watch::channel(false);
     let state = ApiState {
         store: store.clone(),
-        scheduler,
+        live,
         runtime,
         stop,
         systems_json: Default::default(),

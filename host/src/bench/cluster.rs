@@ -18,6 +18,7 @@ use crate::cluster::Cluster;
 use crate::pipeline::setup::Setup;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::serve::generation::Generation;
+use crate::serve::live::LiveConfig;
 use crate::serve::metrics::Metrics;
 use crate::serve::scheduler::Scheduler;
 use crate::store::Store;
@@ -79,7 +80,7 @@ async fn node(config: &Path, runtime: &Arc<Runtime>, url: &str) -> anyhow::Resul
     let generation = Generation::prepare(setup, runtime, &store).await;
     let metrics = Metrics::new();
     let scheduler = Scheduler::new(
-        Arc::new(generation),
+        LiveConfig::new(Arc::new(generation), store.clone()),
         runtime.clone(),
         store.clone(),
         metrics.clone(),

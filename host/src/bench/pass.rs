@@ -57,7 +57,7 @@ impl PassReport {
              within a {} MiB guest memory budget), per round:\n\
              {:<14} {:>8} {:>8} {:>14} {:>14}\n",
             self.checks,
-            crate::cli::pipeline::RUN_CONCURRENCY,
+            crate::pipeline::run::RUN_CONCURRENCY,
             self.guest_memory_budget_mib,
             "collector",
             "wall s",

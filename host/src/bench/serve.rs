@@ -14,6 +14,7 @@ use crate::clock::now_ms;
 use crate::pipeline::setup::Setup;
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::serve::generation::Generation;
+use crate::serve::live::LiveConfig;
 use crate::serve::metrics::Metrics;
 use crate::serve::scheduler::Scheduler;
 use crate::store::{Store, WriterConfig};
@@ -111,7 +112,7 @@ pub async fn run(
         .await?;
     let generation = Generation::prepare(setup, &runtime, &store).await;
     let scheduler = Scheduler::new(
-        Arc::new(generation),
+        LiveConfig::new(Arc::new(generation), store.clone()),
         runtime.clone(),
         store.clone(),
         metrics.clone(),

@@ -4,6 +4,7 @@ mod incident;
 pub mod output;
 pub mod pipeline;
 mod plugin;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -291,7 +292,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = || start_runtime(cache_dir.clone(), budget);
     match cli.command {
         Command::Serve(args) => {
-            let options = crate::serve::ServeOptions {
+            let options = serve::ServeOptions {
                 config: args.config,
                 plugins: args.plugins,
                 database: args.database,
@@ -300,7 +301,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 concurrency: args.concurrency,
                 require_lock: args.require_lock,
             };
-            crate::serve::serve(options, runtime()?).await
+            serve::serve(options, runtime()?).await
         }
         Command::Run(args) => pipeline::run(args, runtime()?).await,
         Command::Validate {

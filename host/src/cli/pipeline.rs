@@ -38,9 +38,6 @@ pub struct DatabaseArg {
     pub database: Option<String>,
 }
 
-/// Runs `checkhost run` keeps in flight at once.
-pub const RUN_CONCURRENCY: usize = 32;
-
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -146,7 +143,7 @@ pub async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
         Ok((setup, _)) => setup,
         Err(e) => return Ok(config_error(&e)),
     };
-    let blocking = loaded.blocking_problems(&runtime).await;
+    let blocking = crate::validate::blocking_problems(&loaded, &runtime).await;
     if !blocking.is_empty() {
         for p in blocking {
             eprintln!(
@@ -164,7 +161,7 @@ pub async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
         config: &loaded.config.file,
         store: &store,
         secrets: loaded.secrets.clone(),
-        concurrency: RUN_CONCURRENCY,
+        concurrency: crate::pipeline::run::RUN_CONCURRENCY,
         start_by: None,
     };
     let selection = Selection {

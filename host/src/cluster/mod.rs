@@ -33,12 +33,6 @@ const CLAIM_LIMIT: i64 = 1_000;
 /// inside its lease, and one admitted later is not started at all.
 const START_WINDOW: Duration = Duration::from_secs(1);
 
-/// Whether `serve` on this store runs as a cluster node: on PostgreSQL,
-/// where other nodes may share the database.
-pub fn shares_database(store: &Store) -> bool {
-    store.engine() == "postgres"
-}
-
 pub struct Cluster {
     pub node: String,
     pub listen: String,
@@ -137,7 +131,7 @@ impl Cluster {
         let mut next_heartbeat = 0;
         let mut slices: Option<(u64, Arc<Slices>)> = None;
         loop {
-            let generation = self.scheduler.generation();
+            let generation = self.scheduler.live().generation();
             let current = match &slices {
                 Some((id, s)) if *id == generation.id => s.clone(),
                 _ => {
@@ -178,7 +172,8 @@ impl Cluster {
     /// shared configuration and schedule: done once before the daemon
     /// serves, so its first answers already see them.
     pub async fn join(&self) {
-        self.beat(&self.scheduler.generation(), now_ms()).await;
+        self.beat(&self.scheduler.live().generation(), now_ms())
+            .await;
     }
 
     async fn beat(&self, generation: &Generation, now: i64) {

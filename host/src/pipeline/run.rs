@@ -26,6 +26,9 @@ use crate::runtime::{
 };
 use crate::store::{FieldSample, NewRun, Store, StoreError, TransitionEvent};
 
+/// Runs `checkhost run` keeps in flight at once.
+pub const RUN_CONCURRENCY: usize = 32;
+
 /// Which slices `checkhost run` runs.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {

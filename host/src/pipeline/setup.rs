@@ -8,7 +8,6 @@ use crate::pipeline::lock::{LockError, PluginLock};
 use crate::pipeline::plugins::PluginSet;
 use crate::pipeline::secrets::SecretProvider;
 use crate::runtime::Runtime;
-use crate::validate::Problem;
 
 pub struct Setup {
     pub config: LoadedConfig,
@@ -62,17 +61,6 @@ impl Setup {
             },
             kept,
         ))
-    }
-
-    /// The problems that stop a configuration from running. A missing
-    /// secret does not, nor a plugin's fault: each fails the runs it
-    /// concerns, by name.
-    pub async fn blocking_problems(&self, runtime: &Runtime) -> Vec<Problem> {
-        crate::validate::validate(&self.config.file, &self.plugins, runtime, &self.secrets)
-            .await
-            .into_iter()
-            .filter(Problem::blocks_running)
-            .collect()
     }
 
     /// The database URL: the flag or environment first, then `database:` of

@@ -1,305 +1,44 @@
-//! `checkhost serve`: the long-running host — scheduler, hot reload,
-//! graceful shutdown, daily retention, notifications and the HTTP side
-//! (API, status page, metrics).
+//! `checkhost serve`'s parts below the API: the live configuration, the
+//! scheduler, hot reload, daily retention, reminders, metrics and the
+//! operational HTTP endpoints. `cli/serve.rs` puts them together with the
+//! API, the status page and the cluster.
 
 pub mod generation;
-mod http;
+pub mod http;
+pub mod live;
 pub mod metrics;
-mod reload;
+pub mod reload;
 pub mod scheduler;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-use crate::api::ApiState;
 use crate::clock::now_ms;
-use crate::cluster::Cluster;
 use crate::notify::Notifier;
-use crate::notify::deliver::{self, Deliverer};
-use crate::pipeline::setup::Setup;
-use crate::runtime::Runtime;
+use crate::store::Store;
 use crate::store::retention::RetentionPolicy;
-use crate::store::{Store, WriterConfig};
-use generation::Generation;
-use metrics::Metrics;
-use reload::Reloader;
-use scheduler::Scheduler;
-
-/// Exit code for a configuration, database or port that keeps the daemon
-/// from starting.
-const START_ERROR: u8 = 2;
-
-pub struct ServeOptions {
-    pub config: PathBuf,
-    pub plugins: Option<PathBuf>,
-    pub database: Option<String>,
-    pub listen: SocketAddr,
-    /// How long in-flight runs may take to finish on shutdown.
-    pub grace: Duration,
-    /// Runs at once; at the bound the scheduler waits.
-    pub concurrency: usize,
-    /// Refuse to start, or to reload, without `checkhost.lock`.
-    pub require_lock: bool,
-}
-
-fn refuse(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
-    eprintln!(
-        "error: {}",
-        crate::runtime::text::inert(&message.to_string())
-    );
-    Ok(ExitCode::from(START_ERROR))
-}
-
-pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<ExitCode> {
-    let runtime = Arc::new(runtime);
-    let setup = match Setup::load(
-        &options.config,
-        options.plugins.as_ref(),
-        &runtime,
-        None,
-        options.require_lock,
-    )
-    .await
-    {
-        Ok((setup, _)) => setup,
-        Err(e) => return refuse(e),
-    };
-    let problems = setup.blocking_problems(&runtime).await;
-    if !problems.is_empty() {
-        for p in &problems {
-            eprintln!(
-                "error: {}: {}",
-                options.config.display(),
-                crate::runtime::text::inert(&p.to_string())
-            );
-        }
-        return Ok(ExitCode::from(START_ERROR));
-    }
-    let metrics = Metrics::new();
-    let writer = WriterConfig {
-        // The daemon outlives database outages: runs wait (and the scheduler
-        // with them, through backpressure) until the database is back.
-        retry_for: Duration::MAX,
-        observer: Some({
-            let metrics = metrics.clone();
-            Arc::new(move |took, runs| metrics.observe_commit(took, runs))
-        }),
-        ..WriterConfig::default()
-    };
-    let store =
-        match Store::open_with(&setup.database_url(options.database.as_deref()), writer).await {
-            Ok(store) => Arc::new(store),
-            Err(e) => return refuse(e),
-        };
-    let listener = match tokio::net::TcpListener::bind(options.listen).await {
-        Ok(l) => l,
-        Err(e) => return refuse(format!("cannot listen on {}: {e}", options.listen)),
-    };
-    // Plugins must not reach this daemon's own API through a local address.
-    if let Ok(addr) = listener.local_addr() {
-        crate::runtime::policy::guard_own_listener(addr);
-    }
-    let plugin_dir = options.plugins.clone().or_else(|| {
-        let plugins = setup.config.file.plugins.as_ref();
-        plugins.map(|p| setup.config.resolve(p))
-    });
-    let generation = Generation::prepare(setup, &runtime, &store).await;
-    let file = &generation.setup.config.file;
-    // A cluster node leaves the shared checks and assignments to the nodes
-    // of the owning configuration version (see `cluster`). What the sync
-    // re-derives (a check removed while the daemon was down) is notified
-    // under this configuration's targets.
-    if !crate::cluster::shares_database(&store) {
-        store.set_router(generation.notifier.clone());
-        store
-            .sync_config(&file.checks, &file.assignments, &file.systems, now_ms())
-            .await?;
-    }
-    tracing::info!(
-        slices = generation.slices.len(),
-        database = store.engine(),
-        listen = %options.listen,
-        "checkhost serving"
-    );
-    let scheduler = Scheduler::new(
-        Arc::new(generation),
-        runtime.clone(),
-        store.clone(),
-        metrics.clone(),
-        options.concurrency,
-    );
-    let (stop_tx, stop) = watch::channel(false);
-
-    match store.pauses().await {
-        Ok(pauses) => {
-            for ((system, check), paused) in pauses {
-                scheduler.set_paused(&system, &check, paused);
-            }
-        }
-        Err(e) => return refuse(format!("cannot read the API pauses: {e}")),
-    }
-    // On PostgreSQL the node joins the cluster: due slices come from the
-    // shared schedule, so several nodes can split the work.
-    let cluster = crate::cluster::shares_database(&store).then(|| {
-        Cluster::new(
-            node_id(options.listen),
-            options.listen.to_string(),
-            scheduler.clone(),
-            store.clone(),
-        )
-    });
-    if let Some(cluster) = &cluster {
-        cluster.join().await;
-    }
-    let endpoints = http::Endpoints {
-        metrics: metrics.clone(),
-        store: store.clone(),
-        runtime: runtime.clone(),
-    };
-    let api = ApiState {
-        store: store.clone(),
-        scheduler: scheduler.clone(),
-        runtime: runtime.clone(),
-        stop: stop.clone(),
-        systems_json: Default::default(),
-    };
-    let app = http::router(endpoints)
-        .merge(crate::web::router(api.clone()))
-        .merge(crate::api::router(api));
-    let server = {
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop.changed().await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!("HTTP server stopped: {e}");
-            }
-        })
-    };
-    let reloader = Reloader {
-        config_path: options.config.clone(),
-        plugins_flag: options.plugins.clone(),
-        require_lock: options.require_lock,
-        runtime: runtime.clone(),
-        store: store.clone(),
-        scheduler: scheduler.clone(),
-        metrics: metrics.clone(),
-    };
-    let reloads = tokio::spawn(reloader.run(plugin_dir, stop.clone()));
-    let retention = tokio::spawn(daily_retention(store.clone(), stop.clone()));
-    let current_notifier = {
-        let scheduler = scheduler.clone();
-        Arc::new(move || scheduler.generation().notifier.clone())
-    };
-    let deliveries = tokio::spawn(
-        Deliverer {
-            store: store.clone(),
-            owner: format!("{}-{}", std::process::id(), now_ms()),
-            notifier: current_notifier.clone(),
-            client: deliver::client(),
-        }
-        .run(stop.clone()),
-    );
-    let reminders = tokio::spawn(remind_every(
-        store.clone(),
-        current_notifier,
-        scheduler.clone(),
-        stop.clone(),
-    ));
-    let scheduling = match &cluster {
-        Some(cluster) => tokio::spawn(cluster.clone().run(stop.clone())),
-        None => tokio::spawn(scheduler.clone().run(stop.clone())),
-    };
-
-    wait_for_shutdown_signal().await;
-    tracing::info!("shutting down: no new runs, letting runs in flight finish");
-    let _ = stop_tx.send(true);
-    let mut in_flight = scheduling.await?;
-    let finished = tokio::time::timeout(options.grace, async {
-        while in_flight.join_next().await.is_some() {}
-    })
-    .await;
-    if finished.is_err() {
-        tracing::warn!(
-            runs = in_flight.len(),
-            grace_ms = options.grace.as_millis() as u64,
-            "runs still going after the grace period are abandoned, not recorded"
-        );
-        in_flight.abort_all();
-    }
-    if let Some(cluster) = &cluster {
-        cluster.finish().await;
-    }
-    // Open event streams end on stop; a client that stopped reading must
-    // not hold the daemon up beyond the grace period.
-    let server = async {
-        if tokio::time::timeout(options.grace, server).await.is_err() {
-            tracing::warn!("HTTP connections still open after the grace period are dropped");
-        }
-    };
-    let _ = tokio::join!(server, reloads, retention, deliveries, reminders);
-    store.close().await;
-    tracing::info!("stopped; every reported run is committed");
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `<host>:<port>-<pid>-<start ms>`: unique among the nodes of a cluster,
-/// even when a restarted container gets the same host name and pid.
-fn node_id(listen: SocketAddr) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "node".into());
-    format!(
-        "{host}:{}-{}-{}",
-        listen.port(),
-        std::process::id(),
-        now_ms()
-    )
-}
-
-async fn wait_for_shutdown_signal() {
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the daemon can only be killed.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
+use live::LiveConfig;
 
 /// How often unhealthy entities are checked for due reminders, at most:
 /// twice per shortest reminder interval, so none is late by more than half.
 const REMINDER_SWEEP: Duration = Duration::from_secs(10);
 
-async fn remind_every(
+pub async fn remind_every(
     store: Arc<Store>,
     notifier: Arc<dyn Fn() -> Arc<Notifier> + Send + Sync>,
-    scheduler: Arc<Scheduler>,
+    live: Arc<LiveConfig>,
     mut stop: watch::Receiver<bool>,
 ) {
     // An entity whose slices are all paused or gone stays unhealthy in the
     // database, but nobody works on it any more: no reminders.
     let still_monitored = |t: &crate::store::TransitionEvent| {
-        let generation = scheduler.generation();
+        let generation = live.generation();
         let entity = crate::store::entity::EntityId::parse(&t.entity_id);
         entity
             .slices_in(&generation.slices)
-            .any(|(key, def)| !scheduler.is_paused(&key.system, &key.check, def.paused))
+            .any(|(key, def)| !live.is_paused(&key.system, &key.check, def.paused))
     };
     loop {
         let shortest = notifier()
@@ -323,7 +62,7 @@ async fn remind_every(
 
 /// Retention once a day, the first an hour after start so a restart loop
 /// does not hammer the database.
-async fn daily_retention(store: Arc<Store>, mut stop: watch::Receiver<bool>) {
+pub async fn daily_retention(store: Arc<Store>, mut stop: watch::Receiver<bool>) {
     let mut wait = Duration::from_secs(3600);
     loop {
         tokio::select! {

@@ -12,9 +12,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
 use super::generation::Generation;
+use super::live::LiveConfig;
 use super::metrics::Metrics;
-use super::scheduler::Scheduler;
 use crate::clock::now_ms;
+use crate::pipeline::lock::LOCK_FILE;
 use crate::pipeline::setup::Setup;
 use crate::runtime::Runtime;
 use crate::store::Store;
@@ -25,7 +26,7 @@ pub struct Reloader {
     pub require_lock: bool,
     pub runtime: Arc<Runtime>,
     pub store: Arc<Store>,
-    pub scheduler: Arc<Scheduler>,
+    pub live: Arc<LiveConfig>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -33,7 +34,7 @@ impl Reloader {
     /// Loads, validates and applies the configuration; false when it was
     /// refused and the running one stays.
     pub async fn reload(&self) -> bool {
-        let previous = self.scheduler.generation();
+        let previous = self.live.generation();
         let loaded = Setup::load(
             &self.config_path,
             self.plugins_flag.as_ref(),
@@ -54,7 +55,7 @@ impl Reloader {
             self.metrics.reload_failures.inc();
             tracing::error!("plugin failed to load on reload: {problem}");
         }
-        let problems = setup.blocking_problems(&self.runtime).await;
+        let problems = crate::validate::blocking_problems(&setup, &self.runtime).await;
         if !problems.is_empty() {
             self.metrics.reload_failures.inc();
             for p in &problems {
@@ -71,7 +72,7 @@ impl Reloader {
         let file = &generation.setup.config.file;
         // In a cluster only the nodes of the owning version write the shared
         // checks and assignments (with the schedule); see `cluster`.
-        let standalone = !crate::cluster::shares_database(&self.store);
+        let standalone = !self.store.shared();
         if standalone {
             // What the sync re-derives is notified under the new targets
             // and maintenance windows.
@@ -82,7 +83,7 @@ impl Reloader {
                 .await
             {
                 self.store
-                    .set_router(self.scheduler.generation().notifier.clone());
+                    .set_router(self.live.generation().notifier.clone());
                 self.metrics.reload_failures.inc();
                 tracing::error!("reload refused, the running configuration stays: {error}");
                 return false;
@@ -90,7 +91,7 @@ impl Reloader {
         }
         tracing::info!(slices = generation.slices.len(), "configuration reloaded");
         self.metrics.reloads.inc();
-        self.scheduler.replace(Arc::new(generation));
+        self.live.replace(Arc::new(generation));
         true
     }
 
@@ -143,6 +144,7 @@ fn watch_files(
             let yaml = matches!(ext, "yaml" | "yml");
             (config_is_dir && yaml && path.starts_with(&config))
                 || path == config
+                || path.file_name().is_some_and(|n| n == LOCK_FILE)
                 || (ext == "wasm" && plugin_dir.as_ref().is_some_and(|d| path.starts_with(d)))
         }
     };

@@ -6,15 +6,15 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::generation::Shared;
+use super::live::LiveConfig;
 use super::metrics::Metrics;
 use crate::clock::now_ms;
 use crate::runtime::Runtime;
@@ -22,15 +22,11 @@ use crate::store::Store;
 use crate::store::entity::SliceId;
 
 pub struct Scheduler {
-    generation: RwLock<Shared>,
-    changed: Notify,
+    live: Arc<LiveConfig>,
     runtime: Arc<Runtime>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
-    /// Pauses and resumes from the API, `(system, check)` → paused; they
-    /// win over the configuration.
-    pauses: RwLock<HashMap<(String, String), bool>>,
 }
 
 struct Slot {
@@ -95,57 +91,24 @@ fn next_due(key: &SliceId, due: i64, interval_ms: i64, now: i64) -> i64 {
 
 impl Scheduler {
     pub fn new(
-        generation: Shared,
+        live: Arc<LiveConfig>,
         runtime: Arc<Runtime>,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
         concurrency: usize,
     ) -> Arc<Scheduler> {
-        store.set_router(generation.notifier.clone());
         Arc::new(Scheduler {
-            generation: RwLock::new(generation),
-            changed: Notify::new(),
+            live,
             runtime,
             store,
             metrics,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            pauses: RwLock::new(HashMap::new()),
         })
     }
 
-    /// Applies an API pause or resume from the next tick on.
-    pub fn set_paused(&self, system: &str, check: &str, paused: bool) {
-        self.pauses
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((system.to_string(), check.to_string()), paused);
-    }
-
-    /// Whether an assignment is paused, the API's word winning over the file.
-    pub fn is_paused(&self, system: &str, check: &str, configured: bool) -> bool {
-        let pauses = self.pauses.read().unwrap_or_else(|e| e.into_inner());
-        if pauses.is_empty() {
-            return configured;
-        }
-        pauses
-            .get(&(system.to_string(), check.to_string()))
-            .copied()
-            .unwrap_or(configured)
-    }
-
-    pub fn generation(&self) -> Shared {
-        self.generation
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Swaps in a new configuration: untouched slices keep their schedule,
-    /// removed ones stop after their run in flight, new ones join.
-    pub fn replace(&self, generation: Shared) {
-        self.store.set_router(generation.notifier.clone());
-        *self.generation.write().unwrap_or_else(|e| e.into_inner()) = generation;
-        self.changed.notify_one();
+    /// The live configuration this scheduler follows.
+    pub fn live(&self) -> &Arc<LiveConfig> {
+        &self.live
     }
 
     /// Runs until `stop` turns true; returns the runs still in flight, for
@@ -164,7 +127,7 @@ impl Scheduler {
                 });
             tokio::select! {
                 _ = stop.changed() => break,
-                () = self.changed.notified() => self.reconcile(&mut slots, &mut queue).await,
+                () = self.live.changed() => self.reconcile(&mut slots, &mut queue).await,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 () = tokio::time::sleep(wait) => {
                     while let Some(Reverse((due, key))) = queue.peek().cloned() {
@@ -180,7 +143,7 @@ impl Scheduler {
                         }
                         slot.due_ms = next_due(&key, due, slot.interval_ms, now_ms());
                         queue.push(Reverse((slot.due_ms, key.clone())));
-                        if self.is_paused(&key.system, &key.check, slot.paused) {
+                        if self.live.is_paused(&key.system, &key.check, slot.paused) {
                             continue;
                         }
                         if slot.running.load(Ordering::Acquire) {
@@ -236,7 +199,7 @@ impl Scheduler {
             .scheduler_lag
             .observe((started - due_ms).max(0) as f64 / 1000.0);
         self.metrics.in_flight.inc();
-        let generation = self.generation();
+        let generation = self.live.generation();
         let span = tracing::info_span!(
             "run",
             system = %key.system,
@@ -280,7 +243,7 @@ impl Scheduler {
         slots: &mut HashMap<SliceId, Slot>,
         queue: &mut BinaryHeap<Reverse<(i64, SliceId)>>,
     ) {
-        let generation = self.generation();
+        let generation = self.live.generation();
         slots.retain(|key, _| generation.slices.contains_key(key));
         let new: Vec<&SliceId> = generation
             .slices

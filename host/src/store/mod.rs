@@ -277,6 +277,12 @@ impl Store {
         self.db.engine()
     }
 
+    /// Whether other processes may share this database as cluster nodes:
+    /// on PostgreSQL. `serve` then runs as a node.
+    pub fn shared(&self) -> bool {
+        self.engine() == "postgres"
+    }
+
     /// Runs and transitions as they commit. A receiver that lags behind
     /// loses events here; the database still has them (`read::events_after`).
     pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {

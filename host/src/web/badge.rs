@@ -37,7 +37,7 @@ pub struct BadgeParams {
 
 /// Badges are public or off, whatever `api.reads` says.
 pub async fn gate(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    if state.scheduler.generation().access.badges {
+    if state.live.generation().access.badges {
         next.run(request).await
     } else {
         not_found("badges are off (set `badges: public` in the configuration)")
@@ -193,7 +193,7 @@ fn entity_of(
             "`window` applies to uptime.svg only".into(),
         ));
     }
-    let generation = state.scheduler.generation();
+    let generation = state.live.generation();
     let config: &ConfigFile = &generation.setup.config.file;
     let Some(found) = config.systems.iter().find(|s| s.id == system) else {
         return Err(Refusal::NotFound(format!("no system `{system}`")));

@@ -53,7 +53,7 @@ pub fn affects(incident: &Incident, system: &str) -> bool {
 }
 
 pub async fn history(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let generation = state.scheduler.generation();
+    let generation = state.live.generation();
     let config = &generation.setup.config.file;
     let incidents = state.store.incidents(false, None, HISTORY).await?;
     let items: Vec<Value> = incidents.iter().map(|i| view(i, config)).collect();

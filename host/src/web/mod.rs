@@ -250,7 +250,7 @@ async fn index_page(
     page: usize,
     per: usize,
 ) -> Result<Value, ApiError> {
-    let generation = state.scheduler.generation();
+    let generation = state.live.generation();
     let config = &generation.setup.config.file;
     let now = now_ms();
     let store = &state.store;
@@ -487,7 +487,7 @@ async fn system_page(
     window_label: &str,
     window_ms: i64,
 ) -> Result<Value, ApiError> {
-    let generation = state.scheduler.generation();
+    let generation = state.live.generation();
     let masker = &generation.masker;
     let now = now_ms();
     let system = &detail.summary;
