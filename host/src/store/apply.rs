@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use super::entity::EntityId;
+use super::fields::{FieldBucket, FieldMap};
 use super::sketch::Sketch;
 use super::state::{CheckCounts, Status, TransitionKind, outcomes_status, runs_needed, worst};
 use super::{HOUR_MS, NewRun, TransitionEvent, entity_ids};
@@ -76,10 +77,20 @@ pub struct Aggregate {
     pub latency_min: f64,
     pub latency_max: f64,
     pub sketch: Sketch,
+    /// The runs' marked result fields.
+    pub fields: FieldMap,
 }
 
 impl Aggregate {
-    fn add(&mut self, latency_ms: Option<f64>, healthy: bool) {
+    fn add(&mut self, run: &NewRun) {
+        for f in &run.fields {
+            let sample = FieldBucket::new(f.value, run.at_ms);
+            self.fields
+                .entry(format!("{}.{}", f.collector, f.field))
+                .and_modify(|b| b.merge(&sample))
+                .or_insert(sample);
+        }
+        let (latency_ms, healthy) = (run.latency_ms, run.healthy);
         self.total += 1;
         if healthy {
             self.healthy += 1;
@@ -178,7 +189,7 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
             .aggregates
             .entry((p.slice_id, hour_bucket(run.at_ms)))
             .or_default()
-            .add(run.latency_ms, run.healthy);
+            .add(run);
 
         let mut caused = Vec::new();
         for entity in entity_ids(&run.system_id, run.environment_id.as_deref()) {
@@ -438,7 +449,7 @@ mod tests {
         ] {
             let mut a = Aggregate::default();
             for l in &latencies {
-                a.add(Some(*l), true);
+                a.add(&new_run(None, true, 0, *l));
             }
             let p95 = a.p95();
             assert!(

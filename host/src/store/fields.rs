@@ -1,13 +1,12 @@
-//! Aggregates of the result fields plugins mark (`x-aggregate`): per slice,
-//! collector and field, in hourly and daily buckets beside latency. One
-//! row shape serves every aggregate kind (count, sum, min, max, newest), and
-//! each column merges on its own, so a bucket is upserted without reading
-//! it first and writers on several nodes stay exact.
+//! Aggregates of the result fields plugins mark (`x-aggregate`), kept in
+//! the `fields` column of the hourly and daily rows beside latency: the row
+//! the writer already reads and rewrites under the entity locks, so they
+//! cost no extra rows and stay exact across writers. One shape serves every
+//! aggregate kind (count, sum, min, max, newest).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sqlx::{QueryBuilder, Transaction};
 
 /// A field's values within one bucket.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,78 +46,54 @@ impl FieldBucket {
     }
 }
 
-/// Which bucket of which field: (slice id, bucket start, collector, field).
-pub type FieldKey = (i64, i64, String, String);
+/// The marked fields of one bucket, by `<collector>.<field>`.
+pub type FieldMap = BTreeMap<String, FieldBucket>;
 
-/// A stored row, as selected by [`COLUMNS`].
-pub type FieldRow = (i64, i64, String, String, i64, f64, f64, f64, f64, i64);
-
-pub const COLUMNS: &str = "slice_id, bucket, collector, field, samples, value_sum, value_min, value_max, value_last, last_at";
-
-pub fn from_row(row: FieldRow) -> (FieldKey, FieldBucket) {
-    let (slice, bucket, collector, field, samples, sum, min, max, last, last_at) = row;
-    (
-        (slice, bucket, collector, field),
-        FieldBucket {
-            samples,
-            sum,
-            min,
-            max,
-            last,
-            last_at,
-        },
-    )
+/// Folds `other` into `map`.
+pub fn merge(map: &mut FieldMap, other: &FieldMap) {
+    for (key, bucket) in other {
+        map.entry(key.clone())
+            .and_modify(|b| b.merge(bucket))
+            .or_insert(*bucket);
+    }
 }
 
-/// Merges `rows` into `table` (`field_aggregates_hourly` or `_daily`):
-/// each key at most once per call.
-pub async fn upsert<DB>(
-    tx: &mut Transaction<'static, DB>,
-    table: &str,
-    rows: &BTreeMap<FieldKey, FieldBucket>,
-) -> Result<(), sqlx::Error>
-where
-    DB: sqlx::Database,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    DB::Arguments: Default + sqlx::IntoArguments<DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> f64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    let rows: Vec<_> = rows.iter().collect();
-    // Ten parameters a row: well inside both engines' limits.
-    for chunk in rows.chunks(500) {
-        let mut q = QueryBuilder::<DB>::new(format!("INSERT INTO {table} ({COLUMNS}) "));
-        q.push_values(chunk, |mut row, ((slice, bucket, collector, field), b)| {
-            row.push_bind(*slice)
-                .push_bind(*bucket)
-                .push_bind(collector.as_str())
-                .push_bind(field.as_str())
-                .push_bind(b.samples)
-                .push_bind(b.sum)
-                .push_bind(b.min)
-                .push_bind(b.max)
-                .push_bind(b.last)
-                .push_bind(b.last_at);
-        });
-        // CASE rather than MIN/GREATEST: the same text on both engines.
-        q.push(format!(
-            " ON CONFLICT (slice_id, bucket, collector, field) DO UPDATE SET
-                samples = {table}.samples + excluded.samples,
-                value_sum = {table}.value_sum + excluded.value_sum,
-                value_min = CASE WHEN excluded.value_min < {table}.value_min
-                    THEN excluded.value_min ELSE {table}.value_min END,
-                value_max = CASE WHEN excluded.value_max > {table}.value_max
-                    THEN excluded.value_max ELSE {table}.value_max END,
-                value_last = CASE WHEN excluded.last_at > {table}.last_at
-                    OR (excluded.last_at = {table}.last_at AND excluded.value_last > {table}.value_last)
-                    THEN excluded.value_last ELSE {table}.value_last END,
-                last_at = CASE WHEN excluded.last_at > {table}.last_at
-                    THEN excluded.last_at ELSE {table}.last_at END"
-        ));
-        q.build().execute(&mut **tx).await?;
-    }
-    Ok(())
+/// The `fields` column: `{"request.statusCode": [samples, sum, min, max,
+/// last, last_at], …}`, compact because every batch rewrites it.
+pub fn to_json(map: &FieldMap) -> String {
+    let object: serde_json::Map<String, serde_json::Value> = map
+        .iter()
+        .map(|(key, b)| {
+            let row = serde_json::json!([b.samples, b.sum, b.min, b.max, b.last, b.last_at]);
+            (key.clone(), row)
+        })
+        .collect();
+    serde_json::Value::Object(object).to_string()
+}
+
+/// Reads the `fields` column; an entry that is not six numbers is dropped
+/// rather than merged, so one bad row cannot spoil the others.
+pub fn from_json(text: &str) -> FieldMap {
+    let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(text)
+    else {
+        return FieldMap::new();
+    };
+    object
+        .into_iter()
+        .filter_map(|(key, row)| {
+            let row = row.as_array()?;
+            let number = |i: usize| row.get(i).and_then(serde_json::Value::as_f64);
+            let bucket = FieldBucket {
+                samples: row.first()?.as_i64()?,
+                sum: number(1)?,
+                min: number(2)?,
+                max: number(3)?,
+                last: number(4)?,
+                last_at: row.get(5)?.as_i64()?,
+            };
+            Some((key, bucket))
+        })
+        .collect()
 }
 
 /// A marked field over one history bucket, every aggregate at once: which
@@ -181,5 +156,13 @@ mod tests {
         assert_eq!((forward.last, forward.last_at), (9.0, 30));
         let point = FieldPoint::from(&forward);
         assert_eq!(point.avg, 6.0);
+
+        let map = FieldMap::from([("request.statusCode".to_string(), forward)]);
+        assert_eq!(from_json(&to_json(&map)), map);
+        let mut broken = from_json(r#"{"a.b": [1, 2, 3, 4, 5, 6], "c.d": [1, "x"], "e.f": 7}"#);
+        assert_eq!(broken.len(), 1, "the bad entries go, the good one stays");
+        merge(&mut broken, &map);
+        assert_eq!(broken.len(), 2);
+        assert!(from_json("not json").is_empty());
     }
 }

@@ -11,7 +11,7 @@ use sqlx::QueryBuilder;
 
 use super::db::with_pool;
 use super::entity::EntityId;
-use super::fields::{FieldBucket, FieldPoint};
+use super::fields::{self, FieldMap, FieldPoint};
 use super::ids::{created_at, first_id_at};
 use super::state::{Status, TransitionKind};
 use super::{
@@ -481,28 +481,18 @@ impl Store {
         to_ms: i64,
         bucket: Bucket,
     ) -> Result<Vec<HistoryPoint>, StoreError> {
-        type Row = (i64, i64, i64, i64, i64, f64, f64, f64, f64, i32);
-        type FieldRow = (i64, String, String, i64, f64, f64, f64, f64, i64, i32);
-        let (rows, field_rows): (Vec<Row>, Vec<FieldRow>) = with_pool!(&self.db.read().await, pool => {
+        type Row = (i64, i64, i64, i64, i64, f64, f64, f64, f64, String, i32);
+        let rows: Vec<Row> = with_pool!(&self.db.read().await, pool => {
             let mut q = QueryBuilder::new("");
             push_tiers(
                 &mut q,
                 "bucket, total, healthy, unhealthy, latency_count, latency_sum, latency_min, \
-                 latency_max, p95",
+                 latency_max, p95, fields",
                 ["aggregates_hourly", "aggregates_daily"],
                 (from_ms, to_ms),
                 slices,
             );
-            let rows = q.build_query_as().fetch_all(pool).await?;
-            let mut q = QueryBuilder::new("");
-            push_tiers(
-                &mut q,
-                "bucket, collector, field, samples, value_sum, value_min, value_max, value_last, last_at",
-                ["field_aggregates_hourly", "field_aggregates_daily"],
-                (from_ms, to_ms),
-                slices,
-            );
-            (rows, q.build_query_as().fetch_all(pool).await?)
+            q.build_query_as().fetch_all(pool).await?
         });
         // One p95 rule everywhere, the seed's: a bucket that merges stored
         // rows (the hours of a day, several slices) reports the largest of
@@ -518,28 +508,19 @@ impl Store {
             };
             (start, day)
         };
-        // Fields merge across slices and tiers like latency, by
-        // `<collector>.<field>`.
-        let mut fields: BTreeMap<(i64, bool), BTreeMap<String, FieldBucket>> = BTreeMap::new();
-        for (start, collector, field, samples, sum, min, max, last, last_at, tier) in field_rows {
-            let values = FieldBucket {
-                samples,
-                sum,
-                min,
-                max,
-                last,
-                last_at,
-            };
-            fields
-                .entry(key(start, tier))
-                .or_default()
-                .entry(format!("{collector}.{field}"))
-                .and_modify(|b| b.merge(&values))
-                .or_insert(values);
-        }
+        // Fields merge across slices and tiers like latency.
+        let mut fields: BTreeMap<(i64, bool), FieldMap> = BTreeMap::new();
         let mut merged: BTreeMap<(i64, bool), (HistoryPoint, i64, f64)> = BTreeMap::new();
-        for (start, total, healthy, unhealthy, count, sum, min, max, p95, tier) in rows {
+        for (start, total, healthy, unhealthy, count, sum, min, max, p95, bucket_fields, tier) in
+            rows
+        {
             let (start, day) = key(start, tier);
+            if bucket_fields.len() > 2 {
+                fields::merge(
+                    fields.entry((start, day)).or_default(),
+                    &fields::from_json(&bucket_fields),
+                );
+            }
             let (point, count_total, sum_total) = merged.entry((start, day)).or_insert_with(|| {
                 (
                     HistoryPoint {
@@ -553,10 +534,7 @@ impl Store {
                         latency_min_ms: f64::INFINITY,
                         latency_max_ms: 0.0,
                         latency_p95_ms: 0.0,
-                        fields: fields
-                            .get(&(start, day))
-                            .map(|f| f.iter().map(|(k, b)| (k.clone(), b.into())).collect())
-                            .unwrap_or_default(),
+                        fields: BTreeMap::new(),
                     },
                     0,
                     0.0,
@@ -574,9 +552,15 @@ impl Store {
             }
         }
         Ok(merged
-            .into_values()
-            .filter(|(p, _, _)| p.total > 0)
-            .map(|(mut p, count, sum)| {
+            .into_iter()
+            .filter(|(_, (p, _, _))| p.total > 0)
+            .map(|(key, (mut p, count, sum))| {
+                p.fields = fields
+                    .remove(&key)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|(name, b)| (name.clone(), b.into()))
+                    .collect();
                 p.uptime = p.healthy as f64 / p.total as f64;
                 if count > 0 {
                     p.latency_avg_ms = sum / count as f64;

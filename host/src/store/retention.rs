@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 
 use super::db::{WritePool, with_pool};
-use super::fields::{self, COLUMNS as FIELD_COLUMNS, FieldBucket, FieldKey, FieldRow};
+use super::fields::{self, FieldMap};
 use super::ids::first_id_at;
 use super::sketch::Sketch;
 use super::{DAY_MS, Store, StoreError};
@@ -42,7 +42,20 @@ pub struct RetentionReport {
     pub notices_deleted: u64,
 }
 
-type BucketRow = (i64, i64, i64, i64, i64, i64, f64, f64, f64, f64, String);
+type BucketRow = (
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    f64,
+    f64,
+    f64,
+    f64,
+    String,
+    String,
+);
 
 /// A daily bucket being built from hourly rows (and the daily row already
 /// stored, if any). A day's p95 is the max of its hourly p95s.
@@ -57,11 +70,14 @@ struct DailyRow {
     latency_max: f64,
     p95: f64,
     sketch: Sketch,
+    fields: FieldMap,
 }
 
 impl DailyRow {
     fn fold(&mut self, row: &BucketRow) {
-        let (_, _, total, healthy, unhealthy, count, sum, min, max, p95, ref sketch) = *row;
+        let (_, _, total, healthy, unhealthy, count, sum, min, max, p95, ref sketch, ref fields) =
+            *row;
+        fields::merge(&mut self.fields, &fields::from_json(fields));
         self.total += total;
         self.healthy += healthy;
         self.unhealthy += unhealthy;
@@ -89,7 +105,7 @@ impl DailyRow {
 }
 
 const BUCKET_COLUMNS: &str = "slice_id, bucket, total, healthy, unhealthy, latency_count, latency_sum, \
-     latency_min, latency_max, p95, sketch";
+     latency_min, latency_max, p95, sketch, fields";
 
 impl Store {
     pub async fn retention(
@@ -150,42 +166,18 @@ impl Store {
                         .push_bind(day.latency_min)
                         .push_bind(day.latency_max)
                         .push_bind(day.p95)
-                        .push_bind(day.sketch.to_json());
+                        .push_bind(day.sketch.to_json())
+                        .push_bind(fields::to_json(&day.fields));
                 });
                 q.push(
                     " ON CONFLICT (slice_id, bucket) DO UPDATE SET total = excluded.total,
                         healthy = excluded.healthy, unhealthy = excluded.unhealthy,
                         latency_count = excluded.latency_count, latency_sum = excluded.latency_sum, latency_min = excluded.latency_min,
-                        latency_max = excluded.latency_max, p95 = excluded.p95, sketch = excluded.sketch",
+                        latency_max = excluded.latency_max, p95 = excluded.p95, sketch = excluded.sketch,
+                        fields = excluded.fields",
                 );
                 q.build().execute(&mut *tx).await?;
             }
-            // Marked result fields roll up the same way; their columns
-            // merge on upsert, so the stored daily rows need no reading.
-            let field_hours: Vec<FieldRow> = sqlx::query_as(AssertSqlSafe(format!(
-                "SELECT {FIELD_COLUMNS} FROM field_aggregates_hourly WHERE bucket < $1"
-            )))
-            .bind(cutoff)
-            .fetch_all(&mut *tx)
-            .await?;
-            let mut field_days: BTreeMap<FieldKey, FieldBucket> = BTreeMap::new();
-            for row in field_hours {
-                let ((slice, bucket, collector, field), hour) = fields::from_row(row);
-                let day = (slice, bucket.div_euclid(DAY_MS) * DAY_MS, collector, field);
-                field_days
-                    .entry(day)
-                    .and_modify(|d| d.merge(&hour))
-                    .or_insert(hour);
-            }
-            fields::upsert(&mut tx, "field_aggregates_daily", &field_days).await?;
-            sqlx::query("DELETE FROM field_aggregates_hourly WHERE bucket < $1")
-                .bind(cutoff)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM field_aggregates_daily WHERE bucket < $1")
-                .bind(now_ms - policy.daily_days * DAY_MS)
-                .execute(&mut *tx)
-                .await?;
             let hourly_rolled = sqlx::query("DELETE FROM aggregates_hourly WHERE bucket < $1")
                 .bind(cutoff)
                 .execute(&mut *tx)

@@ -3,7 +3,7 @@
 //! `max_batch`), written in one transaction of a handful of multi-row
 //! statements. A producer hears back only after its batch committed.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use super::apply::{Aggregate, Applied, Loaded, PendingRun, SliceState, apply, ho
 use super::db::{Db, WritePool, entity_lock_key, unavailable, with_pool};
 use super::entity::EntityId;
 use super::entity::SliceId;
-use super::fields::{self, FieldBucket, FieldKey};
+use super::fields;
 use super::ids::RunIds;
 use super::outbox::{self, OutboxRow, SharedRouter};
 use super::sketch::Sketch;
@@ -615,7 +615,7 @@ type SliceRow = (
     bool,
 );
 
-type AggregateRow = (i64, i64, i64, i64, i64, i64, f64, f64, f64, String);
+type AggregateRow = (i64, i64, i64, i64, i64, i64, f64, f64, f64, String, String);
 
 /// Reads what the batch needs, under the entity locks: its slices, the
 /// worst status of the other slices of its systems, its entities' stored
@@ -746,7 +746,7 @@ where
     for chunk in slice_ids.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
             "SELECT slice_id, bucket, total, healthy, unhealthy, latency_count, latency_sum, latency_min,
-                    latency_max, sketch
+                    latency_max, sketch, fields
              FROM aggregates_hourly WHERE slice_id IN (",
         );
         push_list(&mut q, chunk.iter().copied());
@@ -764,6 +764,7 @@ where
             latency_min,
             latency_max,
             sketch,
+            fields,
         ) in rows
         {
             loaded.aggregates.insert(
@@ -777,6 +778,7 @@ where
                     latency_min,
                     latency_max,
                     sketch: Sketch::from_json(&sketch),
+                    fields: fields::from_json(&fields),
                 },
             );
         }
@@ -849,7 +851,7 @@ where
     for chunk in buckets.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
             "INSERT INTO aggregates_hourly (slice_id, bucket, total, healthy, unhealthy, latency_count,
-                latency_sum, latency_min, latency_max, p95, sketch) ",
+                latency_sum, latency_min, latency_max, p95, sketch, fields) ",
         );
         q.push_values(chunk, |mut row, key| {
             let a = &loaded.aggregates[key];
@@ -863,30 +865,18 @@ where
                 .push_bind(a.latency_min)
                 .push_bind(a.latency_max)
                 .push_bind(a.p95())
-                .push_bind(a.sketch.to_json());
+                .push_bind(a.sketch.to_json())
+                .push_bind(fields::to_json(&a.fields));
         });
         q.push(
             " ON CONFLICT (slice_id, bucket) DO UPDATE SET total = excluded.total, healthy = excluded.healthy,
                 unhealthy = excluded.unhealthy, latency_count = excluded.latency_count,
                 latency_sum = excluded.latency_sum,
                 latency_min = excluded.latency_min, latency_max = excluded.latency_max,
-                p95 = excluded.p95, sketch = excluded.sketch",
+                p95 = excluded.p95, sketch = excluded.sketch, fields = excluded.fields",
         );
         q.build().execute(&mut **tx).await?;
     }
-
-    let mut fields: BTreeMap<FieldKey, FieldBucket> = BTreeMap::new();
-    for p in pending {
-        let bucket = hour_bucket(p.run.at_ms);
-        for f in &p.run.fields {
-            let sample = FieldBucket::new(f.value, p.run.at_ms);
-            fields
-                .entry((p.slice_id, bucket, f.collector.clone(), f.field.clone()))
-                .and_modify(|b| b.merge(&sample))
-                .or_insert(sample);
-        }
-    }
-    fields::upsert(tx, "field_aggregates_hourly", &fields).await?;
 
     let mut slices: Vec<(&i64, &SliceState)> = pending
         .iter()
