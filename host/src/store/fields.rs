@@ -61,19 +61,49 @@ pub fn merge(map: &mut FieldMap, other: &FieldMap) {
 /// The `fields` column: `{"request.statusCode": [samples, sum, min, max,
 /// last, last_at], …}`, compact because every batch rewrites it.
 pub fn to_json(map: &FieldMap) -> String {
-    let object: serde_json::Map<String, serde_json::Value> = map
+    if map.is_empty() {
+        return "{}".into();
+    }
+    let rows: BTreeMap<&str, Row> = map
         .iter()
         .map(|(key, b)| {
-            let row = serde_json::json!([b.samples, b.sum, b.min, b.max, b.last, b.last_at]);
-            (key.clone(), row)
+            (
+                key.as_str(),
+                (b.samples, b.sum, b.min, b.max, b.last, b.last_at),
+            )
         })
         .collect();
-    serde_json::Value::Object(object).to_string()
+    // A map of numbers always serialises.
+    serde_json::to_string(&rows).unwrap_or_else(|_| "{}".into())
+}
+
+/// One entry of the column, as it is written.
+type Row = (i64, f64, f64, f64, f64, i64);
+
+fn bucket((samples, sum, min, max, last, last_at): Row) -> FieldBucket {
+    FieldBucket {
+        samples,
+        sum,
+        min,
+        max,
+        last,
+        last_at,
+    }
 }
 
 /// Reads the `fields` column; an entry that is not six numbers is dropped
 /// rather than merged, so one bad row cannot spoil the others.
 pub fn from_json(text: &str) -> FieldMap {
+    if text == "{}" {
+        return FieldMap::new();
+    }
+    // Typed first: every batch reads the column back.
+    if let Ok(rows) = serde_json::from_str::<BTreeMap<String, Row>>(text) {
+        return rows
+            .into_iter()
+            .map(|(key, row)| (key, bucket(row)))
+            .collect();
+    }
     let Ok(serde_json::Value::Object(object)) = serde_json::from_str::<serde_json::Value>(text)
     else {
         return FieldMap::new();
