@@ -1,6 +1,8 @@
 //! What users see of `checkhost serve` from outside: the status page in a real
-//! headless browser following a status change live, and the REST API fuzzed
-//! against its own OpenAPI document. Both need `scripts/install-test-tools`.
+//! headless browser (following a status change live, lined up, accessible,
+//! the demo's charts), on both engines; the REST API fuzzed against its own
+//! OpenAPI document and checked by outside validators. They need
+//! `scripts/install-test-tools`.
 
 mod support;
 
@@ -18,6 +20,7 @@ use support::daemon::Daemon;
 use support::db::TestDb;
 
 on_both_engines!(
+    the_status_page_follows_a_status_change_live_in_a_real_browser,
     the_pages_line_up_fit_a_phone_and_pass_an_accessibility_check,
     the_demo_charts_what_its_collectors_measure,
 );
@@ -169,8 +172,7 @@ fn start(ws: &Workspace, env: &[(&str, &str)]) -> Daemon {
     tokio::task::block_in_place(|| Daemon::start_with_env(ws, &[], env))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_status_page_follows_a_status_change_live_in_a_real_browser() {
+async fn the_status_page_follows_a_status_change_live_in_a_real_browser(db: TestDb) {
     let script = root().join("tests/browser/status-page.mjs");
     if !tools_present(&[
         root().join("tests/browser/node_modules/playwright-core"),
@@ -180,7 +182,7 @@ async fn the_status_page_follows_a_status_change_live_in_a_real_browser() {
     }
     let up = Arc::new(AtomicBool::new(true));
     let port = flip_server(up.clone()).await;
-    let ws = Workspace::new(&["http", "http-request"]);
+    let ws = Workspace::on(db, &["http", "http-request"]);
     ws.config(&config(port, "1s", ""));
     let daemon = start(&ws, &[]);
     let client = reqwest::Client::new();
