@@ -756,6 +756,31 @@ async fn plugin_pull_fetches_a_component_from_a_loopback_registry() {
         "nothing written"
     );
 
+    // A lock that cannot be read stops the pull before the folder changes.
+    let good_lock = std::fs::read_to_string(ws.path().join("checkhost.lock")).unwrap();
+    std::fs::write(
+        ws.path().join("checkhost.lock"),
+        good_lock.replace("version: 1", "version: 9"),
+    )
+    .unwrap();
+    let (code, output) = cli(&[
+        "plugin",
+        "pull",
+        &reference,
+        config_arg,
+        "--plugins",
+        plugins_arg,
+        "--name",
+        "again",
+    ]);
+    assert_eq!(code, Some(2), "{output}");
+    assert!(output.contains("lock version 9"), "{output}");
+    assert_eq!(
+        files(),
+        ["http-request.wasm", "http.wasm"],
+        "nothing written"
+    );
+
     let missing = format!("oci://127.0.0.1:{}/checkhost/absent:1.0", registry.port);
     let (code, output) = cli(&[
         "plugin",

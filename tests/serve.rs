@@ -588,3 +588,38 @@ async fn a_removed_database_file_is_restored_and_a_replaced_one_is_left_alone() 
     let restores = log.iter().filter(|l| l.contains("restored it at")).count();
     assert_eq!(restores, 2, "each removal is restored once and logged");
 }
+
+/// A daemon that started with `checkhost.lock` never reloads without it:
+/// deleting the lock must not quietly turn pinning off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_started_with_a_lock_refuses_to_reload_without_it() {
+    let ws = Workspace::new(PLUGINS);
+    let config = ws.config(&config(1, "300ms", false));
+    let out = support::checkhost(&[
+        "plugin",
+        "lock",
+        config.to_str().unwrap(),
+        "--plugins",
+        ws.plugins.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let daemon = Daemon::start(&ws, &[]);
+    daemon.wait_for(Duration::from_secs(20), "a first run", |d| {
+        !d.reported_runs().is_empty()
+    });
+    std::fs::remove_file(ws.dir.path().join("checkhost.lock")).unwrap();
+    daemon.signal("HUP");
+    daemon.wait_for(Duration::from_secs(20), "the refusal", |d| {
+        d.log()
+            .iter()
+            .any(|l| l.contains("reload refused") && l.contains("checkhost.lock"))
+    });
+    let before = daemon.reported_runs().len();
+    daemon.wait_for(Duration::from_secs(20), "runs to go on", |d| {
+        d.reported_runs().len() >= before + 2
+    });
+}

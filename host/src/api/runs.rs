@@ -170,11 +170,15 @@ pub fn history_fields(plugins: &PluginSet, points: &[HistoryPoint]) -> Vec<Histo
     let keys: BTreeSet<&String> = points.iter().flat_map(|p| p.fields.keys()).collect();
     keys.into_iter()
         .filter_map(|key| {
-            let (collector, name) = key.split_once('.')?;
-            Some(HistoryField {
-                key: key.clone(),
-                collector: collector.to_string(),
-                field: plugins.result_field(collector, name)?.clone(),
+            // Plugin ids and field names may both hold dots: the split is
+            // the one a loaded plugin answers to.
+            key.match_indices('.').find_map(|(at, _)| {
+                let (collector, name) = (&key[..at], &key[at + 1..]);
+                Some(HistoryField {
+                    key: key.clone(),
+                    collector: collector.to_string(),
+                    field: plugins.result_field(collector, name)?.clone(),
+                })
             })
         })
         .collect()

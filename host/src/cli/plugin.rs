@@ -267,6 +267,15 @@ async fn lock(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A file removed when dropped, unless it was renamed away first.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Pulls a component into the plugin folder: only a component that loads
 /// as a plugin, under a name no other plugin file of its id holds, and
 /// written whole (a temporary file renamed into place).
@@ -304,16 +313,19 @@ async fn pull(
         Ok(pulled) => pulled,
         Err(e) => return refuse(e.to_string()),
     };
+    // A lock that cannot be read stops the pull before anything changes.
+    let lock_path = PluginLock::path_for(&config);
+    let lock = match PluginLock::read(&lock_path) {
+        Ok(lock) => lock,
+        Err(e) => return refuse(e.to_string()),
+    };
     std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let tmp = dir.join(format!(".{name}.pull{}", std::process::id()));
-    std::fs::write(&tmp, &pulled.bytes)
-        .with_context(|| format!("{}: cannot write", tmp.display()))?;
-    let plugin = match runtime.load_pinned(&tmp, Some(pulled.digest)).await {
+    let tmp = TempFile(dir.join(format!(".{name}.pull{}", std::process::id())));
+    std::fs::write(&tmp.0, &pulled.bytes)
+        .with_context(|| format!("{}: cannot write", tmp.0.display()))?;
+    let plugin = match runtime.load_pinned(&tmp.0, Some(pulled.digest)).await {
         Ok(plugin) => plugin,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return refuse(format!("{reference}: not a checkhost plugin: {e}"));
-        }
+        Err(e) => return refuse(format!("{reference}: not a checkhost plugin: {e}")),
     };
     let (kind, id) = (plugin.info.kind, plugin.info.id.clone());
     let set = PluginSet::load_dir(runtime, &dir, None).await;
@@ -326,7 +338,6 @@ async fn pull(
         (other_file != file).then_some(other_file)
     });
     if let Some(other) = clash {
-        let _ = std::fs::remove_file(&tmp);
         return refuse(format!(
             "{reference} is {kind} `{id}`, which {other} in {} already provides: \
              remove that file, or pull with --name {}",
@@ -335,7 +346,7 @@ async fn pull(
         ));
     }
     let target = dir.join(&file);
-    std::fs::rename(&tmp, &target)
+    std::fs::rename(&tmp.0, &target)
         .with_context(|| format!("{}: cannot write", target.display()))?;
     println!(
         "{}: {kind} `{}` from {reference} ({})",
@@ -343,8 +354,7 @@ async fn pull(
         inert(&id),
         pulled.digest
     );
-    let lock_path = PluginLock::path_for(&config);
-    match PluginLock::read(&lock_path)? {
+    match lock {
         Some(mut lock) => {
             lock.pin(LockedPlugin {
                 file,

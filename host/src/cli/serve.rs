@@ -66,6 +66,9 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         Ok((setup, _)) => setup,
         Err(e) => return refuse(e),
     };
+    // Started with a lock, the daemon never reloads without one: deleting
+    // the lock must not turn pinning off unnoticed.
+    let require_lock = options.require_lock || setup.lock.is_some();
     let problems = crate::validate::blocking_problems(&setup, &runtime).await;
     if !problems.is_empty() {
         for p in &problems {
@@ -186,7 +189,7 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
     let reloader = Reloader {
         config_path: options.config.clone(),
         plugins_flag: options.plugins.clone(),
-        require_lock: options.require_lock,
+        require_lock,
         runtime: runtime.clone(),
         store: store.clone(),
         live: live.clone(),

@@ -55,8 +55,8 @@ pub enum LockError {
         source: std::io::Error,
     },
     #[error(
-        "{path}: missing, and --require-lock was given: write it with \
-         `checkhost plugin lock CONFIG --plugins DIR`"
+        "{path}: missing, but this configuration requires one (--require-lock, or a daemon \
+         that started with it): write it with `checkhost plugin lock CONFIG --plugins DIR`"
     )]
     Missing { path: PathBuf },
 }
@@ -129,8 +129,11 @@ impl PluginLock {
              # `checkhost plugin lock`, checked before every load. Commit it.\n{body}"
         );
         let tmp = path.with_extension(format!("lock.tmp{}", std::process::id()));
-        std::fs::write(&tmp, text).map_err(failed)?;
-        std::fs::rename(&tmp, path).map_err(failed)
+        let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map_err(failed)
     }
 
     /// Pins `pin`, in place of what the lock said of its file.

@@ -230,7 +230,11 @@ impl PluginSet {
     /// The marks of a stored field: `collector` as the aggregates name it
     /// (`<id>` or `<id>#2`).
     pub fn result_field(&self, collector: &str, field: &str) -> Option<&ResultField> {
-        let id = collector.split_once('#').map_or(collector, |(id, _)| id);
+        // `<id>#<n>` is a second use; an id may itself hold a `#`.
+        let id = match collector.rsplit_once('#') {
+            Some((id, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => id,
+            _ => collector,
+        };
         self.collector(id)?
             .result_fields
             .iter()

@@ -55,6 +55,10 @@ pub struct ResultField {
 
 const MARKS: [&str; 3] = ["x-aggregate", "x-chart", "x-unit"];
 
+/// The largest magnitude a marked number may have: a quadrillion, so a
+/// bucket's sum of them stays finite and exact enough to chart.
+pub const MAX_MAGNITUDE: f64 = 1e15;
+
 /// The marked fields of a result schema, by name; an error names the field
 /// and what is wrong with its marks.
 pub fn marked_fields(schema: &Value) -> Result<Vec<ResultField>, String> {
@@ -139,13 +143,20 @@ pub enum Sample {
 
 impl ResultField {
     /// The field's value in a collector's result.
+    /// A number `rate` counts as 1 when non-zero. A magnitude beyond
+    /// [`MAX_MAGNITUDE`] is a mismatch: sums of such values would overflow
+    /// the stored bucket.
     pub fn sample(&self, result: &Value) -> Sample {
+        let flag = |on: bool| Sample::Value(f64::from(u8::from(on)));
         match (self.kind, result.get(&self.name)) {
             (_, None | Some(Value::Null)) => Sample::Missing,
-            (FieldKind::Number, Some(Value::Number(n))) => {
-                n.as_f64().map_or(Sample::Mismatch, Sample::Value)
-            }
-            (FieldKind::Boolean, Some(Value::Bool(b))) => Sample::Value(f64::from(u8::from(*b))),
+            (FieldKind::Number, Some(Value::Number(n))) => match n.as_f64() {
+                Some(v) if v.abs() > MAX_MAGNITUDE => Sample::Mismatch,
+                Some(v) if self.aggregate == Aggregate::Rate => flag(v != 0.0),
+                Some(v) => Sample::Value(v),
+                None => Sample::Mismatch,
+            },
+            (FieldKind::Boolean, Some(Value::Bool(b))) => flag(*b),
             _ => Sample::Mismatch,
         }
     }
@@ -236,6 +247,13 @@ mod tests {
         assert_eq!(code.sample(&json!({"code": "503"})), Sample::Mismatch);
         assert_eq!(ok.sample(&json!({"ok": 1})), Sample::Mismatch);
         assert_eq!(code.sample(&json!({"code": null})), Sample::Missing);
+        assert_eq!(code.sample(&json!({"code": 1e300})), Sample::Mismatch);
+        let rate = marked_fields(&json!({"properties": {
+            "errors": {"type": "integer", "x-aggregate": "rate"},
+        }}))
+        .unwrap();
+        assert_eq!(rate[0].sample(&json!({"errors": 3})), Sample::Value(1.0));
+        assert_eq!(rate[0].sample(&json!({"errors": 0})), Sample::Value(0.0));
         assert_eq!(code.sample(&json!({})), Sample::Missing);
     }
 

@@ -212,9 +212,15 @@ pub fn field_chart(
     label: &str,
 ) -> String {
     let f = &field.field;
+    // A bucket that is not all finite numbers is left out, not drawn as NaN.
     let measured: Vec<(&HistoryPoint, &FieldPoint)> = points
         .iter()
         .filter_map(|p| Some((p, p.fields.get(&field.key)?)))
+        .filter(|(_, v)| {
+            [v.avg, v.min, v.max, v.sum, v.last]
+                .iter()
+                .all(|x| x.is_finite())
+        })
         .collect();
     let Some(&(_, newest)) = measured.last() else {
         return format!(
