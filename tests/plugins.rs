@@ -671,19 +671,7 @@ async fn plugin_pull_fetches_a_component_from_a_loopback_registry() {
          network: {allow: [\"127.0.0.1:9\"]}}\nsystems: [{id: shop}]\nassignments: [{system: shop, check: web}]\n",
     )
     .unwrap();
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_checkhost"))
-            .args(args)
-            .env("CHECKHOST_CACHE_DIR", support::cache_dir())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code(), text)
-    };
+    let cli = support::checkhost_text::<&str>;
     let config_arg = config.to_str().unwrap();
     let plugins_arg = plugins.to_str().unwrap();
     let (code, output) = cli(&["plugin", "lock", config_arg, "--plugins", plugins_arg]);

@@ -159,21 +159,13 @@ assignments: [{system: shop, check: good}, {system: shop, check: web}]
     )
     .unwrap();
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_checkhost"))
-            .args(args)
-            .arg(&config)
-            .arg("--plugins")
-            .arg(plugins.path())
-            .env("CHECKHOST_CACHE_DIR", cache_dir())
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code(), text)
+        let mut all: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        all.extend([
+            config.as_os_str(),
+            "--plugins".as_ref(),
+            plugins.path().as_os_str(),
+        ]);
+        support::checkhost_text(&all)
     };
 
     let (code, output) = run(&["plugin", "lock"]);

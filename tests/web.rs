@@ -364,7 +364,6 @@ assignments:
 /// than the window, status by word and shape, no serious accessibility
 /// violation (axe-core), and a screenshot of each in `target/artifacts/`.
 async fn the_pages_line_up_fit_a_phone_and_pass_an_accessibility_check(db: TestDb) {
-    let script = root().join("tests/browser/page-check.mjs");
     if !tools_present(&[
         root().join("tests/browser/node_modules/playwright-core"),
         root().join("tests/browser/node_modules/axe-core"),
@@ -429,19 +428,33 @@ async fn the_pages_line_up_fit_a_phone_and_pass_an_accessibility_check(db: TestD
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    let index = format!("index-{engine}={}", daemon.url("/"));
+    let system = format!("system-{engine}={}", daemon.url("/systems/shop"));
+    let grow = format!("system-{engine}=shop/web/production");
+    let artifacts = page_check(&["--page", &index, "--page", &system, "--grow", &grow]).await;
+    for name in [
+        "index-{engine}-1280-light",
+        "index-{engine}-390-dark",
+        "system-{engine}-390-light",
+    ] {
+        let shot = artifacts.join(format!("{}.png", name.replace("{engine}", engine)));
+        assert!(shot.exists(), "no screenshot at {}", shot.display());
+    }
+    println!("page screenshots in {}", artifacts.display());
+}
+
+/// Runs `tests/browser/page-check.mjs` on `pages` (its `--page` and
+/// `--grow` arguments) at 1280 and 390 px and fails the test with its
+/// report unless every check passes; returns where the screenshots are.
+async fn page_check(pages: &[&str]) -> PathBuf {
     let artifacts = support::target_dir().join("artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let out = tokio::process::Command::new("node")
-        .arg(&script)
+        .arg(root().join("tests/browser/page-check.mjs"))
         .arg("--artifacts")
         .arg(&artifacts)
         .args(["--widths", "1280,390"])
-        .args(["--page", &format!("index-{engine}={}", daemon.url("/"))])
-        .args([
-            "--page",
-            &format!("system-{engine}={}", daemon.url("/systems/shop")),
-        ])
-        .args(["--grow", &format!("system-{engine}=shop/web/production")])
+        .args(pages)
         .kill_on_drop(true)
         .output()
         .await
@@ -453,15 +466,7 @@ async fn the_pages_line_up_fit_a_phone_and_pass_an_accessibility_check(db: TestD
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    for name in [
-        "index-{engine}-1280-light",
-        "index-{engine}-390-dark",
-        "system-{engine}-390-light",
-    ] {
-        let shot = artifacts.join(format!("{}.png", name.replace("{engine}", engine)));
-        assert!(shot.exists(), "no screenshot at {}", shot.display());
-    }
-    println!("page screenshots in {}", artifacts.display());
+    artifacts
 }
 
 /// Runs a tool and fails the test with its output when it fails.
@@ -658,7 +663,6 @@ async fn static_site(dir: PathBuf) -> u16 {
 /// the system page draws a chart of each, and in Chromium that page lines
 /// up, fits a phone, passes axe and is saved as `demo-*.png`.
 async fn the_demo_charts_what_its_collectors_measure(db: TestDb) {
-    let script = root().join("tests/browser/page-check.mjs");
     if !tools_present(&[
         root().join("tests/browser/node_modules/playwright-core"),
         root().join("tests/browser/node_modules/axe-core"),
@@ -802,28 +806,8 @@ async fn the_demo_charts_what_its_collectors_measure(db: TestDb) {
         "the certificate's gauge"
     );
 
-    let artifacts = support::target_dir().join("artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let out = tokio::process::Command::new("node")
-        .arg(&script)
-        .arg("--artifacts")
-        .arg(&artifacts)
-        .args(["--widths", "1280,390"])
-        .args([
-            "--page",
-            &format!("demo-{engine}={}", daemon.url("/systems/shop")),
-        ])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node runs (scripts/install-test-tools)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.ends_with("OK\n"),
-        "the page check failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let demo = format!("demo-{engine}={}", daemon.url("/systems/shop"));
+    let artifacts = page_check(&["--page", &demo]).await;
     for name in ["1280-light", "390-dark"] {
         let shot = artifacts.join(format!("demo-{engine}-{name}.png"));
         assert!(shot.exists(), "no screenshot at {}", shot.display());

@@ -169,6 +169,22 @@ pub fn checkhost(args: &[&str]) -> std::process::Output {
         .expect("checkhost binary runs")
 }
 
+/// Runs the real `checkhost` binary: its exit code, and its stdout then
+/// its stderr as text.
+pub fn checkhost_text<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_checkhost"))
+        .args(args)
+        .env("CHECKHOST_CACHE_DIR", cache_dir())
+        .output()
+        .expect("checkhost binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
 /// A plugin folder holding copies of the named guests.
 pub fn plugin_dir(names: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
