@@ -31,6 +31,7 @@ fn assignments(systems: &[&str], thresholds: Thresholds) -> Vec<Assignment> {
             paused: false,
             notify: Vec::new(),
             flapping: None,
+            locations: None,
         })
         .collect()
 }
@@ -66,12 +67,14 @@ fn run(system: &str, env: Option<&str>, healthy: bool, latency_ms: f64, at_ms: i
         system_id: system.into(),
         check_id: "web".into(),
         environment_id: env.map(str::to_string),
+        location_id: None,
         healthy,
         latency_ms: Some(latency_ms),
         result: json!({}),
         error: None,
         at_ms,
         fields: Vec::new(),
+        origin: None,
     }
 }
 

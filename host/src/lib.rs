@@ -10,6 +10,7 @@ pub mod config;
 pub mod notify;
 pub mod oci;
 pub mod pipeline;
+pub mod probe;
 pub mod runtime;
 pub mod scaffold;
 pub mod serve;

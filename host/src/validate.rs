@@ -107,6 +107,31 @@ pub async fn validate(
     );
     check_ids(&mut p, "systems", config.systems.iter().map(|s| &s.id));
     check_ids(&mut p, "checks", config.checks.iter().map(|c| &c.id));
+    check_ids(&mut p, "locations", config.locations.iter().map(|l| &l.id));
+    let location_ids: BTreeSet<&str> = config.locations.iter().map(|l| l.id.as_str()).collect();
+    let unknown_locations = |p: &mut Problems, place: &str, listed: &[String]| {
+        for (j, location) in listed.iter().enumerate() {
+            if !location_ids.contains(location.as_str()) {
+                p.add(
+                    format!("{place}.locations[{j}]"),
+                    format!("unknown location `{location}`: declare it under `locations:`"),
+                );
+            }
+        }
+    };
+    for check in &config.checks {
+        unknown_locations(&mut p, &format!("checks[{}]", check.id), &check.locations);
+    }
+    for (i, a) in config.assignments.iter().enumerate() {
+        unknown_locations(
+            &mut p,
+            &format!("assignments[{i}]"),
+            a.locations.as_deref().unwrap_or(&[]),
+        );
+    }
+    if config.probes.offline_after == 0 {
+        p.add("probes.offlineAfter", "must be at least 1");
+    }
     let env_ids: BTreeSet<&str> = config.environments.iter().map(|e| e.id.as_str()).collect();
     for system in &config.systems {
         for (i, env) in system.environments.iter().enumerate() {

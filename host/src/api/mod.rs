@@ -8,6 +8,7 @@ pub mod error;
 mod events;
 mod incidents;
 mod notifications;
+mod probes;
 mod runs;
 mod systems;
 
@@ -23,6 +24,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::config::ReadAccess;
+use crate::probe::wire;
 use crate::runtime::Runtime;
 use crate::serve::generation::Access;
 use crate::serve::live::LiveConfig;
@@ -65,6 +67,7 @@ pub struct ApiState {
         events::stream,
         notifications::deliveries,
         cluster::view,
+        probes::list,
         incidents::list,
         incidents::open,
         incidents::update,
@@ -123,6 +126,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/incidents/{id}/updates", post(incidents::update))
         .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
         .route("/api/v1/cluster", get(cluster::view))
+        .route("/api/v1/probes", get(probes::list))
         .route(
             "/api/v1/notifications/deliveries",
             get(notifications::deliveries),
@@ -132,9 +136,22 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(middleware::from_fn(limit_body))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state.clone());
+    // Probes carry their own tokens and larger bodies: outside the API's
+    // access rules and body limit.
+    let probe = Router::new()
+        .route(wire::WORK_PATH, get(probes::work))
+        .route(wire::HEARTBEAT_PATH, post(probes::heartbeat))
+        .route(wire::RUNS_PATH, post(probes::runs))
+        .route(
+            &format!("{}/{{digest}}", wire::COMPONENTS_PATH),
+            get(probes::component),
+        )
+        .layer(DefaultBodyLimit::max(wire::MAX_BATCH_BYTES))
         .with_state(state);
     Router::new()
         .route("/openapi.json", get(openapi))
+        .merge(probe)
         .merge(api)
 }
 

@@ -35,6 +35,8 @@ pub struct RunParams {
     check: Option<String>,
     /// Environment id, or `none` for runs without environment.
     environment: Option<String>,
+    /// Probe location id, or `none` for the server's own runs.
+    location: Option<String>,
     status: Option<RunStatus>,
     /// From this time on (Unix ms or RFC 3339).
     from: Option<String>,
@@ -59,12 +61,15 @@ fn slices(
     system: Option<String>,
     check: Option<String>,
     environment: Option<String>,
+    location: Option<String>,
 ) -> SliceFilter {
+    // `none` picks the slices without one, which the filter spells "".
+    let none_as_empty = |v: String| if v == "none" { String::new() } else { v };
     SliceFilter {
         system,
         check,
-        // Slices without environment are keyed ''.
-        environment: environment.map(|e| if e == "none" { String::new() } else { e }),
+        environment: environment.map(none_as_empty),
+        location: location.map(none_as_empty),
     }
 }
 
@@ -96,7 +101,7 @@ pub async fn list(
 ) -> Result<Json<RunPage>, ApiError> {
     let limit = limit_param(p.limit)?;
     let query = RunQuery {
-        slices: slices(p.system, p.check, p.environment),
+        slices: slices(p.system, p.check, p.environment, p.location),
         status: p.status.map(|s| match s {
             RunStatus::Healthy => Status::Healthy,
             RunStatus::Unhealthy => Status::Unhealthy,
@@ -132,6 +137,8 @@ pub struct HistoryParams {
     check: Option<String>,
     /// Environment id, or `none` for runs without environment.
     environment: Option<String>,
+    /// Probe location id, or `none` for the server's own runs.
+    location: Option<String>,
     /// Default: 24 hours (hour buckets) or 30 days (day buckets) before `to`.
     from: Option<String>,
     /// Default: now.
@@ -210,7 +217,7 @@ pub async fn history(
     if from_ms > to_ms {
         return Err(ApiError::bad_request("from", "`from` is after `to`"));
     }
-    let filter = slices(p.system, p.check, p.environment);
+    let filter = slices(p.system, p.check, p.environment, p.location);
     let points = state.store.history(&filter, from_ms, to_ms, bucket).await?;
     let fields = history_fields(&state.live.generation().setup.plugins, &points);
     Ok(Json(History {

@@ -53,6 +53,9 @@ pub struct SystemSummary {
 pub struct SliceStatus {
     /// Absent for a check that runs without environment.
     pub environment_id: Option<String>,
+    /// The probe location that runs it; absent when this server does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location_id: Option<String>,
     pub status: Status,
     /// Whether the slice changed status at least the assignment's
     /// `flapping.changes` times within its window, up to now: its notices
@@ -208,7 +211,7 @@ pub async fn system_detail(state: &ApiState, id: &str) -> Result<SystemDetail, A
         .into_iter()
         .map(|e| (e.entity_id.clone(), e))
         .collect();
-    let mut stored: HashMap<(String, Option<String>), SliceStatus> = state
+    let mut stored: HashMap<(String, Option<String>, Option<String>), SliceStatus> = state
         .store
         .system_slices(id)
         .await?
@@ -220,9 +223,10 @@ pub async fn system_detail(state: &ApiState, id: &str) -> Result<SystemDetail, A
                 run.run.error = run.run.error.take().map(|e| generation.masker.text(&e));
             }
             (
-                (s.check_id, s.environment_id.clone()),
+                (s.check_id, s.environment_id.clone(), s.location_id.clone()),
                 SliceStatus {
                     environment_id: s.environment_id,
+                    location_id: s.location_id,
                     status: s.status,
                     flapping: false,
                     last_run,
@@ -238,9 +242,14 @@ pub async fn system_detail(state: &ApiState, id: &str) -> Result<SystemDetail, A
         let mut slices = Vec::new();
         for key in generation.slices_of(id, &a.check) {
             let mut slice = stored
-                .remove(&(a.check.clone(), key.environment.clone()))
+                .remove(&(
+                    a.check.clone(),
+                    key.environment.clone(),
+                    key.location.clone(),
+                ))
                 .unwrap_or(SliceStatus {
                     environment_id: key.environment.clone(),
+                    location_id: key.location.clone(),
                     status: Status::Unknown,
                     flapping: false,
                     last_run: None,
@@ -295,7 +304,7 @@ fn entity_ids_of(system: &System) -> Vec<String> {
     let mut ids = vec![system.id.clone()];
     for env in &system.environments {
         ids.extend(
-            entity_ids(&system.id, Some(env))
+            entity_ids(&system.id, Some(env), None)
                 .into_iter()
                 .filter(|e| e != &system.id),
         );

@@ -83,6 +83,7 @@ fn runs(n: usize, slices: usize) -> Vec<NewRun> {
                 system_id: format!("s{}", i % slices),
                 check_id: "health".into(),
                 environment_id: None,
+                location_id: None,
                 // One failure in 200 keeps transitions in the mix.
                 healthy: i % 200 != 0,
                 latency_ms: Some(latency_ms),
@@ -90,6 +91,7 @@ fn runs(n: usize, slices: usize) -> Vec<NewRun> {
                 error: None,
                 at_ms: start + (i / 16) as i64,
                 fields: typical_fields(latency_ms),
+                origin: None,
             }
         })
         .collect()
@@ -125,6 +127,7 @@ pub async fn run(database: &str, n: usize, slices: usize) -> anyhow::Result<Stor
             paused: false,
             notify: Vec::new(),
             flapping: None,
+            locations: None,
         })
         .collect();
     let systems: Vec<System> = (0..slices)

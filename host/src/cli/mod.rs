@@ -4,6 +4,7 @@ mod incident;
 pub mod output;
 pub mod pipeline;
 mod plugin;
+mod probe;
 mod serve;
 
 use std::path::PathBuf;
@@ -89,6 +90,9 @@ pub enum Command {
     /// Inspect and try out plugin components.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Run a location's checks for a server (`--server --location
+    /// --token-file`), or manage probe tokens.
+    Probe(probe::ProbeArgs),
     /// Measure checkhost against a baseline run in the same process.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -320,6 +324,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin(cmd) => plugin::run(cmd, runtime()?).await,
+        Command::Probe(args) => probe::run(args, runtime).await,
         Command::Bench(BenchCommand::Runtime {
             guests,
             iterations,

@@ -267,7 +267,7 @@ fn node_id(listen: SocketAddr) -> String {
     )
 }
 
-async fn wait_for_shutdown_signal() {
+pub(super) async fn wait_for_shutdown_signal() {
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),

@@ -1,8 +1,23 @@
-//! Stage 1 of the pipeline: which environments an assignment runs in. It
-//! lives with the configuration because the store needs it as well, to know
-//! which slices still count.
+//! Stage 1 of the pipeline: which environments an assignment runs in, and
+//! from which locations. It lives with the configuration because the store
+//! needs it as well, to know which slices still count.
 
-use super::EnvSelection;
+use super::{Assignment, EnvSelection};
+
+/// `None` in the result is this server; `Some` a probe location. The
+/// assignment's `locations` win over its check's; neither (or `[]`) runs it
+/// here only.
+pub fn effective_locations(
+    assignment: &Assignment,
+    check_locations: &[String],
+) -> Vec<Option<String>> {
+    let listed = assignment.locations.as_deref().unwrap_or(check_locations);
+    if listed.is_empty() {
+        vec![None]
+    } else {
+        listed.iter().cloned().map(Some).collect()
+    }
+}
 
 /// `None` in the result is the env-less run.
 ///

@@ -111,6 +111,10 @@ fn merge(into: &mut ConfigFile, part: ConfigFile) {
         into.secrets = part.secrets;
     }
     into.environments.extend(part.environments);
+    into.locations.extend(part.locations);
+    if part.probes != Default::default() {
+        into.probes = part.probes;
+    }
     into.systems.extend(part.systems);
     into.checks.extend(part.checks);
     into.assignments.extend(part.assignments);

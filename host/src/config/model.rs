@@ -24,6 +24,12 @@ pub struct ConfigFile {
     pub secrets: SecretsConfig,
     #[serde(default)]
     pub environments: Vec<Environment>,
+    /// Places probes run checks from (`checkhost probe --location ID`).
+    #[serde(default)]
+    pub locations: Vec<Location>,
+    /// How the server judges its probes.
+    #[serde(default)]
+    pub probes: ProbesConfig,
     #[serde(default)]
     pub systems: Vec<System>,
     #[serde(default)]
@@ -199,6 +205,39 @@ pub struct Environment {
     pub fields: serde_json::Map<String, Value>,
 }
 
+/// A place probes run checks from, e.g. a region.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Location {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ProbesConfig {
+    /// How often probes report in, e.g. `10s`.
+    #[schemars(with = "String")]
+    pub heartbeat: TimeSpan,
+    /// Heartbeats a location may miss before its slices record `no-probe`
+    /// runs (degraded) instead of going stale.
+    pub offline_after: u32,
+    /// How far a probe's clock may be from the server's before its batches
+    /// are refused, e.g. `30s`.
+    #[schemars(with = "String")]
+    pub max_clock_skew: TimeSpan,
+}
+
+impl Default for ProbesConfig {
+    fn default() -> Self {
+        ProbesConfig {
+            heartbeat: TimeSpan::from_secs(10),
+            offline_after: 3,
+            max_clock_skew: TimeSpan::from_secs(30),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct System {
@@ -240,6 +279,10 @@ pub struct Check {
     pub network: PolicySpec,
     #[serde(default)]
     pub collectors: Vec<CollectorRef>,
+    /// Probe locations that run this check instead of the server (ids of
+    /// `locations`); an assignment's own list wins.
+    #[serde(default)]
+    pub locations: Vec<String>,
 }
 
 fn default_interval() -> TimeSpan {
@@ -353,6 +396,10 @@ pub struct Assignment {
     /// defaults: 3 changes within 60m).
     #[serde(default)]
     pub flapping: Option<Flapping>,
+    /// Probe locations that run it instead of the server; absent: the
+    /// check's `locations`; `[]`: the server.
+    #[serde(default)]
+    pub locations: Option<Vec<String>>,
 }
 
 /// A slice whose status changed `changes` times within `window` is
@@ -461,6 +508,10 @@ impl ConfigFile {
 
     pub fn system(&self, id: &str) -> Option<&System> {
         self.systems.iter().find(|s| s.id == id)
+    }
+
+    pub fn location(&self, id: &str) -> Option<&Location> {
+        self.locations.iter().find(|l| l.id == id)
     }
 
     pub fn check(&self, id: &str) -> Option<&Check> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::lock::{LOCK_FILE, PluginLock};
 use crate::runtime::result_fields::ResultField;
-use crate::runtime::{LoadError, Plugin, PluginKind, Runtime};
+use crate::runtime::{ComponentDigest, LoadError, Plugin, PluginKind, Runtime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginSetError {
@@ -225,6 +225,15 @@ impl PluginSet {
 
     pub fn collector(&self, id: &str) -> Option<&Arc<Plugin>> {
         self.collectors.get(id)
+    }
+
+    /// The file of the loaded plugin with this digest, for probes to fetch.
+    pub fn path_of(&self, digest: &ComponentDigest) -> Option<PathBuf> {
+        self.strategies
+            .values()
+            .chain(self.collectors.values())
+            .find(|p| p.digest == *digest)
+            .map(|p| p.path.clone())
     }
 
     /// The marks of a stored field: `collector` as the aggregates name it

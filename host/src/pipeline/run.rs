@@ -17,6 +17,7 @@ use super::secrets::{SecretProvider, resolve_config_secrets, resolve_secret_env}
 use crate::clock::now_ms;
 use crate::config::environments::effective_environments;
 use crate::config::{Assignment, Check, ConfigFile, System};
+use crate::probe::wire::{CollectorWork, ContextWire, PluginRef, ProbeRun, SliceRef, WorkItem};
 use crate::runtime::bindings::{CheckInfo, EnvironmentInfo, RunContext, SystemInfo};
 use crate::runtime::mask::Masker;
 use crate::runtime::result_fields::Sample;
@@ -24,7 +25,10 @@ use crate::runtime::{
     CollectorOutcome, CollectorRun, GuestStats, NetworkPolicy, Plugin, PluginKind, RunLimits,
     RunOutcome, RunSpec, Runtime,
 };
-use crate::store::{FieldSample, NewRun, Store, StoreError, TransitionEvent};
+use crate::store::entity::SliceId;
+use crate::store::{
+    FieldSample, NewRun, ProbeRunKey, Recorded, Store, StoreError, TransitionEvent,
+};
 
 /// Runs `checkhost run` keeps in flight at once.
 pub const RUN_CONCURRENCY: usize = 32;
@@ -93,6 +97,14 @@ pub struct PreparedCheck {
     policy: Arc<NetworkPolicy>,
 }
 
+/// A slice's run, built and ready for a sandbox here or at a probe.
+struct SliceSpec {
+    spec: RunSpec,
+    /// Collectors whose secrets could not be resolved: each fails alone.
+    unresolved: Vec<(usize, CollectorOutcome)>,
+    masker: Masker,
+}
+
 /// Stages 3–7 of one run, before masking and persisting.
 struct Executed {
     healthy: bool,
@@ -121,6 +133,12 @@ pub fn migration_timeout(check_timeout: std::time::Duration) -> std::time::Durat
 
 /// The part of a run that went wrong before the sandbox was reached.
 pub struct EarlyFailure(String);
+
+impl std::fmt::Display for EarlyFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A check as prepared once per configuration (stage 2), or why it cannot run.
 pub type Prepared = Result<PreparedCheck, EarlyFailure>;
@@ -331,16 +349,7 @@ impl Pipeline<'_> {
         env: Option<&str>,
     ) -> Result<Option<RunReport>, StoreError> {
         let started = Instant::now();
-        let Executed {
-            healthy,
-            error,
-            assertions,
-            result,
-            masker,
-            guest,
-            fields,
-            skipped_fields,
-        } = match self.execute_slice(p, system, env).await {
+        let mut executed = match self.execute_slice(p, system, env).await {
             Ok(Some(done)) => done,
             Ok(None) => return Ok(None),
             Err(EarlyFailure(message)) => Executed {
@@ -354,32 +363,13 @@ impl Pipeline<'_> {
                 skipped_fields: Vec::new(),
             },
         };
+        let (healthy, guest) = (executed.healthy, executed.guest);
+        let skipped_fields = std::mem::take(&mut executed.skipped_fields);
         // Waiting for the runtime to admit the run is the host's queue, not
         // the target's latency.
         let latency_ms = started.elapsed().saturating_sub(guest.queued).as_secs_f64() * 1000.0;
-        let mut assertions = assertions;
-        for a in &mut assertions {
-            if let Some(actual) = a.actual.as_mut() {
-                masker.json(actual);
-            }
-        }
-        let error = error.map(|e| masker.text(&e));
-        let mut persisted = json!({
-            "collectors": result,
-            "assertions": persisted_assertions(&assertions),
-        });
-        masker.json(&mut persisted);
-        let run = NewRun {
-            system_id: system.id.clone(),
-            check_id: p.check.id.clone(),
-            environment_id: env.map(str::to_string),
-            healthy,
-            latency_ms: Some(latency_ms),
-            result: persisted,
-            error: error.clone(),
-            at_ms: now_ms(),
-            fields,
-        };
+        let (run, assertions) = finished_run(executed, &p.check.id, system, env, latency_ms);
+        let error = run.error.clone();
         let recorded = self.store.record_run(run).await?;
         Ok(Some(RunReport {
             system: system.id.clone(),
@@ -396,6 +386,78 @@ impl Pipeline<'_> {
         }))
     }
 
+    /// Stores a run a probe made of this check's slice `key`, judged as a
+    /// local run is: its assertions, marked fields and masking here, its
+    /// thresholds and transitions in the store.
+    pub async fn record_probe_run(
+        &self,
+        p: &PreparedCheck,
+        system: &System,
+        key: &SliceId,
+        origin: ProbeRunKey,
+        run: ProbeRun,
+        masker: &Masker,
+    ) -> Result<Recorded, StoreError> {
+        let outcome = RunOutcome {
+            connect_error: run.error,
+            failure: None,
+            collectors: run.collectors,
+            logs: Vec::new(),
+            duration_ms: run.latency_ms,
+            stats: GuestStats::default(),
+        };
+        let executed = judge(p, outcome, Vec::new(), masker.clone());
+        let env = key.environment.as_deref();
+        let (mut new_run, _) = finished_run(executed, &p.check.id, system, env, run.latency_ms);
+        new_run.location_id = key.location.clone();
+        new_run.at_ms = run.at_ms;
+        new_run.origin = Some(origin);
+        self.store.record_run(new_run).await
+    }
+
+    /// A slice's work for a probe: the run as `execute_slice` would hand it
+    /// to the sandbox, with its plugins named by digest.
+    pub fn probe_work(
+        &self,
+        p: &PreparedCheck,
+        system: &System,
+        env: Option<&str>,
+        interval_ms: i64,
+    ) -> Result<WorkItem, String> {
+        let built = self.spec_for(p, system, env).map_err(|EarlyFailure(m)| m)?;
+        if let Some((_, failed)) = built.unresolved.first() {
+            return Err(failed.error.clone().unwrap_or_default());
+        }
+        let spec = built.spec;
+        let plugin_ref = |plugin: &Plugin| PluginRef {
+            id: plugin.info.id.clone(),
+            digest: plugin.digest,
+        };
+        Ok(WorkItem {
+            slice: SliceRef {
+                system: system.id.clone(),
+                check: p.check.id.clone(),
+                environment: env.map(str::to_string),
+            },
+            interval_ms,
+            strategy: plugin_ref(&spec.strategy),
+            strategy_config: spec.strategy_config,
+            collectors: spec
+                .collectors
+                .into_iter()
+                .map(|c| CollectorWork {
+                    plugin: plugin_ref(&c.plugin),
+                    config: c.config_json,
+                    env: c.env,
+                })
+                .collect(),
+            context: ContextWire::from(&spec.context),
+            limits: spec.limits,
+            network: p.check.network.clone(),
+            secrets: spec.secrets,
+        })
+    }
+
     /// Stages 3–7 for one environment.
     async fn execute_slice(
         &self,
@@ -403,6 +465,25 @@ impl Pipeline<'_> {
         system: &System,
         env_id: Option<&str>,
     ) -> Result<Option<Executed>, EarlyFailure> {
+        let SliceSpec {
+            spec,
+            unresolved,
+            masker,
+        } = self.spec_for(p, system, env_id)?;
+        let Some(outcome) = self.runtime.run_by(spec, self.start_by).await else {
+            return Ok(None);
+        };
+        Ok(Some(judge(p, outcome, unresolved, masker)))
+    }
+
+    /// Stages 3–5 for one environment: secrets resolved, configs rendered,
+    /// the run ready for a sandbox.
+    fn spec_for(
+        &self,
+        p: &PreparedCheck,
+        system: &System,
+        env_id: Option<&str>,
+    ) -> Result<SliceSpec, EarlyFailure> {
         let environment = env_id.and_then(|id| self.config.environment(id));
         let fail = |m: String| EarlyFailure(m);
 
@@ -466,41 +547,11 @@ impl Pipeline<'_> {
             policy: p.policy.clone(),
             secrets,
         };
-        let Some(mut outcome) = self.runtime.run_by(spec, self.start_by).await else {
-            return Ok(None);
-        };
-        // Back in config order, so results and assertions line up with the
-        // check's collectors. A run that stopped before its collectors ran
-        // reports that instead.
-        if !outcome.collectors.is_empty() || outcome.error().is_none() {
-            for (i, failed) in unresolved {
-                outcome.collectors.insert(i, failed);
-            }
-        }
-
-        let assertions: Vec<AssertionOutcome> = outcome
-            .collectors
-            .iter()
-            .zip(&p.check.collectors)
-            .flat_map(|(out, spec)| {
-                spec.assertions
-                    .iter()
-                    .map(|a| evaluate(&out.id, a, &out.result))
-            })
-            .collect();
-        let error = outcome.error();
-        let healthy = error.is_none() && assertions.iter().all(|a| a.passed);
-        let (fields, skipped_fields) = field_samples(&outcome, p);
-        Ok(Some(Executed {
-            healthy,
-            error,
-            assertions,
-            result: persisted_results(&outcome, p),
+        Ok(SliceSpec {
+            spec,
+            unresolved,
             masker,
-            guest: outcome.stats,
-            fields,
-            skipped_fields,
-        }))
+        })
     }
 
     /// A check that could not be prepared (plugin missing, migration
@@ -515,12 +566,14 @@ impl Pipeline<'_> {
             system_id: system.id.clone(),
             check_id: check.id.clone(),
             environment_id: None,
+            location_id: None,
             healthy: false,
             latency_ms: None,
             result: json!({}),
             error: Some(message.clone()),
             at_ms: now_ms(),
             fields: Vec::new(),
+            origin: None,
         };
         let recorded = self.store.record_run(run).await?;
         Ok(RunReport {
@@ -537,6 +590,92 @@ impl Pipeline<'_> {
             skipped_fields: Vec::new(),
         })
     }
+}
+
+/// Stages 6–7 of a run, wherever it ran: its collectors' outcomes back in
+/// the check's order, assertions, the persisted result and marked fields.
+fn judge(
+    p: &PreparedCheck,
+    mut outcome: RunOutcome,
+    unresolved: Vec<(usize, CollectorOutcome)>,
+    masker: Masker,
+) -> Executed {
+    // Back in config order, so results and assertions line up with the
+    // check's collectors. A run that stopped before its collectors ran
+    // reports that instead.
+    if !outcome.collectors.is_empty() || outcome.error().is_none() {
+        for (i, failed) in unresolved {
+            outcome.collectors.insert(i, failed);
+        }
+    }
+
+    let assertions: Vec<AssertionOutcome> = outcome
+        .collectors
+        .iter()
+        .zip(&p.check.collectors)
+        .flat_map(|(out, spec)| {
+            spec.assertions
+                .iter()
+                .map(|a| evaluate(&out.id, a, &out.result))
+        })
+        .collect();
+    let error = outcome.error();
+    let healthy = error.is_none() && assertions.iter().all(|a| a.passed);
+    let (fields, skipped_fields) = field_samples(&outcome, p);
+    Executed {
+        healthy,
+        error,
+        assertions,
+        result: persisted_results(&outcome, p),
+        masker,
+        guest: outcome.stats,
+        fields,
+        skipped_fields,
+    }
+}
+
+/// The run to store and the assertions to report, masked.
+fn finished_run(
+    executed: Executed,
+    check_id: &str,
+    system: &System,
+    env: Option<&str>,
+    latency_ms: f64,
+) -> (NewRun, Vec<AssertionOutcome>) {
+    let Executed {
+        healthy,
+        error,
+        mut assertions,
+        result,
+        masker,
+        fields,
+        ..
+    } = executed;
+    for a in &mut assertions {
+        if let Some(actual) = a.actual.as_mut() {
+            masker.json(actual);
+        }
+    }
+    let error = error.map(|e| masker.text(&e));
+    let mut persisted = json!({
+        "collectors": result,
+        "assertions": persisted_assertions(&assertions),
+    });
+    masker.json(&mut persisted);
+    let run = NewRun {
+        system_id: system.id.clone(),
+        check_id: check_id.to_string(),
+        environment_id: env.map(str::to_string),
+        location_id: None,
+        healthy,
+        latency_ms: Some(latency_ms),
+        result: persisted,
+        error,
+        at_ms: now_ms(),
+        fields,
+        origin: None,
+    };
+    (run, assertions)
 }
 
 /// Assertion outcomes as stored: every outcome with its expected and actual

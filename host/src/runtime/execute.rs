@@ -43,7 +43,7 @@ pub struct RunSpec {
     pub secrets: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct CollectorOutcome {
     pub id: String,
     pub result: Value,

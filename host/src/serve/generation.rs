@@ -4,16 +4,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::config::environments::effective_environments;
+use crate::config::environments::{effective_environments, effective_locations};
 use crate::config::{ApiConfig, BadgeAccess, ReadAccess};
 use crate::notify::Notifier;
 use crate::pipeline::run::{Pipeline, Prepared, RunReport};
 use crate::pipeline::secrets::{SecretProvider, reference_name, referenced_values};
 use crate::pipeline::setup::Setup;
+use crate::probe::wire::{ProbeRun, WorkItem};
 use crate::runtime::Runtime;
 use crate::runtime::mask::Masker;
 use crate::store::entity::SliceId;
-use crate::store::{Store, StoreError};
+use crate::store::{ProbeRunKey, Recorded, Store, StoreError};
 
 /// Where a slice's system and check sit in the config, found once.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +42,10 @@ pub struct Generation {
     /// Every secret this configuration references, for masking output.
     pub masker: Masker,
     prepared: HashMap<String, Prepared>,
+    /// The slices this server runs.
     pub slices: BTreeMap<SliceId, SliceDef>,
+    /// The slices probes run, by location.
+    pub probe_slices: BTreeMap<SliceId, SliceDef>,
 }
 
 impl Generation {
@@ -70,6 +74,7 @@ impl Generation {
             .map(|(i, c)| (c.id.as_str(), i))
             .collect();
         let mut slices = BTreeMap::new();
+        let mut probe_slices = BTreeMap::new();
         for a in &file.assignments {
             let (Some(&system_at), Some(&check_at)) =
                 (systems.get(a.system.as_str()), checks.get(a.check.as_str()))
@@ -80,21 +85,27 @@ impl Generation {
             // A minimum keeps a typo (`1ms`) from spinning.
             let interval = check.interval.as_millis().max(100);
             let environments = effective_environments(&a.environments, &system.environments);
-            for (i, environment) in environments.into_iter().enumerate() {
-                slices.insert(
-                    SliceId {
-                        system: a.system.clone(),
-                        check: a.check.clone(),
-                        environment,
-                    },
-                    SliceDef {
+            let locations = effective_locations(a, &check.locations);
+            for (i, environment) in environments.iter().enumerate() {
+                for location in &locations {
+                    let key = SliceId::located(
+                        &a.system,
+                        &a.check,
+                        environment.as_deref(),
+                        location.as_deref(),
+                    );
+                    let def = SliceDef {
                         interval_ms: interval,
                         paused: a.paused,
                         lead: i == 0,
                         system: system_at,
                         check: check_at,
-                    },
-                );
+                    };
+                    match location {
+                        None => slices.insert(key, def),
+                        Some(_) => probe_slices.insert(key, def),
+                    };
+                }
             }
         }
         let masker = Masker::new(referenced_values(file, &setup.secrets));
@@ -114,6 +125,7 @@ impl Generation {
             setup,
             prepared,
             slices,
+            probe_slices,
         }
     }
 
@@ -142,13 +154,65 @@ impl Generation {
             .transpose()
     }
 
-    /// The slices of one assignment.
+    /// The slices of one assignment, this server's and its probes'.
     pub fn slices_of(&self, system: &str, check: &str) -> Vec<SliceId> {
         self.slices
             .keys()
+            .chain(self.probe_slices.keys())
             .filter(|k| k.system == system && k.check == check)
             .cloned()
             .collect()
+    }
+
+    /// A probe slice's work, or why its check cannot be handed out.
+    pub fn probe_work(
+        &self,
+        key: &SliceId,
+        runtime: &Runtime,
+        store: &Store,
+    ) -> Option<Result<WorkItem, String>> {
+        let def = self.probe_slices.get(key)?;
+        let file = &self.setup.config.file;
+        let prepared = match self.prepared.get(&key.check)? {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        let pipeline = pipeline(&self.setup, runtime, store, None);
+        Some(pipeline.probe_work(
+            prepared,
+            &file.systems[def.system],
+            key.environment.as_deref(),
+            def.interval_ms,
+        ))
+    }
+
+    /// Stores a probe's run of one of its location's slices.
+    pub async fn record_probe_run(
+        &self,
+        key: &SliceId,
+        origin: ProbeRunKey,
+        run: ProbeRun,
+        runtime: &Runtime,
+        store: &Store,
+    ) -> Option<Result<Recorded, StoreError>> {
+        let def = self.probe_slices.get(key)?;
+        let Ok(prepared) = self.prepared.get(&key.check)? else {
+            return None;
+        };
+        let file = &self.setup.config.file;
+        let pipeline = pipeline(&self.setup, runtime, store, None);
+        Some(
+            pipeline
+                .record_probe_run(
+                    prepared,
+                    &file.systems[def.system],
+                    key,
+                    origin,
+                    run,
+                    &self.masker,
+                )
+                .await,
+        )
     }
 
     /// The strategy plugin of a slice's check, for metrics.

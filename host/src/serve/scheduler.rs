@@ -300,6 +300,7 @@ mod tests {
             system: "shop".into(),
             check: check.into(),
             environment: Some("prod".into()),
+            location: None,
         }
     }
 

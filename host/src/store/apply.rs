@@ -5,18 +5,19 @@
 
 use std::collections::HashMap;
 
-use super::entity::EntityId;
+use super::entity::{EntityId, entities_of, split_key};
 use super::fields::{FieldBucket, FieldMap};
 use super::sketch::Sketch;
 use super::state::{CheckCounts, Status, TransitionKind, outcomes_status, runs_needed, worst};
-use super::{HOUR_MS, NewRun, TransitionEvent, entity_ids};
+use super::{HOUR_MS, NewRun, TransitionEvent};
 use crate::config::Thresholds;
 
 /// A slice as the batch sees it: loaded under the entity locks, then updated.
 #[derive(Debug, Clone)]
 pub struct SliceState {
     pub check_id: String,
-    pub environment_id: Option<String>,
+    /// Its environment and location, as the `env_key` column holds them.
+    pub env_key: String,
     /// Newest first, `1` failed, `0` passed; as many as the thresholds need.
     pub outcomes: String,
     pub status: Status,
@@ -57,10 +58,6 @@ impl SliceState {
     /// The slice's status under its thresholds.
     pub fn evaluate(&self) -> Status {
         outcomes_status(&self.thresholds, &self.outcomes, self.status)
-    }
-
-    fn env_key(&self) -> &str {
-        self.environment_id.as_deref().unwrap_or("")
     }
 }
 
@@ -141,6 +138,7 @@ pub struct Loaded {
 }
 
 /// A run queued for the batch, with the ids it was given before the write.
+#[derive(Clone, Copy)]
 pub struct PendingRun<'a> {
     pub id: i64,
     pub slice_id: i64,
@@ -192,17 +190,20 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
             .add(run);
 
         let mut caused = Vec::new();
-        for entity in entity_ids(&run.system_id, run.environment_id.as_deref()) {
-            let env_scope = (!EntityId::parse(&entity).is_rollup())
-                .then(|| run.environment_id.as_deref().unwrap_or(""));
-            let (status, counts) =
-                entity_state(loaded, &touched_by_system, &run.system_id, env_scope);
+        let entities = entities_of(
+            &run.system_id,
+            run.environment_id.as_deref(),
+            run.location_id.as_deref(),
+        );
+        for entity in entities {
+            let (status, counts) = entity_state(loaded, &touched_by_system, &entity);
             if status == Status::Unknown {
                 continue;
             }
-            let (previous, previous_counts) = match changed_entities.get(&entity) {
+            let id = entity.to_string();
+            let (previous, previous_counts) = match changed_entities.get(&id) {
                 Some((s, c, _)) => (Some(*s), Some(*c)),
-                None => match loaded.entities.get(&entity) {
+                None => match loaded.entities.get(&id) {
                     Some((s, c)) => (Some(*s), *c),
                     None => (None, None),
                 },
@@ -210,7 +211,7 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
             if previous == Some(status) && previous_counts == Some(counts) {
                 continue;
             }
-            changed_entities.insert(entity.clone(), (status, counts, run.at_ms));
+            changed_entities.insert(id.clone(), (status, counts, run.at_ms));
             if previous == Some(status) {
                 // Only the counts moved ("1 of 2" to "0 of 2" while degraded).
                 continue;
@@ -221,21 +222,16 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
                 .filter(|s| *s != Status::Unknown)
                 .unwrap_or(Status::Healthy);
             if from != status {
-                let rollup = env_scope.is_none();
                 caused.push(TransitionEvent {
                     id: None,
-                    own_slice: !rollup || run.environment_id.is_none(),
-                    entity_id: entity,
+                    own_slice: false,
+                    entity_id: id,
                     from,
                     to: status,
                     kind: TransitionKind::classify(from, status),
                     check_id: run.check_id.clone(),
                     // A rollup is the system's, not one environment's.
-                    environment_id: if rollup {
-                        None
-                    } else {
-                        run.environment_id.clone()
-                    },
+                    environment_id: entity.environment().map(str::to_string),
                     healthy_checks: Some(counts.healthy_checks),
                     total_checks: Some(counts.total_checks),
                     flapping: None,
@@ -244,13 +240,7 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
                 });
             }
         }
-        // A rollup change with no change of the run's environment (an
-        // env-less slice released, say) is news only the rollup can tell.
-        if !caused.iter().any(|t| t.environment_id.is_some()) {
-            for t in &mut caused {
-                t.own_slice = true;
-            }
-        }
+        mark_own(&mut caused);
         transitions.push(caused);
     }
     let mut entities: Vec<_> = changed_entities
@@ -264,16 +254,31 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
     }
 }
 
-/// Worst over the counting slices of a system (`env_scope: None`) or of one
-/// of its environments, and its check counts: the batch's slices as they
-/// are now, the others as loaded.
+/// One change sends one notice: of the entities a change moved, each
+/// notifies unless a narrower one of them did (a rollup echoes its
+/// environment, an environment its location).
+pub fn mark_own(transitions: &mut [TransitionEvent]) {
+    let entities: Vec<EntityId> = transitions
+        .iter()
+        .map(|t| EntityId::parse(&t.entity_id))
+        .collect();
+    for (t, entity) in transitions.iter_mut().zip(&entities) {
+        t.own_slice = !entities.iter().any(|other| entity.covers(other));
+    }
+}
+
+/// Worst over the counting slices an entity holds, and its check counts:
+/// the batch's slices as they are now, the others as loaded.
 fn entity_state(
     loaded: &Loaded,
     touched_by_system: &HashMap<String, Vec<i64>>,
-    system: &str,
-    env_scope: Option<&str>,
+    entity: &EntityId,
 ) -> (Status, CheckCounts) {
-    let in_scope = |env_key: &str| env_scope.is_none_or(|e| e == env_key);
+    let in_scope = |env_key: &str| {
+        let (env, location) = split_key(env_key);
+        entity.holds(env, location)
+    };
+    let system = entity.system();
     let others = loaded
         .others
         .get(system)
@@ -286,7 +291,7 @@ fn entity_state(
         .into_iter()
         .flatten()
         .filter_map(|id| loaded.slices.get(id))
-        .filter(|s| s.counts() && in_scope(s.env_key()))
+        .filter(|s| s.counts() && in_scope(&s.env_key))
         .map(|s| (s.check_id.as_str(), s.status));
     let slices: Vec<(&str, Status)> = others.chain(touched).collect();
     (
@@ -303,7 +308,7 @@ mod tests {
     fn slice(env: Option<&str>, thresholds: Thresholds) -> SliceState {
         SliceState {
             check_id: "web".into(),
-            environment_id: env.map(str::to_string),
+            env_key: env.unwrap_or("").to_string(),
             outcomes: String::new(),
             status: Status::Unknown,
             stored: (String::new(), Status::Unknown),
@@ -319,12 +324,14 @@ mod tests {
             system_id: "shop".into(),
             check_id: "web".into(),
             environment_id: env.map(str::to_string),
+            location_id: None,
             healthy,
             latency_ms: Some(latency_ms),
             result: json!({}),
             error: None,
             at_ms,
             fields: Vec::new(),
+            origin: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod fields;
 mod ids;
 pub mod incidents;
 pub mod outbox;
+pub mod probes;
 pub mod read;
 pub mod retention;
 pub mod schedule;
@@ -24,7 +25,7 @@ use serde_json::Value;
 use sqlx::QueryBuilder;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::config::environments::effective_environments;
+use crate::config::environments::{effective_environments, effective_locations};
 use crate::config::{Assignment, Check, EnvSelection, System, Thresholds};
 use db::{Db, with_pool};
 use entity::SliceId;
@@ -69,6 +70,9 @@ pub struct NewRun {
     pub system_id: String,
     pub check_id: String,
     pub environment_id: Option<String>,
+    /// The probe location that ran it; `None`: this server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location_id: Option<String>,
     pub healthy: bool,
     /// `None` for a run of a check that could not be prepared at all (its
     /// plugin is missing, its migration fails): it has no latency, stays out
@@ -80,6 +84,17 @@ pub struct NewRun {
     /// The values of the result fields its collectors mark for aggregation.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldSample>,
+    /// The probe run this is: stored once however often its batch comes.
+    #[serde(skip)]
+    pub origin: Option<ProbeRunKey>,
+}
+
+/// A run's key as its probe made it: the probe's id and its own sequence
+/// number, which rises with every run the probe makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeRunKey {
+    pub probe: String,
+    pub seq: i64,
 }
 
 /// One marked result field's value in a run, merged into the field's
@@ -137,6 +152,8 @@ pub struct RunEvent {
     pub system_id: String,
     pub check_id: String,
     pub environment_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location_id: Option<String>,
     /// `healthy` or `unhealthy`.
     pub status: Status,
     pub latency_ms: f64,
@@ -164,6 +181,8 @@ impl StoreEvent {
 pub struct Recorded {
     pub run_id: i64,
     pub transitions: Vec<TransitionEvent>,
+    /// A probe run stored before (its batch came again): nothing was written.
+    pub duplicate: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -188,26 +207,32 @@ pub struct Store {
 }
 
 /// The slices the configuration selects, as `(system, check, env_key)`.
-fn selected_slices<'a>(
-    assignments: &'a [Assignment],
-    systems: &'a [System],
-) -> std::collections::HashSet<(&'a str, &'a str, &'a str)> {
+fn selected_slices(
+    assignments: &[Assignment],
+    systems: &[System],
+    checks: &[Check],
+) -> std::collections::HashSet<(String, String, String)> {
     let systems: HashMap<&str, &System> = systems.iter().map(|s| (s.id.as_str(), s)).collect();
+    let checks: HashMap<&str, &Check> = checks.iter().map(|c| (c.id.as_str(), c)).collect();
     let mut selected = std::collections::HashSet::new();
     for a in assignments {
         let Some(system) = systems.get(a.system.as_str()) else {
             continue;
         };
+        let check_locations = checks
+            .get(a.check.as_str())
+            .map_or(&[][..], |c| &c.locations[..]);
+        let locations = effective_locations(a, check_locations);
         for env in effective_environments(&a.environments, &system.environments) {
-            let env_key = match env {
-                Some(env) => system
-                    .environments
-                    .iter()
-                    .find(|e| **e == env)
-                    .map_or("", String::as_str),
-                None => "",
-            };
-            selected.insert((a.system.as_str(), a.check.as_str(), env_key));
+            for location in &locations {
+                let key =
+                    SliceId::located(&a.system, &a.check, env.as_deref(), location.as_deref());
+                selected.insert((
+                    key.system.clone(),
+                    key.check.clone(),
+                    key.env_key().into_owned(),
+                ));
+            }
         }
     }
     selected
@@ -230,15 +255,13 @@ fn causes(mut changed: Vec<(String, String)>) -> Vec<(String, String)> {
     changed
 }
 
-/// The entities a slice's run touches: its system's rollup and, with an
-/// environment, that environment's entity.
-pub fn entity_ids(system: &str, environment: Option<&str>) -> Vec<String> {
-    let mut ids = vec![entity::EntityId::rollup(system).to_string()];
-    if environment.is_some() {
-        ids.push(entity::EntityId::of(system, environment).to_string());
-    }
-    ids.sort();
-    ids
+/// The entities a slice's run touches, widest first (which is also their
+/// sorted order): its system's rollup, its environment's, its location's.
+pub fn entity_ids(system: &str, environment: Option<&str>, location: Option<&str>) -> Vec<String> {
+    entity::entities_of(system, environment, location)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 impl Store {
@@ -383,7 +406,7 @@ impl Store {
         systems: &[System],
         now_ms: i64,
     ) -> Result<Vec<TransitionEvent>, StoreError> {
-        let selected = selected_slices(assignments, systems);
+        let selected = selected_slices(assignments, systems, checks);
         let changed: Vec<(String, String)> = with_pool!(&self.db.write().await?, pool => {
             let mut tx = db::WritePool::begin_write(pool).await?;
             for chunk in checks.chunks(500) {
@@ -477,7 +500,7 @@ impl Store {
                 // the runs of a check that could not be prepared: it keeps
                 // counting while its assignment exists, until a run in one
                 // of its environments releases it (see the writer).
-                let counts = selected.contains(&(system.as_str(), check.as_str(), env_key.as_str()))
+                let counts = selected.contains(&(system.clone(), check.clone(), env_key.clone()))
                     || (env_key.is_empty() && assigned && counted);
                 if status != stored_status || counts != counted {
                     updates.push((id, status.as_str(), counts));

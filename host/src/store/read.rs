@@ -24,12 +24,19 @@ use super::{
 pub struct SliceFilter {
     pub system: Option<String>,
     pub check: Option<String>,
+    /// An environment; "": the slices without one.
     pub environment: Option<String>,
+    /// A probe location; "": the server's own slices; `None`: wherever the
+    /// slices run.
+    pub location: Option<String>,
 }
 
 impl SliceFilter {
     fn is_empty(&self) -> bool {
-        self.system.is_none() && self.check.is_none() && self.environment.is_none()
+        self.system.is_none()
+            && self.check.is_none()
+            && self.environment.is_none()
+            && self.location.is_none()
     }
 
     /// ` AND <column> IN (SELECT id FROM slices WHERE …)`, or nothing.
@@ -49,8 +56,21 @@ impl SliceFilter {
         if let Some(check) = &self.check {
             q.push(" AND check_id = ").push_bind(check.clone());
         }
-        if let Some(env) = &self.environment {
-            q.push(" AND env_key = ").push_bind(env.clone());
+        // "" picks the slices without one.
+        for (column, value) in [
+            ("environment_id", &self.environment),
+            ("location_id", &self.location),
+        ] {
+            match value.as_deref() {
+                None => {}
+                Some("") => {
+                    q.push(format!(" AND {column} IS NULL"));
+                }
+                Some(value) => {
+                    q.push(format!(" AND {column} = "))
+                        .push_bind(value.to_string());
+                }
+            }
         }
         q.push(")");
     }
@@ -100,24 +120,39 @@ type RunRow = (
     String,
     String,
     Option<String>,
+    Option<String>,
     String,
     f64,
     Option<String>,
     String,
+    Option<i64>,
 );
 
 fn run_record(row: RunRow) -> RunRecord {
-    let (id, system_id, check_id, environment_id, status, latency_ms, error, result) = row;
+    let (
+        id,
+        system_id,
+        check_id,
+        environment_id,
+        location_id,
+        status,
+        latency_ms,
+        error,
+        result,
+        measured_at,
+    ) = row;
     RunRecord {
         run: RunEvent {
             id,
             system_id,
             check_id,
             environment_id,
+            location_id,
             status: Status::parse(&status),
             latency_ms,
             error,
-            at_ms: created_at(id),
+            // A probe's run was measured before it was numbered at ingest.
+            at_ms: measured_at.unwrap_or_else(|| created_at(id)),
         },
         result: serde_json::from_str(&result).unwrap_or(serde_json::Value::Null),
     }
@@ -139,6 +174,7 @@ pub struct RunQuery {
 pub struct SliceView {
     pub check_id: String,
     pub environment_id: Option<String>,
+    pub location_id: Option<String>,
     pub status: Status,
     pub last_run: Option<RunRecord>,
 }
@@ -255,8 +291,9 @@ const LOOK_BACK_MS: i64 = 60_000;
 /// (runs that waited out a database outage).
 const FULL_READ_EVERY: Duration = Duration::from_secs(300);
 
-const RUN_COLUMNS: &str = "SELECT r.id, s.system_id, s.check_id, s.environment_id, r.status, \
-     r.latency_ms, r.error, r.result FROM runs r JOIN slices s ON s.id = r.slice_id WHERE 1 = 1";
+const RUN_COLUMNS: &str = "SELECT r.id, s.system_id, s.check_id, s.environment_id, s.location_id, \
+     r.status, r.latency_ms, r.error, r.result, r.measured_at FROM runs r JOIN slices s ON s.id = r.slice_id \
+     WHERE 1 = 1";
 
 impl Store {
     /// Every entity's current status, from the in-memory cache refreshed by
@@ -325,16 +362,19 @@ impl Store {
         type Row = (
             String,
             Option<String>,
+            Option<String>,
             String,
             Option<i64>,
             Option<String>,
             Option<f64>,
             Option<String>,
             Option<String>,
+            Option<i64>,
         );
         let rows: Vec<Row> = with_pool!(&self.db.read().await, pool => {
             sqlx::query_as(
-                "SELECT s.check_id, s.environment_id, s.status, r.id, r.status, r.latency_ms, r.error, r.result
+                "SELECT s.check_id, s.environment_id, s.location_id, s.status, r.id, r.status, r.latency_ms,
+                        r.error, r.result, r.measured_at
                  FROM slices s LEFT JOIN runs r ON r.id = (SELECT MAX(l.id) FROM runs l WHERE l.slice_id = s.id)
                  WHERE s.system_id = $1 ORDER BY s.check_id, s.env_key",
             )
@@ -345,22 +385,36 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(
-                |(check_id, environment_id, status, id, rstatus, latency, error, result)| {
+                |(
+                    check_id,
+                    environment_id,
+                    location_id,
+                    status,
+                    id,
+                    rstatus,
+                    latency,
+                    error,
+                    result,
+                    measured_at,
+                )| {
                     let last_run = id.map(|id| {
                         run_record((
                             id,
                             system.to_string(),
                             check_id.clone(),
                             environment_id.clone(),
+                            location_id.clone(),
                             rstatus.unwrap_or_default(),
                             latency.unwrap_or_default(),
                             error,
                             result.unwrap_or_default(),
+                            measured_at,
                         ))
                     });
                     SliceView {
                         check_id,
                         environment_id,
+                        location_id,
                         status: Status::parse(&status),
                         last_run,
                     }
@@ -425,7 +479,8 @@ impl Store {
     ) -> Result<Vec<StoreEvent>, StoreError> {
         let (runs, transitions): (Vec<RunRow>, Vec<TransitionRow>) = with_pool!(&self.db.read().await, pool => {
             let runs: Vec<RunRow> = sqlx::query_as(
-                "SELECT r.id, s.system_id, s.check_id, s.environment_id, r.status, r.latency_ms, r.error, ''
+                "SELECT r.id, s.system_id, s.check_id, s.environment_id, s.location_id, r.status, r.latency_ms,
+                        r.error, '', r.measured_at
                  FROM runs r JOIN slices s ON s.id = r.slice_id WHERE r.id > $1 ORDER BY r.id LIMIT $2",
             )
             .bind(after)

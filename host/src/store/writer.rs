@@ -12,8 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::apply::{Aggregate, Applied, Loaded, PendingRun, SliceState, apply, hour_bucket};
 use super::db::{Db, WritePool, entity_lock_key, unavailable, with_pool};
-use super::entity::EntityId;
-use super::entity::SliceId;
+use super::entity::{EntityId, SliceId, entities_of, split_key};
 use super::fields;
 use super::ids::RunIds;
 use super::outbox::{self, OutboxRow, SharedRouter};
@@ -424,7 +423,16 @@ impl Writer {
     }
 
     async fn write(&mut self, runs: Vec<(NewRun, String)>, replies: Vec<Reply>) {
-        let ids: Vec<i64> = runs.iter().map(|(r, _)| self.ids.next(r.at_ms)).collect();
+        // A probe's run is numbered at ingest, so the ids (and the event
+        // stream) follow commit order even for runs it spooled for hours.
+        let now = crate::clock::now_ms();
+        let ids: Vec<i64> = runs
+            .iter()
+            .map(|(r, _)| {
+                self.ids
+                    .next(if r.origin.is_some() { now } else { r.at_ms })
+            })
+            .collect();
         let started = Instant::now();
         match self.commit_with_retry(&runs, &ids).await {
             Ok(transitions) => {
@@ -434,6 +442,14 @@ impl Writer {
                 for (((reply, run_id), caused), (run, _)) in
                     replies.into_iter().zip(ids).zip(transitions).zip(&runs)
                 {
+                    let Some(caused) = caused else {
+                        let _ = reply.send(Ok(Recorded {
+                            run_id,
+                            transitions: Vec::new(),
+                            duplicate: true,
+                        }));
+                        continue;
+                    };
                     // Nobody listening is fine: the rows are the record.
                     let _ = self.events.send(StoreEvent {
                         run: Some(run_event(run_id, run)),
@@ -442,6 +458,7 @@ impl Writer {
                     let _ = reply.send(Ok(Recorded {
                         run_id,
                         transitions: caused,
+                        duplicate: false,
                     }));
                 }
             }
@@ -461,9 +478,9 @@ impl Writer {
         &mut self,
         runs: &[(NewRun, String)],
         ids: &[i64],
-    ) -> Result<Vec<Vec<TransitionEvent>>, String> {
+    ) -> Result<Vec<Option<Vec<TransitionEvent>>>, String> {
         let mut retry = Retry::new();
-        let mut attempt: Option<Vec<Vec<TransitionEvent>>> = None;
+        let mut attempt: Option<Vec<Option<Vec<TransitionEvent>>>> = None;
         loop {
             let error = match self.commit(runs, ids, &mut attempt).await {
                 Ok(transitions) => {
@@ -500,8 +517,8 @@ impl Writer {
         &mut self,
         runs: &[(NewRun, String)],
         ids: &[i64],
-        attempt: &mut Option<Vec<Vec<TransitionEvent>>>,
-    ) -> Result<Vec<Vec<TransitionEvent>>, sqlx::Error> {
+        attempt: &mut Option<Vec<Option<Vec<TransitionEvent>>>>,
+    ) -> Result<Vec<Option<Vec<TransitionEvent>>>, sqlx::Error> {
         self.resolve_slices(runs).await?;
         let pending = runs
             .iter()
@@ -520,7 +537,13 @@ impl Writer {
             .collect::<Result<Vec<_>, _>>()?;
         let mut lock_keys: Vec<i64> = runs
             .iter()
-            .flat_map(|(r, _)| entity_ids(&r.system_id, r.environment_id.as_deref()))
+            .flat_map(|(r, _)| {
+                entity_ids(
+                    &r.system_id,
+                    r.environment_id.as_deref(),
+                    r.location_id.as_deref(),
+                )
+            })
             .collect::<HashSet<_>>()
             .iter()
             .map(|e| entity_lock_key(e))
@@ -530,6 +553,14 @@ impl Writer {
         with_pool!(&self.db.write().await?, pool => {
             let mut tx = pool.begin_write().await?;
             pool.lock_entities(&mut tx, &lock_keys).await?;
+            let fresh = probe_cursors(&mut tx, runs).await?;
+            // Probe runs stored before (their batch came again) are left out.
+            let pending: Vec<PendingRun> = pending
+                .iter()
+                .zip(&fresh)
+                .filter(|(_, f)| **f)
+                .map(|(p, _)| *p)
+                .collect();
             let mut loaded = load(&mut tx, &pending).await?;
             let mut applied = apply(&mut loaded, &pending);
             mark_flapping(&mut tx, &mut applied.transitions).await?;
@@ -538,9 +569,12 @@ impl Writer {
             if !rows.is_empty() {
                 outbox::insert(&mut tx, &rows, crate::clock::now_ms()).await?;
             }
-            *attempt = Some(applied.transitions.clone());
+            let mut caused = applied.transitions.into_iter();
+            let per_run: Vec<Option<Vec<TransitionEvent>>> =
+                fresh.iter().map(|f| if *f { caused.next() } else { None }).collect();
+            *attempt = Some(per_run.clone());
             tx.commit().await?;
-            Ok(applied.transitions)
+            Ok(per_run)
         })
     }
 
@@ -559,13 +593,14 @@ impl Writer {
         for chunk in missing.chunks(CHUNK) {
             let rows: Vec<(i64, String, String, String)> = with_pool!(&self.db.write().await?, pool => {
                 let mut q = QueryBuilder::new(
-                    "INSERT INTO slices (system_id, check_id, environment_id, env_key) ",
+                    "INSERT INTO slices (system_id, check_id, environment_id, location_id, env_key) ",
                 );
                 q.push_values(chunk, |mut row, slice| {
                     row.push_bind(slice.system.as_str())
                         .push_bind(slice.check.as_str())
                         .push_bind(slice.environment.as_deref())
-                        .push_bind(slice.env_key());
+                        .push_bind(slice.location.as_deref())
+                        .push_bind(slice.env_key().into_owned());
                 });
                 // A no-op update, so existing slices return their id too.
                 q.push(
@@ -584,11 +619,17 @@ impl Writer {
 }
 
 fn run_event(id: i64, run: &NewRun) -> RunEvent {
+    // A probe run was measured before it was numbered.
+    let at_ms = match run.origin {
+        Some(_) => run.at_ms,
+        None => super::ids::created_at(id),
+    };
     RunEvent {
         id,
         system_id: run.system_id.clone(),
         check_id: run.check_id.clone(),
         environment_id: run.environment_id.clone(),
+        location_id: run.location_id.clone(),
         status: if run.healthy {
             Status::Healthy
         } else {
@@ -596,18 +637,23 @@ fn run_event(id: i64, run: &NewRun) -> RunEvent {
         },
         latency_ms: run.latency_ms.unwrap_or(0.0),
         error: run.error.clone(),
-        at_ms: super::ids::created_at(id),
+        at_ms,
     }
 }
 
 fn slice_of(run: &NewRun) -> SliceId {
-    SliceId::of(&run.system_id, &run.check_id, run.environment_id.as_deref())
+    SliceId::located(
+        &run.system_id,
+        &run.check_id,
+        run.environment_id.as_deref(),
+        run.location_id.as_deref(),
+    )
 }
 
 type SliceRow = (
     i64,
     String,
-    Option<String>,
+    String,
     String,
     String,
     Option<String>,
@@ -645,7 +691,13 @@ where
     systems.dedup();
     let mut entities: Vec<String> = pending
         .iter()
-        .flat_map(|p| entity_ids(&p.run.system_id, p.run.environment_id.as_deref()))
+        .flat_map(|p| {
+            entity_ids(
+                &p.run.system_id,
+                p.run.environment_id.as_deref(),
+                p.run.location_id.as_deref(),
+            )
+        })
         .collect();
     entities.sort_unstable();
     entities.dedup();
@@ -653,14 +705,14 @@ where
     let mut loaded = Loaded::default();
     for chunk in slice_ids.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
-            "SELECT s.id, s.check_id, s.environment_id, s.outcomes, s.status,
+            "SELECT s.id, s.check_id, s.env_key, s.outcomes, s.status,
                     a.thresholds, a.paused, s.counts
              FROM slices s LEFT JOIN assignments a ON a.system_id = s.system_id AND a.check_id = s.check_id
              WHERE s.id IN (",
         );
         push_list(&mut q, chunk.iter().copied());
         let rows: Vec<SliceRow> = q.build_query_as().fetch_all(&mut **tx).await?;
-        for (id, check_id, environment_id, outcomes, status, thresholds, paused, selected) in rows {
+        for (id, check_id, env_key, outcomes, status, thresholds, paused, selected) in rows {
             let assigned = thresholds.is_some() && paused == Some(false);
             let thresholds: Thresholds = thresholds
                 .and_then(|t| serde_json::from_str(&t).ok())
@@ -669,7 +721,7 @@ where
                 id,
                 SliceState {
                     check_id,
-                    environment_id,
+                    env_key,
                     stored: (outcomes.clone(), Status::parse(&status)),
                     outcomes,
                     status: Status::parse(&status),
@@ -686,7 +738,7 @@ where
     // prepared; a run in one of its environments releases them.
     let with_environments: HashSet<(&str, &str)> = pending
         .iter()
-        .filter(|p| p.run.environment_id.is_some())
+        .filter(|p| p.run.environment_id.is_some() || p.run.location_id.is_some())
         .map(|p| (p.run.system_id.as_str(), p.run.check_id.as_str()))
         .collect();
     let unprepared: HashSet<(&str, &str)> = pending
@@ -801,6 +853,68 @@ where
 
 /// The batch's rows: runs, hourly buckets, slice states, entity states and
 /// transitions (whose ids are filled in from the database).
+/// Which runs of the batch to store: all local runs, and each probe run
+/// whose sequence number is above the newest its probe has stored; the
+/// probes' cursors move up in the same transaction. Touching the probe rows
+/// first locks them on PostgreSQL, so two nodes given the same retried
+/// batch store it once.
+async fn probe_cursors<DB>(
+    tx: &mut Transaction<'static, DB>,
+    runs: &[(NewRun, String)],
+) -> Result<Vec<bool>, sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (String, i64): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let mut probes: Vec<&str> = runs
+        .iter()
+        .filter_map(|(r, _)| r.origin.as_ref().map(|o| o.probe.as_str()))
+        .collect();
+    if probes.is_empty() {
+        return Ok(vec![true; runs.len()]);
+    }
+    probes.sort_unstable();
+    probes.dedup();
+    let mut q = QueryBuilder::<DB>::new("UPDATE probes SET last_seq = last_seq WHERE id IN (");
+    push_list(&mut q, probes.iter().copied());
+    q.build().execute(&mut **tx).await?;
+    let mut q = QueryBuilder::<DB>::new("SELECT id, last_seq FROM probes WHERE id IN (");
+    push_list(&mut q, probes.iter().copied());
+    let mut cursors: HashMap<String, i64> = q
+        .build_query_as()
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .collect();
+    let stored = cursors.clone();
+    let fresh = runs
+        .iter()
+        .map(|(r, _)| match &r.origin {
+            None => true,
+            Some(key) => {
+                let cursor = cursors.entry(key.probe.clone()).or_insert(0);
+                let fresh = key.seq > *cursor;
+                *cursor = (*cursor).max(key.seq);
+                fresh
+            }
+        })
+        .collect();
+    for (probe, seq) in &cursors {
+        if stored.get(probe) != Some(seq) {
+            let mut q = QueryBuilder::<DB>::new("UPDATE probes SET last_seq = ");
+            q.push_bind(*seq)
+                .push(" WHERE id = ")
+                .push_bind(probe.as_str());
+            q.build().execute(&mut **tx).await?;
+        }
+    }
+    Ok(fresh)
+}
+
 async fn write<DB>(
     tx: &mut Transaction<'static, DB>,
     pending: &[PendingRun<'_>],
@@ -823,7 +937,7 @@ where
 {
     for chunk in pending.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
-            "INSERT INTO runs (id, slice_id, status, latency_ms, result, error) ",
+            "INSERT INTO runs (id, slice_id, status, latency_ms, result, error, measured_at) ",
         );
         q.push_values(chunk, |mut row, p| {
             row.push_bind(p.id)
@@ -837,7 +951,8 @@ where
                 // predates them); the aggregates leave them out.
                 .push_bind(p.run.latency_ms.unwrap_or(0.0))
                 .push_bind(p.result_json)
-                .push_bind(p.run.error.as_deref());
+                .push_bind(p.run.error.as_deref())
+                .push_bind(p.run.origin.as_ref().map(|_| p.run.at_ms));
         });
         q.build().execute(&mut **tx).await?;
     }
@@ -1023,14 +1138,15 @@ where
         );
     }
     for (system, check, env_key, status, selected, paused) in rows {
-        let env = (!env_key.is_empty()).then_some(env_key);
-        for entity in entity_ids(&system, env.as_deref()) {
-            let scope = EntityId::parse(&entity).environment().map(str::to_string);
-            let slot = derived.entry(entity).or_insert_with(|| Derived {
-                system: system.clone(),
-                environment: scope,
-                slices: Vec::new(),
-            });
+        let (env, location) = split_key(&env_key);
+        for entity in entities_of(&system, env, location) {
+            let slot = derived
+                .entry(entity.to_string())
+                .or_insert_with(|| Derived {
+                    system: system.clone(),
+                    environment: entity.environment().map(str::to_string),
+                    slices: Vec::new(),
+                });
             if selected && paused == Some(false) {
                 slot.slices.push((check.clone(), Status::parse(&status)));
             }
@@ -1060,7 +1176,7 @@ where
         }
         transitions.push(TransitionEvent {
             id: None,
-            own_slice: d.environment.is_some(),
+            own_slice: false,
             entity_id: entity.clone(),
             from,
             to: status,
@@ -1078,18 +1194,7 @@ where
             at_ms,
         });
     }
-    // One change sends one notice: the rollup notifies only when none of
-    // its environments did.
-    let env_noticed: std::collections::HashSet<String> = transitions
-        .iter()
-        .filter(|t| t.environment_id.is_some())
-        .map(|t| EntityId::parse(&t.entity_id).system().to_string())
-        .collect();
-    for t in &mut transitions {
-        if t.environment_id.is_none() {
-            t.own_slice = !env_noticed.contains(&t.entity_id);
-        }
-    }
+    super::apply::mark_own(&mut transitions);
     store_entities(tx, &states).await?;
     Ok(transitions)
 }

@@ -122,6 +122,7 @@ pub async fn latency(
         system: Some(entity.id.system().to_string()),
         check: None,
         environment: entity.id.environment().map(str::to_string),
+        location: entity.id.location().map(str::to_string),
     };
     let now = now_ms();
     let history = state

@@ -462,6 +462,7 @@ mod tests {
             system_id: "shop".into(),
             check_id: "web".into(),
             environment_id: None,
+            location_id: None,
             status: if healthy {
                 Status::Healthy
             } else {

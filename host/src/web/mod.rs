@@ -498,7 +498,8 @@ async fn system_page(
             let filter = SliceFilter {
                 system: Some(system.id.clone()),
                 check: Some(c.id.clone()),
-                environment: s.environment_id.clone(),
+                environment: Some(s.environment_id.clone().unwrap_or_default()),
+                location: Some(s.location_id.clone().unwrap_or_default()),
             };
             let runs_query = RunQuery {
                 slices: filter.clone(),

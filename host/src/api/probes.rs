@@ -1,0 +1,313 @@
+//! The probe endpoints under `/api/v1/probe/` (a probe's own token, scoped
+//! to its location): its work, its components by digest, heartbeats and
+//! batches of runs; and `GET /api/v1/probes`, the list operators read.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::ApiState;
+use super::error::{ApiError, ErrorBody, Params};
+use super::systems::NoParams;
+use crate::clock::now_ms;
+use crate::probe::wire::{
+    Batch, BatchReply, Heartbeat, HeartbeatReply, MAX_BATCH_BYTES, MAX_BATCH_RUNS, ProbeToken,
+    Work, WorkItem,
+};
+use crate::runtime::ComponentDigest;
+use crate::serve::generation::Generation;
+use crate::store::entity::SliceId;
+use crate::store::probes::{HeartbeatRow, ProbeRecord};
+use crate::store::{DAY_MS, ProbeRunKey};
+
+/// How old a spooled run may be and still be stored.
+const MAX_RUN_AGE_MS: i64 = 7 * DAY_MS;
+
+/// The probe a request comes from: its token's id, its location.
+struct Caller {
+    probe: String,
+    location: String,
+}
+
+/// Finds the probe whose token the request carries. The token is never
+/// logged; its id is, on refusal.
+async fn caller(state: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let refuse = || ApiError::unauthorized("send `Authorization: Bearer <probe token>`");
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(ProbeToken::parse)
+        .ok_or_else(refuse)?;
+    let record = state.store.probe(&token.probe).await?;
+    let valid = record.as_ref().is_some_and(|r: &ProbeRecord| {
+        r.revoked_at_ms.is_none() && same(r.token_hash.as_bytes(), token.secret_hash().as_bytes())
+    });
+    match record {
+        Some(r) if valid => Ok(Caller {
+            probe: r.id,
+            location: r.location_id,
+        }),
+        _ => {
+            tracing::warn!(probe = %token.probe, "probe refused: unknown, revoked or wrong token");
+            Err(refuse())
+        }
+    }
+}
+
+/// Compared in constant time, so the answer's timing leaks no prefix.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The work of one location under a generation, with a version that
+/// changes whenever the work does.
+fn work_of(state: &ApiState, generation: &Generation, caller: &Caller) -> Work {
+    let mut items: Vec<WorkItem> = Vec::new();
+    for (key, def) in &generation.probe_slices {
+        if key.location.as_deref() != Some(caller.location.as_str())
+            || state.live.is_paused(&key.system, &key.check, def.paused)
+        {
+            continue;
+        }
+        match generation.probe_work(key, &state.runtime, &state.store) {
+            Some(Ok(item)) => items.push(item),
+            Some(Err(e)) => tracing::warn!(slice = %key, "not handed to probes: {e}"),
+            None => {}
+        }
+    }
+    let file = &generation.setup.config.file;
+    Work {
+        version: version_of(&items),
+        location: caller.location.clone(),
+        probe: caller.probe.clone(),
+        heartbeat_ms: file.probes.heartbeat.as_millis(),
+        items,
+    }
+}
+
+fn version_of(items: &[WorkItem]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let _ = serde_json::to_writer(&mut hasher, items);
+    hex::encode(&hasher.finalize()[..8])
+}
+
+/// `GET /api/v1/probe/work`: the slices of the caller's location, ready to
+/// run, secrets included (this channel only; a probe never writes them).
+pub async fn work(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let caller = caller(&state, &headers).await?;
+    let generation = state.live.generation();
+    let work = work_of(&state, &generation, &caller);
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(work)).into_response())
+}
+
+/// `GET /api/v1/probe/components/{digest}`: a component file of the
+/// current configuration, by its digest.
+pub async fn component(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(digest): Path<String>,
+) -> Result<Response, ApiError> {
+    caller(&state, &headers).await?;
+    let digest: ComponentDigest =
+        digest
+            .parse()
+            .map_err(|e: crate::runtime::digest::BadDigest| {
+                ApiError::bad_request("digest", e.to_string())
+            })?;
+    let generation = state.live.generation();
+    let Some(path) = generation.setup.plugins.path_of(&digest) else {
+        return Err(ApiError::not_found(format!(
+            "no component {digest} in this configuration"
+        )));
+    };
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| ApiError::not_found(format!("{}: {e}", path.display())))?;
+    // The file changed since it was loaded: a probe must not get other bytes
+    // under this digest.
+    if ComponentDigest::of(&bytes) != digest {
+        return Err(ApiError::conflict(format!(
+            "{} no longer has digest {digest}: reload the configuration",
+            path.display()
+        )));
+    }
+    Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
+}
+
+/// `POST /api/v1/probe/heartbeat`.
+pub async fn heartbeat(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<HeartbeatReply>, ApiError> {
+    let caller = caller(&state, &headers).await?;
+    let beat: Heartbeat = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("body", format!("not a heartbeat: {e}")))?;
+    let now = now_ms();
+    let skew = beat.clock_ms.saturating_sub(now);
+    state
+        .store
+        .probe_heartbeat(
+            &caller.probe,
+            HeartbeatRow {
+                version: &beat.version,
+                clock_skew_ms: skew,
+                spool_depth: beat.spool_depth,
+                spool_dropped: beat.spool_dropped,
+            },
+            now,
+        )
+        .await?;
+    let generation = state.live.generation();
+    Ok(Json(HeartbeatReply {
+        work_version: work_of(&state, &generation, &caller).version,
+        server_ms: now,
+        clock_skew_ms: skew,
+    }))
+}
+
+/// `POST /api/v1/probe/runs`: a batch, stored whole or not at all when it
+/// is malformed, too large, or names a slice the probe was not given.
+pub async fn runs(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<BatchReply>, ApiError> {
+    let caller = caller(&state, &headers).await?;
+    if body.len() > MAX_BATCH_BYTES {
+        return Err(ApiError::too_large(format!(
+            "a batch is limited to {MAX_BATCH_BYTES} bytes"
+        )));
+    }
+    let batch: Batch = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("body", format!("not a batch of runs: {e}")))?;
+    if batch.runs.len() > MAX_BATCH_RUNS {
+        return Err(ApiError::too_large(format!(
+            "a batch holds at most {MAX_BATCH_RUNS} runs, this one {}",
+            batch.runs.len()
+        )));
+    }
+    let probe = state.store.probe(&caller.probe).await?;
+    let generation = state.live.generation();
+    let tolerance = generation
+        .setup
+        .config
+        .file
+        .probes
+        .max_clock_skew
+        .as_millis();
+    if let Some(skew) = probe.and_then(|p| p.clock_skew_ms)
+        && skew.abs() > tolerance
+    {
+        return Err(ApiError::conflict(format!(
+            "this probe's clock is {skew} ms off the server's (tolerance {tolerance} ms): \
+             fix its clock; its runs wait in its spool"
+        )));
+    }
+    let now = now_ms();
+    let mut keys = Vec::with_capacity(batch.runs.len());
+    for run in &batch.runs {
+        let key = SliceId::located(
+            &run.slice.system,
+            &run.slice.check,
+            run.slice.environment.as_deref(),
+            Some(&caller.location),
+        );
+        if !generation.probe_slices.contains_key(&key) {
+            return Err(ApiError::forbidden(format!(
+                "slice {} is not one location {} runs",
+                run.slice, caller.location
+            )));
+        }
+        if run.at_ms > now + tolerance {
+            return Err(ApiError::bad_request(
+                "atMs",
+                format!("run {} of {} is dated in the future", run.seq, run.slice),
+            ));
+        }
+        if run.at_ms < now - MAX_RUN_AGE_MS {
+            return Err(ApiError::bad_request(
+                "atMs",
+                format!("run {} of {} is older than 7 days", run.seq, run.slice),
+            ));
+        }
+        keys.push(key);
+    }
+    let recorded =
+        futures::future::join_all(batch.runs.into_iter().zip(&keys).map(|(run, key)| {
+            let origin = ProbeRunKey {
+                probe: caller.probe.clone(),
+                seq: run.seq,
+            };
+            generation.record_probe_run(key, origin, run, &state.runtime, &state.store)
+        }))
+        .await;
+    let (mut stored, mut duplicates) = (0, 0);
+    for outcome in recorded.into_iter().flatten() {
+        if outcome?.duplicate {
+            duplicates += 1;
+        } else {
+            stored += 1;
+        }
+    }
+    Ok(Json(BatchReply { stored, duplicates }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeList {
+    pub items: Vec<ProbeView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeView {
+    #[serde(flatten)]
+    pub probe: ProbeRecord,
+    /// Heartbeats within the configured window.
+    pub online: bool,
+}
+
+/// Whether a probe last seen at `seen` counts as online at `now`.
+pub fn online(seen: Option<i64>, now: i64, heartbeat_ms: i64, offline_after: u32) -> bool {
+    seen.is_some_and(|seen| now - seen <= heartbeat_ms * i64::from(offline_after.max(1)))
+}
+
+/// The probes, their location, version, last heartbeat and spool.
+#[utoipa::path(
+    get,
+    path = "/api/v1/probes",
+    tag = "status",
+    responses((status = 200, body = ProbeList), (status = 401, body = ErrorBody))
+)]
+pub async fn list(
+    State(state): State<ApiState>,
+    Params(NoParams {}): Params<NoParams>,
+) -> Result<Json<ProbeList>, ApiError> {
+    let generation = state.live.generation();
+    let probes = &generation.setup.config.file.probes;
+    let now = now_ms();
+    let items = state
+        .store
+        .probes()
+        .await?
+        .into_iter()
+        .map(|probe| ProbeView {
+            online: probe.revoked_at_ms.is_none()
+                && online(
+                    probe.last_seen_ms,
+                    now,
+                    probes.heartbeat.as_millis(),
+                    probes.offline_after,
+                ),
+            probe,
+        })
+        .collect();
+    Ok(Json(ProbeList { items }))
+}

@@ -1,0 +1,448 @@
+//! `checkhost probe`: fetches its location's work from the server, fetches
+//! each component by digest (verified, cached), runs every slice on its
+//! interval in the sandbox, spools the runs, and delivers them in order in
+//! batches. While the server is away it keeps running the work it has.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use super::spool::{Spool, SpoolError};
+use super::wire::{
+    Batch, BatchReply, COMPONENTS_PATH, HEARTBEAT_PATH, Heartbeat, HeartbeatReply, MAX_BATCH_RUNS,
+    ProbeRun, ProbeToken, RUNS_PATH, WORK_PATH, Work, WorkItem,
+};
+use crate::clock::now_ms;
+use crate::runtime::{CollectorRun, ComponentDigest, NetworkPolicy, Plugin, RunSpec, Runtime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("{0}")]
+    Spool(#[from] SpoolError),
+    #[error("server {url}: {message}")]
+    Server { url: String, message: String },
+    #[error("component {digest}: {message}")]
+    Component {
+        digest: ComponentDigest,
+        message: String,
+    },
+}
+
+pub struct ProbeOptions {
+    /// `http(s)://host:port` of any server node.
+    pub server: String,
+    pub token: ProbeToken,
+    /// The location this probe serves; the server's token says the same.
+    pub location: String,
+    /// Where fetched components are kept, by digest.
+    pub components: PathBuf,
+    pub spool: PathBuf,
+    pub spool_max_runs: usize,
+}
+
+/// The probe's view of the server.
+struct Server {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Server {
+    fn error(&self, message: impl std::fmt::Display) -> ProbeError {
+        ProbeError::Server {
+            url: self.base.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Result<reqwest::Response, ProbeError> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.error(e))?;
+        self.checked(response).await
+    }
+
+    async fn post<T: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> Result<reqwest::Response, ProbeError> {
+        let body = serde_json::to_vec(body).map_err(|e| self.error(e))?;
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.error(e))?;
+        self.checked(response).await
+    }
+
+    async fn checked(&self, response: reqwest::Response) -> Result<reqwest::Response, ProbeError> {
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        Err(self.error(format!(
+            "{status}: {}",
+            text.chars().take(500).collect::<String>()
+        )))
+    }
+}
+
+/// What a batch delivery came to.
+enum Delivery {
+    /// Stored (or stored before): forget them.
+    Stored,
+    /// The server refuses these runs for good (400, 403, 413): drop them,
+    /// counted, rather than block the spool behind them.
+    Refused(String),
+    /// Not now (unreachable, 5xx, clock skew): keep them and try again.
+    Later(String),
+}
+
+/// Runs the probe until `stop` turns true.
+pub async fn run(
+    options: ProbeOptions,
+    runtime: Arc<Runtime>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), ProbeError> {
+    let spool = Arc::new(Spool::open(&options.spool, options.spool_max_runs).await?);
+    let server = Arc::new(Server {
+        base: options.server.trim_end_matches('/').to_string(),
+        token: options.token.to_string(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ProbeError::Server {
+                url: options.server.clone(),
+                message: e.to_string(),
+            })?,
+    });
+    std::fs::create_dir_all(&options.components).map_err(|e| ProbeError::Server {
+        url: options.server.clone(),
+        message: format!("cannot create {}: {e}", options.components.display()),
+    })?;
+    let spooled = Arc::new(Notify::new());
+    let sender = tokio::spawn(deliver(
+        server.clone(),
+        spool.clone(),
+        spooled.clone(),
+        stop.clone(),
+    ));
+    let mut plugins: HashMap<ComponentDigest, Arc<Plugin>> = HashMap::new();
+    let mut runners: JoinSet<()> = JoinSet::new();
+    let mut version = String::new();
+    let mut heartbeat = Duration::from_secs(10);
+    loop {
+        // The work, when it changed: the runners restart on the new one.
+        match beat(&server, &spool, &version).await {
+            Ok(reply) if reply.work_version != version => {
+                match fetch_work(&server, &runtime, &options.components, &mut plugins).await {
+                    Ok(work) => {
+                        if work.location != options.location {
+                            tracing::error!(
+                                "this probe's token is for location {}, not {}",
+                                work.location,
+                                options.location
+                            );
+                        }
+                        tracing::info!(slices = work.items.len(), version = %work.version, "work received");
+                        heartbeat = Duration::from_millis(work.heartbeat_ms.max(100) as u64);
+                        version = work.version.clone();
+                        runners.abort_all();
+                        for item in work.items {
+                            runners.spawn(run_slice(
+                                item,
+                                runtime.clone(),
+                                plugins.clone(),
+                                spool.clone(),
+                                spooled.clone(),
+                            ));
+                        }
+                    }
+                    Err(e) => tracing::warn!("keeping the previous work: {e}"),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("heartbeat: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(heartbeat) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    runners.abort_all();
+    let _ = sender.await;
+    Ok(())
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    server: &Server,
+    response: reqwest::Response,
+) -> Result<T, ProbeError> {
+    let body = response.bytes().await.map_err(|e| server.error(e))?;
+    serde_json::from_slice(&body).map_err(|e| server.error(format!("unexpected answer: {e}")))
+}
+
+async fn beat(server: &Server, spool: &Spool, version: &str) -> Result<HeartbeatReply, ProbeError> {
+    let (spool_depth, spool_dropped) = spool.depth().await?;
+    let response = server
+        .post(
+            HEARTBEAT_PATH,
+            &Heartbeat {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                clock_ms: now_ms(),
+                spool_depth,
+                spool_dropped,
+            },
+        )
+        .await?;
+    let reply: HeartbeatReply = read_json(server, response).await?;
+    if version.is_empty() || reply.clock_skew_ms.abs() > 1_000 {
+        tracing::debug!(skew_ms = reply.clock_skew_ms, "heartbeat");
+    }
+    Ok(reply)
+}
+
+/// The location's work, with every component it names loaded. A component
+/// that cannot be had (download failed, digest mismatch) fails the fetch,
+/// and the probe keeps running what it ran before.
+async fn fetch_work(
+    server: &Server,
+    runtime: &Runtime,
+    dir: &Path,
+    plugins: &mut HashMap<ComponentDigest, Arc<Plugin>>,
+) -> Result<Work, ProbeError> {
+    let work: Work = read_json(server, server.get(WORK_PATH).await?).await?;
+    for item in &work.items {
+        let refs = std::iter::once(&item.strategy).chain(item.collectors.iter().map(|c| &c.plugin));
+        for plugin in refs {
+            if let std::collections::hash_map::Entry::Vacant(slot) = plugins.entry(plugin.digest) {
+                slot.insert(component(server, runtime, dir, plugin.digest).await?);
+            }
+        }
+    }
+    Ok(work)
+}
+
+/// A component by digest: from the cache folder when there, else from
+/// the server; verified against the digest either way before it loads.
+async fn component(
+    server: &Server,
+    runtime: &Runtime,
+    dir: &Path,
+    digest: ComponentDigest,
+) -> Result<Arc<Plugin>, ProbeError> {
+    let fail = |message: String| ProbeError::Component { digest, message };
+    let path = dir.join(format!("{}.wasm", digest.to_string().replace(':', "-")));
+    let cached = tokio::fs::read(&path).await.ok();
+    if cached.as_deref().map(ComponentDigest::of) != Some(digest) {
+        let bytes = server
+            .get(&format!("{COMPONENTS_PATH}/{digest}"))
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| server.error(e))?;
+        let actual = ComponentDigest::of(&bytes);
+        if actual != digest {
+            return Err(fail(format!(
+                "the server sent bytes with digest {actual}: refused"
+            )));
+        }
+        let partial = path.with_extension("part");
+        tokio::fs::write(&partial, &bytes)
+            .await
+            .and(tokio::fs::rename(&partial, &path).await)
+            .map_err(|e| fail(format!("cannot cache it in {}: {e}", dir.display())))?;
+    }
+    runtime
+        .load_pinned(&path, Some(digest))
+        .await
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// Runs one slice on its interval, at a phase of its own (the slice's
+/// hash), spooling each run.
+async fn run_slice(
+    item: WorkItem,
+    runtime: Arc<Runtime>,
+    plugins: HashMap<ComponentDigest, Arc<Plugin>>,
+    spool: Arc<Spool>,
+    spooled: Arc<Notify>,
+) {
+    let interval = item.interval_ms.max(100);
+    let phase = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        item.slice.hash(&mut h);
+        (h.finish() % interval as u64) as i64
+    };
+    let policy = match NetworkPolicy::from_spec(&item.network) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            tracing::error!(slice = %item.slice, "network policy: {e}");
+            return;
+        }
+    };
+    loop {
+        let now = now_ms();
+        let next = (now - phase).div_euclid(interval) * interval + phase + interval;
+        tokio::time::sleep(Duration::from_millis((next - now).max(0) as u64)).await;
+        let Some(spec) = spec_of(&item, &plugins, &policy) else {
+            tracing::error!(slice = %item.slice, "a component of this slice is not loaded");
+            return;
+        };
+        let at_ms = now_ms();
+        let outcome = runtime.run(spec).await;
+        let latency_ms =
+            (outcome.duration_ms - outcome.stats.queued.as_secs_f64() * 1000.0).max(0.0);
+        let run = ProbeRun {
+            seq: 0,
+            slice: item.slice.clone(),
+            at_ms,
+            latency_ms,
+            error: outcome
+                .failure
+                .as_ref()
+                .map(ToString::to_string)
+                .or(outcome.connect_error.clone()),
+            collectors: outcome.collectors,
+        };
+        match spool.push(run, now_ms()).await {
+            Ok(_) => spooled.notify_one(),
+            Err(e) => tracing::error!(slice = %item.slice, "run not spooled: {e}"),
+        }
+    }
+}
+
+fn spec_of(
+    item: &WorkItem,
+    plugins: &HashMap<ComponentDigest, Arc<Plugin>>,
+    policy: &Arc<NetworkPolicy>,
+) -> Option<RunSpec> {
+    let mut collectors = Vec::with_capacity(item.collectors.len());
+    for c in &item.collectors {
+        collectors.push(CollectorRun {
+            plugin: plugins.get(&c.plugin.digest)?.clone(),
+            config_json: c.config.clone(),
+            env: c.env.clone(),
+        });
+    }
+    Some(RunSpec {
+        strategy: plugins.get(&item.strategy.digest)?.clone(),
+        strategy_config: item.strategy_config.clone(),
+        collectors,
+        context: (&item.context).into(),
+        limits: item.limits,
+        policy: policy.clone(),
+        secrets: item.secrets.clone(),
+    })
+}
+
+/// Delivers the spool oldest first, a batch at a time, until `stop`; on
+/// stop it tries once more to empty the spool.
+async fn deliver(
+    server: Arc<Server>,
+    spool: Arc<Spool>,
+    spooled: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let stopping = *stop.borrow();
+        let runs = match spool.oldest(MAX_BATCH_RUNS).await {
+            Ok(runs) => runs,
+            Err(e) => {
+                tracing::error!("{e}");
+                Vec::new()
+            }
+        };
+        let last = runs.last().map(|r| r.seq);
+        let outcome = match last {
+            None => None,
+            Some(_) => Some(send(&server, runs).await),
+        };
+        let wait = match (outcome, last) {
+            (Some(Delivery::Stored), Some(seq)) => {
+                backoff = Duration::from_millis(250);
+                if let Err(e) = spool.delivered(seq).await {
+                    tracing::error!("{e}");
+                }
+                continue;
+            }
+            (Some(Delivery::Refused(why)), Some(seq)) => {
+                tracing::error!("the server refused a batch, dropped: {why}");
+                if let Err(e) = spool.refused(seq).await {
+                    tracing::error!("{e}");
+                }
+                continue;
+            }
+            (Some(Delivery::Later(why)), _) => {
+                tracing::warn!("runs stay spooled: {why}");
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                backoff
+            }
+            _ => Duration::from_secs(1),
+        };
+        if stopping {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = spooled.notified() => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+async fn send(server: &Server, runs: Vec<ProbeRun>) -> Delivery {
+    let body = match serde_json::to_vec(&Batch { runs }) {
+        Ok(body) => body,
+        Err(e) => return Delivery::Refused(e.to_string()),
+    };
+    let sent = server
+        .http
+        .post(format!("{}{RUNS_PATH}", server.base))
+        .bearer_auth(&server.token)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await;
+    let response = match sent {
+        Ok(r) => r,
+        Err(e) => return Delivery::Later(e.to_string()),
+    };
+    let status = response.status();
+    if status.is_success() {
+        let body = response.bytes().await.unwrap_or_default();
+        return match serde_json::from_slice::<BatchReply>(&body) {
+            Ok(reply) => {
+                tracing::debug!(
+                    stored = reply.stored,
+                    duplicates = reply.duplicates,
+                    "batch delivered"
+                );
+                Delivery::Stored
+            }
+            Err(e) => Delivery::Later(e.to_string()),
+        };
+    }
+    let text = response.text().await.unwrap_or_default();
+    let why = format!("{status}: {}", text.chars().take(500).collect::<String>());
+    match status.as_u16() {
+        400 | 403 | 413 => Delivery::Refused(why),
+        _ => Delivery::Later(why),
+    }
+}
