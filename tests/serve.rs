@@ -623,3 +623,133 @@ async fn a_daemon_started_with_a_lock_refuses_to_reload_without_it() {
         d.reported_runs().len() >= before + 2
     });
 }
+
+/// A `checkhost probe` process of one location, its log kept in a file.
+fn start_probe(ws: &Workspace, daemon: &Daemon, location: &str) -> std::process::Child {
+    let dir = ws.dir.path();
+    let out = support::checkhost(&[
+        "probe",
+        "token",
+        "create",
+        "--location",
+        location,
+        "--database",
+        &ws.db_url(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = dir.join(format!("{location}.token"));
+    std::fs::write(&token, &out.stdout).unwrap();
+    let log = std::fs::File::create(dir.join(format!("{location}.log"))).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_checkhost"))
+        .args(["probe", "--server", &daemon.url(""), "--location", location])
+        .arg("--token-file")
+        .arg(&token)
+        .arg("--spool")
+        .arg(dir.join(format!("{location}-spool.db")))
+        .env("CHECKHOST_CACHE_DIR", support::cache_dir())
+        .stderr(log)
+        .spawn()
+        .expect("checkhost probe starts")
+}
+
+/// When each stored run of a location's slice was measured, in order.
+async fn measured(ws: &Workspace, location: &str) -> Vec<i64> {
+    ws.db
+        .texts(&format!(
+            "SELECT CAST(r.measured_at AS TEXT) FROM runs r JOIN slices s ON s.id = r.slice_id
+             WHERE s.location_id = '{location}' ORDER BY r.measured_at"
+        ))
+        .await
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn probes_run_their_locations_and_a_restarted_server_gets_every_run_once() {
+    let ws = Workspace::new(PLUGINS);
+    ws.config(
+        "locations: [{id: eu-west}, {id: us-east}, {id: ap-south}]
+probes: {heartbeat: 300ms}
+checks:
+  - id: tick
+    interval: 300ms
+    strategy: {plugin: noop}
+    collectors: [{plugin: hostile, config: {mode: noop}}]
+systems: [{id: shop}]
+assignments:
+  - {system: shop, check: tick, locations: [eu-west, us-east]}
+",
+    );
+    let daemon = Daemon::start(&ws, &[]);
+    let port = daemon.port;
+    let mut probes = [
+        start_probe(&ws, &daemon, "eu-west"),
+        start_probe(&ws, &daemon, "us-east"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while measured(&ws, "eu-west").await.len() < 3 || measured(&ws, "us-east").await.len() < 3 {
+        assert!(Instant::now() < deadline, "no probe runs stored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Each location is an entity of its own, beside the system's rollup.
+    for entity in ["shop@eu-west", "shop@us-east", "shop"] {
+        assert_eq!(ws.entity(entity), "healthy", "{entity}");
+    }
+    // The server goes away for several intervals; the probes spool.
+    let mut daemon = daemon;
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    let gone = measured(&ws, "eu-west").await.len();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let daemon = Daemon::start_on_port(&ws, port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while measured(&ws, "eu-west").await.len() < gone + 8 {
+        assert!(Instant::now() < deadline, "spooled runs were not delivered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for location in ["eu-west", "us-east"] {
+        let times = measured(&ws, location).await;
+        let mut unique = times.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), times.len(), "{location}: a run stored twice");
+        // One run per interval throughout, the outage included: none lost.
+        let widest = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(
+            widest < 600,
+            "{location}: a gap of {widest} ms in {times:?}"
+        );
+    }
+    // The API lists both probes with their location, online.
+    let body = reqwest::get(daemon.url("/api/v1/probes"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut locations: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["locationId"].as_str().unwrap())
+        .collect();
+    locations.sort();
+    assert_eq!(locations, ["eu-west", "us-east"], "{body}");
+    // A wrong token gets 401, and nothing else happens.
+    let refused = reqwest::Client::new()
+        .get(daemon.url("/api/v1/probe/work"))
+        .bearer_auth("chp_p000000000000_0000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    for probe in &mut probes {
+        probe.kill().unwrap();
+        probe.wait().unwrap();
+    }
+}

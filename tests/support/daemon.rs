@@ -71,6 +71,16 @@ impl Daemon {
         panic!("the daemon found no free port in 5 tries")
     }
 
+    /// Starts again on this port (a restarted server its probes know).
+    pub fn start_on_port(ws: &Workspace, port: u16) -> Daemon {
+        let config = ws.dir.path().join("checkhost.yaml");
+        let daemon = Self::spawn(ws, &config, &[], &[], port);
+        daemon.wait_for(Duration::from_secs(30), "the daemon to serve", |d| {
+            d.get("/healthz").is_some()
+        });
+        daemon
+    }
+
     fn spawn(
         ws: &Workspace,
         config: &std::path::Path,
