@@ -624,8 +624,18 @@ async fn a_daemon_started_with_a_lock_refuses_to_reload_without_it() {
     });
 }
 
+/// A `checkhost probe` process, killed when dropped (a failing test too).
+struct ProbeProcess(std::process::Child);
+
+impl Drop for ProbeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A `checkhost probe` process of one location, its log kept in a file.
-fn start_probe(ws: &Workspace, daemon: &Daemon, location: &str) -> std::process::Child {
+fn start_probe(ws: &Workspace, daemon: &Daemon, location: &str) -> ProbeProcess {
     let dir = ws.dir.path();
     let out = support::checkhost(&[
         "probe",
@@ -644,16 +654,18 @@ fn start_probe(ws: &Workspace, daemon: &Daemon, location: &str) -> std::process:
     let token = dir.join(format!("{location}.token"));
     std::fs::write(&token, &out.stdout).unwrap();
     let log = std::fs::File::create(dir.join(format!("{location}.log"))).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_checkhost"))
+    let child = Command::new(env!("CARGO_BIN_EXE_checkhost"))
         .args(["probe", "--server", &daemon.url(""), "--location", location])
         .arg("--token-file")
         .arg(&token)
         .arg("--spool")
         .arg(dir.join(format!("{location}-spool.db")))
         .env("CHECKHOST_CACHE_DIR", support::cache_dir())
+        .stdout(std::process::Stdio::null())
         .stderr(log)
         .spawn()
-        .expect("checkhost probe starts")
+        .expect("checkhost probe starts");
+    ProbeProcess(child)
 }
 
 /// When each stored run of a location's slice was measured, in order.
@@ -682,12 +694,12 @@ checks:
     collectors: [{plugin: hostile, config: {mode: noop}}]
 systems: [{id: shop}]
 assignments:
-  - {system: shop, check: tick, locations: [eu-west, us-east]}
+  - {system: shop, check: tick, locations: [eu-west, us-east, ap-south]}
 ",
     );
     let daemon = Daemon::start(&ws, &[]);
     let port = daemon.port;
-    let mut probes = [
+    let _probes = [
         start_probe(&ws, &daemon, "eu-west"),
         start_probe(&ws, &daemon, "us-east"),
     ];
@@ -697,9 +709,27 @@ assignments:
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Each location is an entity of its own, beside the system's rollup.
-    for entity in ["shop@eu-west", "shop@us-east", "shop"] {
+    for entity in ["shop@eu-west", "shop@us-east"] {
         assert_eq!(ws.entity(entity), "healthy", "{entity}");
     }
+    // No probe ever came from ap-south: its slice records degraded
+    // `no-probe` runs (not unhealthy, not stale), and the system shows it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ws
+        .db
+        .count(
+            "SELECT COUNT(*) FROM runs r JOIN slices s ON s.id = r.slice_id
+             WHERE s.location_id = 'ap-south' AND r.status = 'degraded'
+               AND r.error = 'no probe online in ap-south'",
+        )
+        .await
+        < 2
+    {
+        assert!(Instant::now() < deadline, "no `no-probe` runs for ap-south");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(ws.entity("shop@ap-south"), "degraded");
+    assert_eq!(ws.entity("shop"), "degraded");
     // The server goes away for several intervals; the probes spool.
     let mut daemon = daemon;
     daemon.child.kill().unwrap();
@@ -748,8 +778,4 @@ assignments:
         .await
         .unwrap();
     assert_eq!(refused.status(), 401);
-    for probe in &mut probes {
-        probe.kill().unwrap();
-        probe.wait().unwrap();
-    }
 }

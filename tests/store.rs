@@ -75,6 +75,7 @@ fn run(system: &str, env: Option<&str>, healthy: bool, latency_ms: f64, at_ms: i
         at_ms,
         fields: Vec::new(),
         origin: None,
+        no_probe: false,
     }
 }
 

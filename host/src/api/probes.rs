@@ -274,11 +274,6 @@ pub struct ProbeView {
     pub online: bool,
 }
 
-/// Whether a probe last seen at `seen` counts as online at `now`.
-pub fn online(seen: Option<i64>, now: i64, heartbeat_ms: i64, offline_after: u32) -> bool {
-    seen.is_some_and(|seen| now - seen <= heartbeat_ms * i64::from(offline_after.max(1)))
-}
-
 /// The probes, their location, version, last heartbeat and spool.
 #[utoipa::path(
     get,
@@ -292,6 +287,7 @@ pub async fn list(
 ) -> Result<Json<ProbeList>, ApiError> {
     let generation = state.live.generation();
     let probes = &generation.setup.config.file.probes;
+    let window = probes.heartbeat.as_millis() * i64::from(probes.offline_after.max(1));
     let now = now_ms();
     let items = state
         .store
@@ -299,13 +295,7 @@ pub async fn list(
         .await?
         .into_iter()
         .map(|probe| ProbeView {
-            online: probe.revoked_at_ms.is_none()
-                && online(
-                    probe.last_seen_ms,
-                    now,
-                    probes.heartbeat.as_millis(),
-                    probes.offline_after,
-                ),
+            online: probe.online(now, window),
             probe,
         })
         .collect();

@@ -92,6 +92,7 @@ fn runs(n: usize, slices: usize) -> Vec<NewRun> {
                 at_ms: start + (i / 16) as i64,
                 fields: typical_fields(latency_ms),
                 origin: None,
+                no_probe: false,
             }
         })
         .collect()

@@ -197,6 +197,11 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
     };
     let reloads = tokio::spawn(reloader.run(plugin_dir, stop.clone()));
     let retention = tokio::spawn(crate::serve::daily_retention(store.clone(), stop.clone()));
+    let watchdog = tokio::spawn(crate::serve::probes::watch_probes(
+        store.clone(),
+        live.clone(),
+        stop.clone(),
+    ));
     let current_notifier = {
         let live = live.clone();
         Arc::new(move || live.generation().notifier.clone())
@@ -247,7 +252,7 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
             tracing::warn!("HTTP connections still open after the grace period are dropped");
         }
     };
-    let _ = tokio::join!(server, reloads, retention, deliveries, reminders);
+    let _ = tokio::join!(server, reloads, retention, watchdog, deliveries, reminders);
     store.close().await;
     tracing::info!("stopped; every reported run is committed");
     Ok(ExitCode::SUCCESS)

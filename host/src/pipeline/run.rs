@@ -574,6 +574,7 @@ impl Pipeline<'_> {
             at_ms: now_ms(),
             fields: Vec::new(),
             origin: None,
+            no_probe: false,
         };
         let recorded = self.store.record_run(run).await?;
         Ok(RunReport {
@@ -674,6 +675,7 @@ fn finished_run(
         at_ms: now_ms(),
         fields,
         origin: None,
+        no_probe: false,
     };
     (run, assertions)
 }

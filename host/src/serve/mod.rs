@@ -1,5 +1,6 @@
 //! `checkhost serve`'s parts below the API: the live configuration, the
-//! scheduler, hot reload, daily retention, reminders, metrics and the
+//! scheduler, hot reload, daily retention, reminders, the probe watchdog,
+//! metrics and the
 //! operational HTTP endpoints. `cli/serve.rs` puts them together with the
 //! API, the status page and the cluster.
 
@@ -7,6 +8,7 @@ pub mod generation;
 pub mod http;
 pub mod live;
 pub mod metrics;
+pub mod probes;
 pub mod reload;
 pub mod scheduler;
 

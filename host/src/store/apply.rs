@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use super::entity::{EntityId, entities_of, split_key};
 use super::fields::{FieldBucket, FieldMap};
 use super::sketch::Sketch;
-use super::state::{CheckCounts, Status, TransitionKind, outcomes_status, runs_needed, worst};
+use super::state::{
+    CheckCounts, FAILED, NO_PROBE, PASSED, Status, TransitionKind, outcomes_status, runs_needed,
+    worst,
+};
 use super::{HOUR_MS, NewRun, TransitionEvent};
 use crate::config::Thresholds;
 
@@ -40,8 +43,8 @@ impl SliceState {
         self.assigned && self.selected
     }
 
-    fn record(&mut self, failed: bool) {
-        self.outcomes.insert(0, if failed { '1' } else { '0' });
+    fn record(&mut self, outcome: char) {
+        self.outcomes.insert(0, outcome);
         self.outcomes
             .truncate(runs_needed(&self.thresholds).max(1) as usize);
         self.status = self.evaluate();
@@ -178,16 +181,22 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
             // A check that could not be prepared reports on the system
             // through its env-less slice, which counts until the
             // environments run again.
-            if run.latency_ms.is_none() {
+            if run.latency_ms.is_none() && !run.no_probe {
                 slice.selected = true;
             }
-            slice.record(!run.healthy);
+            slice.record(match (run.no_probe, run.healthy) {
+                (true, _) => NO_PROBE,
+                (false, true) => PASSED,
+                (false, false) => FAILED,
+            });
         }
-        loaded
-            .aggregates
-            .entry((p.slice_id, hour_bucket(run.at_ms)))
-            .or_default()
-            .add(run);
+        if !run.no_probe {
+            loaded
+                .aggregates
+                .entry((p.slice_id, hour_bucket(run.at_ms)))
+                .or_default()
+                .add(run);
+        }
 
         let mut caused = Vec::new();
         let entities = entities_of(
@@ -332,6 +341,7 @@ mod tests {
             at_ms,
             fields: Vec::new(),
             origin: None,
+            no_probe: false,
         }
     }
 

@@ -87,6 +87,22 @@ pub struct NewRun {
     /// The probe run this is: stored once however often its batch comes.
     #[serde(skip)]
     pub origin: Option<ProbeRunKey>,
+    /// Recorded for a probe slice while no probe of its location reports:
+    /// the slice is degraded whatever its thresholds say, and the run adds
+    /// nothing to the aggregates (nothing was measured).
+    #[serde(skip)]
+    pub no_probe: bool,
+}
+
+impl NewRun {
+    /// As stored: `degraded` for a `no-probe` run.
+    pub fn status(&self) -> Status {
+        match (self.no_probe, self.healthy) {
+            (true, _) => Status::Degraded,
+            (false, true) => Status::Healthy,
+            (false, false) => Status::Unhealthy,
+        }
+    }
 }
 
 /// A run's key as its probe made it: the probe's id and its own sequence

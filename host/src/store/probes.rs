@@ -27,6 +27,16 @@ pub struct ProbeRecord {
     pub spool_dropped: Option<i64>,
 }
 
+impl ProbeRecord {
+    /// Whether it reported within `window` ms of `now`, with a live token.
+    pub fn online(&self, now_ms: i64, window_ms: i64) -> bool {
+        self.revoked_at_ms.is_none()
+            && self
+                .last_seen_ms
+                .is_some_and(|seen| now_ms - seen <= window_ms)
+    }
+}
+
 /// What a heartbeat reports.
 #[derive(Debug, Clone, Copy)]
 pub struct HeartbeatRow<'a> {

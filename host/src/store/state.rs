@@ -123,10 +123,25 @@ fn judged(t: &Thresholds, newest_first: &[bool]) -> Status {
     }
 }
 
-/// Status of a slice from its stored outcomes (`1` failed, newest first)
-/// and its stored status.
+/// A slice's stored outcomes, newest first: a run that passed, one that
+/// failed, and a `no-probe` run (no probe of its location reported).
+pub const PASSED: char = '0';
+pub const FAILED: char = '1';
+pub const NO_PROBE: char = 'n';
+
+/// Status of a slice from its stored outcomes (newest first) and its
+/// stored status. While its newest is a `no-probe` run it is degraded,
+/// whatever the thresholds say: nobody measured it, so it is neither
+/// healthy nor unhealthy. Thresholds count only the runs measured.
 pub fn outcomes_status(t: &Thresholds, outcomes: &str, previous: Status) -> Status {
-    let failed: Vec<bool> = outcomes.chars().map(|c| c == '1').collect();
+    if outcomes.starts_with(NO_PROBE) {
+        return Status::Degraded;
+    }
+    let failed: Vec<bool> = outcomes
+        .chars()
+        .filter(|c| *c != NO_PROBE)
+        .map(|c| c == FAILED)
+        .collect();
     slice_status(t, &failed, previous)
 }
 

@@ -630,11 +630,7 @@ fn run_event(id: i64, run: &NewRun) -> RunEvent {
         check_id: run.check_id.clone(),
         environment_id: run.environment_id.clone(),
         location_id: run.location_id.clone(),
-        status: if run.healthy {
-            Status::Healthy
-        } else {
-            Status::Unhealthy
-        },
+        status: run.status(),
         latency_ms: run.latency_ms.unwrap_or(0.0),
         error: run.error.clone(),
         at_ms,
@@ -743,7 +739,7 @@ where
         .collect();
     let unprepared: HashSet<(&str, &str)> = pending
         .iter()
-        .filter(|p| p.run.latency_ms.is_none())
+        .filter(|p| p.run.latency_ms.is_none() && !p.run.no_probe)
         .map(|p| (p.run.system_id.as_str(), p.run.check_id.as_str()))
         .collect();
     if !with_environments.is_empty() {
@@ -942,11 +938,7 @@ where
         q.push_values(chunk, |mut row, p| {
             row.push_bind(p.id)
                 .push_bind(p.slice_id)
-                .push_bind(if p.run.healthy {
-                    "healthy"
-                } else {
-                    "unhealthy"
-                })
+                .push_bind(p.run.status().as_str())
                 // Runs without a latency are stored with 0 (the column
                 // predates them); the aggregates leave them out.
                 .push_bind(p.run.latency_ms.unwrap_or(0.0))
@@ -957,8 +949,10 @@ where
         q.build().execute(&mut **tx).await?;
     }
 
+    // A `no-probe` run measured nothing and has no bucket.
     let mut buckets: Vec<(i64, i64)> = pending
         .iter()
+        .filter(|p| !p.run.no_probe)
         .map(|p| (p.slice_id, hour_bucket(p.run.at_ms)))
         .collect();
     buckets.sort_unstable();
