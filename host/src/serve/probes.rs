@@ -26,10 +26,11 @@ pub async fn watch_probes(
         let heartbeat = probes.heartbeat.as_millis().max(100);
         let window = heartbeat * i64::from(probes.offline_after.max(1));
         // A server that just started has not heard from anyone yet.
-        if !generation.probe_slices.is_empty() && now_ms() - started >= window {
-            if let Err(e) = record_offline(&store, &live, window).await {
-                tracing::warn!("probe watchdog: {e}");
-            }
+        if !generation.probe_slices.is_empty()
+            && now_ms() - started >= window
+            && let Err(e) = record_offline(&store, &live, window).await
+        {
+            tracing::warn!("probe watchdog: {e}");
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(heartbeat as u64)) => {}
