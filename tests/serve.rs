@@ -770,12 +770,77 @@ assignments:
         .collect();
     locations.sort();
     assert_eq!(locations, ["eu-west", "us-east"], "{body}");
-    // A wrong token gets 401, and nothing else happens.
-    let refused = reqwest::Client::new()
+    // `checkhost status` lists them too, with their spool.
+    let status = ws.status();
+    assert_eq!(status["probes"].as_array().unwrap().len(), 2, "{status}");
+    // A wrong token gets 401; a batch for a slice the probe was not given,
+    // a malformed one and an oversized one are refused whole.
+    let client = reqwest::Client::new();
+    let refused = client
         .get(daemon.url("/api/v1/probe/work"))
         .bearer_auth("chp_p000000000000_0000")
         .send()
         .await
         .unwrap();
     assert_eq!(refused.status(), 401);
+    let token = std::fs::read_to_string(ws.dir.path().join("eu-west.token")).unwrap();
+    let run = |system: &str, seq: i64| {
+        serde_json::json!({"seq": seq, "slice": {"system": system, "check": "tick"},
+            "atMs": support_now(), "latencyMs": 1.0, "collectors": []})
+    };
+    let before = measured(&ws, "eu-west").await.len();
+    for (body, status) in [
+        (
+            serde_json::json!({"runs": [run("shop", i64::MAX - 1), run("elsewhere", i64::MAX)]})
+                .to_string(),
+            403,
+        ),
+        ("{\"runs\": [".to_string(), 400),
+        (
+            serde_json::json!({"runs": vec![run("shop", 1); 501]}).to_string(),
+            413,
+        ),
+    ] {
+        let answer = client
+            .post(daemon.url("/api/v1/probe/runs"))
+            .bearer_auth(token.trim())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status);
+    }
+    // None of the refused batches' runs was stored: the `shop` run of the
+    // 403 batch would have moved the probe's cursor past all its later runs.
+    let metrics = reqwest::get(daemon.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "checkhost_probes_online{location=\"eu-west\"} 1",
+        "checkhost_probes_online{location=\"ap-south\"} 0",
+        "checkhost_probe_batches_refused_total{reason=\"slice\"} 1",
+        "checkhost_probe_batches_refused_total{reason=\"malformed\"} 1",
+        "checkhost_probe_batches_refused_total{reason=\"size\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while measured(&ws, "eu-west").await.len() < before + 3 {
+        assert!(
+            Instant::now() < deadline,
+            "eu-west's runs stopped being stored after the refused batches"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn support_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }

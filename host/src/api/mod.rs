@@ -42,6 +42,8 @@ pub struct ApiState {
     /// The current configuration and the API's pauses.
     pub live: Arc<LiveConfig>,
     pub runtime: Arc<Runtime>,
+    /// Probe refusals are counted here.
+    pub metrics: Arc<crate::serve::metrics::Metrics>,
     /// Turns true on shutdown: event streams end so the server can stop.
     pub stop: tokio::sync::watch::Receiver<bool>,
     pub systems_json: Arc<systems::RenderedSystems>,

@@ -20,6 +20,7 @@ use crate::probe::wire::{
 };
 use crate::runtime::ComponentDigest;
 use crate::serve::generation::Generation;
+use crate::serve::metrics::ReasonLabels;
 use crate::store::entity::SliceId;
 use crate::store::probes::{HeartbeatRow, ProbeRecord};
 use crate::store::{DAY_MS, ProbeRunKey};
@@ -54,6 +55,13 @@ async fn caller(state: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiErro
         }),
         _ => {
             tracing::warn!(probe = %token.probe, "probe refused: unknown, revoked or wrong token");
+            state
+                .metrics
+                .probe_batches_refused
+                .get_or_create(&ReasonLabels {
+                    reason: "token".into(),
+                })
+                .inc();
             Err(refuse())
         }
     }
@@ -180,18 +188,37 @@ pub async fn runs(
     body: Bytes,
 ) -> Result<Json<BatchReply>, ApiError> {
     let caller = caller(&state, &headers).await?;
+    let refused = |reason: &str, error: ApiError| {
+        state
+            .metrics
+            .probe_batches_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+        tracing::warn!(probe = %caller.probe, reason, "probe batch refused: {}", error.body.message);
+        error
+    };
     if body.len() > MAX_BATCH_BYTES {
-        return Err(ApiError::too_large(format!(
-            "a batch is limited to {MAX_BATCH_BYTES} bytes"
-        )));
+        return Err(refused(
+            "size",
+            ApiError::too_large(format!("a batch is limited to {MAX_BATCH_BYTES} bytes")),
+        ));
     }
-    let batch: Batch = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("body", format!("not a batch of runs: {e}")))?;
+    let batch: Batch = serde_json::from_slice(&body).map_err(|e| {
+        refused(
+            "malformed",
+            ApiError::bad_request("body", format!("not a batch of runs: {e}")),
+        )
+    })?;
     if batch.runs.len() > MAX_BATCH_RUNS {
-        return Err(ApiError::too_large(format!(
-            "a batch holds at most {MAX_BATCH_RUNS} runs, this one {}",
-            batch.runs.len()
-        )));
+        return Err(refused(
+            "size",
+            ApiError::too_large(format!(
+                "a batch holds at most {MAX_BATCH_RUNS} runs, this one {}",
+                batch.runs.len()
+            )),
+        ));
     }
     let probe = state.store.probe(&caller.probe).await?;
     let generation = state.live.generation();
@@ -205,10 +232,13 @@ pub async fn runs(
     if let Some(skew) = probe.and_then(|p| p.clock_skew_ms)
         && skew.abs() > tolerance
     {
-        return Err(ApiError::conflict(format!(
-            "this probe's clock is {skew} ms off the server's (tolerance {tolerance} ms): \
-             fix its clock; its runs wait in its spool"
-        )));
+        return Err(refused(
+            "clock",
+            ApiError::conflict(format!(
+                "this probe's clock is {skew} ms off the server's (tolerance {tolerance} ms): \
+                 fix its clock; its runs wait in its spool"
+            )),
+        ));
     }
     let now = now_ms();
     let mut keys = Vec::with_capacity(batch.runs.len());
@@ -220,21 +250,30 @@ pub async fn runs(
             Some(&caller.location),
         );
         if !generation.probe_slices.contains_key(&key) {
-            return Err(ApiError::forbidden(format!(
-                "slice {} is not one location {} runs",
-                run.slice, caller.location
-            )));
+            return Err(refused(
+                "slice",
+                ApiError::forbidden(format!(
+                    "slice {} is not one location {} runs",
+                    run.slice, caller.location
+                )),
+            ));
         }
         if run.at_ms > now + tolerance {
-            return Err(ApiError::bad_request(
-                "atMs",
-                format!("run {} of {} is dated in the future", run.seq, run.slice),
+            return Err(refused(
+                "clock",
+                ApiError::bad_request(
+                    "atMs",
+                    format!("run {} of {} is dated in the future", run.seq, run.slice),
+                ),
             ));
         }
         if run.at_ms < now - MAX_RUN_AGE_MS {
-            return Err(ApiError::bad_request(
-                "atMs",
-                format!("run {} of {} is older than 7 days", run.seq, run.slice),
+            return Err(refused(
+                "age",
+                ApiError::bad_request(
+                    "atMs",
+                    format!("run {} of {} is older than 7 days", run.seq, run.slice),
+                ),
             ));
         }
         keys.push(key);

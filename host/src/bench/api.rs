@@ -233,6 +233,7 @@ pub async fn run(
         store: store.clone(),
         live,
         runtime,
+        metrics: crate::serve::metrics::Metrics::new(),
         stop,
         systems_json: Default::default(),
     };

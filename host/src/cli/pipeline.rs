@@ -247,11 +247,13 @@ pub async fn status(database: DatabaseArg, json: bool) -> anyhow::Result<ExitCod
         })
         .await?;
     let nodes = store.nodes().await?;
+    let probes = store.probes().await?;
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "entities": statuses, "transitions": transitions, "nodes": nodes,
+                "probes": probes,
             }))?
         );
         return Ok(ExitCode::SUCCESS);
@@ -309,6 +311,39 @@ pub async fn status(database: DatabaseArg, json: bool) -> anyhow::Result<ExitCod
         println!(
             "{}",
             table(&["node", "state", "heartbeat", "leases", "config"], &rows)
+        );
+    }
+    if !probes.is_empty() {
+        println!("\nprobes:");
+        let now = crate::clock::now_ms();
+        let rows: Vec<Vec<String>> = probes
+            .iter()
+            .map(|p| {
+                vec![
+                    p.id.clone(),
+                    p.location_id.clone(),
+                    p.version.clone().unwrap_or_else(|| "-".into()),
+                    match (p.revoked_at_ms, p.last_seen_ms) {
+                        (Some(at), _) => format!("revoked {}", format_ms(at)),
+                        (None, Some(seen)) => {
+                            format!("{:.1} s ago", (now - seen) as f64 / 1000.0)
+                        }
+                        (None, None) => "never".into(),
+                    },
+                    format!(
+                        "{} waiting, {} dropped",
+                        p.spool_depth.unwrap_or(0),
+                        p.spool_dropped.unwrap_or(0)
+                    ),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(
+                &["probe", "location", "version", "last seen", "spool"],
+                &rows
+            )
         );
     }
     Ok(ExitCode::SUCCESS)

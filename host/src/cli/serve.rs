@@ -166,6 +166,7 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         store: store.clone(),
         live: live.clone(),
         runtime: runtime.clone(),
+        metrics: metrics.clone(),
         stop: stop.clone(),
         systems_json: Default::default(),
     };
@@ -200,6 +201,7 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
     let watchdog = tokio::spawn(crate::serve::probes::watch_probes(
         store.clone(),
         live.clone(),
+        metrics.clone(),
         stop.clone(),
     ));
     let current_notifier = {

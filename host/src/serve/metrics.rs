@@ -32,6 +32,17 @@ pub struct FieldLabels {
     pub field: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LocationLabels {
+    pub location: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabels {
+    pub probe: String,
+    pub location: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub runs: Family<RunLabels, Counter>,
@@ -59,6 +70,10 @@ pub struct Metrics {
     pub memory_budget_in_use_bytes: Gauge,
     pub runs_waiting: Gauge,
     pub result_fields_skipped: Family<FieldLabels, Counter>,
+    pub probes_online: Family<LocationLabels, Gauge>,
+    pub probe_spool_depth: Family<ProbeLabels, Gauge>,
+    pub probe_spool_dropped: Family<ProbeLabels, Gauge>,
+    pub probe_batches_refused: Family<ReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -90,6 +105,10 @@ impl Metrics {
             memory_budget_in_use_bytes: Gauge::default(),
             runs_waiting: Gauge::default(),
             result_fields_skipped: Family::default(),
+            probes_online: Family::default(),
+            probe_spool_depth: Family::default(),
+            probe_spool_dropped: Family::default(),
+            probe_batches_refused: Family::default(),
         };
         let mut registry = metrics.registry;
         registry.register(
@@ -214,6 +233,28 @@ impl Metrics {
             "Marked result field values left out of the aggregates because their type was not \
              the one the plugin's result schema declares",
             metrics.result_fields_skipped.clone(),
+        );
+        registry.register(
+            "probes_online",
+            "Probes of each location that reported within probes.offlineAfter heartbeats; at 0 \
+             the location's slices record no-probe runs",
+            metrics.probes_online.clone(),
+        );
+        registry.register(
+            "probe_spool_depth",
+            "Runs waiting in each probe's spool, as its last heartbeat said",
+            metrics.probe_spool_depth.clone(),
+        );
+        registry.register(
+            "probe_spool_dropped",
+            "Runs each probe's spool dropped for room or the server refused, as its last \
+             heartbeat said",
+            metrics.probe_spool_dropped.clone(),
+        );
+        registry.register(
+            "probe_batches_refused",
+            "Probe batches refused, by reason (token, slice, size, malformed, clock)",
+            metrics.probe_batches_refused.clone(),
         );
         metrics.run_host_memory_budget.set(
             i64::try_from(crate::runtime::RunLimits::default().host_memory_bytes())

@@ -10,27 +10,37 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::live::LiveConfig;
+use super::metrics::{LocationLabels, Metrics, ProbeLabels};
 use crate::clock::now_ms;
-use crate::store::{NewRun, Store};
+use crate::store::probes::ProbeRecord;
+use crate::store::{NewRun, Store, StoreError};
 
 /// Checks the probes every heartbeat until `stop`.
 pub async fn watch_probes(
     store: Arc<Store>,
     live: Arc<LiveConfig>,
+    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
     let started = now_ms();
     loop {
         let generation = live.generation();
-        let probes = &generation.setup.config.file.probes;
-        let heartbeat = probes.heartbeat.as_millis().max(100);
-        let window = heartbeat * i64::from(probes.offline_after.max(1));
-        // A server that just started has not heard from anyone yet.
-        if !generation.probe_slices.is_empty()
-            && now_ms() - started >= window
-            && let Err(e) = record_offline(&store, &live, window).await
-        {
-            tracing::warn!("probe watchdog: {e}");
+        let file = &generation.setup.config.file;
+        let heartbeat = file.probes.heartbeat.as_millis().max(100);
+        let window = heartbeat * i64::from(file.probes.offline_after.max(1));
+        if !file.locations.is_empty() {
+            let pass = async {
+                let probes = store.probes().await?;
+                observe(&metrics, &file.locations, &probes, window);
+                // A server that just started has not heard from anyone yet.
+                if now_ms() - started >= window {
+                    record_offline(&store, &live, &probes, window).await?;
+                }
+                Ok::<(), StoreError>(())
+            };
+            if let Err(e) = pass.await {
+                tracing::warn!("probe watchdog: {e}");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(heartbeat as u64)) => {}
@@ -39,27 +49,63 @@ pub async fn watch_probes(
     }
 }
 
+/// The probes' gauges: online probes per declared location, each live
+/// probe's spool as its last heartbeat said.
+fn observe(
+    metrics: &Metrics,
+    locations: &[crate::config::Location],
+    probes: &[ProbeRecord],
+    window: i64,
+) {
+    let now = now_ms();
+    for location in locations {
+        let online = probes
+            .iter()
+            .filter(|p| p.location_id == location.id && p.online(now, window))
+            .count();
+        metrics
+            .probes_online
+            .get_or_create(&LocationLabels {
+                location: location.id.clone(),
+            })
+            .set(online as i64);
+    }
+    for p in probes.iter().filter(|p| p.revoked_at_ms.is_none()) {
+        let labels = ProbeLabels {
+            probe: p.id.clone(),
+            location: p.location_id.clone(),
+        };
+        metrics
+            .probe_spool_depth
+            .get_or_create(&labels)
+            .set(p.spool_depth.unwrap_or(0));
+        metrics
+            .probe_spool_dropped
+            .get_or_create(&labels)
+            .set(p.spool_dropped.unwrap_or(0));
+    }
+}
+
 /// One `no-probe` run for each due slice of each location without a probe
 /// online.
 async fn record_offline(
     store: &Store,
     live: &LiveConfig,
+    probes: &[ProbeRecord],
     window: i64,
-) -> Result<(), crate::store::StoreError> {
+) -> Result<(), StoreError> {
     let generation = live.generation();
     let now = now_ms();
-    let online: BTreeSet<String> = store
-        .probes()
-        .await?
-        .into_iter()
+    let online: BTreeSet<&str> = probes
+        .iter()
         .filter(|p| p.online(now, window))
-        .map(|p| p.location_id)
+        .map(|p| p.location_id.as_str())
         .collect();
     let offline: Vec<_> = generation
         .probe_slices
         .iter()
         .filter(|(key, def)| {
-            key.location.as_ref().is_some_and(|l| !online.contains(l))
+            key.location.as_deref().is_some_and(|l| !online.contains(l))
                 && !live.is_paused(&key.system, &key.check, def.paused)
         })
         .collect();
