@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use support::Workspace;
 use support::daemon::Daemon;
+use support::db::TestDb;
 
 const PLUGINS: &[&str] = &["noop", "hostile"];
 
@@ -634,8 +635,9 @@ impl Drop for ProbeProcess {
     }
 }
 
-/// A `checkhost probe` process of one location, its log kept in a file.
-fn start_probe(ws: &Workspace, daemon: &Daemon, location: &str) -> ProbeProcess {
+/// A `checkhost probe` process of one location talking to these servers,
+/// its log kept in a file.
+fn start_probe(ws: &Workspace, servers: &[&Daemon], location: &str) -> ProbeProcess {
     let dir = ws.dir.path();
     let out = support::checkhost(&[
         "probe",
@@ -654,8 +656,15 @@ fn start_probe(ws: &Workspace, daemon: &Daemon, location: &str) -> ProbeProcess 
     let token = dir.join(format!("{location}.token"));
     std::fs::write(&token, &out.stdout).unwrap();
     let log = std::fs::File::create(dir.join(format!("{location}.log"))).unwrap();
+    let servers: Vec<String> = servers.iter().map(|d| d.url("")).collect();
     let child = Command::new(env!("CARGO_BIN_EXE_checkhost"))
-        .args(["probe", "--server", &daemon.url(""), "--location", location])
+        .args([
+            "probe",
+            "--server",
+            &servers.join(","),
+            "--location",
+            location,
+        ])
         .arg("--token-file")
         .arg(&token)
         .arg("--spool")
@@ -681,11 +690,9 @@ async fn measured(ws: &Workspace, location: &str) -> Vec<i64> {
         .collect()
 }
 
-#[tokio::test]
-async fn probes_run_their_locations_and_a_restarted_server_gets_every_run_once() {
-    let ws = Workspace::new(PLUGINS);
-    ws.config(
-        "locations: [{id: eu-west}, {id: us-east}, {id: ap-south}]
+/// Three locations of one slice each, every 300 ms; no probe ever comes
+/// from ap-south.
+const PROBE_CONFIG: &str = "locations: [{id: eu-west}, {id: us-east}, {id: ap-south}]
 probes: {heartbeat: 300ms}
 checks:
   - id: tick
@@ -695,13 +702,32 @@ checks:
 systems: [{id: shop}]
 assignments:
   - {system: shop, check: tick, locations: [eu-west, us-east, ap-south]}
-",
+";
+
+/// Each run stored once, one per interval throughout: no gap wider than
+/// two intervals.
+async fn assert_every_run_once(ws: &Workspace, location: &str) {
+    let times = measured(ws, location).await;
+    let mut unique = times.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), times.len(), "{location}: a run stored twice");
+    let widest = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(
+        widest < 600,
+        "{location}: a gap of {widest} ms in {times:?}"
     );
+}
+
+on_both_engines!(probes_run_their_locations_and_a_restarted_server_gets_every_run_once,);
+
+async fn probes_run_their_locations_and_a_restarted_server_gets_every_run_once(db: TestDb) {
+    let ws = Workspace::on(db, PLUGINS);
+    ws.config(PROBE_CONFIG);
     let daemon = Daemon::start(&ws, &[]);
     let port = daemon.port;
     let _probes = [
-        start_probe(&ws, &daemon, "eu-west"),
-        start_probe(&ws, &daemon, "us-east"),
+        start_probe(&ws, &[&daemon], "eu-west"),
+        start_probe(&ws, &[&daemon], "us-east"),
     ];
     let deadline = Instant::now() + Duration::from_secs(30);
     while measured(&ws, "eu-west").await.len() < 3 || measured(&ws, "us-east").await.len() < 3 {
@@ -843,4 +869,73 @@ fn support_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
+}
+
+/// Two nodes on one PostgreSQL database: a probe given both fails over
+/// when its node is killed, and its runs are stored once, without a gap;
+/// the location without a probe gets its `no-probe` runs an interval
+/// apart while both nodes watch it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_take_probe_traffic_and_a_probe_fails_over() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let ws = Workspace::on(db, PLUGINS);
+    ws.config(PROBE_CONFIG);
+    let first = Daemon::start(&ws, &[]);
+    let second = Daemon::start(&ws, &[]);
+    let _probes = [
+        start_probe(&ws, &[&first, &second], "eu-west"),
+        start_probe(&ws, &[&second], "us-east"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while measured(&ws, "eu-west").await.len() < 3 {
+        assert!(Instant::now() < deadline, "no probe runs stored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut first = first;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let before = measured(&ws, "eu-west").await.len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while measured(&ws, "eu-west").await.len() < before + 8 {
+        assert!(
+            Instant::now() < deadline,
+            "eu-west did not fail over to the other node"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for location in ["eu-west", "us-east"] {
+        assert_every_run_once(&ws, location).await;
+    }
+    // no-probe runs are numbered when recorded: their ids carry the time.
+    // The node that records them may be the killed one, until the other
+    // sees it gone.
+    let no_probe_runs = || async {
+        ws.db
+            .texts(
+                "SELECT CAST(r.id AS TEXT) FROM runs r JOIN slices s ON s.id = r.slice_id
+                 WHERE s.location_id = 'ap-south' ORDER BY r.id",
+            )
+            .await
+            .iter()
+            .map(|t| t.parse::<i64>().unwrap() >> 20)
+            .collect::<Vec<i64>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while no_probe_runs().await.len() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "too few no-probe runs: {:?}",
+            no_probe_runs().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let no_probe = no_probe_runs().await;
+    let closest = no_probe.windows(2).map(|w| w[1] - w[0]).min().unwrap();
+    assert!(
+        closest >= 250,
+        "two no-probe runs {closest} ms apart: {no_probe:?}"
+    );
+    drop(second);
 }

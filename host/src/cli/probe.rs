@@ -27,9 +27,10 @@ pub struct ProbeArgs {
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The server (any node of a cluster), e.g. `https://checkhost.example:8080`.
-    #[arg(long, env = "CHECKHOST_PROBE_SERVER")]
-    pub server: Option<String>,
+    /// The server, e.g. `https://checkhost.example:8080`; repeat it for
+    /// several nodes of a cluster, tried in turn when one cannot be reached.
+    #[arg(long, env = "CHECKHOST_PROBE_SERVER", value_delimiter = ',')]
+    pub server: Vec<String>,
     /// The location this probe runs checks from.
     #[arg(long, env = "CHECKHOST_PROBE_LOCATION")]
     pub location: Option<String>,
@@ -160,7 +161,9 @@ async fn open(database: &DatabaseArg) -> anyhow::Result<Store> {
 
 async fn agent(args: AgentArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
     let missing = |flag: &str| anyhow::anyhow!("`checkhost probe` needs {flag}");
-    let server = args.server.ok_or_else(|| missing("--server URL"))?;
+    if args.server.is_empty() {
+        return Err(missing("--server URL"));
+    }
     let location = args.location.ok_or_else(|| missing("--location ID"))?;
     let token_file = args
         .token_file
@@ -182,10 +185,10 @@ async fn agent(args: AgentArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
         super::serve::wait_for_shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-    tracing::info!(%server, %location, probe = %token.probe, "probe starting");
+    tracing::info!(servers = ?args.server, %location, probe = %token.probe, "probe starting");
     agent::run(
         ProbeOptions {
-            server,
+            servers: args.server,
             token,
             location,
             components,

@@ -146,9 +146,10 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
     }
     // On PostgreSQL the node joins the cluster: due slices come from the
     // shared schedule, so several nodes can split the work.
+    let node = node_id(options.listen);
     let cluster = store.shared().then(|| {
         Cluster::new(
-            node_id(options.listen),
+            node.clone(),
             options.listen.to_string(),
             scheduler.clone(),
             store.clone(),
@@ -202,6 +203,7 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         store.clone(),
         live.clone(),
         metrics.clone(),
+        store.shared().then(|| node.clone()),
         stop.clone(),
     ));
     let current_notifier = {

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -33,8 +34,9 @@ pub enum ProbeError {
 }
 
 pub struct ProbeOptions {
-    /// `http(s)://host:port` of any server node.
-    pub server: String,
+    /// `http(s)://host:port` of each server node to use, in order of
+    /// preference; at least one.
+    pub servers: Vec<String>,
     pub token: ProbeToken,
     /// The location this probe serves; the server's token says the same.
     pub location: String,
@@ -44,27 +46,51 @@ pub struct ProbeOptions {
     pub spool_max_runs: usize,
 }
 
-/// The probe's view of the server.
+/// The probe's view of the server: one or more nodes, any of which takes
+/// probe traffic. Requests go to the current one and move on to the next
+/// when it cannot be reached.
 struct Server {
-    base: String,
+    bases: Vec<String>,
+    current: AtomicUsize,
     token: String,
     http: reqwest::Client,
 }
 
 impl Server {
+    fn base(&self) -> &str {
+        &self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()]
+    }
+
     fn error(&self, message: impl std::fmt::Display) -> ProbeError {
         ProbeError::Server {
-            url: self.base.clone(),
+            url: self.base().to_string(),
             message: message.to_string(),
+        }
+    }
+
+    /// Sends a request to the current node, then to each other one in turn
+    /// while they cannot be reached.
+    async fn send(
+        &self,
+        build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let mut tries = self.bases.len();
+        loop {
+            let url = self.base();
+            match build(&self.http, url).bearer_auth(&self.token).send().await {
+                Err(e) if tries > 1 && (e.is_connect() || e.is_timeout()) => {
+                    tries -= 1;
+                    self.current.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("{url} cannot be reached, trying {}: {e}", self.base());
+                }
+                answer => return answer,
+            }
         }
     }
 
     async fn get(&self, path: &str) -> Result<reqwest::Response, ProbeError> {
         let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
+            .send(|http, base| http.get(format!("{base}{path}")))
             .await
             .map_err(|e| self.error(e))?;
         self.checked(response).await
@@ -77,12 +103,11 @@ impl Server {
     ) -> Result<reqwest::Response, ProbeError> {
         let body = serde_json::to_vec(body).map_err(|e| self.error(e))?;
         let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
+            .send(|http, base| {
+                http.post(format!("{base}{path}"))
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
             .await
             .map_err(|e| self.error(e))?;
         self.checked(response).await
@@ -119,19 +144,25 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ProbeError> {
     let spool = Arc::new(Spool::open(&options.spool, options.spool_max_runs).await?);
+    let url = options.servers.join(", ");
     let server = Arc::new(Server {
-        base: options.server.trim_end_matches('/').to_string(),
+        bases: options
+            .servers
+            .iter()
+            .map(|s| s.trim_end_matches('/').to_string())
+            .collect(),
+        current: AtomicUsize::new(0),
         token: options.token.to_string(),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| ProbeError::Server {
-                url: options.server.clone(),
+                url: url.clone(),
                 message: e.to_string(),
             })?,
     });
     std::fs::create_dir_all(&options.components).map_err(|e| ProbeError::Server {
-        url: options.server.clone(),
+        url: url.clone(),
         message: format!("cannot create {}: {e}", options.components.display()),
     })?;
     let spooled = Arc::new(Notify::new());
@@ -413,12 +444,11 @@ async fn send(server: &Server, runs: Vec<ProbeRun>) -> Delivery {
         Err(e) => return Delivery::Refused(e.to_string()),
     };
     let sent = server
-        .http
-        .post(format!("{}{RUNS_PATH}", server.base))
-        .bearer_auth(&server.token)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
+        .send(|http, base| {
+            http.post(format!("{base}{RUNS_PATH}"))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+        })
         .await;
     let response = match sent {
         Ok(r) => r,

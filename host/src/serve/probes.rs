@@ -15,11 +15,18 @@ use crate::clock::now_ms;
 use crate::store::probes::ProbeRecord;
 use crate::store::{NewRun, Store, StoreError};
 
-/// Checks the probes every heartbeat until `stop`.
+/// A cluster node that has not beaten for this long is gone.
+const NODE_GONE_MS: i64 = 5_000;
+
+/// Checks the probes every heartbeat until `stop`. In a cluster (`node`
+/// is this node's id) only the live node with the lowest id records
+/// `no-probe` runs, so a location's slices get one per interval, not one
+/// per node.
 pub async fn watch_probes(
     store: Arc<Store>,
     live: Arc<LiveConfig>,
     metrics: Arc<Metrics>,
+    node: Option<String>,
     mut stop: watch::Receiver<bool>,
 ) {
     let started = now_ms();
@@ -33,7 +40,7 @@ pub async fn watch_probes(
                 let probes = store.probes().await?;
                 observe(&metrics, &file.locations, &probes, window);
                 // A server that just started has not heard from anyone yet.
-                if now_ms() - started >= window {
+                if now_ms() - started >= window && leads(&store, node.as_deref()).await? {
                     record_offline(&store, &live, &probes, window).await?;
                 }
                 Ok::<(), StoreError>(())
@@ -47,6 +54,23 @@ pub async fn watch_probes(
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Whether this process records `no-probe` runs: alone, or as the live
+/// cluster node with the lowest id.
+async fn leads(store: &Store, node: Option<&str>) -> Result<bool, StoreError> {
+    let Some(me) = node else {
+        return Ok(true);
+    };
+    let now = now_ms();
+    let leader = store
+        .nodes()
+        .await?
+        .into_iter()
+        .filter(|n| n.stopped_at_ms.is_none() && now - n.heartbeat_at_ms <= NODE_GONE_MS)
+        .map(|n| n.id)
+        .min();
+    Ok(leader.is_none_or(|id| id == me))
 }
 
 /// The probes' gauges: online probes per declared location, each live
