@@ -939,3 +939,146 @@ async fn two_nodes_take_probe_traffic_and_a_probe_fails_over() {
     );
     drop(second);
 }
+
+/// A server that announces a component under one digest and sends other
+/// bytes: the probe refuses it, runs nothing of the work and stores no run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_refuses_a_component_whose_bytes_do_not_match_its_digest() {
+    use axum::routing::{get, post};
+    use checkhost::probe::wire::{
+        CollectorWork, ContextWire, HeartbeatReply, PluginRef, SliceRef, Work, WorkItem,
+    };
+    use checkhost::runtime::ComponentDigest;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let noop = std::fs::read(support::guest("noop")).unwrap();
+    let hostile = std::fs::read(support::guest("hostile")).unwrap();
+    let (noop_digest, hostile_digest) = (ComponentDigest::of(&noop), ComponentDigest::of(&hostile));
+    let work = Work {
+        version: "v1".into(),
+        location: "eu-west".into(),
+        probe: "p1".into(),
+        heartbeat_ms: 200,
+        items: vec![WorkItem {
+            slice: SliceRef {
+                system: "shop".into(),
+                check: "tick".into(),
+                environment: None,
+            },
+            interval_ms: 200,
+            strategy: PluginRef {
+                id: "noop".into(),
+                digest: noop_digest,
+            },
+            strategy_config: "{}".into(),
+            collectors: vec![CollectorWork {
+                plugin: PluginRef {
+                    id: "hostile".into(),
+                    digest: hostile_digest,
+                },
+                config: r#"{"mode":"noop"}"#.into(),
+                env: Vec::new(),
+            }],
+            context: ContextWire {
+                check_id: "tick".into(),
+                check_name: "tick".into(),
+                interval_seconds: 1,
+                system_id: "shop".into(),
+                system_name: "shop".into(),
+                system_metadata: Vec::new(),
+                environment: None,
+            },
+            limits: checkhost::runtime::RunLimits::default(),
+            network: Default::default(),
+            secrets: Vec::new(),
+        }],
+    };
+    let posted = Arc::new(AtomicUsize::new(0));
+    let work_json = serde_json::to_string(&work).unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/api/v1/probe/heartbeat",
+            post(|| async {
+                axum::Json(HeartbeatReply {
+                    work_version: "v1".into(),
+                    server_ms: support_now(),
+                    clock_skew_ms: 0,
+                })
+            }),
+        )
+        .route("/api/v1/probe/work", get(move || async move { work_json }))
+        .route(
+            "/api/v1/probe/components/{digest}",
+            // The hostile guest's digest, with the no-op guest's bytes.
+            get(
+                move |axum::extract::Path(digest): axum::extract::Path<String>| {
+                    let noop = noop.clone();
+                    async move {
+                        assert!(
+                            digest == noop_digest.to_string()
+                                || digest == hostile_digest.to_string()
+                        );
+                        noop
+                    }
+                },
+            ),
+        )
+        .route(
+            "/api/v1/probe/runs",
+            post({
+                let posted = posted.clone();
+                move || async move {
+                    posted.fetch_add(1, Ordering::Relaxed);
+                    "{\"stored\":0,\"duplicates\":0}"
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "chp_p1_abc").unwrap();
+    let log_path = dir.path().join("probe.log");
+    let components = dir.path().join("components");
+    let _probe = ProbeProcess(
+        Command::new(env!("CARGO_BIN_EXE_checkhost"))
+            .args(["probe", "--server", &url, "--location", "eu-west"])
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--spool")
+            .arg(dir.path().join("spool.db"))
+            .arg("--components")
+            .arg(&components)
+            .env("CHECKHOST_CACHE_DIR", support::cache_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refusal = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(line) = log.lines().find(|l| l.contains("refused")) {
+            break line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no refusal in:\n{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        refusal.contains(&hostile_digest.to_string()) && refusal.contains(&noop_digest.to_string()),
+        "the refusal names the announced and the received digest: {refusal}"
+    );
+    // Several heartbeats later: still nothing run, nothing cached under
+    // the digest it does not have.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(posted.load(Ordering::Relaxed), 0);
+    let cached: Vec<String> = std::fs::read_dir(&components)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let hex = hostile_digest.to_string().replace("sha256:", "");
+    assert!(!cached.iter().any(|name| name.contains(&hex)), "{cached:?}");
+}

@@ -5,6 +5,7 @@ pub mod api;
 pub mod cluster;
 pub mod pass;
 pub mod pipeline;
+pub mod probe;
 pub mod runtime;
 mod scratch;
 pub mod serve;

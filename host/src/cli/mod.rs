@@ -244,6 +244,23 @@ pub enum BenchCommand {
         #[arg(long, default_value = "20s", value_parser = parse_duration_arg)]
         duration: std::time::Duration,
     },
+    /// Probe ingest: batches of probe runs over HTTP into a server in this
+    /// process, against `bench store` in the same run.
+    Probe {
+        /// Folder of built test guests (noop.wasm, hostile.wasm).
+        #[arg(long, default_value = "target/test-guests")]
+        guests: PathBuf,
+        /// `sqlite` (a temporary file) or a `postgres://` URL.
+        #[arg(long, default_value = "sqlite")]
+        database: String,
+        #[arg(long, default_value_t = 100_000)]
+        runs: usize,
+        #[arg(long, default_value_t = 10_000)]
+        slices: usize,
+        /// Probes posting at once, each one batch after another.
+        #[arg(long, default_value_t = 4)]
+        probes: usize,
+    },
     /// Record-only store throughput and bytes per run against plain
     /// batched INSERTs of the same rows through the same driver.
     Store {
@@ -433,6 +450,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report =
                 crate::bench::cluster::run(&guests, &database, nodes, slices, interval, duration)
                     .await?;
+            println!("{}", report.render());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Probe {
+            guests,
+            database,
+            runs,
+            slices,
+            probes,
+        }) => {
+            let report = crate::bench::probe::run(&guests, &database, runs, slices, probes).await?;
             println!("{}", report.render());
             Ok(ExitCode::SUCCESS)
         }

@@ -1,0 +1,210 @@
+//! Probe ingest: batches of probe runs posted to `/api/v1/probe/runs` of a
+//! server in this process (token check, slice check, assertions judged,
+//! masking, the batched writer with its per-probe cursor), against
+//! `bench store` (the same number of finished runs straight into the
+//! writer) in the same run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::scratch::Scratch;
+use crate::api::ApiState;
+use crate::clock::now_ms;
+use crate::pipeline::setup::Setup;
+use crate::probe::wire::{Batch, MAX_BATCH_RUNS, ProbeRun, ProbeToken, RUNS_PATH, SliceRef};
+use crate::runtime::{CollectorOutcome, Runtime, RuntimeConfig};
+use crate::serve::generation::Generation;
+use crate::serve::live::LiveConfig;
+use crate::serve::metrics::Metrics;
+use crate::store::Store;
+
+pub struct ProbeReport {
+    pub store: super::store::StoreReport,
+    pub runs: usize,
+    pub probes: usize,
+    pub ingest: Duration,
+}
+
+impl ProbeReport {
+    pub fn render(&self) -> String {
+        let store = self.store.runs as f64 / self.store.store.as_secs_f64();
+        let ingest = self.runs as f64 / self.ingest.as_secs_f64();
+        format!(
+            "{store_report}\n\
+             probe ingest ({probes} probes, {batch} runs per batch, over HTTP): {ingest:>9.0} runs/s\n\
+             ratio probe ingest / checkhost store:                       {ratio:>9.2}",
+            store_report = self.store.render(),
+            probes = self.probes,
+            batch = MAX_BATCH_RUNS,
+            ratio = ingest / store,
+        )
+    }
+}
+
+fn config_yaml(plugins: &std::path::Path, slices: usize) -> String {
+    let mut yaml = format!(
+        "plugins: {}\nlocations: [{{id: eu}}]\nchecks:\n  - id: tick\n    interval: 1h\n    \
+         strategy: {{plugin: noop}}\n    collectors:\n      - plugin: hostile\n        \
+         config: {{mode: noop}}\n        assertions: [{{field: ok, operator: exists}}]\n    \
+         locations: [eu]\nsystems:\n",
+        plugins.display()
+    );
+    for i in 0..slices {
+        yaml.push_str(&format!("  - {{id: s{i}}}\n"));
+    }
+    yaml.push_str("assignments:\n");
+    for i in 0..slices {
+        yaml.push_str(&format!("  - {{system: s{i}, check: tick}}\n"));
+    }
+    yaml
+}
+
+pub async fn run(
+    guests: &std::path::Path,
+    database: &str,
+    n: usize,
+    slices: usize,
+    probes: usize,
+) -> anyhow::Result<ProbeReport> {
+    let slices = slices.clamp(1, n.max(1));
+    let probes = probes.max(1);
+    let store_report = super::store::run(database, n, slices).await?;
+
+    let (_dir, config) = super::noop_workspace(guests, |plugins| config_yaml(plugins, slices))?;
+    let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+    let (setup, _) = Setup::load(&config, None, &runtime, None, false)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let scratch = Scratch::new(database, "probe").await?;
+    let store = Arc::new(Store::open(&scratch.url()).await?);
+    let file = &setup.config.file;
+    store
+        .sync_config(&file.checks, &file.assignments, &file.systems, now_ms())
+        .await?;
+    let generation = Generation::prepare(setup, &runtime, &store).await;
+    let live = LiveConfig::new(Arc::new(generation), store.clone());
+    let (stop_tx, stop) = watch::channel(false);
+    let state = ApiState {
+        store: store.clone(),
+        live,
+        runtime,
+        metrics: Metrics::new(),
+        stop,
+        systems_json: Default::default(),
+    };
+    let app = crate::api::router(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}{RUNS_PATH}", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut tokens = Vec::new();
+    for _ in 0..probes {
+        let token = ProbeToken::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        store
+            .create_probe(&token.probe, "eu", &token.secret_hash(), now_ms())
+            .await?;
+        tokens.push(token);
+    }
+    let client = reqwest::Client::new();
+    // Each probe's runs, already in batches: building them is not timed.
+    let at = now_ms();
+    let mut batches: Vec<Vec<(usize, Vec<u8>)>> = (0..probes)
+        .map(|p| {
+            let mine: Vec<usize> = (p..n + slices).step_by(probes).collect();
+            mine.chunks(MAX_BATCH_RUNS)
+                .map(|chunk| {
+                    let runs: Vec<ProbeRun> = chunk
+                        .iter()
+                        .map(|&i| (i, 0.4 + (i % 97) as f64 * 0.013))
+                        .map(|(i, latency_ms)| ProbeRun {
+                            seq: i as i64 + 1,
+                            slice: SliceRef {
+                                system: format!("s{}", i % slices),
+                                check: "tick".into(),
+                                environment: None,
+                            },
+                            at_ms: at,
+                            latency_ms,
+                            error: None,
+                            // As large as `bench store`'s typical HTTP result.
+                            collectors: vec![CollectorOutcome {
+                                id: "hostile".into(),
+                                result: json!({"ok": true, "bodyLength": 15, "redirects": 0,
+                                    "responseTimeMs": latency_ms, "statusText": "OK"}),
+                                error: None,
+                            }],
+                        })
+                        .collect();
+                    let count = runs.len();
+                    (
+                        count,
+                        serde_json::to_vec(&Batch { runs }).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let post = |token: &ProbeToken, body: Vec<u8>| {
+        let request = client
+            .post(&url)
+            .bearer_auth(token.to_string())
+            .header("content-type", "application/json")
+            .body(body);
+        async move {
+            let answer = request.send().await?;
+            anyhow::ensure!(
+                answer.status().is_success(),
+                "batch refused: {}",
+                answer.status()
+            );
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+    // Each probe posts its batches one after another, as `checkhost probe`
+    // does. The first batches create every slice: a start-up cost, not
+    // timed, as in `bench store`.
+    let warm_up = slices.div_ceil(MAX_BATCH_RUNS * probes).max(1);
+    let send_all = |batches: Vec<Vec<(usize, Vec<u8>)>>| {
+        let post = &post;
+        let tokens = &tokens;
+        async move {
+            let sends = tokens
+                .iter()
+                .zip(batches)
+                .map(|(token, batches)| async move {
+                    let mut runs = 0;
+                    for (count, body) in batches {
+                        post(token, body).await?;
+                        runs += count;
+                    }
+                    Ok::<_, anyhow::Error>(runs)
+                });
+            let mut runs = 0;
+            for result in futures::future::join_all(sends).await {
+                runs += result?;
+            }
+            Ok::<_, anyhow::Error>(runs)
+        }
+    };
+    let first: Vec<Vec<(usize, Vec<u8>)>> = batches
+        .iter_mut()
+        .map(|b| b.drain(..warm_up.min(b.len())).collect())
+        .collect();
+    send_all(first).await?;
+    let started = Instant::now();
+    let ingested = send_all(batches).await?;
+    let ingest = started.elapsed();
+    let _ = stop_tx.send(true);
+    server.abort();
+    store.close().await;
+    scratch.drop_database().await;
+    Ok(ProbeReport {
+        store: store_report,
+        runs: ingested.max(1),
+        probes,
+        ingest,
+    })
+}
