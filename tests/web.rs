@@ -315,7 +315,8 @@ async fn the_api_holds_to_its_openapi_document_under_fuzzing() {
 /// Four systems, one per status: `shop` healthy in two environments,
 /// `billing` degraded, `platform` (no environments, the row whose empty
 /// cells once shifted the table) unhealthy, `archive` unknown (its only
-/// check paused).
+/// check paused); and a location no probe reports from (its row in the
+/// Locations table).
 fn looks_config(port: u16) -> String {
     format!(
         r#"
@@ -323,6 +324,8 @@ api: {{token: "${{{{ secrets.API_TOKEN }}}}"}}
 environments:
   - {{id: staging, name: Staging}}
   - {{id: production, name: Production}}
+locations:
+  - {{id: eu-west, name: Europe West (Frankfurt and Dublin)}}
 systems:
   - {{id: shop, name: Web shop, environments: [staging, production]}}
   - {{id: billing, name: Billing, environments: [production]}}

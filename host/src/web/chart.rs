@@ -40,13 +40,19 @@ pub fn describe_run(run: &RunEvent) -> String {
 /// keyboard focus.
 pub fn history_bar(runs: &[RunEvent], label: &str) -> String {
     let runs = &runs[runs.len().saturating_sub(BAR_RUNS)..];
-    let unhealthy = runs.iter().filter(|r| r.status != Status::Healthy).count();
+    let count = |status: Status| runs.iter().filter(|r| r.status == status).count();
+    let (unhealthy, unmeasured) = (count(Status::Unhealthy), count(Status::Degraded));
     let summary = match runs.last() {
         None => format!("{label}: no runs yet"),
         Some(newest) => format!(
-            "{label}: last {} runs, {} healthy, {unhealthy} unhealthy; newest {}",
+            "{label}: last {} runs, {} healthy, {unhealthy} unhealthy{}; newest {}",
             runs.len(),
-            runs.len() - unhealthy,
+            count(Status::Healthy),
+            if unmeasured > 0 {
+                format!(", {unmeasured} with no probe online")
+            } else {
+                String::new()
+            },
             describe_run(newest)
         ),
     };
@@ -67,10 +73,12 @@ pub fn history_bar(runs: &[RunEvent], label: &str) -> String {
     let newest = runs.len().saturating_sub(1);
     for (i, run) in runs.iter().enumerate() {
         let x = (BAR_RUNS - runs.len() + i) as f64 * SLOT;
-        let class = if run.status == Status::Healthy {
-            "ok"
-        } else {
-            "bad"
+        // A run nobody measured (no probe online) is a half bar: it reads
+        // apart from a failure without colour too.
+        let (class, y, height) = match run.status {
+            Status::Healthy => ("ok", 0.0, BAR_H),
+            Status::Degraded => ("unmeasured", BAR_H / 2.0, BAR_H / 2.0),
+            _ => ("bad", 0.0, BAR_H),
         };
         let described = describe_run(run);
         let text = HtmlEscape(&described);
@@ -78,7 +86,7 @@ pub fn history_bar(runs: &[RunEvent], label: &str) -> String {
         let tabindex = if i == newest { 0 } else { -1 };
         let _ = write!(
             svg,
-            r#"<rect class="{class}" x="{x}" y="0" width="{BAR_W}" height="{BAR_H}" rx="1" role="img" tabindex="{tabindex}" aria-label="{text}"><title>{text}</title></rect>"#
+            r#"<rect class="{class}" x="{x}" y="{y}" width="{BAR_W}" height="{height}" rx="1" role="img" tabindex="{tabindex}" aria-label="{text}"><title>{text}</title></rect>"#
         );
     }
     svg.push_str("</svg>");
@@ -595,6 +603,31 @@ mod tests {
         let short = history_bar(&runs[..3], "web");
         assert_eq!(short.matches("class=\"none\"").count(), 87);
         assert!(history_bar(&[], "web").contains("web: no runs yet"));
+    }
+
+    #[test]
+    fn a_run_with_no_probe_online_is_a_half_bar_of_its_own() {
+        let mut runs = vec![
+            run(0, true, None),
+            run(1000, false, Some("no probe online in eu")),
+        ];
+        runs[1].status = Status::Degraded;
+        runs[1].latency_ms = 0.0;
+        let svg = history_bar(&runs, "web from eu");
+        assert_eq!(svg.matches("<rect class=\"unmeasured\"").count(), 1);
+        assert_eq!(svg.matches("<rect class=\"bad\"").count(), 0);
+        assert!(svg.contains(&format!(
+            r#"y="{}" width="{BAR_W}" height="{}""#,
+            BAR_H / 2.0,
+            BAR_H / 2.0
+        )));
+        assert!(
+            svg.contains("1 healthy, 0 unhealthy, 1 with no probe online"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("degraded · no probe online in eu") && !svg.contains("0 ms · no probe")
+        );
     }
 
     #[test]

@@ -378,6 +378,11 @@ async fn index_page(
         }
     };
     let counts_total: usize = counts.iter().map(|(_, n)| n).sum();
+    let locations = if config.locations.is_empty() {
+        Vec::new()
+    } else {
+        location_rows(config, &store.probes().await?, now)
+    };
     let counts: Vec<Value> = counts
         .into_iter()
         .map(|(st, n)| json!({"status": st, "count": n, "current": Some(st) == status, "href": link(1, Some(st))}))
@@ -387,6 +392,7 @@ async fn index_page(
         "rows": rows,
         "transitions": transitions,
         "incidents": open,
+        "locations": locations,
         "search": search,
         "status": status,
         "counts": counts,
@@ -399,6 +405,43 @@ async fn index_page(
         "prev": (page > 1).then(|| link(page - 1, status)),
         "next": (page < pages).then(|| link(page + 1, status)),
     }))
+}
+
+/// Each location with its probes: how many are online (degraded when
+/// none is: its slices then record `no-probe` runs), the newest heartbeat
+/// and the runs waiting in their spools.
+fn location_rows(
+    config: &crate::config::ConfigFile,
+    probes: &[crate::store::probes::ProbeRecord],
+    now: i64,
+) -> Vec<Value> {
+    let window =
+        config.probes.heartbeat.as_millis() * i64::from(config.probes.offline_after.max(1));
+    config
+        .locations
+        .iter()
+        .map(|location| {
+            let mine: Vec<_> = probes
+                .iter()
+                .filter(|p| p.location_id == location.id && p.revoked_at_ms.is_none())
+                .collect();
+            let online = mine.iter().filter(|p| p.online(now, window)).count();
+            let seen = mine.iter().filter_map(|p| p.last_seen_ms).max();
+            json!({
+                "id": location.id,
+                "name": location.name.clone().unwrap_or_else(|| location.id.clone()),
+                "status": if online > 0 { Status::Healthy } else { Status::Degraded },
+                "online": match (online, mine.len()) {
+                    (_, 0) => "no probe has a token".to_string(),
+                    (0, _) => "no probe online".to_string(),
+                    (n, of) => format!("{n} of {of} online"),
+                },
+                "seen": seen.map_or("never".to_string(), |t| age(t, now)),
+                "seen_iso": seen.map(iso),
+                "spool": mine.iter().filter_map(|p| p.spool_depth).sum::<i64>(),
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -522,7 +565,11 @@ async fn system_page(
                 })
                 .collect();
             runs.truncate(chart::BAR_RUNS);
-            let place = s.environment_id.as_deref().unwrap_or("no environment");
+            let place = match (s.environment_id.as_deref(), s.location_id.as_deref()) {
+                (Some(env), Some(location)) => format!("{env}, from {location}"),
+                (None, Some(location)) => format!("from {location}"),
+                (env, None) => env.unwrap_or("no environment").to_string(),
+            };
             let label = format!("{} in {place}", c.name);
             let uptime: Vec<String> = WINDOWS
                 .iter()
@@ -580,7 +627,13 @@ async fn system_page(
                 "place": place,
                 "status": s.status,
                 "flapping": s.flapping,
-                "key": SliceId::of(&system.id, &c.id, s.environment_id.as_deref()).to_string(),
+                "key": SliceId::located(
+                    &system.id,
+                    &c.id,
+                    s.environment_id.as_deref(),
+                    s.location_id.as_deref(),
+                )
+                .to_string(),
                 "uptime": uptime,
                 "bar": chart::history_bar(&runs, &label),
                 "chart": chart::latency_chart(&in_window, from, now, &format!("Response time of {label} over {window_label}")),
