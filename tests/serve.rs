@@ -725,7 +725,7 @@ async fn probes_run_their_locations_and_a_restarted_server_gets_every_run_once(d
     ws.config(PROBE_CONFIG);
     let daemon = Daemon::start(&ws, &[]);
     let port = daemon.port;
-    let _probes = [
+    let probes = [
         start_probe(&ws, &[&daemon], "eu-west"),
         start_probe(&ws, &[&daemon], "us-east"),
     ];
@@ -862,6 +862,37 @@ async fn probes_run_their_locations_and_a_restarted_server_gets_every_run_once(d
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // A heartbeat from a clock a minute ahead: the next batch is refused
+    // with 409 (its runs stay in the spool) until the clock is right. The
+    // real probes stop first, so none of their heartbeats comes between.
+    drop(probes);
+    let beat = |clock_ms: i64| {
+        client
+            .post(daemon.url("/api/v1/probe/heartbeat"))
+            .bearer_auth(token.trim())
+            .header("content-type", "application/json")
+            .body(
+                serde_json::json!({"version": "test", "clockMs": clock_ms,
+                    "spoolDepth": 0, "spoolDropped": 0})
+                .to_string(),
+            )
+            .send()
+    };
+    let skewed = beat(support_now() + 60_000).await.unwrap();
+    let reply: serde_json::Value = serde_json::from_str(&skewed.text().await.unwrap()).unwrap();
+    assert!(reply["clockSkewMs"].as_i64().unwrap() > 59_000, "{reply}");
+    let batch = serde_json::json!({"runs": [run("shop", 1)]}).to_string();
+    let answer = client
+        .post(daemon.url("/api/v1/probe/runs"))
+        .bearer_auth(token.trim())
+        .header("content-type", "application/json")
+        .body(batch)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status();
+    let text = answer.text().await.unwrap();
+    assert!(status == 409 && text.contains("clock"), "{status}: {text}");
 }
 
 fn support_now() -> i64 {
