@@ -34,6 +34,10 @@ pub struct SliceState {
     pub selected: bool,
     /// `selected` as loaded: a changed one is written back.
     pub stored_selected: bool,
+    /// A probe slice's newest run by measured time (`None` for the
+    /// server's own slices, whose runs come in order).
+    pub newest_at: Option<i64>,
+    pub stored_newest_at: Option<i64>,
 }
 
 impl SliceState {
@@ -56,6 +60,7 @@ impl SliceState {
         self.stored.0 != self.outcomes
             || self.stored.1 != self.status
             || self.stored_selected != self.selected
+            || self.stored_newest_at != self.newest_at
     }
 
     /// The slice's status under its thresholds.
@@ -184,11 +189,20 @@ pub fn apply(loaded: &mut Loaded, runs: &[PendingRun<'_>]) -> Applied {
             if run.latency_ms.is_none() && !run.no_probe {
                 slice.selected = true;
             }
-            slice.record(match (run.no_probe, run.healthy) {
-                (true, _) => NO_PROBE,
-                (false, true) => PASSED,
-                (false, false) => FAILED,
-            });
+            // A probe's run delivered after a later one (it waited in the
+            // spool while the server recorded no-probe runs, say) is kept
+            // for history; the slice's state follows the newest.
+            let late = slice.newest_at.is_some_and(|newest| run.at_ms < newest);
+            if run.location_id.is_some() {
+                slice.newest_at = Some(slice.newest_at.map_or(run.at_ms, |n| n.max(run.at_ms)));
+            }
+            if !late {
+                slice.record(match (run.no_probe, run.healthy) {
+                    (true, _) => NO_PROBE,
+                    (false, true) => PASSED,
+                    (false, false) => FAILED,
+                });
+            }
         }
         if !run.no_probe {
             loaded
@@ -325,6 +339,8 @@ mod tests {
             assigned: true,
             selected: true,
             stored_selected: true,
+            newest_at: None,
+            stored_newest_at: None,
         }
     }
 
@@ -355,6 +371,61 @@ mod tests {
         unhealthy: 1,
         healthy: 1,
     };
+
+    #[test]
+    fn a_probe_slice_follows_its_newest_run_and_no_probe_runs_make_it_degraded() {
+        let mut loaded = Loaded::default();
+        let mut located = slice(Some("prod"), STRICT);
+        located.env_key = "prod@eu".into();
+        loaded.slices.insert(1, located);
+        let at = |healthy: bool, at_ms: i64, no_probe: bool| NewRun {
+            location_id: Some("eu".into()),
+            no_probe,
+            latency_ms: (!no_probe).then_some(1.0),
+            ..new_run(Some("prod"), healthy, at_ms, 1.0)
+        };
+        // Measured at 100; nobody online at 200; a spooled run from 150
+        // arrives late; a fresh one at 300.
+        let runs = [
+            at(true, 100, false),
+            at(false, 200, true),
+            at(true, 150, false),
+            at(true, 300, false),
+        ];
+        let mut seen = Vec::new();
+        for (i, run) in runs.iter().enumerate() {
+            let pending = [PendingRun {
+                id: i as i64,
+                slice_id: 1,
+                run,
+                result_json: "{}",
+            }];
+            let applied = apply(&mut loaded, &pending);
+            let own: Vec<String> = applied.transitions[0]
+                .iter()
+                .filter(|t| t.own_slice)
+                .map(|t| format!("{} {}", t.entity_id, t.to))
+                .collect();
+            seen.push((loaded.slices[&1].status, own));
+            // As the writer stores them for the next batch.
+            for (entity, status, counts, _) in applied.entities {
+                loaded.entities.insert(entity, (status, Some(counts)));
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                (Status::Healthy, vec![]),
+                (Status::Degraded, vec!["shop::prod@eu degraded".to_string()]),
+                (Status::Degraded, vec![]),
+                (Status::Healthy, vec!["shop::prod@eu healthy".to_string()]),
+            ],
+            "the late run moves nothing; only the narrowest entity notifies"
+        );
+        assert_eq!(loaded.slices[&1].newest_at, Some(300));
+        // Only measured runs count in the hourly bucket.
+        assert_eq!(loaded.aggregates.values().map(|a| a.total).sum::<i64>(), 3);
+    }
 
     #[test]
     fn a_flip_and_back_in_one_batch_is_two_transitions_per_entity() {

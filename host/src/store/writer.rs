@@ -648,6 +648,7 @@ fn slice_of(run: &NewRun) -> SliceId {
 
 type SliceRow = (
     i64,
+    Option<i64>,
     String,
     String,
     String,
@@ -701,14 +702,16 @@ where
     let mut loaded = Loaded::default();
     for chunk in slice_ids.chunks(CHUNK) {
         let mut q = QueryBuilder::<DB>::new(
-            "SELECT s.id, s.check_id, s.env_key, s.outcomes, s.status,
+            "SELECT s.id, s.newest_at, s.check_id, s.env_key, s.outcomes, s.status,
                     a.thresholds, a.paused, s.counts
              FROM slices s LEFT JOIN assignments a ON a.system_id = s.system_id AND a.check_id = s.check_id
              WHERE s.id IN (",
         );
         push_list(&mut q, chunk.iter().copied());
         let rows: Vec<SliceRow> = q.build_query_as().fetch_all(&mut **tx).await?;
-        for (id, check_id, env_key, outcomes, status, thresholds, paused, selected) in rows {
+        for (id, newest_at, check_id, env_key, outcomes, status, thresholds, paused, selected) in
+            rows
+        {
             let assigned = thresholds.is_some() && paused == Some(false);
             let thresholds: Thresholds = thresholds
                 .and_then(|t| serde_json::from_str(&t).ok())
@@ -725,6 +728,8 @@ where
                     assigned,
                     selected,
                     stored_selected: selected,
+                    newest_at,
+                    stored_newest_at: newest_at,
                 },
             );
         }
@@ -997,12 +1002,13 @@ where
     for chunk in slices.chunks(CHUNK) {
         // VALUES columns are column1, column2, … in both engines.
         let mut q = QueryBuilder::<DB>::new(
-            "UPDATE slices SET outcomes = v.column2, status = v.column3 FROM (",
+            "UPDATE slices SET outcomes = v.column2, status = v.column3, newest_at = v.column4 FROM (",
         );
         q.push_values(chunk, |mut row, (id, s)| {
             row.push_bind(**id)
                 .push_bind(s.outcomes.as_str())
-                .push_bind(s.status.as_str());
+                .push_bind(s.status.as_str())
+                .push_bind(s.newest_at);
         });
         q.push(") AS v WHERE slices.id = v.column1");
         q.build().execute(&mut **tx).await?;
