@@ -815,12 +815,33 @@ async fn probes_run_their_locations_and_a_restarted_server_gets_every_run_once(d
             "atMs": support_now(), "latencyMs": 1.0, "collectors": []})
     };
     let before = measured(&ws, "eu-west").await.len();
+    // Runs are judged one by one: a slice the probe was not given, and a
+    // run of its own slice that does not fit the check (no collector
+    // result, no error), are refused and counted, and nothing of them is
+    // stored. Had the second been, its sequence number would have moved
+    // the probe's cursor past all its later runs.
+    for body in [
+        serde_json::json!({"runs": [run("elsewhere", i64::MAX)]}),
+        serde_json::json!({"runs": [run("shop", i64::MAX - 1)]}),
+    ] {
+        let answer = client
+            .post(daemon.url("/api/v1/probe/runs"))
+            .bearer_auth(token.trim())
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let reply: serde_json::Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+        assert_eq!(
+            (reply["stored"].as_u64(), reply["refused"].as_u64()),
+            (Some(0), Some(1)),
+            "{reply}"
+        );
+    }
+    // A truncated or oversized batch is refused whole.
     for (body, status) in [
-        (
-            serde_json::json!({"runs": [run("shop", i64::MAX - 1), run("elsewhere", i64::MAX)]})
-                .to_string(),
-            403,
-        ),
         ("{\"runs\": [".to_string(), 400),
         (
             serde_json::json!({"runs": vec![run("shop", 1); 501]}).to_string(),
@@ -837,8 +858,6 @@ async fn probes_run_their_locations_and_a_restarted_server_gets_every_run_once(d
             .unwrap();
         assert_eq!(answer.status(), status);
     }
-    // None of the refused batches' runs was stored: the `shop` run of the
-    // 403 batch would have moved the probe's cursor past all its later runs.
     let metrics = reqwest::get(daemon.url("/metrics"))
         .await
         .unwrap()
@@ -849,7 +868,7 @@ async fn probes_run_their_locations_and_a_restarted_server_gets_every_run_once(d
         "checkhost_probes_online{location=\"eu-west\"} 1",
         "checkhost_probes_online{location=\"ap-south\"} 0",
         "checkhost_probe_batches_refused_total{reason=\"slice\"} 1",
-        "checkhost_probe_batches_refused_total{reason=\"malformed\"} 1",
+        "checkhost_probe_batches_refused_total{reason=\"malformed\"} 2",
         "checkhost_probe_batches_refused_total{reason=\"size\"} 1",
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");

@@ -143,13 +143,22 @@ pub fn router(state: ApiState) -> Router {
     // access rules and body limit.
     let probe = Router::new()
         .route(wire::WORK_PATH, get(probes::work))
-        .route(wire::HEARTBEAT_PATH, post(probes::heartbeat))
-        .route(wire::RUNS_PATH, post(probes::runs))
+        .route(
+            wire::HEARTBEAT_PATH,
+            post(probes::heartbeat).layer(DefaultBodyLimit::max(BODY_LIMIT)),
+        )
+        .route(
+            wire::RUNS_PATH,
+            post(probes::runs).layer(DefaultBodyLimit::max(wire::MAX_BATCH_BYTES)),
+        )
         .route(
             &format!("{}/{{digest}}", wire::COMPONENTS_PATH),
             get(probes::component),
         )
-        .layer(DefaultBodyLimit::max(wire::MAX_BATCH_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            probes::authenticate,
+        ))
         .with_state(state);
     Router::new()
         .route("/openapi.json", get(openapi))

@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -19,6 +19,7 @@ use crate::probe::wire::{
     Work, WorkItem,
 };
 use crate::runtime::ComponentDigest;
+use crate::runtime::text::{bounded, inert};
 use crate::serve::generation::Generation;
 use crate::serve::metrics::ReasonLabels;
 use crate::store::entity::SliceId;
@@ -29,7 +30,8 @@ use crate::store::{DAY_MS, ProbeRunKey};
 const MAX_RUN_AGE_MS: i64 = 7 * DAY_MS;
 
 /// The probe a request comes from: its token's id, its location.
-struct Caller {
+#[derive(Debug, Clone)]
+pub struct Caller {
     probe: String,
     location: String,
 }
@@ -64,6 +66,32 @@ async fn caller(state: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiErro
                 .inc();
             Err(refuse())
         }
+    }
+}
+
+/// Middleware: the probe endpoints need a probe's token, checked from the
+/// headers before any body is read; the caller rides on to the handler.
+pub async fn authenticate(
+    State(state): State<ApiState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    // A declared body beyond the batch limit is refused before it is read.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BATCH_BYTES) {
+        return ApiError::too_large(format!("a batch is limited to {MAX_BATCH_BYTES} bytes"))
+            .into_response();
+    }
+    match caller(&state, request.headers()).await {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
     }
 }
 
@@ -107,8 +135,10 @@ fn version_of(items: &[WorkItem]) -> String {
 
 /// `GET /api/v1/probe/work`: the slices of the caller's location, ready to
 /// run, secrets included (this channel only; a probe never writes them).
-pub async fn work(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let caller = caller(&state, &headers).await?;
+pub async fn work(
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
     let generation = state.live.generation();
     let work = work_of(&state, &generation, &caller);
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(work)).into_response())
@@ -118,10 +148,8 @@ pub async fn work(State(state): State<ApiState>, headers: HeaderMap) -> Result<R
 /// current configuration, by its digest.
 pub async fn component(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(digest): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller(&state, &headers).await?;
     let digest: ComponentDigest =
         digest
             .parse()
@@ -140,9 +168,9 @@ pub async fn component(
     // The file changed since it was loaded: a probe must not get other bytes
     // under this digest.
     if ComponentDigest::of(&bytes) != digest {
+        tracing::warn!(path = %path.display(), "{digest} changed on disk since it was loaded");
         return Err(ApiError::conflict(format!(
-            "{} no longer has digest {digest}: reload the configuration",
-            path.display()
+            "component {digest} changed on the server since it was loaded: it needs a reload"
         )));
     }
     Ok(([(header::CONTENT_TYPE, "application/wasm")], bytes).into_response())
@@ -151,10 +179,9 @@ pub async fn component(
 /// `POST /api/v1/probe/heartbeat`.
 pub async fn heartbeat(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<Json<HeartbeatReply>, ApiError> {
-    let caller = caller(&state, &headers).await?;
     let beat: Heartbeat = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("body", format!("not a heartbeat: {e}")))?;
     let now = now_ms();
@@ -180,45 +207,36 @@ pub async fn heartbeat(
     }))
 }
 
-/// `POST /api/v1/probe/runs`: a batch, stored whole or not at all when it
-/// is malformed, too large, or names a slice the probe was not given.
+/// `POST /api/v1/probe/runs`: a batch. A malformed or oversized one is
+/// refused whole (400, 413), as is every batch while the probe's clock is
+/// off (409). Otherwise each run is judged on its own: one the probe was
+/// not given, dated in the future, older than seven days or not fitting its
+/// check is refused and counted, and the others are stored together, in
+/// order, or not at all.
 pub async fn runs(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<Json<BatchReply>, ApiError> {
-    let caller = caller(&state, &headers).await?;
-    let refused = |reason: &str, error: ApiError| {
+    let refused = |reason: &str, count: u64| {
         state
             .metrics
             .probe_batches_refused
             .get_or_create(&ReasonLabels {
                 reason: reason.to_string(),
             })
-            .inc();
-        tracing::warn!(probe = %caller.probe, reason, "probe batch refused: {}", error.body.message);
-        error
+            .inc_by(count);
     };
-    if body.len() > MAX_BATCH_BYTES {
-        return Err(refused(
-            "size",
-            ApiError::too_large(format!("a batch is limited to {MAX_BATCH_BYTES} bytes")),
-        ));
-    }
     let batch: Batch = serde_json::from_slice(&body).map_err(|e| {
-        refused(
-            "malformed",
-            ApiError::bad_request("body", format!("not a batch of runs: {e}")),
-        )
+        refused("malformed", 1);
+        ApiError::bad_request("body", format!("not a batch of runs: {e}"))
     })?;
     if batch.runs.len() > MAX_BATCH_RUNS {
-        return Err(refused(
-            "size",
-            ApiError::too_large(format!(
-                "a batch holds at most {MAX_BATCH_RUNS} runs, this one {}",
-                batch.runs.len()
-            )),
-        ));
+        refused("size", 1);
+        return Err(ApiError::too_large(format!(
+            "a batch holds at most {MAX_BATCH_RUNS} runs, this one {}",
+            batch.runs.len()
+        )));
     }
     let probe = state.store.probe(&caller.probe).await?;
     let generation = state.live.generation();
@@ -232,70 +250,66 @@ pub async fn runs(
     if let Some(skew) = probe.and_then(|p| p.clock_skew_ms)
         && skew.abs() > tolerance
     {
-        return Err(refused(
-            "clock",
-            ApiError::conflict(format!(
-                "this probe's clock is {skew} ms off the server's (tolerance {tolerance} ms): \
-                 fix its clock; its runs wait in its spool"
-            )),
-        ));
+        refused("clock", 1);
+        return Err(ApiError::conflict(format!(
+            "this probe's clock is {skew} ms off the server's (tolerance {tolerance} ms): \
+             fix its clock; its runs wait in its spool"
+        )));
     }
     let now = now_ms();
-    let mut keys = Vec::with_capacity(batch.runs.len());
-    for run in &batch.runs {
+    let mut accepted = Vec::with_capacity(batch.runs.len());
+    let mut refusals = Vec::new();
+    let mut refused_runs = 0;
+    for run in batch.runs {
         let key = SliceId::located(
             &run.slice.system,
             &run.slice.check,
             run.slice.environment.as_deref(),
             Some(&caller.location),
         );
-        if !generation.probe_slices.contains_key(&key) {
-            return Err(refused(
+        let seq = run.seq;
+        let (reason, why) = if !generation.probe_slices.contains_key(&key) {
+            (
                 "slice",
-                ApiError::forbidden(format!(
-                    "slice {} is not one location {} runs",
-                    run.slice, caller.location
-                )),
-            ));
-        }
-        if run.at_ms > now + tolerance {
-            return Err(refused(
-                "clock",
-                ApiError::bad_request(
-                    "atMs",
-                    format!("run {} of {} is dated in the future", run.seq, run.slice),
-                ),
-            ));
-        }
-        if run.at_ms < now - MAX_RUN_AGE_MS {
-            return Err(refused(
-                "age",
-                ApiError::bad_request(
-                    "atMs",
-                    format!("run {} of {} is older than 7 days", run.seq, run.slice),
-                ),
-            ));
-        }
-        keys.push(key);
-    }
-    let recorded =
-        futures::future::join_all(batch.runs.into_iter().zip(&keys).map(|(run, key)| {
+                format!("not a slice location {} runs", caller.location),
+            )
+        } else if run.at_ms > now + tolerance {
+            ("clock", "dated in the future".to_string())
+        } else if run.at_ms < now - MAX_RUN_AGE_MS {
+            ("age", "older than 7 days".to_string())
+        } else {
             let origin = ProbeRunKey {
                 probe: caller.probe.clone(),
-                seq: run.seq,
+                seq,
             };
-            generation.record_probe_run(key, origin, run, &state.runtime, &state.store)
-        }))
-        .await;
-    let (mut stored, mut duplicates) = (0, 0);
-    for outcome in recorded.into_iter().flatten() {
-        if outcome?.duplicate {
-            duplicates += 1;
-        } else {
-            stored += 1;
+            match generation.probe_run(&key, origin, run, &state.runtime, &state.store) {
+                Ok(new_run) => {
+                    accepted.push(new_run);
+                    continue;
+                }
+                Err(why) => ("malformed", why),
+            }
+        };
+        refused(reason, 1);
+        refused_runs += 1;
+        // Probe-controlled text, cut and made inert before it is logged.
+        let slice = inert(&bounded(key.to_string(), 200));
+        tracing::warn!(probe = %caller.probe, reason, %slice, seq, "probe run refused: {why}");
+        if refusals.len() < 10 {
+            refusals.push(format!(
+                "run {seq} of {slice}: {}",
+                inert(&bounded(why, 500))
+            ));
         }
     }
-    Ok(Json(BatchReply { stored, duplicates }))
+    let recorded = state.store.record_runs(accepted).await?;
+    let duplicates = recorded.iter().filter(|r| r.duplicate).count();
+    Ok(Json(BatchReply {
+        stored: recorded.len() - duplicates,
+        duplicates,
+        refused: refused_runs,
+        refusals,
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

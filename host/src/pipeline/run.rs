@@ -26,9 +26,7 @@ use crate::runtime::{
     RunOutcome, RunSpec, Runtime,
 };
 use crate::store::entity::SliceId;
-use crate::store::{
-    FieldSample, NewRun, ProbeRunKey, Recorded, Store, StoreError, TransitionEvent,
-};
+use crate::store::{FieldSample, NewRun, ProbeRunKey, Store, StoreError, TransitionEvent};
 
 /// Runs `checkhost run` keeps in flight at once.
 pub const RUN_CONCURRENCY: usize = 32;
@@ -386,10 +384,11 @@ impl Pipeline<'_> {
         }))
     }
 
-    /// Stores a run a probe made of this check's slice `key`, judged as a
-    /// local run is: its assertions, marked fields and masking here, its
-    /// thresholds and transitions in the store.
-    pub async fn record_probe_run(
+    /// The run to store for one a probe made of this check's slice `key`,
+    /// judged as a local run is: bounded and masked, its assertions and
+    /// marked fields here, its thresholds and transitions in the store.
+    /// `Err` says why a run is refused: it does not fit the check.
+    pub fn probe_run(
         &self,
         p: &PreparedCheck,
         system: &System,
@@ -397,8 +396,32 @@ impl Pipeline<'_> {
         origin: ProbeRunKey,
         run: ProbeRun,
         masker: &Masker,
-    ) -> Result<Recorded, StoreError> {
-        let outcome = RunOutcome {
+    ) -> Result<NewRun, String> {
+        if !(run.latency_ms.is_finite() && run.latency_ms >= 0.0) {
+            return Err(format!("run {} has latency {}", run.seq, run.latency_ms));
+        }
+        // A run that stopped early reports fewer collectors, with its error.
+        if run.error.is_none() && run.collectors.len() != p.collectors.len() {
+            return Err(format!(
+                "run {} reports {} collectors; check `{}` has {}",
+                run.seq,
+                run.collectors.len(),
+                p.check.id,
+                p.collectors.len()
+            ));
+        }
+        for c in &run.collectors {
+            let size = c.result.to_string().len();
+            if size > p.limits.max_output_bytes {
+                return Err(format!(
+                    "run {}: collector {} returned {size} bytes, more than its {}",
+                    run.seq,
+                    crate::runtime::text::inert(&crate::runtime::text::bounded(c.id.clone(), 64)),
+                    p.limits.max_output_bytes
+                ));
+            }
+        }
+        let mut outcome = RunOutcome {
             connect_error: run.error,
             failure: None,
             collectors: run.collectors,
@@ -406,13 +429,14 @@ impl Pipeline<'_> {
             duration_ms: run.latency_ms,
             stats: GuestStats::default(),
         };
+        outcome.mask_and_bound(masker);
         let executed = judge(p, outcome, Vec::new(), masker.clone());
         let env = key.environment.as_deref();
         let (mut new_run, _) = finished_run(executed, &p.check.id, system, env, run.latency_ms);
         new_run.location_id = key.location.clone();
         new_run.at_ms = run.at_ms;
         new_run.origin = Some(origin);
-        self.store.record_run(new_run).await
+        Ok(new_run)
     }
 
     /// A slice's work for a probe: the run as `execute_slice` would hand it

@@ -128,10 +128,13 @@ impl Server {
 
 /// What a batch delivery came to.
 enum Delivery {
-    /// Stored (or stored before): forget them.
-    Stored,
-    /// The server refuses these runs for good (400, 403, 413): drop them,
-    /// counted, rather than block the spool behind them.
+    /// Stored (or stored before), but for the runs the server refused one
+    /// by one (counted as dropped): forget them.
+    Stored { refused: usize },
+    /// Too large for the server: send fewer at a time.
+    TooLarge(String),
+    /// The server refuses this batch for good (400, 403): drop it,
+    /// counted, rather than block the spool behind it.
     Refused(String),
     /// Not now (unreachable, 5xx, clock skew): keep them and try again.
     Later(String),
@@ -391,9 +394,11 @@ async fn deliver(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(250);
+    // Halved while the server answers 413, back to full after a success.
+    let mut batch = MAX_BATCH_RUNS;
     loop {
         let stopping = *stop.borrow();
-        let runs = match spool.oldest(MAX_BATCH_RUNS).await {
+        let runs = match spool.oldest(batch).await {
             Ok(runs) => runs,
             Err(e) => {
                 tracing::error!("{e}");
@@ -401,14 +406,30 @@ async fn deliver(
             }
         };
         let last = runs.last().map(|r| r.seq);
+        let sent = runs.len();
         let outcome = match last {
             None => None,
             Some(_) => Some(send(&server, runs).await),
         };
         let wait = match (outcome, last) {
-            (Some(Delivery::Stored), Some(seq)) => {
+            (Some(Delivery::Stored { refused }), Some(seq)) => {
                 backoff = Duration::from_millis(250);
-                if let Err(e) = spool.delivered(seq).await {
+                batch = MAX_BATCH_RUNS;
+                if let Err(e) = spool.delivered(seq, refused).await {
+                    tracing::error!("{e}");
+                }
+                continue;
+            }
+            (Some(Delivery::TooLarge(why)), Some(seq)) => {
+                if sent > 1 {
+                    batch = (sent / 2).max(1);
+                    tracing::warn!(
+                        "the server finds {sent} runs too large, sending {batch}: {why}"
+                    );
+                    continue;
+                }
+                tracing::error!("the server refuses a single run as too large, dropped: {why}");
+                if let Err(e) = spool.refused(seq).await {
                     tracing::error!("{e}");
                 }
                 continue;
@@ -462,9 +483,15 @@ async fn send(server: &Server, runs: Vec<ProbeRun>) -> Delivery {
                 tracing::debug!(
                     stored = reply.stored,
                     duplicates = reply.duplicates,
+                    refused = reply.refused,
                     "batch delivered"
                 );
-                Delivery::Stored
+                for why in &reply.refusals {
+                    tracing::warn!("the server refused {why}");
+                }
+                Delivery::Stored {
+                    refused: reply.refused,
+                }
             }
             Err(e) => Delivery::Later(e.to_string()),
         };
@@ -472,7 +499,8 @@ async fn send(server: &Server, runs: Vec<ProbeRun>) -> Delivery {
     let text = response.text().await.unwrap_or_default();
     let why = format!("{status}: {}", text.chars().take(500).collect::<String>());
     match status.as_u16() {
-        400 | 403 | 413 => Delivery::Refused(why),
+        413 => Delivery::TooLarge(why),
+        400 | 403 => Delivery::Refused(why),
         _ => Delivery::Later(why),
     }
 }

@@ -115,12 +115,24 @@ impl Spool {
             .collect()
     }
 
-    /// Forgets the runs up to `seq`: the server has them.
-    pub async fn delivered(&self, seq: i64) -> Result<(), SpoolError> {
+    /// Forgets the runs up to `seq`: the server has them, but for
+    /// `refused` of them, which count as dropped.
+    pub async fn delivered(&self, seq: i64, refused: usize) -> Result<(), SpoolError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM runs WHERE seq <= $1")
             .bind(seq)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        if refused > 0 {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ('dropped', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = meta.value + excluded.value",
+            )
+            .bind(i64::try_from(refused).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -200,7 +212,7 @@ mod tests {
         // A clock behind the last number still numbers above it.
         let next = spool.push(run(5), 0).await.unwrap();
         assert!(next > seqs[3]);
-        spool.delivered(seqs[2]).await.unwrap();
+        spool.delivered(seqs[2], 0).await.unwrap();
         let kept: Vec<i64> = spool
             .oldest(10)
             .await

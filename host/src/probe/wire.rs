@@ -205,11 +205,17 @@ pub struct BatchReply {
     pub stored: usize,
     /// Runs stored before (a retried batch): skipped.
     pub duplicates: usize,
+    /// Runs refused (not the probe's slice, misdated, not fitting their
+    /// check): dropped, the first few said why.
+    #[serde(default)]
+    pub refused: usize,
+    #[serde(default)]
+    pub refusals: Vec<String>,
 }
 
 /// A probe token as the operator hands it over: `chp_<probe id>_<secret>`.
 /// The server keeps the SHA-256 of the secret only.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ProbeToken {
     pub probe: String,
     pub secret: String,
@@ -241,6 +247,13 @@ impl ProbeToken {
     pub fn secret_hash(&self) -> String {
         use sha2::{Digest, Sha256};
         hex::encode(Sha256::digest(self.secret.as_bytes()))
+    }
+}
+
+/// Names the probe, never the secret.
+impl std::fmt::Debug for ProbeToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProbeToken({}, secret hidden)", self.probe)
     }
 }
 

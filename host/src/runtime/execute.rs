@@ -93,9 +93,15 @@ impl RunOutcome {
 
     /// Masks secrets out of everything the run returns and cuts each
     /// message a guest controls to `MAX_MESSAGE_BYTES`.
-    fn mask_and_bound(&mut self, masker: &Masker) {
-        let finish =
-            |text: &mut String| mask_and_bound(text, MAX_MESSAGE_BYTES, |t| masker.in_place(t));
+    /// Also for an outcome a probe reports: it obeys the same bounds.
+    pub fn mask_and_bound(&mut self, masker: &Masker) {
+        let finish = |text: &mut String| {
+            mask_and_bound(text, MAX_MESSAGE_BYTES, |t| masker.in_place(t));
+            // PostgreSQL's TEXT cannot hold NUL.
+            if text.contains('\0') {
+                *text = text.replace('\0', "\\0");
+            }
+        };
         if let Some(e) = self.connect_error.as_mut() {
             finish(e);
         }

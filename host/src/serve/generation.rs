@@ -14,7 +14,7 @@ use crate::probe::wire::{ProbeRun, WorkItem};
 use crate::runtime::Runtime;
 use crate::runtime::mask::Masker;
 use crate::store::entity::SliceId;
-use crate::store::{ProbeRunKey, Recorded, Store, StoreError};
+use crate::store::{NewRun, ProbeRunKey, Store, StoreError};
 
 /// Where a slice's system and check sit in the config, found once.
 #[derive(Debug, Clone, Copy)]
@@ -186,32 +186,34 @@ impl Generation {
         ))
     }
 
-    /// Stores a probe's run of one of its location's slices.
-    pub async fn record_probe_run(
+    /// The run to store for a probe's run of one of its location's slices;
+    /// `Err` says why it is refused (the server cannot prepare its check,
+    /// or the run does not fit it).
+    pub fn probe_run(
         &self,
         key: &SliceId,
         origin: ProbeRunKey,
         run: ProbeRun,
         runtime: &Runtime,
         store: &Store,
-    ) -> Option<Result<Recorded, StoreError>> {
-        let def = self.probe_slices.get(key)?;
-        let Ok(prepared) = self.prepared.get(&key.check)? else {
-            return None;
+    ) -> Result<NewRun, String> {
+        let def = self
+            .probe_slices
+            .get(key)
+            .ok_or_else(|| format!("slice {key} is not a probe slice here"))?;
+        let prepared = match self.prepared.get(&key.check) {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return Err(format!("check `{}` cannot run here: {e}", key.check)),
+            None => return Err(format!("no check `{}` here", key.check)),
         };
         let file = &self.setup.config.file;
-        let pipeline = pipeline(&self.setup, runtime, store, None);
-        Some(
-            pipeline
-                .record_probe_run(
-                    prepared,
-                    &file.systems[def.system],
-                    key,
-                    origin,
-                    run,
-                    &self.masker,
-                )
-                .await,
+        pipeline(&self.setup, runtime, store, None).probe_run(
+            prepared,
+            &file.systems[def.system],
+            key,
+            origin,
+            run,
+            &self.masker,
         )
     }
 

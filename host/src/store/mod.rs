@@ -399,6 +399,40 @@ impl Store {
             .map_err(|_| StoreError::NotPersisted("the writer stopped".into()))?
     }
 
+    /// Queues runs that commit together or not at all (a probe's batch, in
+    /// its order) and returns once they have, with what each caused.
+    pub async fn record_runs(&self, runs: Vec<NewRun>) -> Result<Vec<Recorded>, StoreError> {
+        let mut jobs = Vec::with_capacity(runs.len());
+        let mut replies = Vec::with_capacity(runs.len());
+        let mut done = Vec::with_capacity(runs.len());
+        for mut run in runs {
+            let result_json = std::mem::take(&mut run.result).to_string();
+            let (reply, answer) = oneshot::channel();
+            jobs.push((run, result_json));
+            replies.push(reply);
+            done.push(answer);
+        }
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.queue
+            .send(writer::Job::Runs {
+                runs: jobs,
+                replies,
+            })
+            .await
+            .map_err(|_| StoreError::NotPersisted("the store is closed".into()))?;
+        let mut recorded = Vec::with_capacity(done.len());
+        for answer in done {
+            recorded.push(
+                answer
+                    .await
+                    .map_err(|_| StoreError::NotPersisted("the writer stopped".into()))??,
+            );
+        }
+        Ok(recorded)
+    }
+
     /// Stops taking runs, lets the writer commit everything queued, and
     /// closes the database.
     pub async fn close(&self) {

@@ -63,6 +63,13 @@ pub enum Job {
         result_json: String,
         reply: Reply,
     },
+    /// Runs that commit together or not at all (a probe's batch): a
+    /// batch never splits them, so its sequence cursor never passes a run
+    /// that was not stored.
+    Runs {
+        runs: Vec<(NewRun, String)>,
+        replies: Vec<Reply>,
+    },
     /// Re-derive these systems' entities (each with the check that prompted
     /// it) from the slices that count now, after what queued before it.
     Reevaluate(Reevaluation),
@@ -116,6 +123,11 @@ impl Batch {
             } => {
                 self.runs.push((run, result_json));
                 self.replies.push(reply);
+                Taken::Queued
+            }
+            Job::Runs { runs, replies } => {
+                self.runs.extend(runs);
+                self.replies.extend(replies);
                 Taken::Queued
             }
             Job::Reevaluate(r) => Taken::Reevaluate(r),
@@ -490,11 +502,15 @@ impl Writer {
                 Err(e) => e,
             };
             retry.wait(self, &error).await?;
-            if let Some(transitions) = attempt.take()
-                && self.committed(ids[0]).await
-            {
-                self.health.recovered();
-                return Ok(transitions);
+            if let Some(transitions) = attempt.take() {
+                // A run the attempt stored tells whether it committed; one
+                // that stored none (every run a probe's repeat) had nothing
+                // to lose.
+                let stored = transitions.iter().position(Option::is_some);
+                if stored.is_none() || self.committed(ids[stored.unwrap_or(0)]).await {
+                    self.health.recovered();
+                    return Ok(transitions);
+                }
             }
         }
     }
