@@ -8,7 +8,7 @@ pub mod error;
 mod events;
 mod incidents;
 mod notifications;
-mod probes;
+pub mod probes;
 mod runs;
 mod systems;
 
@@ -44,6 +44,8 @@ pub struct ApiState {
     pub runtime: Arc<Runtime>,
     /// Probe refusals are counted here.
     pub metrics: Arc<crate::serve::metrics::Metrics>,
+    /// Each location's rendered probe work.
+    pub probe_work: Arc<probes::WorkCache>,
     /// Turns true on shutdown: event streams end so the server can stop.
     pub stop: tokio::sync::watch::Receiver<bool>,
     pub systems_json: Arc<systems::RenderedSystems>,

@@ -2,6 +2,9 @@
 //! to its location): its work, its components by digest, heartbeats and
 //! batches of runs; and `GET /api/v1/probes`, the list operators read.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
@@ -100,6 +103,51 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Each location's work as last rendered, so a heartbeat does not render
+/// every slice again: valid for its generation and pauses, and for a
+/// minute (secrets resolved from files or the environment may rotate).
+#[derive(Default)]
+pub struct WorkCache {
+    by_location: std::sync::Mutex<HashMap<String, CachedWork>>,
+}
+
+struct CachedWork {
+    generation: u64,
+    pauses: u64,
+    at: std::time::Instant,
+    work: Arc<Work>,
+}
+
+const WORK_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The caller's location's work, from the cache while it holds.
+fn cached_work(state: &ApiState, generation: &Generation, caller: &Caller) -> Arc<Work> {
+    let pauses = state.live.pause_version();
+    let mut cache = state
+        .probe_work
+        .by_location
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(hit) = cache.get(&caller.location)
+        && hit.generation == generation.id
+        && hit.pauses == pauses
+        && hit.at.elapsed() < WORK_TTL
+    {
+        return hit.work.clone();
+    }
+    let work = Arc::new(work_of(state, generation, caller));
+    cache.insert(
+        caller.location.clone(),
+        CachedWork {
+            generation: generation.id,
+            pauses,
+            at: std::time::Instant::now(),
+            work: work.clone(),
+        },
+    );
+    work
+}
+
 /// The work of one location under a generation, with a version that
 /// changes whenever the work does.
 fn work_of(state: &ApiState, generation: &Generation, caller: &Caller) -> Work {
@@ -140,7 +188,9 @@ pub async fn work(
     Extension(caller): Extension<Caller>,
 ) -> Result<Response, ApiError> {
     let generation = state.live.generation();
-    let work = work_of(&state, &generation, &caller);
+    let mut work = Work::clone(&cached_work(&state, &generation, &caller));
+    // The cache is per location; the probe id is the caller's own.
+    work.probe = caller.probe;
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(work)).into_response())
 }
 
@@ -201,7 +251,7 @@ pub async fn heartbeat(
         .await?;
     let generation = state.live.generation();
     Ok(Json(HeartbeatReply {
-        work_version: work_of(&state, &generation, &caller).version,
+        work_version: cached_work(&state, &generation, &caller).version.clone(),
         server_ms: now,
         clock_skew_ms: skew,
     }))

@@ -94,6 +94,7 @@ pub async fn run(
         metrics: Metrics::new(),
         stop,
         systems_json: Default::default(),
+        probe_work: Default::default(),
     };
     let app = crate::api::router(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -3,6 +3,7 @@
 //! cluster all read, and that a reload or a pause writes.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::Notify;
@@ -15,6 +16,8 @@ pub struct LiveConfig {
     /// Pauses and resumes from the API, `(system, check)` → paused; they
     /// win over the configuration.
     pauses: RwLock<HashMap<(String, String), bool>>,
+    /// Rises with every API pause or resume, for caches of what they change.
+    pause_version: AtomicU64,
     /// Told of every new generation.
     changed: Notify,
     /// Routes the notices of what the store derives: always the current
@@ -28,6 +31,7 @@ impl LiveConfig {
         Arc::new(LiveConfig {
             generation: RwLock::new(generation),
             pauses: RwLock::new(HashMap::new()),
+            pause_version: AtomicU64::new(0),
             changed: Notify::new(),
             store,
         })
@@ -59,6 +63,12 @@ impl LiveConfig {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert((system.to_string(), check.to_string()), paused);
+        self.pause_version.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Changes whenever an API pause or resume does.
+    pub fn pause_version(&self) -> u64 {
+        self.pause_version.load(Ordering::Relaxed)
     }
 
     /// Whether an assignment is paused, the API's word winning over the file.
