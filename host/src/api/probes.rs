@@ -37,6 +37,8 @@ const MAX_RUN_AGE_MS: i64 = 7 * DAY_MS;
 pub struct Caller {
     probe: String,
     location: String,
+    /// As its last heartbeat measured it.
+    clock_skew_ms: Option<i64>,
 }
 
 /// Finds the probe whose token the request carries. The token is never
@@ -57,6 +59,7 @@ async fn caller(state: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiErro
         Some(r) if valid => Ok(Caller {
             probe: r.id,
             location: r.location_id,
+            clock_skew_ms: r.clock_skew_ms,
         }),
         _ => {
             tracing::warn!(probe = %token.probe, "probe refused: unknown, revoked or wrong token");
@@ -288,7 +291,6 @@ pub async fn runs(
             batch.runs.len()
         )));
     }
-    let probe = state.store.probe(&caller.probe).await?;
     let generation = state.live.generation();
     let tolerance = generation
         .setup
@@ -297,7 +299,7 @@ pub async fn runs(
         .probes
         .max_clock_skew
         .as_millis();
-    if let Some(skew) = probe.and_then(|p| p.clock_skew_ms)
+    if let Some(skew) = caller.clock_skew_ms
         && skew.abs() > tolerance
     {
         refused("clock", 1);
@@ -390,7 +392,7 @@ pub async fn list(
 ) -> Result<Json<ProbeList>, ApiError> {
     let generation = state.live.generation();
     let probes = &generation.setup.config.file.probes;
-    let window = probes.heartbeat.as_millis() * i64::from(probes.offline_after.max(1));
+    let window = probes.offline_window_ms();
     let now = now_ms();
     let items = state
         .store

@@ -46,6 +46,19 @@ pub(crate) fn noop_workspace(
     Ok((dir, path))
 }
 
+/// `systems:` s0… and `assignments:` of `check` to each, appended to a
+/// bench configuration.
+pub(crate) fn push_systems(yaml: &mut String, slices: usize, check: &str) {
+    yaml.push_str("systems:\n");
+    for i in 0..slices {
+        yaml.push_str(&format!("  - {{id: s{i}}}\n"));
+    }
+    yaml.push_str("assignments:\n");
+    for i in 0..slices {
+        yaml.push_str(&format!("  - {{system: s{i}, check: {check}}}\n"));
+    }
+}
+
 pub fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }

@@ -49,16 +49,10 @@ fn config_yaml(plugins: &std::path::Path, slices: usize) -> String {
         "plugins: {}\nlocations: [{{id: eu}}]\nchecks:\n  - id: tick\n    interval: 1h\n    \
          strategy: {{plugin: noop}}\n    collectors:\n      - plugin: hostile\n        \
          config: {{mode: noop}}\n        assertions: [{{field: ok, operator: exists}}]\n    \
-         locations: [eu]\nsystems:\n",
+         locations: [eu]\n",
         plugins.display()
     );
-    for i in 0..slices {
-        yaml.push_str(&format!("  - {{id: s{i}}}\n"));
-    }
-    yaml.push_str("assignments:\n");
-    for i in 0..slices {
-        yaml.push_str(&format!("  - {{system: s{i}, check: tick}}\n"));
-    }
+    super::push_systems(&mut yaml, slices, "tick");
     yaml
 }
 

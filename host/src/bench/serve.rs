@@ -58,17 +58,11 @@ impl ServeReport {
 pub(super) fn config_yaml(plugins: &Path, slices: usize, interval: Duration) -> String {
     let mut yaml = format!(
         "plugins: {}\nchecks:\n  - id: tick\n    interval: {}ms\n    strategy: {{plugin: noop}}\n    \
-         collectors: [{{plugin: hostile, config: {{mode: noop}}}}]\nsystems:\n",
+         collectors: [{{plugin: hostile, config: {{mode: noop}}}}]\n",
         plugins.display(),
         interval.as_millis()
     );
-    for i in 0..slices {
-        yaml.push_str(&format!("  - {{id: s{i}}}\n"));
-    }
-    yaml.push_str("assignments:\n");
-    for i in 0..slices {
-        yaml.push_str(&format!("  - {{system: s{i}, check: tick}}\n"));
-    }
+    super::push_systems(&mut yaml, slices, "tick");
     yaml
 }
 

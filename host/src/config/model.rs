@@ -228,6 +228,13 @@ pub struct ProbesConfig {
     pub max_clock_skew: TimeSpan,
 }
 
+impl ProbesConfig {
+    /// How long a probe may be silent and still count as online.
+    pub fn offline_window_ms(&self) -> i64 {
+        self.heartbeat.as_millis() * i64::from(self.offline_after.max(1))
+    }
+}
+
 impl Default for ProbesConfig {
     fn default() -> Self {
         ProbesConfig {

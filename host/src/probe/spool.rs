@@ -92,13 +92,7 @@ impl Spool {
             .bind(over)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
-                "INSERT INTO meta (key, value) VALUES ('dropped', $1)
-                 ON CONFLICT (key) DO UPDATE SET value = meta.value + excluded.value",
-            )
-            .bind(over)
-            .execute(&mut *tx)
-            .await?;
+            add_dropped(&mut tx, over).await?;
         }
         tx.commit().await?;
         Ok(seq)
@@ -118,39 +112,25 @@ impl Spool {
     /// Forgets the runs up to `seq`: the server has them, but for
     /// `refused` of them, which count as dropped.
     pub async fn delivered(&self, seq: i64, refused: usize) -> Result<(), SpoolError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM runs WHERE seq <= $1")
-            .bind(seq)
-            .execute(&mut *tx)
-            .await?;
-        if refused > 0 {
-            sqlx::query(
-                "INSERT INTO meta (key, value) VALUES ('dropped', $1)
-                 ON CONFLICT (key) DO UPDATE SET value = meta.value + excluded.value",
-            )
-            .bind(i64::try_from(refused).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.forget(seq, Some(refused)).await
     }
 
     /// Forgets runs the server refused for good, counting them as dropped.
     pub async fn refused(&self, seq: i64) -> Result<(), SpoolError> {
+        self.forget(seq, None).await
+    }
+
+    /// Deletes the runs up to `seq` and counts `dropped` of them (`None`:
+    /// all) as dropped.
+    async fn forget(&self, seq: i64, dropped: Option<usize>) -> Result<(), SpoolError> {
         let mut tx = self.pool.begin().await?;
         let gone = sqlx::query("DELETE FROM runs WHERE seq <= $1")
             .bind(seq)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ('dropped', $1)
-             ON CONFLICT (key) DO UPDATE SET value = meta.value + excluded.value",
-        )
-        .bind(i64::try_from(gone).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
-        .await?;
+        let dropped = dropped.map_or(gone, |n| n as u64);
+        add_dropped(&mut tx, i64::try_from(dropped).unwrap_or(i64::MAX)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -162,6 +142,23 @@ impl Spool {
             .await?;
         Ok((depth, self.meta("dropped").await?))
     }
+}
+
+/// Adds to the count of runs dropped since the spool was made.
+async fn add_dropped(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    count: i64,
+) -> Result<(), sqlx::Error> {
+    if count > 0 {
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('dropped', $1)
+             ON CONFLICT (key) DO UPDATE SET value = meta.value + excluded.value",
+        )
+        .bind(count)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

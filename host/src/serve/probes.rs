@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use super::live::LiveConfig;
 use super::metrics::{LocationLabels, Metrics, ProbeLabels};
 use crate::clock::now_ms;
+use crate::store::entity::SliceId;
 use crate::store::probes::ProbeRecord;
 use crate::store::{NewRun, Store, StoreError};
 
@@ -30,30 +31,43 @@ pub async fn watch_probes(
     mut stop: watch::Receiver<bool>,
 ) {
     let started = now_ms();
+    let mut ledger: Option<Ledger> = None;
     loop {
         let generation = live.generation();
         let file = &generation.setup.config.file;
-        let heartbeat = file.probes.heartbeat.as_millis().max(100);
-        let window = heartbeat * i64::from(file.probes.offline_after.max(1));
+        let window = file.probes.offline_window_ms();
         if !file.locations.is_empty() {
             let pass = async {
                 let probes = store.probes().await?;
                 observe(&metrics, &file.locations, &probes, window);
                 // A server that just started has not heard from anyone yet.
                 if now_ms() - started >= window && leads(&store, node.as_deref()).await? {
-                    record_offline(&store, &live, &probes, window).await?;
+                    record_offline(&store, &live, &probes, window, &mut ledger).await?;
+                } else {
+                    ledger = None;
                 }
                 Ok::<(), StoreError>(())
             };
             if let Err(e) = pass.await {
+                ledger = None;
                 tracing::warn!("probe watchdog: {e}");
             }
         }
+        let heartbeat = file.probes.heartbeat.as_millis().max(100);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(heartbeat as u64)) => {}
             _ = stop.changed() => return,
         }
     }
+}
+
+/// When each slice of the offline locations last ran, read from the
+/// database once when the set of offline locations changes (or this node
+/// takes over), then kept as the watchdog records: reading every slice's
+/// newest run each heartbeat would cost a node of 100,000 slices dearly.
+struct Ledger {
+    offline: BTreeSet<String>,
+    last: HashMap<SliceId, i64>,
 }
 
 /// Whether this process records `no-probe` runs: alone, or as the live
@@ -117,6 +131,7 @@ async fn record_offline(
     live: &LiveConfig,
     probes: &[ProbeRecord],
     window: i64,
+    ledger: &mut Option<Ledger>,
 ) -> Result<(), StoreError> {
     let generation = live.generation();
     let now = now_ms();
@@ -125,20 +140,47 @@ async fn record_offline(
         .filter(|p| p.online(now, window))
         .map(|p| p.location_id.as_str())
         .collect();
+    let offline_locations: BTreeSet<String> = generation
+        .setup
+        .config
+        .file
+        .locations
+        .iter()
+        .filter(|l| !online.contains(l.id.as_str()))
+        .map(|l| l.id.clone())
+        .collect();
     let offline: Vec<_> = generation
         .probe_slices
         .iter()
         .filter(|(key, def)| {
-            key.location.as_deref().is_some_and(|l| !online.contains(l))
+            key.location
+                .as_ref()
+                .is_some_and(|l| offline_locations.contains(l))
                 && !live.is_paused(&key.system, &key.check, def.paused)
         })
         .collect();
     if offline.is_empty() {
+        *ledger = None;
         return Ok(());
     }
-    let last: HashMap<_, i64> = store.last_runs().await?;
+    if ledger
+        .as_ref()
+        .is_none_or(|l| l.offline != offline_locations)
+    {
+        *ledger = Some(Ledger {
+            offline: offline_locations,
+            last: store.last_runs().await?,
+        });
+    }
+    let Some(ledger) = ledger.as_mut() else {
+        return Ok(());
+    };
     for (key, def) in offline {
-        if last.get(key).is_some_and(|at| now - at < def.interval_ms) {
+        if ledger
+            .last
+            .get(key)
+            .is_some_and(|at| now - at < def.interval_ms)
+        {
             continue;
         }
         let location = key.location.clone().unwrap_or_default();
@@ -157,6 +199,7 @@ async fn record_offline(
             no_probe: true,
         };
         store.record_run(run).await?;
+        ledger.last.insert(key.clone(), now);
     }
     Ok(())
 }

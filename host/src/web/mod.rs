@@ -415,8 +415,7 @@ fn location_rows(
     probes: &[crate::store::probes::ProbeRecord],
     now: i64,
 ) -> Vec<Value> {
-    let window =
-        config.probes.heartbeat.as_millis() * i64::from(config.probes.offline_after.max(1));
+    let window = config.probes.offline_window_ms();
     config
         .locations
         .iter()
