@@ -1,8 +1,9 @@
 -- Probes: processes on other machines that run a location's slices and
 -- report back. A probe slice's env_key ends in '@<location>'.
 ALTER TABLE slices ADD COLUMN location_id TEXT NULL;
--- A probe slice's newest run by measured time: a run spooled earlier and
--- delivered later is stored, but its state follows the newest.
+-- A probe slice's newest run by measured time, written with each change of
+-- its outcomes: a run spooled before the newest written (a no-probe run,
+-- say) and delivered after it is stored, but its state follows the newest.
 ALTER TABLE slices ADD COLUMN newest_at BIGINT NULL;
 
 -- A probe's run is stored under an id made at ingest (so the event stream

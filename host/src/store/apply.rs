@@ -35,9 +35,11 @@ pub struct SliceState {
     /// `selected` as loaded: a changed one is written back.
     pub stored_selected: bool,
     /// A probe slice's newest run by measured time (`None` for the
-    /// server's own slices, whose runs come in order).
+    /// server's own slices, whose runs come in order). Written only with
+    /// a change of outcomes, so a steady slice still costs no write: a
+    /// no-probe run always changes them, and it is what spooled runs
+    /// arrive behind.
     pub newest_at: Option<i64>,
-    pub stored_newest_at: Option<i64>,
 }
 
 impl SliceState {
@@ -60,7 +62,6 @@ impl SliceState {
         self.stored.0 != self.outcomes
             || self.stored.1 != self.status
             || self.stored_selected != self.selected
-            || self.stored_newest_at != self.newest_at
     }
 
     /// The slice's status under its thresholds.
@@ -340,7 +341,6 @@ mod tests {
             selected: true,
             stored_selected: true,
             newest_at: None,
-            stored_newest_at: None,
         }
     }
 

@@ -745,7 +745,6 @@ where
                     selected,
                     stored_selected: selected,
                     newest_at,
-                    stored_newest_at: newest_at,
                 },
             );
         }
