@@ -682,7 +682,8 @@ async fn measured(ws: &Workspace, location: &str) -> Vec<i64> {
     ws.db
         .texts(&format!(
             "SELECT CAST(r.measured_at AS TEXT) FROM runs r JOIN slices s ON s.id = r.slice_id
-             WHERE s.location_id = '{location}' ORDER BY r.measured_at"
+             WHERE s.location_id = '{location}' AND s.system_id = 'shop'
+             ORDER BY r.measured_at"
         ))
         .await
         .iter()
@@ -691,7 +692,9 @@ async fn measured(ws: &Workspace, location: &str) -> Vec<i64> {
 }
 
 /// Three locations of one slice each, every 300 ms; no probe ever comes
-/// from ap-south.
+/// from ap-south. In eu-west, `vault` has a check the server cannot
+/// prepare (its migration fails) and one with a collector whose secret is
+/// missing.
 const PROBE_CONFIG: &str = "locations: [{id: eu-west}, {id: us-east}, {id: ap-south}]
 probes: {heartbeat: 300ms}
 checks:
@@ -699,9 +702,21 @@ checks:
     interval: 300ms
     strategy: {plugin: noop}
     collectors: [{plugin: hostile, config: {mode: noop}}]
-systems: [{id: shop}]
+  - id: unmigratable
+    interval: 300ms
+    strategy: {plugin: noop}
+    collectors: [{plugin: hostile, config: {mode: migrate-error}}]
+  - id: locked
+    interval: 300ms
+    strategy: {plugin: noop}
+    collectors:
+      - {plugin: hostile, config: {mode: noop}, secretEnv: {T: '${{ secrets.ABSENT }}'}}
+      - {plugin: hostile, config: {mode: echo, target: after}}
+systems: [{id: shop}, {id: vault}]
 assignments:
   - {system: shop, check: tick, locations: [eu-west, us-east, ap-south]}
+  - {system: vault, check: unmigratable, locations: [eu-west]}
+  - {system: vault, check: locked, locations: [eu-west]}
 ";
 
 /// Each run stored once, one per interval throughout: no gap wider than
@@ -756,6 +771,55 @@ async fn probes_run_their_locations_and_a_restarted_server_gets_every_run_once(d
     }
     assert_eq!(ws.entity("shop@ap-south"), "degraded");
     assert_eq!(ws.entity("shop"), "degraded");
+    // The system page lists the location's transition.
+    let page = reqwest::get(daemon.url("/systems/shop"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("shop@ap-south: healthy → degraded"),
+        "no ap-south transition on the page:\n{page}"
+    );
+    // What the server cannot prepare fails in its location, each interval,
+    // rather than going stale; a collector whose secret is missing fails
+    // alone, in its place, and its sibling still runs.
+    let vault = |check: &str| {
+        format!(
+            "SELECT COALESCE(r.error, '') || ' | ' || r.result FROM runs r
+             JOIN slices s ON s.id = r.slice_id
+             WHERE s.system_id = 'vault' AND s.check_id = '{check}'
+               AND s.location_id = 'eu-west' AND r.status = 'unhealthy'"
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ws.db.texts(&vault("unmigratable")).await.len() < 2
+        || ws.db.texts(&vault("locked")).await.len() < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "vault's eu-west slices have no failed runs"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let unmigratable = ws.db.texts(&vault("unmigratable")).await;
+    assert!(
+        unmigratable[0].contains("refusing to migrate"),
+        "{unmigratable:?}"
+    );
+    let locked = ws.db.texts(&vault("locked")).await;
+    let (error, result) = locked[0].split_once(" | ").unwrap();
+    assert!(error.contains("ABSENT"), "{error}");
+    let result: serde_json::Value = serde_json::from_str(result).unwrap();
+    let collectors = result["collectors"].as_array().unwrap();
+    assert_eq!(collectors.len(), 2, "{result}");
+    assert!(
+        collectors[0]["error"].as_str().unwrap().contains("ABSENT"),
+        "{result}"
+    );
+    assert_eq!(collectors[1]["result"]["echo"], "after", "{result}");
+    assert_eq!(ws.entity("vault@eu-west"), "unhealthy");
     // The server goes away for several intervals; the probes spool.
     let mut daemon = daemon;
     daemon.child.kill().unwrap();
@@ -912,6 +976,72 @@ async fn probes_run_their_locations_and_a_restarted_server_gets_every_run_once(d
     let status = answer.status();
     let text = answer.text().await.unwrap();
     assert!(status == 409 && text.contains("clock"), "{status}: {text}");
+    // Four batches whose bodies never finish hold the node's batch slots:
+    // a fifth gets 503 with Retry-After before its body is read, and a
+    // slot comes back when one of them goes away.
+    let slow = |_| async {
+        use tokio::io::AsyncWriteExt;
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /api/v1/probe/runs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
+             content-type: application/json\r\ncontent-length: 100000\r\n\r\n{{\"runs\": [",
+            token.trim()
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket
+    };
+    let mut held = futures::future::join_all((0..4).map(slow)).await;
+    let crowded = || async {
+        // The slow requests reach their handlers in their own time.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = client
+                .post(daemon.url("/api/v1/probe/runs"))
+                .bearer_auth(token.trim())
+                .header("content-type", "application/json")
+                .body("{\"runs\": []}")
+                .send()
+                .await
+                .unwrap();
+            if answer.status() == 503 || Instant::now() > deadline {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let busy = crowded().await;
+    assert_eq!(busy.status(), 503);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    held.pop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = client
+            .post(daemon.url("/api/v1/probe/runs"))
+            .bearer_auth(token.trim())
+            .header("content-type", "application/json")
+            .body("{\"runs\": []}")
+            .send()
+            .await
+            .unwrap();
+        if answer.status() != 503 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no batch slot came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(held);
+    let metrics = reqwest::get(daemon.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("checkhost_probe_batches_refused_total{reason=\"busy\"}"),
+        "{metrics}"
+    );
 }
 
 fn support_now() -> i64 {
@@ -996,7 +1126,8 @@ async fn two_nodes_take_probe_traffic_and_a_probe_fails_over() {
 async fn a_probe_refuses_a_component_whose_bytes_do_not_match_its_digest() {
     use axum::routing::{get, post};
     use checkhost::probe::wire::{
-        CollectorWork, ContextWire, HeartbeatReply, PluginRef, SliceRef, Work, WorkItem,
+        CollectorWork, ContextWire, HeartbeatReply, PluginRef, RunWork, SliceRef, Task, Work,
+        WorkItem,
     };
     use checkhost::runtime::ComponentDigest;
     use std::sync::Arc;
@@ -1017,31 +1148,34 @@ async fn a_probe_refuses_a_component_whose_bytes_do_not_match_its_digest() {
                 environment: None,
             },
             interval_ms: 200,
-            strategy: PluginRef {
-                id: "noop".into(),
-                digest: noop_digest,
-            },
-            strategy_config: "{}".into(),
-            collectors: vec![CollectorWork {
-                plugin: PluginRef {
-                    id: "hostile".into(),
-                    digest: hostile_digest,
+            task: Task::Run(Box::new(RunWork {
+                strategy: PluginRef {
+                    id: "noop".into(),
+                    digest: noop_digest,
                 },
-                config: r#"{"mode":"noop"}"#.into(),
-                env: Vec::new(),
-            }],
-            context: ContextWire {
-                check_id: "tick".into(),
-                check_name: "tick".into(),
-                interval_seconds: 1,
-                system_id: "shop".into(),
-                system_name: "shop".into(),
-                system_metadata: Vec::new(),
-                environment: None,
-            },
-            limits: checkhost::runtime::RunLimits::default(),
-            network: Default::default(),
-            secrets: Vec::new(),
+                strategy_config: "{}".into(),
+                collectors: vec![CollectorWork {
+                    plugin: PluginRef {
+                        id: "hostile".into(),
+                        digest: hostile_digest,
+                    },
+                    config: r#"{"mode":"noop"}"#.into(),
+                    env: Vec::new(),
+                }],
+                context: ContextWire {
+                    check_id: "tick".into(),
+                    check_name: "tick".into(),
+                    interval_seconds: 1,
+                    system_id: "shop".into(),
+                    system_name: "shop".into(),
+                    system_metadata: Vec::new(),
+                    environment: None,
+                },
+                limits: checkhost::runtime::RunLimits::default(),
+                network: Default::default(),
+                secrets: Vec::new(),
+                failed_collectors: Vec::new(),
+            })),
         }],
     };
     let posted = Arc::new(AtomicUsize::new(0));

@@ -44,8 +44,8 @@ pub struct ApiState {
     pub runtime: Arc<Runtime>,
     /// Probe refusals are counted here.
     pub metrics: Arc<crate::serve::metrics::Metrics>,
-    /// Each location's rendered probe work.
-    pub probe_work: Arc<probes::WorkCache>,
+    /// The probe endpoints' rendered work and batch slots.
+    pub probes: Arc<probes::ProbeDesk>,
     /// Turns true on shutdown: event streams end so the server can stop.
     pub stop: tokio::sync::watch::Receiver<bool>,
     pub systems_json: Arc<systems::RenderedSystems>,
@@ -151,7 +151,12 @@ pub fn router(state: ApiState) -> Router {
         )
         .route(
             wire::RUNS_PATH,
-            post(probes::runs).layer(DefaultBodyLimit::max(wire::MAX_BATCH_BYTES)),
+            post(probes::runs)
+                .layer(DefaultBodyLimit::max(wire::MAX_BATCH_BYTES))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    probes::one_batch_at_a_time,
+                )),
         )
         .route(
             &format!("{}/{{digest}}", wire::COMPONENTS_PATH),

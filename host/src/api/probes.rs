@@ -63,13 +63,7 @@ async fn caller(state: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiErro
         }),
         _ => {
             tracing::warn!(probe = %token.probe, "probe refused: unknown, revoked or wrong token");
-            state
-                .metrics
-                .probe_batches_refused
-                .get_or_create(&ReasonLabels {
-                    reason: "token".into(),
-                })
-                .inc();
+            count_refusals(state, "token", 1);
             Err(refuse())
         }
     }
@@ -101,17 +95,66 @@ pub async fn authenticate(
     }
 }
 
+fn count_refusals(state: &ApiState, reason: &str, count: u64) {
+    state
+        .metrics
+        .probe_batches_refused
+        .get_or_create(&ReasonLabels {
+            reason: reason.into(),
+        })
+        .inc_by(count);
+}
+
 /// Compared in constant time, so the answer's timing leaks no prefix.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Each location's work as last rendered, so a heartbeat does not render
-/// every slice again: valid for its generation and pauses, and for a
-/// minute (secrets resolved from files or the environment may rotate).
-#[derive(Default)]
-pub struct WorkCache {
-    by_location: std::sync::Mutex<HashMap<String, CachedWork>>,
+/// What the probe endpoints keep between requests.
+pub struct ProbeDesk {
+    /// Each location's work as last rendered, so a heartbeat does not
+    /// render every slice again: valid for its generation and pauses, and
+    /// for a minute (secrets resolved from files or the environment may
+    /// rotate).
+    work: std::sync::Mutex<HashMap<String, CachedWork>>,
+    /// Batches being read and stored at once: each may hold
+    /// `MAX_BATCH_BYTES` in memory, so many probes reconnecting together
+    /// wait their turn (a 503 they retry) rather than exhaust the node.
+    batches: Arc<tokio::sync::Semaphore>,
+}
+
+/// Batches one node takes at once.
+const CONCURRENT_BATCHES: usize = 4;
+
+impl Default for ProbeDesk {
+    fn default() -> Self {
+        ProbeDesk {
+            work: Default::default(),
+            batches: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_BATCHES)),
+        }
+    }
+}
+
+/// Middleware on `POST runs`: a batch is read only with a free slot.
+pub async fn one_batch_at_a_time(
+    State(state): State<ApiState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match state.probes.batches.clone().try_acquire_owned() {
+        Ok(_slot) => next.run(request).await,
+        Err(_) => {
+            count_refusals(&state, "busy", 1);
+            let mut response = ApiError::unavailable(format!(
+                "{CONCURRENT_BATCHES} probe batches are being stored: retry shortly"
+            ))
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            response
+        }
+    }
 }
 
 struct CachedWork {
@@ -126,11 +169,7 @@ const WORK_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 /// The caller's location's work, from the cache while it holds.
 fn cached_work(state: &ApiState, generation: &Generation, caller: &Caller) -> Arc<Work> {
     let pauses = state.live.pause_version();
-    let mut cache = state
-        .probe_work
-        .by_location
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut cache = state.probes.work.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(hit) = cache.get(&caller.location)
         && hit.generation == generation.id
         && hit.pauses == pauses
@@ -161,11 +200,7 @@ fn work_of(state: &ApiState, generation: &Generation, caller: &Caller) -> Work {
         {
             continue;
         }
-        match generation.probe_work(key, &state.runtime, &state.store) {
-            Some(Ok(item)) => items.push(item),
-            Some(Err(e)) => tracing::warn!(slice = %key, "not handed to probes: {e}"),
-            None => {}
-        }
+        items.extend(generation.probe_work(key, &state.runtime, &state.store));
     }
     let file = &generation.setup.config.file;
     Work {
@@ -271,15 +306,7 @@ pub async fn runs(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<Json<BatchReply>, ApiError> {
-    let refused = |reason: &str, count: u64| {
-        state
-            .metrics
-            .probe_batches_refused
-            .get_or_create(&ReasonLabels {
-                reason: reason.to_string(),
-            })
-            .inc_by(count);
-    };
+    let refused = |reason: &str, count: u64| count_refusals(&state, reason, count);
     let batch: Batch = serde_json::from_slice(&body).map_err(|e| {
         refused("malformed", 1);
         ApiError::bad_request("body", format!("not a batch of runs: {e}"))

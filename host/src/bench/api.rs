@@ -236,7 +236,7 @@ pub async fn run(
         metrics: crate::serve::metrics::Metrics::new(),
         stop,
         systems_json: Default::default(),
-        probe_work: Default::default(),
+        probes: Default::default(),
     };
     let app = crate::api::router(state.clone()).merge(crate::web::router(state));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

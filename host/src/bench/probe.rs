@@ -2,7 +2,9 @@
 //! server in this process (token check, slice check, assertions judged,
 //! masking, the batched writer with its per-probe cursor), against
 //! `bench store` (the same number of finished runs straight into the
-//! writer) in the same run.
+//! writer) in the same run. Then the `checkhost probe` process itself,
+//! idle and under load, against a server in this process: its CPU per run
+//! and its resident memory, read from `/proc`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +28,20 @@ pub struct ProbeReport {
     pub runs: usize,
     pub probes: usize,
     pub ingest: Duration,
+    /// The probe process idle and loaded, when measured.
+    pub process: Vec<ProcessSample>,
+}
+
+/// The `checkhost probe` process over one measured window.
+pub struct ProcessSample {
+    pub label: &'static str,
+    pub slices: usize,
+    pub window: Duration,
+    /// Runs the server stored from it in the window.
+    pub runs: u64,
+    /// Its user and system CPU in the window.
+    pub cpu: Duration,
+    pub rss_mib: f64,
 }
 
 impl ProbeReport {
@@ -40,7 +56,27 @@ impl ProbeReport {
             probes = self.probes,
             batch = MAX_BATCH_RUNS,
             ratio = ingest / store,
-        )
+        ) + &self
+            .process
+            .iter()
+            .map(|p| {
+                let per_run = if p.runs > 0 {
+                    format!("{:.2} ms", p.cpu.as_secs_f64() * 1000.0 / p.runs as f64)
+                } else {
+                    "—".into()
+                };
+                format!(
+                    "\nprobe process, {label} ({slices} slices, {window:.0?}): {runs:>6} runs, \
+                     CPU {cpu:>7.0?} ({per_run} per run), RSS {rss:.0} MiB",
+                    label = p.label,
+                    slices = p.slices,
+                    window = p.window,
+                    runs = p.runs,
+                    cpu = p.cpu,
+                    rss = p.rss_mib,
+                )
+            })
+            .collect::<String>()
     }
 }
 
@@ -88,7 +124,7 @@ pub async fn run(
         metrics: Metrics::new(),
         stop,
         systems_json: Default::default(),
-        probe_work: Default::default(),
+        probes: Default::default(),
     };
     let app = crate::api::router(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -201,5 +237,162 @@ pub async fn run(
         runs: ingested.max(1),
         probes,
         ingest,
+        process: Vec::new(),
     })
+}
+
+/// How long the probe process settles (components compiled, first work)
+/// before its window is measured.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// The `checkhost probe` process (this binary) against a server in this
+/// process, with `slices` slices at one location: idle (every hour, so a
+/// window holds heartbeats only) and loaded (every second).
+pub async fn process(
+    guests: &std::path::Path,
+    slices: usize,
+    window: Duration,
+) -> anyhow::Result<Vec<ProcessSample>> {
+    let mut samples = Vec::new();
+    for (label, interval) in [("idle", "1h"), ("loaded", "1s")] {
+        samples.push(process_sample(guests, label, interval, slices, window).await?);
+    }
+    Ok(samples)
+}
+
+async fn process_sample(
+    guests: &std::path::Path,
+    label: &'static str,
+    interval: &str,
+    slices: usize,
+    window: Duration,
+) -> anyhow::Result<ProcessSample> {
+    use anyhow::Context;
+    let (dir, config) = super::noop_workspace(guests, |plugins| {
+        let mut yaml = format!(
+            "plugins: {}\nlocations: [{{id: eu}}]\nprobes: {{heartbeat: 2s}}\nchecks:\n  \
+             - id: tick\n    interval: {interval}\n    strategy: {{plugin: noop}}\n    \
+             collectors: [{{plugin: hostile, config: {{mode: noop}}}}]\n    locations: [eu]\n",
+            plugins.display()
+        );
+        super::push_systems(&mut yaml, slices, "tick");
+        yaml
+    })?;
+    let runtime = Arc::new(Runtime::new(RuntimeConfig::default())?);
+    let (setup, _) = Setup::load(&config, None, &runtime, None, false)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let scratch = Scratch::new("sqlite", "probe-process").await?;
+    let store = Arc::new(Store::open(&scratch.url()).await?);
+    let file = &setup.config.file;
+    store
+        .sync_config(&file.checks, &file.assignments, &file.systems, now_ms())
+        .await?;
+    let generation = Generation::prepare(setup, &runtime, &store).await;
+    let (_stop_tx, stop) = watch::channel(false);
+    let state = ApiState {
+        store: store.clone(),
+        live: LiveConfig::new(Arc::new(generation), store.clone()),
+        runtime,
+        metrics: Metrics::new(),
+        stop,
+        systems_json: Default::default(),
+        probes: Default::default(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = crate::api::router(state);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let stored = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = {
+        let stored = stored.clone();
+        let mut events = store.subscribe();
+        tokio::spawn(async move {
+            while let Ok(event) = events.recv().await {
+                if event.run.is_some() {
+                    stored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        })
+    };
+
+    let token = ProbeToken::generate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    store
+        .create_probe(&token.probe, "eu", &token.secret_hash(), now_ms())
+        .await?;
+    let token_file = dir.path().join("probe.token");
+    std::fs::write(&token_file, token.to_string())?;
+    let exe = std::env::current_exe().context("finding this checkhost binary")?;
+    let mut child = tokio::process::Command::new(exe)
+        .arg("probe")
+        .arg("--server")
+        .arg(format!("http://{addr}"))
+        .args(["--location", "eu", "--token-file"])
+        .arg(&token_file)
+        .arg("--spool")
+        .arg(dir.path().join("spool.db"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting `checkhost probe`")?;
+    let pid = child.id().context("the probe exited at once")?;
+    tokio::time::sleep(SETTLE).await;
+    let (cpu0, runs0) = (
+        cpu_of(pid)?,
+        stored.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    tokio::time::sleep(window).await;
+    let (cpu1, runs1) = (
+        cpu_of(pid)?,
+        stored.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    let rss_mib = rss_of(pid)?;
+    anyhow::ensure!(
+        child.try_wait()?.is_none(),
+        "`checkhost probe` stopped during the measurement"
+    );
+    let _ = child.kill().await;
+    counter.abort();
+    server.abort();
+    store.close().await;
+    scratch.drop_database().await;
+    Ok(ProcessSample {
+        label,
+        slices,
+        window,
+        runs: runs1 - runs0,
+        cpu: cpu1.saturating_sub(cpu0),
+        rss_mib,
+    })
+}
+
+/// User plus system CPU of a process, from `/proc/<pid>/stat`.
+fn cpu_of(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command's closing parenthesis: utime and stime
+    // are the 12th and 13th.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    let (Some(user), Some(system)) = (ticks(11), ticks(12)) else {
+        anyhow::bail!("/proc/{pid}/stat: unexpected form");
+    };
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(Duration::from_millis((user + system) * 1000 / hz))
+}
+
+/// Resident memory of a process in MiB, from `/proc/<pid>/status`.
+fn rss_of(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .ok_or_else(|| anyhow::anyhow!("/proc/{pid}/status has no VmRSS"))
 }

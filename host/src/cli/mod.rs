@@ -260,6 +260,13 @@ pub enum BenchCommand {
         /// Probes posting at once, each one batch after another.
         #[arg(long, default_value_t = 4)]
         probes: usize,
+        /// Slices of the `checkhost probe` process measured after the
+        /// ingest, idle (every hour) and loaded (every second).
+        #[arg(long, default_value_t = 200)]
+        process_slices: usize,
+        /// Each of its measured windows; `0s` skips the process.
+        #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
+        process_window: std::time::Duration,
     },
     /// Record-only store throughput and bytes per run against plain
     /// batched INSERTs of the same rows through the same driver.
@@ -459,8 +466,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runs,
             slices,
             probes,
+            process_slices,
+            process_window,
         }) => {
-            let report = crate::bench::probe::run(&guests, &database, runs, slices, probes).await?;
+            let mut report =
+                crate::bench::probe::run(&guests, &database, runs, slices, probes).await?;
+            if !process_window.is_zero() {
+                report.process =
+                    crate::bench::probe::process(&guests, process_slices, process_window).await?;
+            }
             println!("{}", report.render());
             Ok(ExitCode::SUCCESS)
         }

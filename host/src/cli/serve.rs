@@ -170,7 +170,7 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         metrics: metrics.clone(),
         stop: stop.clone(),
         systems_json: Default::default(),
-        probe_work: Default::default(),
+        probes: Default::default(),
     };
     let app = crate::serve::http::router(endpoints)
         .merge(crate::web::router(api.clone()))

@@ -17,7 +17,9 @@ use super::secrets::{SecretProvider, resolve_config_secrets, resolve_secret_env}
 use crate::clock::now_ms;
 use crate::config::environments::effective_environments;
 use crate::config::{Assignment, Check, ConfigFile, System};
-use crate::probe::wire::{CollectorWork, ContextWire, PluginRef, ProbeRun, SliceRef, WorkItem};
+use crate::probe::wire::{
+    CollectorWork, ContextWire, PluginRef, ProbeRun, RunWork, SliceRef, Task, WorkItem,
+};
 use crate::runtime::bindings::{CheckInfo, EnvironmentInfo, RunContext, SystemInfo};
 use crate::runtime::mask::Masker;
 use crate::runtime::result_fields::Sample;
@@ -440,30 +442,36 @@ impl Pipeline<'_> {
     }
 
     /// A slice's work for a probe: the run as `execute_slice` would hand it
-    /// to the sandbox, with its plugins named by digest.
+    /// to the sandbox, with its plugins named by digest; or the failure a
+    /// local run would record.
     pub fn probe_work(
         &self,
         p: &PreparedCheck,
         system: &System,
         env: Option<&str>,
         interval_ms: i64,
-    ) -> Result<WorkItem, String> {
-        let built = self.spec_for(p, system, env).map_err(|EarlyFailure(m)| m)?;
-        if let Some((_, failed)) = built.unresolved.first() {
-            return Err(failed.error.clone().unwrap_or_default());
-        }
+    ) -> WorkItem {
+        let slice = SliceRef {
+            system: system.id.clone(),
+            check: p.check.id.clone(),
+            environment: env.map(str::to_string),
+        };
+        let built = match self.spec_for(p, system, env) {
+            Ok(built) => built,
+            Err(EarlyFailure(error)) => {
+                return WorkItem {
+                    slice,
+                    interval_ms,
+                    task: Task::Fail { error },
+                };
+            }
+        };
         let spec = built.spec;
         let plugin_ref = |plugin: &Plugin| PluginRef {
             id: plugin.info.id.clone(),
             digest: plugin.digest,
         };
-        Ok(WorkItem {
-            slice: SliceRef {
-                system: system.id.clone(),
-                check: p.check.id.clone(),
-                environment: env.map(str::to_string),
-            },
-            interval_ms,
+        let work = RunWork {
             strategy: plugin_ref(&spec.strategy),
             strategy_config: spec.strategy_config,
             collectors: spec
@@ -479,7 +487,13 @@ impl Pipeline<'_> {
             limits: spec.limits,
             network: p.check.network.clone(),
             secrets: spec.secrets,
-        })
+            failed_collectors: built.unresolved,
+        };
+        WorkItem {
+            slice,
+            interval_ms,
+            task: Task::Run(Box::new(work)),
+        }
     }
 
     /// Stages 3–7 for one environment.
@@ -625,14 +639,7 @@ fn judge(
     unresolved: Vec<(usize, CollectorOutcome)>,
     masker: Masker,
 ) -> Executed {
-    // Back in config order, so results and assertions line up with the
-    // check's collectors. A run that stopped before its collectors ran
-    // reports that instead.
-    if !outcome.collectors.is_empty() || outcome.error().is_none() {
-        for (i, failed) in unresolved {
-            outcome.collectors.insert(i, failed);
-        }
-    }
+    outcome.restore_unrun(unresolved);
 
     let assertions: Vec<AssertionOutcome> = outcome
         .collectors

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use super::spool::{Spool, SpoolError};
 use super::wire::{
     Batch, BatchReply, COMPONENTS_PATH, HEARTBEAT_PATH, Heartbeat, HeartbeatReply, MAX_BATCH_RUNS,
-    ProbeRun, ProbeToken, RUNS_PATH, WORK_PATH, Work, WorkItem,
+    ProbeRun, ProbeToken, RUNS_PATH, RunWork, Task, WORK_PATH, Work, WorkItem,
 };
 use crate::clock::now_ms;
 use crate::runtime::{CollectorRun, ComponentDigest, NetworkPolicy, Plugin, RunSpec, Runtime};
@@ -261,7 +261,10 @@ async fn fetch_work(
 ) -> Result<Work, ProbeError> {
     let work: Work = read_json(server, server.get(WORK_PATH).await?).await?;
     for item in &work.items {
-        let refs = std::iter::once(&item.strategy).chain(item.collectors.iter().map(|c| &c.plugin));
+        let Task::Run(run) = &item.task else {
+            continue;
+        };
+        let refs = std::iter::once(&run.strategy).chain(run.collectors.iter().map(|c| &c.plugin));
         for plugin in refs {
             if let std::collections::hash_map::Entry::Vacant(slot) = plugins.entry(plugin.digest) {
                 slot.insert(component(server, runtime, dir, plugin.digest).await?);
@@ -323,36 +326,47 @@ async fn run_slice(
         item.slice.hash(&mut h);
         (h.finish() % interval as u64) as i64
     };
-    let policy = match NetworkPolicy::from_spec(&item.network) {
-        Ok(p) => Arc::new(p),
-        Err(e) => {
-            tracing::error!(slice = %item.slice, "network policy: {e}");
-            return;
-        }
+    let policy = match &item.task {
+        Task::Run(work) => match NetworkPolicy::from_spec(&work.network) {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => {
+                tracing::error!(slice = %item.slice, "network policy: {e}");
+                return;
+            }
+        },
+        Task::Fail { .. } => None,
     };
     loop {
         let now = now_ms();
         let next = (now - phase).div_euclid(interval) * interval + phase + interval;
         tokio::time::sleep(Duration::from_millis((next - now).max(0) as u64)).await;
-        let Some(spec) = spec_of(&item, &plugins, &policy) else {
-            tracing::error!(slice = %item.slice, "a component of this slice is not loaded");
-            return;
-        };
         let at_ms = now_ms();
-        let outcome = runtime.run(spec).await;
-        let latency_ms =
-            (outcome.duration_ms - outcome.stats.queued.as_secs_f64() * 1000.0).max(0.0);
+        let (latency_ms, error, collectors) = match &item.task {
+            Task::Run(work) => {
+                let Some(spec) = policy.as_ref().and_then(|p| spec_of(work, &plugins, p)) else {
+                    tracing::error!(slice = %item.slice, "a component of this slice is not loaded");
+                    return;
+                };
+                let mut outcome = runtime.run(spec).await;
+                outcome.restore_unrun(work.failed_collectors.clone());
+                let latency_ms =
+                    (outcome.duration_ms - outcome.stats.queued.as_secs_f64() * 1000.0).max(0.0);
+                let error = outcome
+                    .failure
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .or(outcome.connect_error.clone());
+                (latency_ms, error, outcome.collectors)
+            }
+            Task::Fail { error } => (0.0, Some(error.clone()), Vec::new()),
+        };
         let run = ProbeRun {
             seq: 0,
             slice: item.slice.clone(),
             at_ms,
             latency_ms,
-            error: outcome
-                .failure
-                .as_ref()
-                .map(ToString::to_string)
-                .or(outcome.connect_error.clone()),
-            collectors: outcome.collectors,
+            error,
+            collectors,
         };
         match spool.push(run, now_ms()).await {
             Ok(_) => spooled.notify_one(),
@@ -362,7 +376,7 @@ async fn run_slice(
 }
 
 fn spec_of(
-    item: &WorkItem,
+    item: &RunWork,
     plugins: &HashMap<ComponentDigest, Arc<Plugin>>,
     policy: &Arc<NetworkPolicy>,
 ) -> Option<RunSpec> {

@@ -123,12 +123,32 @@ impl From<&ContextWire> for RunContext {
     }
 }
 
-/// One slice, ready to run in the probe's sandbox as the server would.
+/// One slice of the location, run on its interval.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkItem {
     pub slice: SliceRef,
     pub interval_ms: i64,
+    #[serde(flatten)]
+    pub task: Task,
+}
+
+/// What a probe does each interval for a slice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "camelCase")]
+pub enum Task {
+    /// Run it in the sandbox.
+    Run(Box<RunWork>),
+    /// Report a failed run: the server cannot prepare it (a plugin missing,
+    /// a secret unresolved, a template that does not render), and a slice
+    /// that cannot run fails where it runs rather than going stale.
+    Fail { error: String },
+}
+
+/// A slice ready to run in the probe's sandbox as the server would.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunWork {
     pub strategy: PluginRef,
     pub strategy_config: String,
     pub collectors: Vec<CollectorWork>,
@@ -138,6 +158,11 @@ pub struct WorkItem {
     /// Secret values the run must mask out of what it returns.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Collectors that fail without running (their `secretEnv` did not
+    /// resolve), by their place among the check's collectors: the probe
+    /// reports them in that place, and their siblings still run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_collectors: Vec<(usize, CollectorOutcome)>,
 }
 
 /// `GET /api/v1/probe/work`: everything the probe's location runs now.

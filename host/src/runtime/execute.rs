@@ -91,6 +91,19 @@ impl RunOutcome {
             })
     }
 
+    /// Puts back collectors that failed without running (`(place, outcome)`,
+    /// in rising place), so results line up with the check's collectors. A
+    /// run that stopped before its collectors ran reports that instead.
+    pub fn restore_unrun(&mut self, unrun: Vec<(usize, CollectorOutcome)>) {
+        if self.collectors.is_empty() && self.error().is_some() {
+            return;
+        }
+        for (place, outcome) in unrun {
+            let place = place.min(self.collectors.len());
+            self.collectors.insert(place, outcome);
+        }
+    }
+
     /// Masks secrets out of everything the run returns and cuts each
     /// message a guest controls to `MAX_MESSAGE_BYTES`.
     /// Also for an outcome a probe reports: it obeys the same bounds.

@@ -10,7 +10,7 @@ use crate::notify::Notifier;
 use crate::pipeline::run::{Pipeline, Prepared, RunReport};
 use crate::pipeline::secrets::{SecretProvider, reference_name, referenced_values};
 use crate::pipeline::setup::Setup;
-use crate::probe::wire::{ProbeRun, WorkItem};
+use crate::probe::wire::{ProbeRun, SliceRef, Task, WorkItem};
 use crate::runtime::Runtime;
 use crate::runtime::mask::Masker;
 use crate::store::entity::SliceId;
@@ -164,18 +164,26 @@ impl Generation {
             .collect()
     }
 
-    /// A probe slice's work, or why its check cannot be handed out.
-    pub fn probe_work(
-        &self,
-        key: &SliceId,
-        runtime: &Runtime,
-        store: &Store,
-    ) -> Option<Result<WorkItem, String>> {
+    /// A probe slice's work: to run, or to report as failed when its check
+    /// cannot be prepared.
+    pub fn probe_work(&self, key: &SliceId, runtime: &Runtime, store: &Store) -> Option<WorkItem> {
         let def = self.probe_slices.get(key)?;
         let file = &self.setup.config.file;
         let prepared = match self.prepared.get(&key.check)? {
             Ok(p) => p,
-            Err(e) => return Some(Err(e.to_string())),
+            Err(e) => {
+                return Some(WorkItem {
+                    slice: SliceRef {
+                        system: key.system.clone(),
+                        check: key.check.clone(),
+                        environment: key.environment.clone(),
+                    },
+                    interval_ms: def.interval_ms,
+                    task: Task::Fail {
+                        error: e.to_string(),
+                    },
+                });
+            }
         };
         let pipeline = pipeline(&self.setup, runtime, store, None);
         Some(pipeline.probe_work(
@@ -187,8 +195,8 @@ impl Generation {
     }
 
     /// The run to store for a probe's run of one of its location's slices;
-    /// `Err` says why it is refused (the server cannot prepare its check,
-    /// or the run does not fit it).
+    /// `Err` says why it is refused (the run does not fit its check). A
+    /// check the server cannot prepare fails each run, as it would here.
     pub fn probe_run(
         &self,
         key: &SliceId,
@@ -203,7 +211,7 @@ impl Generation {
             .ok_or_else(|| format!("slice {key} is not a probe slice here"))?;
         let prepared = match self.prepared.get(&key.check) {
             Some(Ok(p)) => p,
-            Some(Err(e)) => return Err(format!("check `{}` cannot run here: {e}", key.check)),
+            Some(Err(e)) => return Ok(unprepared_run(key, origin, &run, e.to_string())),
             None => return Err(format!("no check `{}` here", key.check)),
         };
         let file = &self.setup.config.file;
@@ -225,6 +233,25 @@ impl Generation {
                 .plugin
                 .as_str()
         })
+    }
+}
+
+/// A probe's run of a check the server cannot prepare: failed with the
+/// server's own reason, whatever the probe reported.
+fn unprepared_run(key: &SliceId, origin: ProbeRunKey, run: &ProbeRun, error: String) -> NewRun {
+    NewRun {
+        system_id: key.system.clone(),
+        check_id: key.check.clone(),
+        environment_id: key.environment.clone(),
+        location_id: key.location.clone(),
+        healthy: false,
+        latency_ms: None,
+        result: serde_json::json!({}),
+        error: Some(error),
+        at_ms: run.at_ms,
+        fields: Vec::new(),
+        origin: Some(origin),
+        no_probe: false,
     }
 }
 

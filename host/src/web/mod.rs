@@ -6,7 +6,7 @@ mod badge;
 mod chart;
 mod incidents;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
 
 use axum::Router;
@@ -646,9 +646,10 @@ async fn system_page(
             "paused": c.paused, "slices": slices,
         }));
     }
-    // The environments' transitions, or the system's where it has none.
-    let entities: Vec<String> = if system.environments.is_empty() {
-        vec![system.id.clone()]
+    // The environments' transitions, or the system's where it has none,
+    // and those of each place a probe checks it from.
+    let mut entities: BTreeSet<String> = if system.environments.is_empty() {
+        BTreeSet::from([system.id.clone()])
     } else {
         system
             .environments
@@ -656,6 +657,18 @@ async fn system_page(
             .map(|e| EntityId::of(&system.id, Some(&e.id)).to_string())
             .collect()
     };
+    entities.extend(
+        detail
+            .checks
+            .iter()
+            .flat_map(|c| &c.slices)
+            .filter_map(|s| {
+                s.location_id.as_deref().map(|location| {
+                    EntityId::located(&system.id, s.environment_id.as_deref(), Some(location))
+                        .to_string()
+                })
+            }),
+    );
     let mut transitions = Vec::new();
     for entity in entities {
         let query = TransitionQuery {
