@@ -125,6 +125,7 @@ on_both_engines!(
     the_event_stream_resumes_from_last_event_id_without_gaps,
     webhooks_reach_a_flaky_receiver_under_one_key_across_a_crash,
     reminders_repeat_while_unhealthy_and_maintenance_keeps_quiet,
+    a_failing_dependency_pages_once_and_its_recovery_releases_what_is_still_down,
     badges_are_public_svg_with_etags_even_when_reads_need_the_token,
     the_system_page_draws_runs_uptime_transitions_and_maintenance,
     incidents_are_posted_shown_escaped_fed_and_resolved,
@@ -987,6 +988,143 @@ assignments:
             .await,
         1,
         "no reminders while silenced"
+    );
+}
+
+/// net ← db ← api: net's failure holds the notices of db and api, so the
+/// chain pages once, naming what it covers. When net recovers, db (still
+/// down) is heard of at last; api stays held while db is down.
+async fn a_failing_dependency_pages_once_and_its_recovery_releases_what_is_still_down(db: TestDb) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let port = receiver(log.clone(), false).await;
+    // net is up while something listens on its port.
+    let net_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let ws = Workspace::on(db, &["noop", "hostile"]);
+    ws.config(&format!(
+        "
+api: {{token: \"${{{{ secrets.API_TOKEN }}}}\"}}
+notifications:
+  targets:
+    - {{id: hook, url: \"http://127.0.0.1:{port}/hook\", default: true}}
+checks:
+  - id: reach
+    interval: 1h
+    network: {{allow: ['127.0.0.0/8']}}
+    strategy: {{plugin: noop}}
+    collectors: [{{plugin: hostile, config: {{mode: connect, target: '127.0.0.1:{net_port}'}}}}]
+  - {{id: down, interval: 1h, strategy: {{plugin: noop}}, collectors: [{{plugin: hostile, config: {{mode: fail}}}}]}}
+systems:
+  - {{id: net, name: Network}}
+  - {{id: db, name: Database, dependsOn: [net]}}
+  - {{id: api, name: API}}
+assignments:
+  - {{system: net, check: reach, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}
+  - {{system: db, check: down, thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}
+  - {{system: api, check: down, dependsOn: [db], thresholds: {{mode: consecutive, degraded: 1, unhealthy: 1}}}}
+"
+    ));
+    let d = Daemon::start_with_env(&ws, &[], &env());
+    for system in ["net", "db", "api"] {
+        post(
+            &d,
+            &format!(
+                "/api/v1/assignments/{system}/{}/run",
+                if system == "net" { "reach" } else { "down" }
+            ),
+        )
+        .await;
+    }
+    wait_until(Duration::from_secs(20), "net's notice", || async {
+        !log.lock().unwrap().is_empty()
+    })
+    .await;
+    // Time for any notice that should not go out to show up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let bodies = |log: &Arc<Mutex<Vec<Delivery>>>| -> Vec<Value> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .map(|d| serde_json::from_str(&d.body).unwrap())
+            .collect()
+    };
+    let sent = bodies(&log);
+    assert_eq!(sent.len(), 1, "one notice for the chain: {sent:?}");
+    assert_eq!(sent[0]["system"]["id"], "net");
+    assert_eq!(sent[0]["transition"]["to"], "unhealthy");
+    let mut covered: Vec<&str> = sent[0]["dependents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    covered.sort();
+    assert_eq!(covered, ["API", "Database"], "{}", sent[0]);
+    for (entity, cause) in [("db", "net"), ("api", "db")] {
+        let held = get(
+            &d,
+            &format!("/api/v1/notifications/deliveries?entity={entity}&state=suppressed"),
+        )
+        .await;
+        let items = held["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{held}");
+        assert_eq!(
+            items[0]["reason"],
+            format!("held: it depends on `{cause}`, which is unhealthy")
+        );
+    }
+
+    // net comes back: its recovery goes out, and db's held notice with it,
+    // since db is still down. api is still held by db.
+    let _listening = std::net::TcpListener::bind(("127.0.0.1", net_port)).unwrap();
+    post(&d, "/api/v1/assignments/net/reach/run").await;
+    wait_until(
+        Duration::from_secs(20),
+        "net's recovery and db's notice",
+        || async { log.lock().unwrap().len() >= 3 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = bodies(&log);
+    let said: BTreeSet<(String, String)> = sent
+        .iter()
+        .map(|b| {
+            (
+                b["system"]["id"].as_str().unwrap().to_string(),
+                b["transition"]["to"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = [
+        ("net", "unhealthy"),
+        ("net", "healthy"),
+        ("db", "unhealthy"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(said, expected, "{sent:?}");
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    let api_held = get(
+        &d,
+        "/api/v1/notifications/deliveries?entity=api&state=suppressed",
+    )
+    .await;
+    assert_eq!(api_held["items"].as_array().unwrap().len(), 1, "{api_held}");
+    // The page says so where the operator looks.
+    let page = reqwest::get(d.url("/systems/api"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(
+            r#">Database</a> <span class="status" data-entity="db" data-status="unhealthy">"#
+        ) && page.contains("<strong>Its alerts are held</strong>"),
+        "{page}"
     );
 }
 

@@ -32,6 +32,7 @@ fn assignments(systems: &[&str], thresholds: Thresholds) -> Vec<Assignment> {
             notify: Vec::new(),
             flapping: None,
             locations: None,
+            depends_on: Vec::new(),
         })
         .collect()
 }
@@ -44,6 +45,7 @@ fn systems(ids: &[&str]) -> Vec<System> {
             name: None,
             metadata: Default::default(),
             environments: vec!["prod".into()],
+            depends_on: Vec::new(),
         })
         .collect()
 }

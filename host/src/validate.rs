@@ -196,6 +196,9 @@ pub async fn validate(
             }
         }
     }
+    for (place, message) in crate::config::dependencies::problems(config) {
+        p.add(place, message);
+    }
     validate_api(&mut p, &config.api, secrets);
     validate_notifications(&mut p, config, secrets);
     p.0

@@ -129,6 +129,7 @@ pub async fn run(database: &str, n: usize, slices: usize) -> anyhow::Result<Stor
             notify: Vec::new(),
             flapping: None,
             locations: None,
+            depends_on: Vec::new(),
         })
         .collect();
     let systems: Vec<System> = (0..slices)
@@ -137,6 +138,7 @@ pub async fn run(database: &str, n: usize, slices: usize) -> anyhow::Result<Stor
             name: None,
             metadata: Default::default(),
             environments: Vec::new(),
+            depends_on: Vec::new(),
         })
         .collect();
     store

@@ -1,6 +1,7 @@
 //! Configuration as code: the YAML model, loading it with precise errors,
 //! and its published JSON Schema.
 
+pub mod dependencies;
 pub mod environments;
 mod load;
 mod model;

@@ -255,6 +255,10 @@ pub struct System {
     /// Environments this system belongs to.
     #[serde(default)]
     pub environments: Vec<String>,
+    /// Systems (`db`) or environments of them (`db::production`) this one
+    /// needs: while one is unhealthy, this system's notices are held.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -407,6 +411,10 @@ pub struct Assignment {
     /// check's `locations`; `[]`: the server.
     #[serde(default)]
     pub locations: Option<Vec<String>>,
+    /// Besides the system's `dependsOn`: what this assignment needs
+    /// (`db`, `db::production`); while one is unhealthy its notices are held.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
 }
 
 /// A slice whose status changed `changes` times within `window` is

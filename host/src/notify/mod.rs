@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use crate::config::dependencies::Dependencies;
 use crate::config::{ConfigFile, TimeSpan, WebhookFormat, WebhookTarget};
 use crate::pipeline::secrets::{SecretProvider, reference_name};
 use crate::runtime::mask::Masker;
@@ -39,6 +40,8 @@ pub struct Notifier {
     windows: Vec<Window>,
     /// `(system, check)` → the targets of that assignment.
     routes: HashMap<(String, String), Vec<String>>,
+    /// Whose unhealthiness holds whose notices.
+    pub dependencies: Dependencies,
     names: Names,
     masker: Masker,
 }
@@ -175,6 +178,7 @@ impl Notifier {
             targets,
             windows,
             routes,
+            dependencies: Dependencies::new(config),
             names,
             masker,
         })
@@ -218,6 +222,8 @@ impl Notifier {
     }
 
     /// The notice for one target, or `None` when its policy keeps quiet.
+    /// A maintenance window (`silenced`) or an unhealthy dependency
+    /// (`held_by`) keeps it in the log unsent.
     fn notice(
         &self,
         t: &TransitionEvent,
@@ -225,6 +231,7 @@ impl Notifier {
         target: &Target,
         reminder: u32,
         silenced: Option<&str>,
+        held_by: Option<&str>,
     ) -> Option<Notice> {
         let c = &target.config;
         // The one notice that says the slice flaps goes to every target.
@@ -248,9 +255,13 @@ impl Notifier {
             suppressed: silenced
                 .map(|w| format!("silenced by maintenance window `{w}`"))
                 .or_else(|| {
+                    held_by.map(|d| format!("held: it depends on `{d}`, which is unhealthy"))
+                })
+                .or_else(|| {
                     (reminder == 0 && t.flapping == Some(Flap::Held))
                         .then(|| "held back: the slice is flapping".to_string())
                 }),
+            held_by: held_by.filter(|_| silenced.is_none()).map(str::to_string),
         })
     }
 
@@ -289,6 +300,13 @@ impl Notifier {
             // "2 of 3 checks" healthy in the entity after the change.
             "healthyChecks": t.healthy_checks,
             "totalChecks": t.total_checks,
+            // The systems whose notices this one's failure holds.
+            "dependents": self
+                .dependencies
+                .dependents_of(system)
+                .iter()
+                .map(|d| json!({"id": d, "name": name(&self.names.systems, d)}))
+                .collect::<Vec<_>>(),
         });
         match target.config.format {
             WebhookFormat::Json => (context.to_string(), "application/json".into()),
@@ -338,7 +356,7 @@ impl Notifier {
         {
             return None;
         }
-        self.notice(t, system, target, sent.max(1), None)
+        self.notice(t, system, target, sent.max(1), None, None)
     }
 }
 
@@ -348,7 +366,15 @@ fn system_of(t: &TransitionEvent) -> String {
 }
 
 impl Route for Notifier {
-    fn route(&self, t: &TransitionEvent) -> Vec<Notice> {
+    fn has_dependencies(&self) -> bool {
+        !self.dependencies.is_empty()
+    }
+
+    fn dependencies(&self, t: &TransitionEvent) -> Vec<String> {
+        self.dependencies.of(&system_of(t), &t.check_id).to_vec()
+    }
+
+    fn route(&self, t: &TransitionEvent, held_by: Option<&str>) -> Vec<Notice> {
         if !t.own_slice {
             return Vec::new();
         }
@@ -367,7 +393,7 @@ impl Route for Notifier {
         targets
             .iter()
             .filter_map(|id| self.targets.get(id))
-            .filter_map(|target| self.notice(t, system, target, 0, silenced))
+            .filter_map(|target| self.notice(t, system, target, 0, silenced, held_by))
             .collect()
     }
 }
@@ -390,8 +416,20 @@ fn slack_text(context: &Value, t: &TransitionEvent) -> String {
         "flapping" => "Flapping: ",
         _ => "",
     };
+    let dependents: Vec<&str> = context
+        .pointer("/dependents")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.get("name").and_then(Value::as_str))
+        .collect();
+    let holds = if dependents.is_empty() || t.to != Status::Unhealthy {
+        String::new()
+    } else {
+        format!(" (alerts of {} are held)", dependents.join(", "))
+    };
     format!(
-        "{icon} {reminder}*{}*{env} is {} (was {}): check {}",
+        "{icon} {reminder}*{}*{env} is {} (was {}): check {}{holds}",
         text("/system/name"),
         t.to,
         t.from,
@@ -417,9 +455,34 @@ pub async fn remind(
         let overdue = store
             .overdue_reminders(id, now_ms - every.as_millis() as i64)
             .await?;
+        // A transition still held by an unhealthy dependency is not
+        // reminded of either.
+        let deps: Vec<String> = overdue
+            .iter()
+            .flat_map(|o| notifier.dependencies(&o.transition))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let unhealthy: std::collections::HashSet<String> = if deps.is_empty() {
+            Default::default()
+        } else {
+            store
+                .statuses_of(&deps)
+                .await?
+                .into_iter()
+                .filter(|s| s.status == Status::Unhealthy)
+                .map(|s| s.entity_id)
+                .collect()
+        };
         let reminders: Vec<(TransitionEvent, Notice)> = overdue
             .into_iter()
             .filter(|o| still_monitored(&o.transition))
+            .filter(|o| {
+                !notifier
+                    .dependencies(&o.transition)
+                    .iter()
+                    .any(|d| unhealthy.contains(d))
+            })
             .filter_map(|o| {
                 let notice = notifier.reminder(&o.transition, id, o.sent, now_ms)?;
                 Some((o.transition, notice))
@@ -500,7 +563,7 @@ notifications:
             Status::Unhealthy,
             NOON,
         );
-        let notices = n.route(&t);
+        let notices = n.route(&t, None);
         let targets: Vec<&str> = notices.iter().map(|n| n.target.as_str()).collect();
         assert_eq!(targets, ["chat", "pager"]);
         assert!(
@@ -519,12 +582,12 @@ notifications:
             ..transition("shop", None, Status::Healthy, Status::Unhealthy, NOON)
         };
         assert!(
-            n.route(&rollup).is_empty(),
+            n.route(&rollup, None).is_empty(),
             "the rollup it caused stays quiet"
         );
         let envless = transition("shop", None, Status::Healthy, Status::Unhealthy, NOON);
         assert_eq!(
-            n.route(&envless).len(),
+            n.route(&envless, None).len(),
             2,
             "a slice without environment notifies on the system"
         );
@@ -540,7 +603,7 @@ notifications:
             Status::Healthy,
             NOON,
         );
-        assert!(n.route(&baseline).is_empty());
+        assert!(n.route(&baseline, None).is_empty());
         let better = transition(
             "shop::prod",
             Some("prod"),
@@ -548,16 +611,23 @@ notifications:
             Status::Degraded,
             NOON,
         );
-        let targets: Vec<String> = n.route(&better).into_iter().map(|n| n.target).collect();
+        let targets: Vec<String> = n
+            .route(&better, None)
+            .into_iter()
+            .map(|n| n.target)
+            .collect();
         assert_eq!(targets, ["pager"], "chat has de-escalations off");
         let night = NOON - 10 * 3_600_000 + 30 * 60_000; // 02:30
-        let silenced = n.route(&transition(
-            "shop::prod",
-            Some("prod"),
-            Status::Healthy,
-            Status::Unhealthy,
-            night,
-        ));
+        let silenced = n.route(
+            &transition(
+                "shop::prod",
+                Some("prod"),
+                Status::Healthy,
+                Status::Unhealthy,
+                night,
+            ),
+            None,
+        );
         assert_eq!(silenced.len(), 2);
         assert!(
             silenced.iter().all(
@@ -579,7 +649,7 @@ notifications:
                 NOON,
             )
         };
-        let notices = n.route(&started);
+        let notices = n.route(&started, None);
         let targets: Vec<&str> = notices.iter().map(|n| n.target.as_str()).collect();
         assert_eq!(
             targets,
@@ -602,7 +672,7 @@ notifications:
                 NOON,
             )
         };
-        let notices = n.route(&held);
+        let notices = n.route(&held, None);
         assert_eq!(notices.len(), 2);
         assert!(
             notices
@@ -631,7 +701,7 @@ notifications:
             Status::Unhealthy,
             NOON,
         );
-        let first = n.route(&t);
+        let first = n.route(&t, None);
         let reminder = n.reminder(&t, "chat", 1, NOON + 60_000).unwrap();
         let night = NOON - 10 * 3_600_000 + 30 * 60_000; // 02:30, in the window
         assert!(n.reminder(&t, "chat", 1, night).is_none(), "silenced now");

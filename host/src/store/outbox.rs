@@ -21,11 +21,21 @@ pub struct Notice {
     pub body: String,
     pub content_type: String,
     pub suppressed: Option<String>,
+    /// The dependency whose being unhealthy holds it (suppressed until the
+    /// dependency leaves that state).
+    pub held_by: Option<String>,
 }
 
 /// Decides, for a committed transition, which webhooks it goes to.
 pub trait Route: Send + Sync {
-    fn route(&self, transition: &TransitionEvent) -> Vec<Notice>;
+    /// Whether any assignment has dependencies: without, nothing is ever
+    /// held, and nothing needs releasing.
+    fn has_dependencies(&self) -> bool;
+    /// The entities whose being unhealthy holds this transition's notices
+    /// (its assignment's `dependsOn`).
+    fn dependencies(&self, transition: &TransitionEvent) -> Vec<String>;
+    /// Its notices; `held_by` is an unhealthy dependency, if any.
+    fn route(&self, transition: &TransitionEvent, held_by: Option<&str>) -> Vec<Notice>;
 }
 
 /// The route of the current configuration; replaced on reload.
@@ -37,11 +47,176 @@ impl SharedRouter {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(router);
     }
 
-    pub fn notices(&self, transition: &TransitionEvent) -> Vec<Notice> {
-        let router = self.0.read().unwrap_or_else(|e| e.into_inner()).clone();
-        router.map_or_else(Vec::new, |r| r.route(transition))
+    pub fn current(&self) -> Option<Arc<dyn Route>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
+
+/// The notices of committed transitions as outbox rows, inside their
+/// transaction: each held when a dependency of its assignment is unhealthy
+/// as of this transaction.
+pub(crate) async fn route<'t, DB>(
+    tx: &mut Transaction<'static, DB>,
+    router: Option<&dyn Route>,
+    transitions: impl Iterator<Item = &'t TransitionEvent> + Clone,
+) -> Result<Vec<OutboxRow<'t>>, sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let Some(router) = router else {
+        return Ok(Vec::new());
+    };
+    let wanted: Vec<(&TransitionEvent, Vec<String>)> = transitions
+        .filter(|t| t.own_slice)
+        .map(|t| (t, router.dependencies(t)))
+        .collect();
+    let unhealthy = unhealthy_among(tx, wanted.iter().flat_map(|(_, d)| d.iter())).await?;
+    Ok(wanted
+        .into_iter()
+        .flat_map(|(t, deps)| {
+            let held_by = deps.iter().find(|d| unhealthy.contains(*d)).cloned();
+            router
+                .route(t, held_by.as_deref())
+                .into_iter()
+                .map(move |n| {
+                    (
+                        t.id.unwrap_or_default(),
+                        t.entity_id.as_str(),
+                        t.kind.as_str(),
+                        n,
+                    )
+                })
+        })
+        .collect())
+}
+
+/// Which of `entities` are unhealthy, as the transaction sees them.
+async fn unhealthy_among<'e, DB>(
+    tx: &mut Transaction<'static, DB>,
+    entities: impl Iterator<Item = &'e String>,
+) -> Result<std::collections::HashSet<String>, sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let entities: std::collections::BTreeSet<&String> = entities.collect();
+    let mut found = std::collections::HashSet::new();
+    let entities: Vec<&String> = entities.into_iter().collect();
+    for chunk in entities.chunks(500) {
+        let mut q = QueryBuilder::<DB>::new(
+            "SELECT entity_id FROM entity_state WHERE status = 'unhealthy' AND entity_id IN (",
+        );
+        let mut list = q.separated(", ");
+        for e in chunk {
+            list.push_bind((*e).clone());
+        }
+        list.push_unseparated(")");
+        let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut **tx).await?;
+        found.extend(rows.into_iter().map(|(e,)| e));
+    }
+    Ok(found)
+}
+
+/// Notices held by entities that have just stopped being unhealthy go out
+/// now when their transition still stands (the dependent is still down:
+/// the operator needs to hear it) and nothing else holds them; a held
+/// recovery, or a transition since superseded, stays in the log unsent.
+pub(crate) async fn release_held<DB>(
+    tx: &mut Transaction<'static, DB>,
+    router: Option<&dyn Route>,
+    transitions: &[&TransitionEvent],
+    now_ms: i64,
+) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    HeldRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let Some(router) = router.filter(|r| r.has_dependencies()) else {
+        return Ok(());
+    };
+    let left: Vec<String> = transitions
+        .iter()
+        .filter(|t| t.from == super::state::Status::Unhealthy && t.to != t.from)
+        .map(|t| t.entity_id.clone())
+        .collect();
+    if left.is_empty() {
+        return Ok(());
+    }
+    let mut q = QueryBuilder::<DB>::new(
+        "SELECT o.id, t.id, t.entity_id, t.from_status, t.to_status, t.check_id, t.environment_id,
+                t.created_at, t.run_id
+         FROM outbox o JOIN transitions t ON t.id = o.transition_id
+         WHERE o.state = 'suppressed' AND o.kind <> 'recovery'
+           AND t.id = (SELECT MAX(l.id) FROM transitions l WHERE l.entity_id = t.entity_id)
+           AND o.held_by IN (",
+    );
+    let mut list = q.separated(", ");
+    for e in &left {
+        list.push_bind(e.clone());
+    }
+    list.push_unseparated(")");
+    let held: Vec<HeldRow> = q.build_query_as().fetch_all(&mut **tx).await?;
+    if held.is_empty() {
+        return Ok(());
+    }
+    let held: Vec<(i64, TransitionEvent, Vec<String>)> = held
+        .into_iter()
+        .map(|(outbox_id, id, entity, from, to, check, env, at, run)| {
+            let t = super::read::transition_event((id, entity, from, to, check, env, at, run));
+            let deps = router.dependencies(&t);
+            (outbox_id, t, deps)
+        })
+        .collect();
+    let unhealthy = unhealthy_among(tx, held.iter().flat_map(|(_, _, d)| d.iter())).await?;
+    for (outbox_id, _, deps) in held {
+        match deps.into_iter().find(|d| unhealthy.contains(d)) {
+            Some(still) => {
+                sqlx::query::<DB>("UPDATE outbox SET held_by = $1 WHERE id = $2")
+                    .bind(Some(still))
+                    .bind(outbox_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            None => {
+                sqlx::query::<DB>(
+                    "UPDATE outbox SET state = 'pending', reason = NULL, held_by = NULL,
+                        next_attempt_at = $1 WHERE id = $2",
+                )
+                .bind(now_ms)
+                .bind(outbox_id)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An outbox row held by a dependency, with its transition.
+pub(crate) type HeldRow = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
 
 /// The key a receiver deduplicates on: the same for every retry of one
 /// notice, different for each target and each reminder. The run id (time
@@ -77,7 +252,7 @@ where
     for chunk in rows.chunks(200) {
         let mut q = QueryBuilder::<DB>::new(
             "INSERT INTO outbox (transition_id, entity_id, target, kind, idempotency_key, body,
-                content_type, state, reason, next_attempt_at, created_at) ",
+                content_type, state, reason, held_by, next_attempt_at, created_at) ",
         );
         q.push_values(chunk, |mut row, (transition, entity, kind, n)| {
             row.push_bind(*transition)
@@ -93,6 +268,7 @@ where
                     "pending"
                 })
                 .push_bind(n.suppressed.as_deref())
+                .push_bind(n.held_by.as_deref())
                 .push_bind(now_ms)
                 .push_bind(now_ms);
         });

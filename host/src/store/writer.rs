@@ -15,7 +15,7 @@ use super::db::{Db, WritePool, entity_lock_key, unavailable, with_pool};
 use super::entity::{EntityId, SliceId, entities_of, split_key};
 use super::fields;
 use super::ids::RunIds;
-use super::outbox::{self, OutboxRow, SharedRouter};
+use super::outbox::{self, SharedRouter};
 use super::sketch::Sketch;
 use super::state::{CheckCounts, FlapRule, Status, TransitionKind, worst};
 use super::{NewRun, Recorded, RunEvent, StoreError, StoreEvent, TransitionEvent, entity_ids};
@@ -406,32 +406,17 @@ impl Writer {
             }
             let mut transitions = rederive(&mut tx, &cause, at_ms).await?;
             insert_transitions(&mut tx, transitions.iter_mut()).await?;
-            let rows = self.outbox_rows(transitions.iter());
+            let router = self.router.current();
+            let now = crate::clock::now_ms();
+            let rows = outbox::route(&mut tx, router.as_deref(), transitions.iter()).await?;
             if !rows.is_empty() {
-                outbox::insert(&mut tx, &rows, crate::clock::now_ms()).await?;
+                outbox::insert(&mut tx, &rows, now).await?;
             }
+            let all: Vec<&TransitionEvent> = transitions.iter().collect();
+            outbox::release_held(&mut tx, router.as_deref(), &all, now).await?;
             tx.commit().await?;
             Ok(transitions)
         })
-    }
-
-    /// The notices of new transitions, as outbox rows.
-    fn outbox_rows<'t>(
-        &self,
-        transitions: impl Iterator<Item = &'t TransitionEvent>,
-    ) -> Vec<OutboxRow<'t>> {
-        transitions
-            .flat_map(|t| {
-                self.router.notices(t).into_iter().map(move |n| {
-                    (
-                        t.id.unwrap_or_default(),
-                        t.entity_id.as_str(),
-                        t.kind.as_str(),
-                        n,
-                    )
-                })
-            })
-            .collect()
     }
 
     async fn write(&mut self, runs: Vec<(NewRun, String)>, replies: Vec<Reply>) {
@@ -581,10 +566,16 @@ impl Writer {
             let mut applied = apply(&mut loaded, &pending);
             mark_flapping(&mut tx, &mut applied.transitions).await?;
             write(&mut tx, &pending, &loaded, &mut applied).await?;
-            let rows = self.outbox_rows(applied.transitions.iter().flatten());
+            let router = self.router.current();
+            let now = crate::clock::now_ms();
+            let rows =
+                outbox::route(&mut tx, router.as_deref(), applied.transitions.iter().flatten())
+                    .await?;
             if !rows.is_empty() {
-                outbox::insert(&mut tx, &rows, crate::clock::now_ms()).await?;
+                outbox::insert(&mut tx, &rows, now).await?;
             }
+            let all: Vec<&TransitionEvent> = applied.transitions.iter().flatten().collect();
+            outbox::release_held(&mut tx, router.as_deref(), &all, now).await?;
             let mut caused = applied.transitions.into_iter();
             let per_run: Vec<Option<Vec<TransitionEvent>>> =
                 fresh.iter().map(|f| if *f { caused.next() } else { None }).collect();

@@ -694,14 +694,66 @@ async fn system_page(
         .iter()
         .map(|(value, label, _)| json!({"value": value, "label": label, "current": *value == window}))
         .collect();
+    let dependencies = dependencies_of(state, &generation, &system.id).await?;
     Ok(json!({
         "system": {"id": system.id, "name": system.name, "status": system.status},
+        "dependencies": dependencies,
+        "held": dependencies.iter().any(|d| d["status"] == "unhealthy"),
         "checks": checks,
         "windows": windows,
         "window_label": window_label,
         "transitions": transitions,
         "incidents": open,
     }))
+}
+
+/// What a system depends on (its own `dependsOn` and its assignments'),
+/// each with its status: while one is unhealthy, the system's alerts are
+/// held.
+async fn dependencies_of(
+    state: &ApiState,
+    generation: &crate::serve::generation::Generation,
+    system: &str,
+) -> Result<Vec<Value>, ApiError> {
+    let file = &generation.setup.config.file;
+    let mut ids: Vec<String> = Vec::new();
+    for a in file.assignments.iter().filter(|a| a.system == system) {
+        for id in generation.notifier.dependencies.of(system, &a.check) {
+            if !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let statuses: HashMap<String, Status> = state
+        .store
+        .statuses_of(&ids)
+        .await?
+        .into_iter()
+        .map(|s| (s.entity_id, s.status))
+        .collect();
+    Ok(ids
+        .iter()
+        .map(|id| {
+            let entity = EntityId::parse(id);
+            let name = file
+                .system(entity.system())
+                .and_then(|s| s.name.clone())
+                .unwrap_or_else(|| entity.system().to_string());
+            let name = match entity.environment() {
+                Some(env) => format!("{name} ({env})"),
+                None => name,
+            };
+            json!({
+                "id": id,
+                "name": name,
+                "href": format!("/systems/{}", entity.system()),
+                "status": statuses.get(id).copied().unwrap_or(Status::Unknown),
+            })
+        })
+        .collect())
 }
 
 #[cfg(test)]
