@@ -60,19 +60,23 @@ impl ProbeReport {
             .process
             .iter()
             .map(|p| {
-                let per_run = if p.runs > 0 {
-                    format!("{:.2} ms", p.cpu.as_secs_f64() * 1000.0 / p.runs as f64)
+                // Idle, the CPU is heartbeats, not runs.
+                let per_run = if p.runs >= p.slices as u64 {
+                    format!(
+                        ", {:.2} ms per run",
+                        p.cpu.as_secs_f64() * 1000.0 / p.runs as f64
+                    )
                 } else {
-                    "—".into()
+                    String::new()
                 };
                 format!(
-                    "\nprobe process, {label} ({slices} slices, {window:.0?}): {runs:>6} runs, \
-                     CPU {cpu:>7.0?} ({per_run} per run), RSS {rss:.0} MiB",
+                    "\nprobe process, {label:<6} ({slices} slices, {window}s): {runs:>6} runs, \
+                     CPU {cpu:>5} ms{per_run}, RSS {rss:.0} MiB",
                     label = p.label,
                     slices = p.slices,
-                    window = p.window,
+                    window = p.window.as_secs(),
                     runs = p.runs,
-                    cpu = p.cpu,
+                    cpu = p.cpu.as_millis(),
                     rss = p.rss_mib,
                 )
             })
