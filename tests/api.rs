@@ -1128,6 +1128,73 @@ assignments:
     );
 }
 
+/// Each check's guest cost: the API ranks it, `/metrics` labels the
+/// costliest up to `metrics.checkLabels` and folds the rest into
+/// `check="_other"`, and `checkhost top` shows the costliest first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_each_check_costs_is_ranked_labelled_within_bounds_and_shown_by_top() {
+    let ws = Workspace::on(TestDb::sqlite(), &["noop", "hostile"]);
+    ws.config(
+        "
+api: {token: \"${{ secrets.API_TOKEN }}\"}
+metrics: {checkLabels: 1}
+checks:
+  - {id: burn, interval: 1h, timeout: 300ms, strategy: {plugin: noop}, collectors: [{plugin: hostile, config: {mode: loop}}]}
+  - {id: cheap, interval: 1h, strategy: {plugin: noop}, collectors: [{plugin: hostile, config: {mode: noop}}]}
+  - {id: idle, interval: 1h, strategy: {plugin: noop}, collectors: [{plugin: hostile, config: {mode: noop}}]}
+systems: [{id: a}]
+assignments:
+  - {system: a, check: burn}
+  - {system: a, check: cheap}
+  - {system: a, check: idle}
+",
+    );
+    let d = Daemon::start_with_env(&ws, &[], &env());
+    for check in ["burn", "cheap", "idle", "burn"] {
+        post(&d, &format!("/api/v1/assignments/a/{check}/run")).await;
+    }
+    let cost = get(&d, "/api/v1/cost").await;
+    let items = cost["items"].as_array().unwrap();
+    let order: Vec<&str> = items.iter().map(|i| i["check"].as_str().unwrap()).collect();
+    assert_eq!(order[0], "burn", "{cost}");
+    assert_eq!(items[0]["runs"], 2, "{cost}");
+    assert_eq!(items[0]["plugin"], "noop", "{cost}");
+    // Each run spun until its 300 ms deadline.
+    assert!(items[0]["cpuMsPerRun"].as_f64().unwrap() > 100.0, "{cost}");
+    assert_eq!(order.len(), 3, "{cost}");
+
+    let metrics = reqwest::get(d.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("checkhost_check_runs_total{"))
+        .collect();
+    assert_eq!(
+        series,
+        [
+            "checkhost_check_runs_total{check=\"burn\",plugin=\"noop\"} 2",
+            "checkhost_check_runs_total{check=\"_other\",plugin=\"noop\"} 2",
+        ],
+        "{metrics}"
+    );
+
+    let out = support::checkhost(&["top", "--once", "--server", &d.url("")]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("CHECK"), "{text}");
+    assert!(lines[1].starts_with("burn "), "{text}");
+    assert_eq!(lines.len(), 4, "{text}");
+}
+
 /// A badge: its status, content type, ETag and body, read without a token.
 async fn badge(d: &Daemon, path: &str, etag: Option<&str>) -> (u16, String, String, String) {
     let mut request = reqwest::Client::new().get(d.url(path));

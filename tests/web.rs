@@ -611,6 +611,53 @@ async fn the_api_document_and_the_metrics_pass_outside_validators() {
         open.contains("# TYPE checkhost_runs counter") && open.trim_end().ends_with("# EOF"),
         "{open}"
     );
+    // A strict OpenMetrics parser reads it, and the run-duration and
+    // guest-CPU buckets carry exemplars that name stored runs.
+    let exposition = dir.path().join("metrics.om");
+    std::fs::write(&exposition, &open).unwrap();
+    let parse = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        text = open(sys.argv[1]).read()\n\
+        for family in text_string_to_metric_families(text):\n\
+        \x20   for s in family.samples:\n\
+        \x20       if s.exemplar is not None:\n\
+        \x20           print(family.name, s.exemplar.labels['run_id'])";
+    let found = tool(
+        &venv.join("python"),
+        &["-c".as_ref(), parse.as_ref(), exposition.as_os_str()],
+        "parsing /metrics as OpenMetrics",
+    )
+    .await;
+    let runs: serde_json::Value = client
+        .get(daemon.url("/api/v1/runs?limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stored: std::collections::HashSet<String> = runs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].to_string())
+        .collect();
+    for family in [
+        "checkhost_run_duration_seconds",
+        "checkhost_guest_cpu_seconds",
+    ] {
+        let ids: Vec<&str> = found
+            .lines()
+            .filter_map(|l| l.strip_prefix(family)?.strip_prefix(' '))
+            .collect();
+        assert!(!ids.is_empty(), "no exemplar on {family}:\n{found}");
+        for id in ids {
+            assert!(
+                stored.contains(id),
+                "{family}: exemplar run {id} is not stored"
+            );
+        }
+    }
 }
 
 /// Serves the files of `dir` over HTTP/1.1, one request per connection.

@@ -85,8 +85,15 @@ pub async fn run_now(
     )
     .await;
     let mut runs = Vec::new();
-    for outcome in outcomes.into_iter().flatten() {
+    for (key, outcome) in keys.iter().zip(outcomes) {
+        let Some(outcome) = outcome else {
+            continue;
+        };
         let report = outcome?;
+        // A run on demand costs like a scheduled one, and counts alike.
+        state
+            .metrics
+            .observe_run(&key.check, generation.strategy_of(key), &report);
         runs.push(RunNowResult {
             run_id: report.run_id,
             status: if report.healthy {

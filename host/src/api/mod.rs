@@ -4,6 +4,7 @@
 
 mod assignments;
 mod cluster;
+pub mod cost;
 pub mod error;
 mod events;
 mod incidents;
@@ -72,6 +73,7 @@ pub struct ApiState {
         notifications::deliveries,
         cluster::view,
         probes::list,
+        cost::list_costs,
         incidents::list,
         incidents::open,
         incidents::update,
@@ -131,6 +133,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/incidents/{id}/resolve", post(incidents::resolve))
         .route("/api/v1/cluster", get(cluster::view))
         .route("/api/v1/probes", get(probes::list))
+        .route("/api/v1/cost", get(cost::list_costs))
         .route(
             "/api/v1/notifications/deliveries",
             get(notifications::deliveries),

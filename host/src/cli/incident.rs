@@ -84,7 +84,7 @@ impl ServerArgs {
         Ok(std::env::var("CHECKHOST_API_TOKEN").ok())
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,

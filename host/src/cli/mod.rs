@@ -6,6 +6,7 @@ pub mod pipeline;
 mod plugin;
 mod probe;
 mod serve;
+mod top;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,6 +94,8 @@ pub enum Command {
     /// Run a location's checks for a server (`--server --location
     /// --token-file`), or manage probe tokens.
     Probe(probe::ProbeArgs),
+    /// The checks whose guests cost the most, live from a daemon.
+    Top(top::TopArgs),
     /// Measure checkhost against a baseline run in the same process.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -340,6 +343,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { database, json } => pipeline::status(database, json).await,
         Command::Retention { database } => pipeline::retention(database).await,
         Command::Incident(cmd) => incident::run(cmd).await,
+        Command::Top(args) => top::run(args).await,
         Command::ConfigSchema => {
             println!(
                 "{}",

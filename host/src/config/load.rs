@@ -115,6 +115,9 @@ fn merge(into: &mut ConfigFile, part: ConfigFile) {
     if part.probes != Default::default() {
         into.probes = part.probes;
     }
+    if part.metrics != Default::default() {
+        into.metrics = part.metrics;
+    }
     into.systems.extend(part.systems);
     into.checks.extend(part.checks);
     into.assignments.extend(part.assignments);

@@ -39,6 +39,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub api: ApiConfig,
     #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
     pub notifications: Notifications,
     /// Status, uptime and latency badges at `/badge/{system}/…`: `public`
     /// serves them without the token (even when `api.reads: token`),
@@ -211,6 +213,21 @@ pub struct Environment {
 pub struct Location {
     pub id: String,
     pub name: Option<String>,
+}
+
+/// What `/metrics` exposes beyond the fixed series.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Checks whose guest cost is labelled by check (the costliest by
+    /// CPU); the rest are summed under `check="_other"`.
+    pub check_labels: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { check_labels: 100 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]

@@ -1,4 +1,7 @@
-//! The daemon's Prometheus metrics, rendered in the text format at `/metrics`.
+//! The daemon's Prometheus metrics at `/metrics`: OpenMetrics, whose run
+//! and guest-cost histograms carry the run id of an observation as an
+//! exemplar (a scraper jumps from a slow bucket to the run), or the
+//! Prometheus text format without exemplars.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,6 +9,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -25,6 +29,15 @@ pub struct RunLabels {
     /// `healthy`, `unhealthy`, or `not_persisted`.
     pub outcome: String,
 }
+
+/// The run an observation came from: `GET /api/v1/runs/{run_id}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunExemplar {
+    pub run_id: String,
+}
+
+/// A histogram whose buckets remember the last run that fell in them.
+pub type RunHistogram = HistogramWithExemplars<RunExemplar>;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FieldLabels {
@@ -46,12 +59,12 @@ pub struct ProbeLabels {
 pub struct Metrics {
     registry: Registry,
     pub runs: Family<RunLabels, Counter>,
-    pub run_duration: Histogram,
-    pub guest_instantiate: Histogram,
-    pub guest_memory_peak: Histogram,
-    pub guest_host_memory_peak: Histogram,
+    pub run_duration: RunHistogram,
+    pub guest_instantiate: RunHistogram,
+    pub guest_memory_peak: RunHistogram,
+    pub guest_host_memory_peak: RunHistogram,
     pub run_host_memory_budget: Gauge,
-    pub guest_cpu: Histogram,
+    pub guest_cpu: RunHistogram,
     pub scheduler_lag: Histogram,
     pub in_flight: Gauge,
     pub slices: Gauge,
@@ -74,6 +87,8 @@ pub struct Metrics {
     pub probe_spool_depth: Family<ProbeLabels, Gauge>,
     pub probe_spool_dropped: Family<ProbeLabels, Gauge>,
     pub probe_batches_refused: Family<ReasonLabels, Counter>,
+    /// Each check's guest cost, labelled for the costliest.
+    pub costs: Arc<super::cost::CheckCosts>,
 }
 
 impl Metrics {
@@ -82,12 +97,12 @@ impl Metrics {
         let metrics = Metrics {
             registry: Registry::with_prefix("checkhost"),
             runs: Family::default(),
-            run_duration: seconds(),
-            guest_instantiate: Histogram::new(exponential_buckets(0.000_01, 2.0, 16)),
-            guest_memory_peak: Histogram::new(exponential_buckets(65_536.0, 2.0, 14)),
-            guest_host_memory_peak: Histogram::new(exponential_buckets(16_384.0, 2.0, 16)),
+            run_duration: RunHistogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            guest_instantiate: RunHistogram::new(exponential_buckets(0.000_01, 2.0, 16)),
+            guest_memory_peak: RunHistogram::new(exponential_buckets(65_536.0, 2.0, 14)),
+            guest_host_memory_peak: RunHistogram::new(exponential_buckets(16_384.0, 2.0, 16)),
             run_host_memory_budget: Gauge::default(),
-            guest_cpu: Histogram::new(exponential_buckets(0.000_01, 2.0, 18)),
+            guest_cpu: RunHistogram::new(exponential_buckets(0.000_01, 2.0, 18)),
             scheduler_lag: seconds(),
             in_flight: Gauge::default(),
             slices: Gauge::default(),
@@ -109,6 +124,7 @@ impl Metrics {
             probe_spool_depth: Family::default(),
             probe_spool_dropped: Family::default(),
             probe_batches_refused: Family::default(),
+            costs: Arc::default(),
         };
         let mut registry = metrics.registry;
         registry.register(
@@ -256,6 +272,7 @@ impl Metrics {
             "Probe batches refused, by reason (token, slice, size, malformed, clock)",
             metrics.probe_batches_refused.clone(),
         );
+        registry.register_collector(Box::new(super::cost::CostCollector(metrics.costs.clone())));
         metrics.run_host_memory_budget.set(
             i64::try_from(crate::runtime::RunLimits::default().host_memory_bytes())
                 .unwrap_or(i64::MAX),
@@ -279,15 +296,21 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc();
-        self.run_duration.observe(report.latency_ms / 1000.0);
+        let run = || {
+            Some(RunExemplar {
+                run_id: report.run_id.to_string(),
+            })
+        };
+        self.run_duration.observe(report.latency_ms / 1000.0, run());
         let guest = &report.guest;
         self.guest_instantiate
-            .observe(guest.instantiate.as_secs_f64());
+            .observe(guest.instantiate.as_secs_f64(), run());
         self.guest_memory_peak
-            .observe(guest.memory_peak_bytes as f64);
+            .observe(guest.memory_peak_bytes as f64, run());
         self.guest_host_memory_peak
-            .observe(guest.host_memory_peak_bytes as f64);
-        self.guest_cpu.observe(guest.cpu.as_secs_f64());
+            .observe(guest.host_memory_peak_bytes as f64, run());
+        self.guest_cpu.observe(guest.cpu.as_secs_f64(), run());
+        self.costs.observe(check, plugin, guest);
         for skipped in &report.skipped_fields {
             let counter = self.result_fields_skipped.get_or_create(&FieldLabels {
                 plugin: skipped.plugin.clone(),
@@ -352,8 +375,9 @@ impl Metrics {
 }
 /// The OpenMetrics text as the Prometheus text format 0.0.4: a counter
 /// family is named with its `_total` (as its samples are), and the
-/// OpenMetrics-only lines (`# EOF`, `# UNIT`) go. prometheus-client
-/// writes OpenMetrics only; this is the whole difference for what it writes.
+/// OpenMetrics-only parts (`# EOF`, `# UNIT`, exemplars) go.
+/// prometheus-client writes OpenMetrics only; this is the whole difference
+/// for what it writes.
 pub fn prometheus_text(open_metrics: &str) -> String {
     let counters: std::collections::HashSet<&str> = open_metrics
         .lines()
@@ -378,7 +402,9 @@ pub fn prometheus_text(open_metrics: &str) -> String {
                 };
                 out.push_str(&format!("{prefix}{name}{suffix} {tail}"));
             }
-            None => out.push_str(line),
+            // A sample's exemplar follows ` # `; label values cannot hold
+            // it unescaped as `} # {`, so the first is the exemplar's.
+            None => out.push_str(line.split_once(" # {").map_or(line, |(sample, _)| sample)),
         }
         out.push('\n');
     }
@@ -394,12 +420,15 @@ mod tests {
         let open = "# HELP checkhost_runs Runs.\n# TYPE checkhost_runs counter\n\
                     checkhost_runs_total{outcome=\"healthy\"} 3\n\
                     # HELP checkhost_slices Slices.\n# TYPE checkhost_slices gauge\n\
-                    # UNIT checkhost_slices slices\ncheckhost_slices 2\n# EOF\n";
+                    # UNIT checkhost_slices slices\ncheckhost_slices 2\n\
+                    # TYPE checkhost_lag histogram\n\
+                    checkhost_lag_bucket{le=\"0.5\"} 4 # {run_id=\"7\"} 0.25\n# EOF\n";
         assert_eq!(
             prometheus_text(open),
             "# HELP checkhost_runs_total Runs.\n# TYPE checkhost_runs_total counter\n\
              checkhost_runs_total{outcome=\"healthy\"} 3\n\
-             # HELP checkhost_slices Slices.\n# TYPE checkhost_slices gauge\ncheckhost_slices 2\n"
+             # HELP checkhost_slices Slices.\n# TYPE checkhost_slices gauge\ncheckhost_slices 2\n\
+             # TYPE checkhost_lag histogram\ncheckhost_lag_bucket{le=\"0.5\"} 4\n"
         );
     }
 }

@@ -4,6 +4,7 @@
 //! operational HTTP endpoints. `cli/serve.rs` puts them together with the
 //! API, the status page and the cluster.
 
+pub mod cost;
 pub mod generation;
 pub mod http;
 pub mod live;

@@ -91,6 +91,7 @@ impl Reloader {
         }
         tracing::info!(slices = generation.slices.len(), "configuration reloaded");
         self.metrics.reloads.inc();
+        self.metrics.costs.set_labelled(file.metrics.check_labels);
         self.live.replace(Arc::new(generation));
         true
     }
