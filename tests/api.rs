@@ -1195,6 +1195,86 @@ assignments:
     assert_eq!(lines.len(), 4, "{text}");
 }
 
+/// An objective, end to end: `GET /api/v1/slos`, the gauges on `/metrics`
+/// and the system page agree on what 2 bad runs in 4 mean against 99 %.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_objective_shows_in_the_api_the_metrics_and_the_page() {
+    let ws = Workspace::on(TestDb::sqlite(), &["noop", "hostile"]);
+    ws.config(
+        "
+api: {token: \"${{ secrets.API_TOKEN }}\"}
+metrics: {sloEvery: 1s}
+checks:
+  - {id: bad, interval: 1h, strategy: {plugin: noop}, collectors: [{plugin: hostile, config: {mode: fail}}]}
+  - {id: good, interval: 1h, strategy: {plugin: noop}, collectors: [{plugin: hostile, config: {mode: noop}}]}
+systems: [{id: shop, name: Shop, slo: {objective: 99}}]
+assignments:
+  - {system: shop, check: bad}
+  - {system: shop, check: good, slo: {objective: 99.5, window: 7d}}
+",
+    );
+    let d = Daemon::start_with_env(&ws, &[], &env());
+    for check in ["bad", "good", "bad", "good"] {
+        post(&d, &format!("/api/v1/assignments/shop/{check}/run")).await;
+    }
+    let slos = get(&d, "/api/v1/slos").await;
+    let items = slos["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{slos}");
+    let shop = &items[0];
+    assert_eq!(shop["id"], "shop");
+    assert_eq!(
+        (&shop["total"], &shop["good"]),
+        (&Value::from(4), &Value::from(2))
+    );
+    assert_eq!(shop["attainment"], 50.0);
+    // Half the runs bad against 1 % allowed: 50 budgets an hour, a page.
+    assert_eq!(shop["burnRates"][0]["window"], "5m");
+    assert_eq!(shop["burnRates"][0]["rate"], 50.0);
+    assert_eq!(shop["alert"], "page");
+    assert!(shop["budgetRemaining"].as_f64().unwrap() < 0.0, "{shop}");
+    let good = &items[1];
+    assert_eq!(good["id"], "shop/good");
+    assert_eq!(good["windowMs"], 7 * 86_400_000_i64);
+    assert_eq!(
+        (&good["attainment"], &good["budgetRemaining"]),
+        (&Value::from(100.0), &Value::from(1.0))
+    );
+    assert_eq!(good["alert"], Value::Null);
+
+    wait_until(
+        Duration::from_secs(10),
+        "the objective's gauges",
+        || async {
+            let metrics = reqwest::get(d.url("/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            metrics.contains("checkhost_slo_attainment_percent{slo=\"shop\"} 50.0")
+                && metrics.contains("checkhost_slo_page{slo=\"shop\"} 1")
+                && metrics.contains("checkhost_slo_burn_rate{slo=\"shop\",window=\"1h\"} 50.0")
+                && metrics.contains("checkhost_slo_page{slo=\"shop/good\"} 0")
+        },
+    )
+    .await;
+
+    let page = reqwest::get(d.url("/systems/shop"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<td>all checks</td><td>99 % over 30 days</td><td>50.000 %</td>")
+            && page.contains("<strong>burning fast</strong>")
+            && page.contains(
+                "<td>check good</td><td>99.5 % over 7 days</td><td>100.000 %</td><td>100 %</td>"
+            ),
+        "{page}"
+    );
+}
+
 /// A badge: its status, content type, ETag and body, read without a token.
 async fn badge(d: &Daemon, path: &str, etag: Option<&str>) -> (u16, String, String, String) {
     let mut request = reqwest::Client::new().get(d.url(path));

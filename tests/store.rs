@@ -33,6 +33,7 @@ fn assignments(systems: &[&str], thresholds: Thresholds) -> Vec<Assignment> {
             flapping: None,
             locations: None,
             depends_on: Vec::new(),
+            slo: None,
         })
         .collect()
 }
@@ -46,6 +47,7 @@ fn systems(ids: &[&str]) -> Vec<System> {
             metadata: Default::default(),
             environments: vec!["prod".into()],
             depends_on: Vec::new(),
+            slo: None,
         })
         .collect()
 }
@@ -82,6 +84,7 @@ fn run(system: &str, env: Option<&str>, healthy: bool, latency_ms: f64, at_ms: i
 }
 
 on_both_engines!(
+    an_objective_is_measured_from_the_tiers_and_burns_from_raw_runs,
     a_slice_that_keeps_changing_is_marked_flapping_once_then_held,
     a_check_that_cannot_be_prepared_reports_on_the_system_alone,
     a_day_of_history_reports_the_largest_hourly_p95,
@@ -851,5 +854,85 @@ async fn recovery_waits_for_healthy_successes_in_a_row(db: TestDb) {
         [(1, "degraded"), (2, "unhealthy"), (8, "healthy")],
         "two successes, a failure, then three in a row"
     );
+    store.close().await;
+}
+
+/// Back-dated runs, figures worked out by hand: attainment and budget over
+/// the 30-day window (runs 40 days old left out), burn rates over 5 m,
+/// 30 m, 1 h and 6 h, and when the budget runs out; `no-probe` runs and
+/// other systems count for nothing.
+async fn an_objective_is_measured_from_the_tiers_and_burns_from_raw_runs(db: TestDb) {
+    use checkhost::config::{Slo, TimeSpan};
+    use checkhost::store::slo::SloDef;
+    let store = Store::open(&db.url()).await.unwrap();
+    store
+        .sync_config(
+            &[],
+            &assignments(&["shop", "other"], STRICT),
+            &systems(&["shop", "other"]),
+            0,
+        )
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let minute = 60_000;
+    // (system, healthy, unhealthy, how long ago)
+    let batches: [(&str, i64, i64, i64); 6] = [
+        ("shop", 0, 50, 40 * DAY_MS),
+        ("shop", 96, 4, 10 * DAY_MS),
+        ("shop", 8, 2, 3 * HOUR_MS),
+        ("shop", 5, 5, 20 * minute),
+        ("shop", 0, 4, 2 * minute),
+        ("other", 0, 10, minute),
+    ];
+    for (system, healthy, unhealthy, ago) in batches {
+        for i in 0..healthy + unhealthy {
+            let at = now - ago + i;
+            let r = run(system, Some("prod"), i < healthy, 10.0, at);
+            store.record_run(r).await.unwrap();
+        }
+    }
+    let mut no_probe = run("shop", Some("prod"), false, 10.0, now - minute);
+    no_probe.no_probe = true;
+    store.record_run(no_probe).await.unwrap();
+
+    let def = SloDef {
+        id: "shop".into(),
+        system: "shop".into(),
+        check: None,
+        slo: Slo {
+            objective: 80.0,
+            window: TimeSpan::from_secs(30 * 86_400),
+        },
+    };
+    let r = store.slo(&def, now).await.unwrap();
+    // 30 days: 100 + 10 + 10 + 4 runs, 15 bad; 20 % of 124 allowed.
+    assert_eq!((r.total, r.good), (124, 109));
+    let close = |got: f64, want: f64, what: &str| {
+        assert!((got - want).abs() < 1e-9, "{what}: {got} against {want}");
+    };
+    close(r.attainment.unwrap(), 100.0 * 109.0 / 124.0, "attainment");
+    close(r.budget_allowed, 24.8, "budget");
+    close(
+        r.budget_remaining.unwrap(),
+        1.0 - 15.0 / 24.8,
+        "budget left",
+    );
+    let burns: Vec<(i64, i64)> = r.burn_rates.iter().map(|b| (b.total, b.bad)).collect();
+    assert_eq!(burns, [(4, 4), (14, 9), (14, 9), (24, 11)]);
+    let rates: Vec<f64> = r.burn_rates.iter().map(|b| b.rate.unwrap()).collect();
+    for (got, want) in
+        rates
+            .iter()
+            .zip([5.0, 9.0 / 14.0 / 0.2, 9.0 / 14.0 / 0.2, 11.0 / 24.0 / 0.2])
+    {
+        close(*got, want, "burn rate");
+    }
+    assert_eq!(r.alert, None, "below 14.4 and 6");
+    let left = (1.0 - 15.0 / 24.8) * 30.0 * DAY_MS as f64 / (9.0 / 14.0 / 0.2);
+    assert_eq!(r.exhausts_at_ms, Some(now + left as i64));
     store.close().await;
 }

@@ -199,6 +199,38 @@ pub async fn validate(
     for (place, message) in crate::config::dependencies::problems(config) {
         p.add(place, message);
     }
+    let slos = config
+        .systems
+        .iter()
+        .map(|s| (format!("systems[{}].slo", s.id), &s.slo))
+        .chain(
+            config
+                .assignments
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (format!("assignments[{i}].slo"), &a.slo)),
+        );
+    for (place, slo) in slos {
+        let Some(slo) = slo else { continue };
+        if !(slo.objective > 0.0 && slo.objective < 100.0) {
+            p.add(
+                format!("{place}.objective"),
+                format!(
+                    "{} is not a percentage between 0 and 100 (exclusive): write 99.9",
+                    slo.objective
+                ),
+            );
+        }
+        let window = slo.window.get();
+        if window < std::time::Duration::from_secs(3600)
+            || window > std::time::Duration::from_secs(365 * 24 * 3600)
+        {
+            p.add(
+                format!("{place}.window"),
+                "the window must be between 1h and 365d",
+            );
+        }
+    }
     validate_api(&mut p, &config.api, secrets);
     validate_notifications(&mut p, config, secrets);
     p.0

@@ -11,6 +11,7 @@ mod incidents;
 mod notifications;
 pub mod probes;
 mod runs;
+pub mod slos;
 mod systems;
 
 use std::sync::Arc;
@@ -74,6 +75,7 @@ pub struct ApiState {
         cluster::view,
         probes::list,
         cost::list_costs,
+        slos::list_slos,
         incidents::list,
         incidents::open,
         incidents::update,
@@ -134,6 +136,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/cluster", get(cluster::view))
         .route("/api/v1/probes", get(probes::list))
         .route("/api/v1/cost", get(cost::list_costs))
+        .route("/api/v1/slos", get(slos::list_slos))
         .route(
             "/api/v1/notifications/deliveries",
             get(notifications::deliveries),

@@ -130,6 +130,7 @@ pub async fn run(database: &str, n: usize, slices: usize) -> anyhow::Result<Stor
             flapping: None,
             locations: None,
             depends_on: Vec::new(),
+            slo: None,
         })
         .collect();
     let systems: Vec<System> = (0..slices)
@@ -139,6 +140,7 @@ pub async fn run(database: &str, n: usize, slices: usize) -> anyhow::Result<Stor
             metadata: Default::default(),
             environments: Vec::new(),
             depends_on: Vec::new(),
+            slo: None,
         })
         .collect();
     store

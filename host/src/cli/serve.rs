@@ -203,6 +203,12 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
     };
     let reloads = tokio::spawn(reloader.run(plugin_dir, stop.clone()));
     let retention = tokio::spawn(crate::serve::daily_retention(store.clone(), stop.clone()));
+    let objectives = tokio::spawn(crate::serve::watch_slos(
+        store.clone(),
+        live.clone(),
+        metrics.clone(),
+        stop.clone(),
+    ));
     let watchdog = tokio::spawn(crate::serve::probes::watch_probes(
         store.clone(),
         live.clone(),
@@ -260,7 +266,9 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
             tracing::warn!("HTTP connections still open after the grace period are dropped");
         }
     };
-    let _ = tokio::join!(server, reloads, retention, watchdog, deliveries, reminders);
+    let _ = tokio::join!(
+        server, reloads, retention, objectives, watchdog, deliveries, reminders
+    );
     store.close().await;
     tracing::info!("stopped; every reported run is committed");
     Ok(ExitCode::SUCCESS)

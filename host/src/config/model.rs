@@ -222,11 +222,18 @@ pub struct MetricsConfig {
     /// Checks whose guest cost is labelled by check (the costliest by
     /// CPU); the rest are summed under `check="_other"`.
     pub check_labels: usize,
+    /// How often the objectives' gauges are evaluated, e.g. `30s`: each
+    /// evaluation reads every objective's window of aggregates.
+    #[schemars(with = "String")]
+    pub slo_every: TimeSpan,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { check_labels: 100 }
+        MetricsConfig {
+            check_labels: 100,
+            slo_every: TimeSpan::from_secs(30),
+        }
     }
 }
 
@@ -276,6 +283,26 @@ pub struct System {
     /// needs: while one is unhealthy, this system's notices are held.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// An availability objective over all of this system's runs.
+    #[serde(default)]
+    pub slo: Option<Slo>,
+}
+
+/// A service level objective: the share of runs that must be healthy
+/// over a rolling window (`{objective: 99.9, window: 30d}`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Slo {
+    /// Percent of runs that must be healthy, between 0 and 100 (exclusive).
+    pub objective: f64,
+    /// The rolling window, e.g. `30d` (default), `7d`.
+    #[serde(default = "default_slo_window")]
+    #[schemars(with = "String")]
+    pub window: TimeSpan,
+}
+
+fn default_slo_window() -> TimeSpan {
+    TimeSpan::from_days(30)
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -432,6 +459,9 @@ pub struct Assignment {
     /// (`db`, `db::production`); while one is unhealthy its notices are held.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// An availability objective over this assignment's runs.
+    #[serde(default)]
+    pub slo: Option<Slo>,
 }
 
 /// A slice whose status changed `changes` times within `window` is

@@ -23,6 +23,13 @@ impl TimeSpan {
         }
     }
 
+    pub fn from_days(days: u64) -> TimeSpan {
+        TimeSpan {
+            text: format!("{days}d"),
+            value: Duration::from_secs(days * 86_400),
+        }
+    }
+
     pub fn from_minutes(minutes: u64) -> TimeSpan {
         TimeSpan {
             text: format!("{minutes}m"),
@@ -108,6 +115,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
+        "d" => n * 86_400.0,
         _ => return None,
     };
     // `try_from` refuses what does not fit (`1e20s`) instead of panicking.
@@ -124,6 +132,7 @@ mod tests {
         assert_eq!(span.get(), Duration::from_millis(1500));
         assert_eq!(span.to_string(), "1.5s");
         assert_eq!(TimeSpan::parse("2m").unwrap().as_millis(), 120_000);
+        assert_eq!(TimeSpan::parse("30d").unwrap().as_millis(), 30 * 86_400_000);
         assert_eq!(
             TimeSpan::parse("5 parsecs").unwrap_err(),
             "`5 parsecs` is not a duration like 30s, 5m or 500ms"

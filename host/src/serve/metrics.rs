@@ -46,6 +46,19 @@ pub struct FieldLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SloLabels {
+    pub slo: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BurnLabels {
+    pub slo: String,
+    pub window: String,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LocationLabels {
     pub location: String,
 }
@@ -89,6 +102,10 @@ pub struct Metrics {
     pub probe_batches_refused: Family<ReasonLabels, Counter>,
     /// Each check's guest cost, labelled for the costliest.
     pub costs: Arc<super::cost::CheckCosts>,
+    pub slo_attainment: Family<SloLabels, FloatGauge>,
+    pub slo_budget_remaining: Family<SloLabels, FloatGauge>,
+    pub slo_burn_rate: Family<BurnLabels, FloatGauge>,
+    pub slo_page: Family<SloLabels, Gauge>,
 }
 
 impl Metrics {
@@ -125,6 +142,10 @@ impl Metrics {
             probe_spool_dropped: Family::default(),
             probe_batches_refused: Family::default(),
             costs: Arc::default(),
+            slo_attainment: Family::default(),
+            slo_budget_remaining: Family::default(),
+            slo_burn_rate: Family::default(),
+            slo_page: Family::default(),
         };
         let mut registry = metrics.registry;
         registry.register(
@@ -272,6 +293,28 @@ impl Metrics {
             "Probe batches refused, by reason (token, slice, size, malformed, clock)",
             metrics.probe_batches_refused.clone(),
         );
+        registry.register(
+            "slo_attainment_percent",
+            "Percent of an objective's runs healthy over its window",
+            metrics.slo_attainment.clone(),
+        );
+        registry.register(
+            "slo_error_budget_remaining_ratio",
+            "Share of an objective's error budget left (1 untouched, below 0 overspent)",
+            metrics.slo_budget_remaining.clone(),
+        );
+        registry.register(
+            "slo_burn_rate",
+            "How fast an objective's error budget burns over a window (1: exactly over the \
+             objective's window)",
+            metrics.slo_burn_rate.clone(),
+        );
+        registry.register(
+            "slo_page",
+            "1 while an objective's multi-window burn-rate condition holds (1h and 5m above \
+             14.4, or 6h and 30m above 6)",
+            metrics.slo_page.clone(),
+        );
         registry.register_collector(Box::new(super::cost::CostCollector(metrics.costs.clone())));
         metrics.run_host_memory_budget.set(
             i64::try_from(crate::runtime::RunLimits::default().host_memory_bytes())
@@ -326,6 +369,37 @@ impl Metrics {
                      checkhost_result_fields_skipped_total)"
                 );
             }
+        }
+    }
+
+    /// The objectives as last evaluated; an objective without runs has
+    /// no attainment, budget or burn series.
+    pub fn observe_slos(&self, reports: &[crate::store::slo::SloReport]) {
+        self.slo_attainment.clear();
+        self.slo_budget_remaining.clear();
+        self.slo_burn_rate.clear();
+        self.slo_page.clear();
+        for r in reports {
+            let labels = SloLabels { slo: r.id.clone() };
+            if let Some(a) = r.attainment {
+                self.slo_attainment.get_or_create(&labels).set(a);
+            }
+            if let Some(b) = r.budget_remaining {
+                self.slo_budget_remaining.get_or_create(&labels).set(b);
+            }
+            for burn in &r.burn_rates {
+                if let Some(rate) = burn.rate {
+                    self.slo_burn_rate
+                        .get_or_create(&BurnLabels {
+                            slo: r.id.clone(),
+                            window: burn.window.clone(),
+                        })
+                        .set(rate);
+                }
+            }
+            self.slo_page
+                .get_or_create(&labels)
+                .set(i64::from(r.alert.is_some()));
         }
     }
 

@@ -1,6 +1,6 @@
 //! `checkhost serve`'s parts below the API: the live configuration, the
 //! scheduler, hot reload, daily retention, reminders, the probe watchdog,
-//! metrics and the
+//! the objectives' gauges, metrics and the
 //! operational HTTP endpoints. `cli/serve.rs` puts them together with the
 //! API, the status page and the cluster.
 
@@ -59,6 +59,34 @@ pub async fn remind_every(
             Ok(0) => {}
             Ok(n) => tracing::info!(reminders = n, "reminders queued"),
             Err(e) => tracing::warn!("reminders skipped this round: {e}"),
+        }
+    }
+}
+
+/// The objectives' gauges on `/metrics`, evaluated now and every
+/// `metrics.sloEvery` (reading a window of aggregates on every scrape
+/// would let scrapers set the database's load).
+pub async fn watch_slos(
+    store: Arc<Store>,
+    live: Arc<live::LiveConfig>,
+    metrics: Arc<metrics::Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let generation = live.generation();
+        let now = now_ms();
+        let mut reports = Vec::new();
+        for def in crate::store::slo::SloDef::all(&generation.setup.config.file) {
+            match store.slo(&def, now).await {
+                Ok(report) => reports.push(report),
+                Err(e) => tracing::warn!(slo = %def.id, "objective not evaluated: {e}"),
+            }
+        }
+        metrics.observe_slos(&reports);
+        let every = generation.setup.config.file.metrics.slo_every.get();
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(every.max(Duration::from_secs(1))) => {}
         }
     }
 }

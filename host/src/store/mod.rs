@@ -14,6 +14,7 @@ pub mod read;
 pub mod retention;
 pub mod schedule;
 pub mod sketch;
+pub mod slo;
 pub mod state;
 mod writer;
 

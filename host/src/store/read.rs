@@ -40,7 +40,7 @@ impl SliceFilter {
     }
 
     /// ` AND <column> IN (SELECT id FROM slices WHERE …)`, or nothing.
-    fn push<DB: sqlx::Database>(&self, q: &mut QueryBuilder<DB>, column: &str)
+    pub(super) fn push<DB: sqlx::Database>(&self, q: &mut QueryBuilder<DB>, column: &str)
     where
         for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     {
@@ -78,7 +78,7 @@ impl SliceFilter {
 
 /// `SELECT <columns>, <tier>` from both tiers of a table (`tables`: the
 /// hourly, then the daily), with the buckets that overlap `from`–`to`.
-fn push_tiers<DB: sqlx::Database>(
+pub(super) fn push_tiers<DB: sqlx::Database>(
     q: &mut QueryBuilder<DB>,
     columns: &str,
     tables: [&str; 2],

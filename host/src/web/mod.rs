@@ -136,6 +136,15 @@ impl From<crate::store::TransitionEvent> for TransitionLine {
     }
 }
 
+/// `30 days`, `12 hours`.
+fn days_label(ms: i64) -> String {
+    if ms % DAY_MS == 0 {
+        format!("{} days", ms / DAY_MS)
+    } else {
+        format!("{} hours", ms / HOUR_MS)
+    }
+}
+
 fn iso(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
@@ -695,9 +704,35 @@ async fn system_page(
         .map(|(value, label, _)| json!({"value": value, "label": label, "current": *value == window}))
         .collect();
     let dependencies = dependencies_of(state, &generation, &system.id).await?;
+    let mut slos = Vec::new();
+    for def in crate::store::slo::SloDef::all(&generation.setup.config.file)
+        .into_iter()
+        .filter(|d| d.system == system.id)
+    {
+        let r = state.store.slo(&def, now).await?;
+        let share = |v: Option<f64>, digits: usize| {
+            v.map_or_else(|| "—".to_string(), |v| format!("{v:.digits$} %"))
+        };
+        let burn = r
+            .burn_rates
+            .iter()
+            .find(|b| b.window == "1h")
+            .and_then(|b| b.rate);
+        slos.push(json!({
+            "scope": r.check.as_deref().map_or_else(|| "all checks".to_string(), |c| format!("check {c}")),
+            "objective": format!("{} %", r.objective),
+            "window": days_label(r.window_ms),
+            "attainment": share(r.attainment, 3),
+            "budget": share(r.budget_remaining.map(|b| b * 100.0), 0),
+            "burn": burn.map_or_else(|| "—".to_string(), |b| format!("{b:.1}×")),
+            "exhausts": r.exhausts_at_ms.map(iso),
+            "page": r.alert.is_some(),
+        }));
+    }
     Ok(json!({
         "system": {"id": system.id, "name": system.name, "status": system.status},
         "dependencies": dependencies,
+        "slos": slos,
         "held": dependencies.iter().any(|d| d["status"] == "unhealthy"),
         "checks": checks,
         "windows": windows,
