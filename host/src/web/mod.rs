@@ -723,9 +723,13 @@ async fn system_page(
             "objective": format!("{} %", r.objective),
             "window": days_label(r.window_ms),
             "attainment": share(r.attainment, 3),
-            "budget": share(r.budget_remaining.map(|b| b * 100.0), 0),
+            "budget": match r.budget_remaining {
+                // Overspent: how many budgets went, not a large negative share.
+                Some(left) if left < 0.0 => format!("none (spent {:.1}× the budget)", 1.0 - left),
+                left => share(left.map(|b| b * 100.0), 0),
+            },
             "burn": burn.map_or_else(|| "—".to_string(), |b| format!("{b:.1}×")),
-            "exhausts": r.exhausts_at_ms.map(iso),
+            "exhausts": r.exhausts_at_ms.map(|at| if at <= now { "already".to_string() } else { iso(at) }),
             "page": r.alert.is_some(),
         }));
     }
