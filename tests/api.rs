@@ -1126,6 +1126,17 @@ assignments:
         ) && page.contains("<strong>Its alerts are held</strong>"),
         "{page}"
     );
+
+    // db is paused: no transition says it stopped being unhealthy, but
+    // the sweep finds it so, and api (still down) is heard of at last.
+    post(&d, "/api/v1/assignments/db/down/pause").await;
+    wait_until(Duration::from_secs(20), "api's released notice", || async {
+        log.lock().unwrap().len() >= 4
+    })
+    .await;
+    let sent = bodies(&log);
+    assert_eq!(sent[3]["system"]["id"], "api", "{sent:?}");
+    assert_eq!(sent[3]["transition"]["to"], "unhealthy", "{sent:?}");
 }
 
 /// Each check's guest cost: the API ranks it, `/metrics` labels the
@@ -1177,7 +1188,7 @@ assignments:
         series,
         [
             "checkhost_check_runs_total{check=\"burn\",plugin=\"noop\"} 2",
-            "checkhost_check_runs_total{check=\"_other\",plugin=\"noop\"} 2",
+            "checkhost_check_runs_total{check=\"(other)\",plugin=\"noop\"} 2",
         ],
         "{metrics}"
     );
@@ -1199,20 +1210,25 @@ assignments:
 /// and the system page agree on what 2 bad runs in 4 mean against 99 %.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_objective_shows_in_the_api_the_metrics_and_the_page() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let port = receiver(log.clone(), false).await;
     let ws = Workspace::on(TestDb::sqlite(), &["noop", "hostile"]);
-    ws.config(
+    ws.config(&format!(
         "
-api: {token: \"${{ secrets.API_TOKEN }}\"}
-metrics: {sloEvery: 1s}
+api: {{token: \"${{{{ secrets.API_TOKEN }}}}\"}}
+notifications:
+  targets:
+    - {{id: hook, url: \"http://127.0.0.1:{port}/hook\", default: true}}
+metrics: {{sloEvery: 1s}}
 checks:
-  - {id: bad, interval: 1h, strategy: {plugin: noop}, collectors: [{plugin: hostile, config: {mode: fail}}]}
-  - {id: good, interval: 1h, strategy: {plugin: noop}, collectors: [{plugin: hostile, config: {mode: noop}}]}
-systems: [{id: shop, name: Shop, slo: {objective: 99}}]
+  - {{id: bad, interval: 1h, strategy: {{plugin: noop}}, collectors: [{{plugin: hostile, config: {{mode: fail}}}}]}}
+  - {{id: good, interval: 1h, strategy: {{plugin: noop}}, collectors: [{{plugin: hostile, config: {{mode: noop}}}}]}}
+systems: [{{id: shop, name: Shop, slo: {{objective: 99}}}}]
 assignments:
-  - {system: shop, check: bad}
-  - {system: shop, check: good, slo: {objective: 99.5, window: 7d}}
-",
-    );
+  - {{system: shop, check: bad}}
+  - {{system: shop, check: good, slo: {{objective: 99.5, window: 7d}}}}
+"
+    ));
     let d = Daemon::start_with_env(&ws, &[], &env());
     for check in ["bad", "good", "bad", "good"] {
         post(&d, &format!("/api/v1/assignments/shop/{check}/run")).await;
@@ -1258,6 +1274,26 @@ assignments:
         },
     )
     .await;
+
+    // The page condition notifies once, however often it is evaluated.
+    let slo_notices = |log: &Arc<Mutex<Vec<Delivery>>>| -> Vec<Value> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .map(|d| serde_json::from_str::<Value>(&d.body).unwrap())
+            .filter(|b| b["event"] == "slo")
+            .collect()
+    };
+    wait_until(Duration::from_secs(10), "the objective's page", || async {
+        !slo_notices(&log).is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let notices = slo_notices(&log);
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0]["kind"], "page");
+    assert_eq!(notices[0]["slo"]["id"], "shop");
+    assert_eq!(notices[0]["system"]["name"], "Shop");
 
     let page = reqwest::get(d.url("/systems/shop"))
         .await

@@ -934,5 +934,30 @@ async fn an_objective_is_measured_from_the_tiers_and_burns_from_raw_runs(db: Tes
     assert_eq!(r.alert, None, "below 14.4 and 6");
     let left = (1.0 - 15.0 / 24.8) * 30.0 * DAY_MS as f64 / (9.0 / 14.0 / 0.2);
     assert_eq!(r.exhausts_at_ms, Some(now + left as i64));
+
+    // The page condition's notices are written when it changes, once: a
+    // first quiet evaluation is a baseline.
+    let notice = |key: &str| checkhost::store::outbox::Notice {
+        target: "hook".into(),
+        idempotency_key: key.into(),
+        body: "{}".into(),
+        content_type: "application/json".into(),
+        suppressed: None,
+        held_by: None,
+    };
+    let mut flips = Vec::new();
+    for (i, paging) in [false, true, true, false, false].into_iter().enumerate() {
+        let key = format!("k{i}");
+        flips.push(
+            store
+                .set_slo_paging("shop", "shop", paging, now + i as i64, || {
+                    vec![notice(&key)]
+                })
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(flips, [false, true, false, true, false]);
+    assert_eq!(db.count("SELECT COUNT(*) FROM outbox").await, 2);
     store.close().await;
 }

@@ -74,6 +74,10 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
     }
 
+    pub fn timeout(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "timeout", message)
+    }
+
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }

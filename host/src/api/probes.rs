@@ -125,6 +125,8 @@ pub struct ProbeDesk {
 
 /// Batches one node takes at once.
 const CONCURRENT_BATCHES: usize = 4;
+/// How long a batch may take to arrive and be stored.
+const BATCH_TIME: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Default for ProbeDesk {
     fn default() -> Self {
@@ -142,7 +144,18 @@ pub async fn one_batch_at_a_time(
     next: axum::middleware::Next,
 ) -> Response {
     match state.probes.batches.clone().try_acquire_owned() {
-        Ok(_slot) => next.run(request).await,
+        // A stalled upload gives its slot back: the probe sends it again.
+        Ok(_slot) => match tokio::time::timeout(BATCH_TIME, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => {
+                count_refusals(&state, "timeout", 1);
+                ApiError::timeout(format!(
+                    "the batch was not read and stored within {} s: send it again",
+                    BATCH_TIME.as_secs()
+                ))
+                .into_response()
+            }
+        },
         Err(_) => {
             count_refusals(&state, "busy", 1);
             let mut response = ApiError::unavailable(format!(

@@ -81,9 +81,16 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         return Ok(ExitCode::from(START_ERROR));
     }
     let metrics = Metrics::new();
-    metrics
-        .costs
-        .set_labelled(setup.config.file.metrics.check_labels);
+    metrics.costs.reconfigure(
+        setup.config.file.metrics.check_labels,
+        &setup
+            .config
+            .file
+            .checks
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect(),
+    );
     let writer = WriterConfig {
         // The daemon outlives database outages: runs wait (and the scheduler
         // with them, through backpressure) until the database is back.

@@ -60,12 +60,11 @@ pub async fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
         if let Some(before) = &last {
             let wall = now.duration_since(before.at).as_secs_f64().max(1e-3);
             for row in &mut rows {
-                let then = before
+                // A check not read last time has no interval to share over.
+                row.cpu_share = before
                     .cpu
                     .get(&(row.check.clone(), row.plugin.clone()))
-                    .copied()
-                    .unwrap_or(0.0);
-                row.cpu_share = Some(100.0 * (row.cpu_seconds - then).max(0.0) / wall);
+                    .map(|then| 100.0 * (row.cpu_seconds - then).max(0.0) / wall);
             }
             rows.sort_by(|a, b| {
                 b.cpu_share
@@ -138,7 +137,11 @@ fn render(rows: &[Row], with_share: bool) -> String {
                 format!("{:.1} MiB", r.memory_peak_bytes as f64 / 1_048_576.0),
             ];
             if with_share {
-                cells.insert(3, format!("{:.1} %", r.cpu_share.unwrap_or(0.0)));
+                cells.insert(
+                    3,
+                    r.cpu_share
+                        .map_or_else(|| "new".to_string(), |share| format!("{share:.1} %")),
+                );
             }
             cells
         })

@@ -220,7 +220,7 @@ pub struct Location {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Checks whose guest cost is labelled by check (the costliest by
-    /// CPU); the rest are summed under `check="_other"`.
+    /// CPU); the rest are summed under `check="(other)"`.
     pub check_labels: usize,
     /// How often the objectives' gauges are evaluated, e.g. `30s`: each
     /// evaluation reads every objective's window of aggregates.

@@ -17,6 +17,7 @@ use crate::pipeline::secrets::{SecretProvider, reference_name};
 use crate::runtime::mask::Masker;
 use crate::store::entity::EntityId;
 use crate::store::outbox::{Notice, Route, idempotency_key};
+use crate::store::slo::SloReport;
 use crate::store::state::{Flap, Status, TransitionKind};
 use crate::store::{Store, StoreError, TransitionEvent};
 use maintenance::Window;
@@ -261,7 +262,11 @@ impl Notifier {
                     (reminder == 0 && t.flapping == Some(Flap::Held))
                         .then(|| "held back: the slice is flapping".to_string())
                 }),
-            held_by: held_by.filter(|_| silenced.is_none()).map(str::to_string),
+            // Released when the dependency recovers, unless a window or
+            // flapping would have kept it quiet anyway.
+            held_by: held_by
+                .filter(|_| silenced.is_none() && t.flapping != Some(Flap::Held))
+                .map(str::to_string),
         })
     }
 
@@ -360,6 +365,114 @@ impl Notifier {
     }
 }
 
+impl Notifier {
+    /// The notices of an objective that starts (`paging`) or stops burning
+    /// its error budget fast: to the targets of its assignment, or of any
+    /// of its system's assignments for a system's objective; silenced by a
+    /// maintenance window of the system like any notice.
+    pub fn slo_notices(&self, report: &SloReport, paging: bool, at_ms: i64) -> Vec<Notice> {
+        let mut targets: Vec<&String> = Vec::new();
+        for ((system, check), ids) in &self.routes {
+            if system == &report.system && report.check.as_ref().is_none_or(|c| c == check) {
+                for id in ids {
+                    if !targets.contains(&id) {
+                        targets.push(id);
+                    }
+                }
+            }
+        }
+        targets.sort();
+        let silenced = self
+            .windows
+            .iter()
+            .find(|w| w.silences(&report.system, None, at_ms))
+            .map(|w| format!("silenced by maintenance window `{}`", w.id));
+        let system_name = self
+            .names
+            .systems
+            .get(&report.system)
+            .cloned()
+            .unwrap_or_else(|| report.system.clone());
+        targets
+            .into_iter()
+            .filter_map(|id| self.targets.get(id))
+            .filter(|t| paging || t.config.on_recovery)
+            .map(|target| {
+                let key = slo_key(&report.id, at_ms, &target.config.id);
+                let kind = if paging { "page" } else { "recovered" };
+                let context = json!({
+                    "event": "slo",
+                    "kind": kind,
+                    "idempotencyKey": key,
+                    "at": DateTime::<Utc>::from_timestamp_millis(at_ms)
+                        .map(|d| d.to_rfc3339())
+                        .unwrap_or_default(),
+                    "system": {"id": report.system, "name": system_name},
+                    "slo": report,
+                });
+                let (body, content_type) = match target.config.format {
+                    WebhookFormat::Slack => {
+                        let burn = report
+                            .burn_rates
+                            .iter()
+                            .find(|b| b.window == "1h")
+                            .and_then(|b| b.rate)
+                            .unwrap_or(0.0);
+                        let text = if paging {
+                            format!(
+                                ":rotating_light: *{system_name}* burns its {} % objective's error \
+                                 budget fast: {burn:.1}× over the last hour",
+                                report.objective
+                            )
+                        } else {
+                            format!(
+                                ":large_green_circle: *{system_name}* no longer burns its {} % \
+                                 objective's error budget fast",
+                                report.objective
+                            )
+                        };
+                        (json!({"text": text}).to_string(), "application/json".into())
+                    }
+                    WebhookFormat::Template => {
+                        let rendered = target
+                            .template
+                            .as_ref()
+                            .and_then(|env| env.get_template("body").ok())
+                            .map(|tpl| tpl.render(minijinja::value::Serde(&context)));
+                        let body = match rendered {
+                            Some(Ok(body)) => body,
+                            Some(Err(e)) => json!({"error": format!("template failed: {e}"), "fallback": context}).to_string(),
+                            None => context.to_string(),
+                        };
+                        let content_type = target
+                            .config
+                            .content_type
+                            .clone()
+                            .unwrap_or_else(|| "application/json".into());
+                        (body, content_type)
+                    }
+                    WebhookFormat::Json => (context.to_string(), "application/json".into()),
+                };
+                Notice {
+                    target: target.config.id.clone(),
+                    idempotency_key: key,
+                    body: self.masker.text(&body),
+                    content_type,
+                    suppressed: silenced.clone(),
+                    held_by: None,
+                }
+            })
+            .collect()
+    }
+}
+
+/// One key per objective, change and target.
+fn slo_key(slo: &str, at_ms: i64, target: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let text = format!("slo/{slo}/{at_ms}/{target}");
+    hex::encode(&Sha256::digest(text.as_bytes())[..16])
+}
+
 /// The system of a transition's entity.
 fn system_of(t: &TransitionEvent) -> String {
     EntityId::parse(&t.entity_id).system().to_string()
@@ -447,6 +560,7 @@ pub async fn remind(
     now_ms: i64,
 ) -> Result<usize, StoreError> {
     let notifier = notifier();
+    store.sweep_holds(notifier.as_ref(), now_ms).await?;
     let mut written = 0;
     for (id, target) in &notifier.targets {
         let Some(every) = target.reminder_every else {

@@ -1,10 +1,13 @@
 //! What each check's guests cost this process, by check and strategy
 //! plugin: runs, CPU, instantiation and peak memory. `/metrics` labels the
 //! costliest checks (by CPU) up to a bound and folds the rest into
-//! `check="_other"`, so a fleet of 100,000 checks does not explode the
-//! series count; `GET /api/v1/cost` and `checkhost top` list them all.
+//! `check="(other)"` (no check id can be that), so a fleet of 100,000
+//! checks does not explode the series count. A labelled check keeps its
+//! series until the next reload, so no counter drops between scrapes; a
+//! reload forgets the checks it removed. `GET /api/v1/cost` and
+//! `checkhost top` list the checks by cost.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -22,7 +25,7 @@ use utoipa::ToSchema;
 use crate::runtime::GuestStats;
 
 /// The label the checks beyond the bound share.
-pub const OTHER: &str = "_other";
+pub const OTHER: &str = "(other)";
 
 /// What one check's runs have cost since the process started.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -68,8 +71,10 @@ pub struct CheckCost {
 #[derive(Debug)]
 pub struct CheckCosts {
     by_check: Mutex<HashMap<(String, String), Totals>>,
-    /// Checks labelled on `/metrics`.
+    /// How many checks are labelled on `/metrics`.
     labelled: AtomicUsize,
+    /// The checks labelled so far: kept until a reload.
+    labels: Mutex<BTreeSet<(String, String)>>,
 }
 
 impl Default for CheckCosts {
@@ -77,13 +82,25 @@ impl Default for CheckCosts {
         CheckCosts {
             by_check: Mutex::default(),
             labelled: AtomicUsize::new(crate::config::MetricsConfig::default().check_labels),
+            labels: Mutex::default(),
         }
     }
 }
 
 impl CheckCosts {
-    pub fn set_labelled(&self, checks: usize) {
-        self.labelled.store(checks, Ordering::Relaxed);
+    /// On start and reload: the label bound, and the checks the
+    /// configuration still has (the others are forgotten). Labels are
+    /// handed out afresh, costliest first.
+    pub fn reconfigure(&self, labelled: usize, checks: &BTreeSet<&str>) {
+        self.labelled.store(labelled, Ordering::Relaxed);
+        self.by_check
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(check, _), _| checks.contains(check.as_str()));
+        self.labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     pub fn observe(&self, check: &str, plugin: &str, guest: &GuestStats) {
@@ -133,20 +150,26 @@ impl CheckCosts {
             .collect()
     }
 
-    /// The labelled checks, then `_other` (per plugin) for the rest.
+    /// The labelled checks, then `(other)` (per plugin) for the rest.
     fn series(&self) -> Vec<(CostLabels, Totals)> {
-        let labelled = self.labelled.load(Ordering::Relaxed);
+        let bound = self.labelled.load(Ordering::Relaxed);
+        let ranked = self.ranked();
+        let mut labels = self.labels.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, _) in &ranked {
+            if labels.len() >= bound {
+                break;
+            }
+            labels.insert(key.clone());
+        }
         let mut out: Vec<(CostLabels, Totals)> = Vec::new();
-        let mut other: HashMap<String, Totals> = HashMap::new();
-        for (i, ((check, plugin), t)) in self.ranked().into_iter().enumerate() {
-            if i < labelled {
+        let mut other: BTreeMap<String, Totals> = BTreeMap::new();
+        for ((check, plugin), t) in ranked {
+            if labels.contains(&(check.clone(), plugin.clone())) {
                 out.push((CostLabels { check, plugin }, t));
             } else {
                 other.entry(plugin).or_default().add(&t);
             }
         }
-        let mut other: Vec<_> = other.into_iter().collect();
-        other.sort_by(|a, b| a.0.cmp(&b.0));
         out.extend(other.into_iter().map(|(plugin, t)| {
             (
                 CostLabels {
@@ -256,7 +279,8 @@ mod tests {
     #[test]
     fn the_costliest_checks_are_labelled_and_the_rest_folded_per_plugin() {
         let costs = CheckCosts::default();
-        costs.set_labelled(1);
+        let checks = BTreeSet::from(["cheap", "burn", "other-cheap"]);
+        costs.reconfigure(1, &checks);
         costs.observe("cheap", "http", &cost(1));
         costs.observe("burn", "http", &cost(40));
         costs.observe("burn", "http", &cost(60));
@@ -269,5 +293,15 @@ mod tests {
         let labels: Vec<&str> = series.iter().map(|(l, _)| l.check.as_str()).collect();
         assert_eq!(labels, ["burn", OTHER]);
         assert_eq!(series[1].1.runs, 2, "the two cheap checks, folded");
+        // A cheap check that grows costlier keeps to the fold until a
+        // reload: no labelled series vanishes, no counter drops.
+        costs.observe("cheap", "http", &cost(500));
+        let labels: Vec<String> = costs.series().into_iter().map(|(l, _)| l.check).collect();
+        assert_eq!(labels, ["burn", OTHER]);
+        // A reload forgets removed checks and labels afresh.
+        costs.reconfigure(1, &BTreeSet::from(["cheap"]));
+        let labels: Vec<String> = costs.series().into_iter().map(|(l, _)| l.check).collect();
+        assert_eq!(labels, ["cheap"]);
+        assert_eq!(costs.top(10).len(), 1);
     }
 }

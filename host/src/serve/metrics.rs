@@ -476,18 +476,55 @@ pub fn prometheus_text(open_metrics: &str) -> String {
                 };
                 out.push_str(&format!("{prefix}{name}{suffix} {tail}"));
             }
-            // A sample's exemplar follows ` # `; label values cannot hold
-            // it unescaped as `} # {`, so the first is the exemplar's.
-            None => out.push_str(line.split_once(" # {").map_or(line, |(sample, _)| sample)),
+            None => out.push_str(without_exemplar(line)),
         }
         out.push('\n');
     }
     out
 }
 
+/// A sample line without its exemplar (` # {…} value` after the value):
+/// looked for only after the label set, whose values may hold anything.
+fn without_exemplar(line: &str) -> &str {
+    let mut labels_end = 0;
+    // A label set follows the metric's name directly; a `{` after a space
+    // is the exemplar's.
+    let open = line.find([' ', '{']).filter(|&i| line[i..].starts_with('{'));
+    if let Some(open) = open {
+        let (mut quoted, mut escaped) = (false, false);
+        for (i, c) in line[open..].char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                '}' if !quoted => {
+                    labels_end = open + i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    match line[labels_end..].find(" # ") {
+        Some(at) => &line[..labels_end + at],
+        None => line,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exemplars_go_and_label_values_stay_whole() {
+        assert_eq!(
+            without_exemplar(r#"a_bucket{le="0.5"} 4 # {run_id="7"} 0.25"#),
+            r#"a_bucket{le="0.5"} 4"#
+        );
+        let odd = r#"b_total{field="x # {y} \" # {"} 3"#;
+        assert_eq!(without_exemplar(odd), odd);
+        assert_eq!(without_exemplar("c 1 # {run_id=\"2\"} 1"), "c 1");
+    }
 
     #[test]
     fn counters_are_named_with_their_total_in_the_text_format() {

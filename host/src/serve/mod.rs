@@ -63,9 +63,9 @@ pub async fn remind_every(
     }
 }
 
-/// The objectives' gauges on `/metrics`, evaluated now and every
-/// `metrics.sloEvery` (reading a window of aggregates on every scrape
-/// would let scrapers set the database's load).
+/// The objectives' gauges on `/metrics` and their burn-rate notices,
+/// evaluated now and every `metrics.sloEvery` (reading a window of
+/// aggregates on every scrape would let scrapers set the database's load).
 pub async fn watch_slos(
     store: Arc<Store>,
     live: Arc<live::LiveConfig>,
@@ -77,10 +77,28 @@ pub async fn watch_slos(
         let now = now_ms();
         let mut reports = Vec::new();
         for def in crate::store::slo::SloDef::all(&generation.setup.config.file) {
-            match store.slo(&def, now).await {
-                Ok(report) => reports.push(report),
-                Err(e) => tracing::warn!(slo = %def.id, "objective not evaluated: {e}"),
+            let report = match store.slo(&def, now).await {
+                Ok(report) => report,
+                Err(e) => {
+                    tracing::warn!(slo = %def.id, "objective not evaluated: {e}");
+                    continue;
+                }
+            };
+            let paging = report.alert.is_some();
+            let notifier = &generation.notifier;
+            match store
+                .set_slo_paging(&def.id, &def.system, paging, now, || {
+                    notifier.slo_notices(&report, paging, now)
+                })
+                .await
+            {
+                Ok(true) => {
+                    tracing::info!(slo = %def.id, paging, "objective's page condition changed")
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(slo = %def.id, "page condition not recorded: {e}"),
             }
+            reports.push(report);
         }
         metrics.observe_slos(&reports);
         let every = generation.setup.config.file.metrics.slo_every.get();

@@ -91,7 +91,10 @@ impl Reloader {
         }
         tracing::info!(slices = generation.slices.len(), "configuration reloaded");
         self.metrics.reloads.inc();
-        self.metrics.costs.set_labelled(file.metrics.check_labels);
+        self.metrics.costs.reconfigure(
+            file.metrics.check_labels,
+            &file.checks.iter().map(|c| c.id.as_str()).collect(),
+        );
         self.live.replace(Arc::new(generation));
         true
     }

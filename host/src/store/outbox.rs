@@ -125,9 +125,7 @@ where
 }
 
 /// Notices held by entities that have just stopped being unhealthy go out
-/// now when their transition still stands (the dependent is still down:
-/// the operator needs to hear it) and nothing else holds them; a held
-/// recovery, or a transition since superseded, stays in the log unsent.
+/// now when their transition still stands (see [`release_for`]).
 pub(crate) async fn release_held<DB>(
     tx: &mut Transaction<'static, DB>,
     router: Option<&dyn Route>,
@@ -152,6 +150,31 @@ where
         .filter(|t| t.from == super::state::Status::Unhealthy && t.to != t.from)
         .map(|t| t.entity_id.clone())
         .collect();
+    release_for(tx, router, &left, now_ms).await
+}
+
+/// The notices held by `left` (entities no longer unhealthy) go out now
+/// when their escalation still stands (the dependent is still down: the
+/// operator needs to hear it) and nothing else holds them; a held
+/// de-escalation or recovery, or a transition since superseded, stays in
+/// the log unsent: nobody was told of the outage it would end. A released
+/// notice counts as sent now, for reminders.
+async fn release_for<DB>(
+    tx: &mut Transaction<'static, DB>,
+    router: &dyn Route,
+    left: &[String],
+    now_ms: i64,
+) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    HeldRow: for<'r> sqlx::FromRow<'r, DB::Row>,
+{
     if left.is_empty() {
         return Ok(());
     }
@@ -159,19 +182,16 @@ where
         "SELECT o.id, t.id, t.entity_id, t.from_status, t.to_status, t.check_id, t.environment_id,
                 t.created_at, t.run_id
          FROM outbox o JOIN transitions t ON t.id = o.transition_id
-         WHERE o.state = 'suppressed' AND o.kind <> 'recovery'
+         WHERE o.state = 'suppressed' AND o.kind = 'escalation'
            AND t.id = (SELECT MAX(l.id) FROM transitions l WHERE l.entity_id = t.entity_id)
            AND o.held_by IN (",
     );
     let mut list = q.separated(", ");
-    for e in &left {
+    for e in left {
         list.push_bind(e.clone());
     }
     list.push_unseparated(")");
     let held: Vec<HeldRow> = q.build_query_as().fetch_all(&mut **tx).await?;
-    if held.is_empty() {
-        return Ok(());
-    }
     let held: Vec<(i64, TransitionEvent, Vec<String>)> = held
         .into_iter()
         .map(|(outbox_id, id, entity, from, to, check, env, at, run)| {
@@ -193,7 +213,7 @@ where
             None => {
                 sqlx::query::<DB>(
                     "UPDATE outbox SET state = 'pending', reason = NULL, held_by = NULL,
-                        next_attempt_at = $1 WHERE id = $2",
+                        next_attempt_at = $1, created_at = $1 WHERE id = $2",
                 )
                 .bind(now_ms)
                 .bind(outbox_id)
@@ -202,7 +222,55 @@ where
             }
         }
     }
+    // What stays unsent (superseded, or not an escalation) is no longer
+    // held by anything: it stays in the log as it is.
+    let mut q = QueryBuilder::<DB>::new(
+        "UPDATE outbox SET held_by = NULL WHERE state = 'suppressed' AND held_by IN (",
+    );
+    let mut list = q.separated(", ");
+    for e in left {
+        list.push_bind(e.clone());
+    }
+    list.push_unseparated(")");
+    q.build().execute(&mut **tx).await?;
     Ok(())
+}
+
+impl Store {
+    /// Releases what is held by entities no longer unhealthy that no
+    /// transition announced: a dependency paused or removed, or (in a
+    /// cluster) one that recovered while another node was holding a
+    /// notice for it. Run with the reminders.
+    pub async fn sweep_holds(&self, router: &dyn Route, now_ms: i64) -> Result<(), StoreError> {
+        // Most sweeps find nothing held: a read, without the write lock.
+        let any: Option<i64> = with_pool!(&self.db.read().await, pool => {
+            sqlx::query_scalar(
+                "SELECT id FROM outbox WHERE state = 'suppressed' AND held_by IS NOT NULL LIMIT 1",
+            )
+            .fetch_optional(pool)
+            .await?
+        });
+        if any.is_none() {
+            return Ok(());
+        }
+        with_pool!(&self.db.write().await?, pool => {
+            let mut tx = pool.begin_write().await?;
+            let holders: Vec<(String,)> = sqlx::query_as(
+                "SELECT DISTINCT held_by FROM outbox WHERE state = 'suppressed' AND held_by IS NOT NULL",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let holders: Vec<String> = holders.into_iter().map(|(h,)| h).collect();
+            if !holders.is_empty() {
+                let unhealthy = unhealthy_among(&mut tx, holders.iter()).await?;
+                let left: Vec<String> =
+                    holders.into_iter().filter(|h| !unhealthy.contains(h)).collect();
+                release_for(&mut tx, router, &left, now_ms).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
 }
 
 /// An outbox row held by a dependency, with its transition.

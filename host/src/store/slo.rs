@@ -4,12 +4,14 @@
 //! from raw runs; the multi-window page condition (1 h and 5 m above 14.4,
 //! or 6 h and 30 m above 6); and when the budget runs out at the last
 //! hour's rate. `no-probe` runs measure nothing and count for nothing.
+//! When the page condition starts or ends, the objective's notices go
+//! through the outbox once (`slo_alerts` remembers the last state).
 
 use serde::Serialize;
 use sqlx::QueryBuilder;
 use utoipa::ToSchema;
 
-use super::db::with_pool;
+use super::db::{WritePool, with_pool};
 use super::ids::first_id_at;
 use super::read::SliceFilter;
 use super::{Store, StoreError};
@@ -163,6 +165,72 @@ pub fn evaluate(def: &SloDef, window: Counts, burns: [Counts; 4], now_ms: i64) -
 }
 
 impl Store {
+    /// Records whether an objective pages at `at_ms`. When that changes
+    /// (or first pages), `notices` are written to the outbox in the same
+    /// transaction and `true` comes back; of several nodes evaluating the
+    /// same objective, only the one whose update flips the row writes them.
+    pub async fn set_slo_paging(
+        &self,
+        slo_id: &str,
+        system: &str,
+        paging: bool,
+        at_ms: i64,
+        notices: impl FnOnce() -> Vec<super::outbox::Notice>,
+    ) -> Result<bool, StoreError> {
+        let now = i32::from(paging);
+        let flipped = with_pool!(&self.db.write().await?, pool => {
+            let mut tx = pool.begin_write().await?;
+            let before: Option<i32> =
+                sqlx::query_scalar("SELECT paging FROM slo_alerts WHERE slo_id = $1")
+                    .bind(slo_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let flipped = match before {
+                Some(was) if was == now => false,
+                // The guarded update: of two nodes flipping it at once, the
+                // second finds the row changed.
+                Some(was) => {
+                    sqlx::query(
+                        "UPDATE slo_alerts SET paging = $1, changed_at = $2
+                         WHERE slo_id = $3 AND paging = $4",
+                    )
+                    .bind(now)
+                    .bind(at_ms)
+                    .bind(slo_id)
+                    .bind(was)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1
+                }
+                // First seen: a baseline, news only when it pages.
+                None => {
+                    let inserted = sqlx::query(
+                        "INSERT INTO slo_alerts (slo_id, paging, changed_at) VALUES ($1, $2, $3)
+                         ON CONFLICT (slo_id) DO NOTHING",
+                    )
+                    .bind(slo_id)
+                    .bind(now)
+                    .bind(at_ms)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    inserted == 1 && paging
+                }
+            };
+            if flipped {
+                let notices = notices();
+                let kind = if paging { "slo-page" } else { "slo-recovered" };
+                let rows: Vec<super::outbox::OutboxRow> =
+                    notices.into_iter().map(|n| (0, system, kind, n)).collect();
+                super::outbox::insert(&mut tx, &rows, at_ms).await?;
+            }
+            tx.commit().await?;
+            flipped
+        });
+        Ok(flipped)
+    }
+
     /// An objective, evaluated at `now_ms`.
     pub async fn slo(&self, def: &SloDef, now_ms: i64) -> Result<SloReport, StoreError> {
         let filter = def.filter();
@@ -201,7 +269,7 @@ impl Store {
     }
 
     /// Runs and healthy runs over each burn window ending now, from the
-    /// raw runs in one pass.
+    /// raw runs in one pass, each at the time it was measured.
     async fn recent_counts(
         &self,
         filter: &SliceFilter,
@@ -214,10 +282,23 @@ impl Store {
                 if i > 0 {
                     q.push(", ");
                 }
-                let since = first_id_at(now_ms - length);
-                q.push("COALESCE(SUM(CASE WHEN id >= ").push_bind(since);
-                q.push(" THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN id >= ").push_bind(since);
-                q.push(" AND status = 'healthy' THEN 1 ELSE 0 END), 0)");
+                // A probe's run counts when it was measured, not when a
+                // reconnecting probe delivered it.
+                let since = now_ms - length;
+                for healthy in [false, true] {
+                    if healthy {
+                        q.push(", ");
+                    }
+                    q.push("COALESCE(SUM(CASE WHEN (measured_at >= ")
+                        .push_bind(since)
+                        .push(" OR (measured_at IS NULL AND id >= ")
+                        .push_bind(first_id_at(since))
+                        .push("))");
+                    if healthy {
+                        q.push(" AND status = 'healthy'");
+                    }
+                    q.push(" THEN 1 ELSE 0 END), 0)");
+                }
             }
             q.push(" FROM runs WHERE status <> 'degraded' AND id >= ")
                 .push_bind(first_id_at(now_ms - BURN_WINDOWS[3].1));
