@@ -290,7 +290,7 @@ impl Metrics {
         );
         registry.register(
             "probe_batches_refused",
-            "Probe batches refused, by reason (token, slice, size, malformed, clock)",
+            "Probe batches refused, by reason (token, slice, size, malformed, clock, busy, timeout)",
             metrics.probe_batches_refused.clone(),
         );
         registry.register(
