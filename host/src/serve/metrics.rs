@@ -106,6 +106,11 @@ pub struct Metrics {
     pub slo_budget_remaining: Family<SloLabels, FloatGauge>,
     pub slo_burn_rate: Family<BurnLabels, FloatGauge>,
     pub slo_page: Family<SloLabels, Gauge>,
+    /// Held while the objectives' series are replaced, so a scrape sees
+    /// the old set or the new one, never an empty one between.
+    slo_update: std::sync::RwLock<()>,
+    /// The objectives as last evaluated, for the status page.
+    slo_reports: std::sync::Mutex<Arc<Vec<crate::store::slo::SloReport>>>,
 }
 
 impl Metrics {
@@ -146,6 +151,8 @@ impl Metrics {
             slo_budget_remaining: Family::default(),
             slo_burn_rate: Family::default(),
             slo_page: Family::default(),
+            slo_update: Default::default(),
+            slo_reports: Default::default(),
         };
         let mut registry = metrics.registry;
         registry.register(
@@ -374,12 +381,13 @@ impl Metrics {
 
     /// The objectives as last evaluated; an objective without runs has
     /// no attainment, budget or burn series.
-    pub fn observe_slos(&self, reports: &[crate::store::slo::SloReport]) {
+    pub fn observe_slos(&self, reports: Vec<crate::store::slo::SloReport>) {
+        let _replacing = self.slo_update.write().unwrap_or_else(|e| e.into_inner());
         self.slo_attainment.clear();
         self.slo_budget_remaining.clear();
         self.slo_burn_rate.clear();
         self.slo_page.clear();
-        for r in reports {
+        for r in &reports {
             let labels = SloLabels { slo: r.id.clone() };
             if let Some(a) = r.attainment {
                 self.slo_attainment.get_or_create(&labels).set(a);
@@ -401,6 +409,15 @@ impl Metrics {
                 .get_or_create(&labels)
                 .set(i64::from(r.alert.is_some()));
         }
+        *self.slo_reports.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(reports);
+    }
+
+    /// The objectives as last evaluated (every `metrics.sloEvery`).
+    pub fn slo_reports(&self) -> Arc<Vec<crate::store::slo::SloReport>> {
+        self.slo_reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn observe_unpersisted(&self, check: &str) {
@@ -441,6 +458,7 @@ impl Metrics {
 
     /// The OpenMetrics exposition.
     pub fn render(&self) -> String {
+        let _objectives = self.slo_update.read().unwrap_or_else(|e| e.into_inner());
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);
@@ -489,7 +507,9 @@ fn without_exemplar(line: &str) -> &str {
     let mut labels_end = 0;
     // A label set follows the metric's name directly; a `{` after a space
     // is the exemplar's.
-    let open = line.find([' ', '{']).filter(|&i| line[i..].starts_with('{'));
+    let open = line
+        .find([' ', '{'])
+        .filter(|&i| line[i..].starts_with('{'));
     if let Some(open) = open {
         let (mut quoted, mut escaped) = (false, false);
         for (i, c) in line[open..].char_indices() {

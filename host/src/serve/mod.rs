@@ -100,7 +100,7 @@ pub async fn watch_slos(
             }
             reports.push(report);
         }
-        metrics.observe_slos(&reports);
+        metrics.observe_slos(reports);
         let every = generation.setup.config.file.metrics.slo_every.get();
         tokio::select! {
             _ = stop.changed() => return,

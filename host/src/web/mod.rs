@@ -704,12 +704,15 @@ async fn system_page(
         .map(|(value, label, _)| json!({"value": value, "label": label, "current": *value == window}))
         .collect();
     let dependencies = dependencies_of(state, &generation, &system.id).await?;
+    // As last evaluated (every `metrics.sloEvery`): a page view does not
+    // read a month of aggregates.
     let mut slos = Vec::new();
-    for def in crate::store::slo::SloDef::all(&generation.setup.config.file)
-        .into_iter()
-        .filter(|d| d.system == system.id)
+    for r in state
+        .metrics
+        .slo_reports()
+        .iter()
+        .filter(|r| r.system == system.id)
     {
-        let r = state.store.slo(&def, now).await?;
         let share = |v: Option<f64>, digits: usize| {
             v.map_or_else(|| "—".to_string(), |v| format!("{v:.digits$} %"))
         };
