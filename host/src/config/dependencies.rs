@@ -3,7 +3,7 @@
 //! pages once. Validated here (unknown targets, cycles) and resolved into
 //! the lookups the notifier needs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use super::ConfigFile;
 
@@ -48,8 +48,9 @@ pub struct Dependencies {
     /// `(system, check)` → the entities whose unhealthiness holds its
     /// notices: the system's `dependsOn`, then the assignment's.
     of_assignment: HashMap<(String, String), Vec<String>>,
-    /// System → the systems depending on it, directly or through others.
-    dependents: HashMap<String, Vec<String>>,
+    /// Each resolved `dependsOn` entry with the system that declares it
+    /// (for a system's own, or one of its assignments').
+    edges: Vec<(DependencyRef, String)>,
 }
 
 impl Dependencies {
@@ -69,7 +70,12 @@ impl Dependencies {
                 .collect()
         };
         let mut of_assignment = HashMap::new();
-        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut edges: Vec<(DependencyRef, String)> = Vec::new();
+        let mut edge = |r: &DependencyRef, dependent: &str| {
+            if !edges.iter().any(|(e, d)| e == r && d == dependent) {
+                edges.push((r.clone(), dependent.to_string()));
+            }
+        };
         for a in &config.assignments {
             let Some(system) = config.system(&a.system) else {
                 continue;
@@ -80,10 +86,7 @@ impl Dependencies {
                 continue;
             }
             for r in &refs {
-                edges
-                    .entry(r.system.clone())
-                    .or_default()
-                    .insert(a.system.clone());
+                edge(r, &a.system);
             }
             let mut ids: Vec<String> = Vec::new();
             for id in refs.iter().map(DependencyRef::entity_id) {
@@ -95,16 +98,12 @@ impl Dependencies {
         }
         for system in &config.systems {
             for r in resolve(&system.depends_on) {
-                edges.entry(r.system).or_default().insert(system.id.clone());
+                edge(&r, &system.id);
             }
         }
-        let dependents = edges
-            .keys()
-            .map(|root| (root.clone(), reachable(&edges, root)))
-            .collect();
         Dependencies {
             of_assignment,
-            dependents,
+            edges,
         }
     }
 
@@ -116,30 +115,46 @@ impl Dependencies {
             .map_or(&[], Vec::as_slice)
     }
 
-    /// The systems that depend on `system`, directly or not.
-    pub fn dependents_of(&self, system: &str) -> &[String] {
-        self.dependents.get(system).map_or(&[], Vec::as_slice)
+    /// The systems whose notices an unhealthy `entity` (`db`,
+    /// `db::production`, `db::production@eu-west`) holds: those depending
+    /// on its system or on its environment, then, through them, the
+    /// systems depending on those in any environment.
+    pub fn dependents_of(&self, entity: &str) -> Vec<String> {
+        let base = entity.split('@').next().unwrap_or(entity);
+        let (system, environment) = base
+            .split_once("::")
+            .map_or((base, None), |(s, e)| (s, Some(e)));
+        let mut found: Vec<String> = Vec::new();
+        let mut queue: Vec<String> = Vec::new();
+        let reach = |d: &String, found: &mut Vec<String>, queue: &mut Vec<String>| {
+            if d != system && !found.contains(d) {
+                found.push(d.clone());
+                queue.push(d.clone());
+            }
+        };
+        for (r, dependent) in &self.edges {
+            let env_matches = r
+                .environment
+                .as_deref()
+                .is_none_or(|e| environment == Some(e));
+            if r.system == system && env_matches {
+                reach(dependent, &mut found, &mut queue);
+            }
+        }
+        while let Some(next) = queue.pop() {
+            for (r, dependent) in &self.edges {
+                if r.system == next {
+                    reach(dependent, &mut found, &mut queue);
+                }
+            }
+        }
+        found.sort();
+        found
     }
 
     pub fn is_empty(&self) -> bool {
         self.of_assignment.is_empty()
     }
-}
-
-/// Every system reachable from `root` along `edges`, `root` left out.
-fn reachable(edges: &BTreeMap<String, BTreeSet<String>>, root: &str) -> Vec<String> {
-    let mut seen: BTreeSet<&str> = BTreeSet::new();
-    let mut order = Vec::new();
-    let mut queue = vec![root];
-    while let Some(next) = queue.pop() {
-        for d in edges.get(next).into_iter().flatten() {
-            if d != root && seen.insert(d) {
-                order.push(d.clone());
-                queue.push(d);
-            }
-        }
-    }
-    order
 }
 
 /// What is wrong with the configuration's `dependsOn` entries, by place:
@@ -276,10 +291,12 @@ assignments:
         assert_eq!(d.of("api", "up"), ["db"]);
         assert_eq!(d.of("web", "up"), ["api::prod"]);
         assert!(d.of("net", "up").is_empty());
-        let mut below_net = d.dependents_of("net").to_vec();
-        below_net.sort();
-        assert_eq!(below_net, ["api", "db", "web"]);
-        assert_eq!(d.dependents_of("api"), ["web"]);
+        assert_eq!(d.dependents_of("net"), ["api", "db", "web"]);
+        // web depends on api's prod environment only.
+        assert_eq!(d.dependents_of("api::prod"), ["web"]);
+        assert_eq!(d.dependents_of("api::prod@eu-west"), ["web"]);
+        assert!(d.dependents_of("api::staging").is_empty());
+        assert!(d.dependents_of("web").is_empty());
     }
 
     #[test]

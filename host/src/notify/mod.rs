@@ -308,7 +308,7 @@ impl Notifier {
             // The systems whose notices this one's failure holds.
             "dependents": self
                 .dependencies
-                .dependents_of(system)
+                .dependents_of(&t.entity_id)
                 .iter()
                 .map(|d| json!({"id": d, "name": name(&self.names.systems, d)}))
                 .collect::<Vec<_>>(),
