@@ -70,7 +70,10 @@ pub struct CheckCost {
 
 #[derive(Debug)]
 pub struct CheckCosts {
-    by_check: Mutex<HashMap<(String, String), Totals>>,
+    /// Check → (strategy plugin, totals): one plugin, unless a reload
+    /// changed the check's strategy. Looked up by `&str` on every run,
+    /// without allocating.
+    by_check: Mutex<HashMap<String, Vec<(String, Totals)>>>,
     /// How many checks are labelled on `/metrics`.
     labelled: AtomicUsize,
     /// The checks labelled so far: kept until a reload.
@@ -96,7 +99,7 @@ impl CheckCosts {
         self.by_check
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|(check, _), _| checks.contains(check.as_str()));
+            .retain(|check, _| checks.contains(check.as_str()));
         self.labels
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -112,18 +115,27 @@ impl CheckCosts {
             host_memory_peak_bytes: guest.host_memory_peak_bytes as u64,
         };
         let mut by_check = self.by_check.lock().unwrap_or_else(|e| e.into_inner());
-        match by_check.get_mut(&(check.to_string(), plugin.to_string())) {
-            Some(totals) => totals.add(&run),
-            None => {
-                by_check.insert((check.to_string(), plugin.to_string()), run);
-            }
+        let plugins = match by_check.get_mut(check) {
+            Some(plugins) => plugins,
+            None => by_check.entry(check.to_string()).or_default(),
+        };
+        match plugins.iter_mut().find(|(p, _)| p == plugin) {
+            Some((_, totals)) => totals.add(&run),
+            None => plugins.push((plugin.to_string(), run)),
         }
     }
 
     /// The checks by CPU spent, costliest first.
     fn ranked(&self) -> Vec<((String, String), Totals)> {
         let by_check = self.by_check.lock().unwrap_or_else(|e| e.into_inner());
-        let mut ranked: Vec<_> = by_check.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut ranked: Vec<((String, String), Totals)> = by_check
+            .iter()
+            .flat_map(|(check, plugins)| {
+                plugins
+                    .iter()
+                    .map(move |(plugin, t)| ((check.clone(), plugin.clone()), *t))
+            })
+            .collect();
         drop(by_check);
         ranked.sort_by(|a, b| b.1.cpu.cmp(&a.1.cpu).then_with(|| a.0.cmp(&b.0)));
         ranked
