@@ -94,6 +94,19 @@ where
         .collect())
 }
 
+/// `a, b, c)`: the values of an `IN (` list the query opened, bound.
+fn push_list<'v, DB>(q: &mut QueryBuilder<DB>, values: impl IntoIterator<Item = &'v String>)
+where
+    DB: sqlx::Database,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut list = q.separated(", ");
+    for v in values {
+        list.push_bind(v.clone());
+    }
+    list.push_unseparated(")");
+}
+
 /// Which of `entities` are unhealthy, as the transaction sees them.
 async fn unhealthy_among<'e, DB>(
     tx: &mut Transaction<'static, DB>,
@@ -113,11 +126,7 @@ where
         let mut q = QueryBuilder::<DB>::new(
             "SELECT entity_id FROM entity_state WHERE status = 'unhealthy' AND entity_id IN (",
         );
-        let mut list = q.separated(", ");
-        for e in chunk {
-            list.push_bind((*e).clone());
-        }
-        list.push_unseparated(")");
+        push_list(&mut q, chunk.iter().copied());
         let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut **tx).await?;
         found.extend(rows.into_iter().map(|(e,)| e));
     }
@@ -186,11 +195,7 @@ where
            AND t.id = (SELECT MAX(l.id) FROM transitions l WHERE l.entity_id = t.entity_id)
            AND o.held_by IN (",
     );
-    let mut list = q.separated(", ");
-    for e in left {
-        list.push_bind(e.clone());
-    }
-    list.push_unseparated(")");
+    push_list(&mut q, left);
     let held: Vec<HeldRow> = q.build_query_as().fetch_all(&mut **tx).await?;
     let held: Vec<(i64, TransitionEvent, Vec<String>)> = held
         .into_iter()
@@ -227,11 +232,7 @@ where
     let mut q = QueryBuilder::<DB>::new(
         "UPDATE outbox SET held_by = NULL WHERE state = 'suppressed' AND held_by IN (",
     );
-    let mut list = q.separated(", ");
-    for e in left {
-        list.push_bind(e.clone());
-    }
-    list.push_unseparated(")");
+    push_list(&mut q, left);
     q.build().execute(&mut **tx).await?;
     Ok(())
 }
