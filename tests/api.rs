@@ -1170,8 +1170,10 @@ assignments:
     assert_eq!(order[0], "burn", "{cost}");
     assert_eq!(items[0]["runs"], 2, "{cost}");
     assert_eq!(items[0]["plugin"], "noop", "{cost}");
-    // Each run spun until its 300 ms deadline.
+    // Each run spun until its 300 ms deadline: some 30 ticks of 10 ms.
     assert!(items[0]["cpuMsPerRun"].as_f64().unwrap() > 100.0, "{cost}");
+    let ticks = items[0]["epochTicks"].as_u64().unwrap();
+    assert!(ticks > 20, "{cost}");
     assert_eq!(order.len(), 3, "{cost}");
 
     let metrics = reqwest::get(d.url("/metrics"))
@@ -1190,6 +1192,12 @@ assignments:
             "checkhost_check_runs_total{check=\"burn\",plugin=\"noop\"} 2",
             "checkhost_check_runs_total{check=\"(other)\",plugin=\"noop\"} 2",
         ],
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "checkhost_check_guest_epoch_ticks_total{{check=\"burn\",plugin=\"noop\"}} {ticks}"
+        )),
         "{metrics}"
     );
 
@@ -1225,7 +1233,7 @@ checks:
   - {{id: good, interval: 1h, strategy: {{plugin: noop}}, collectors: [{{plugin: hostile, config: {{mode: noop}}}}]}}
 systems: [{{id: shop, name: Shop, slo: {{objective: 99}}}}]
 assignments:
-  - {{system: shop, check: bad}}
+  - {{system: shop, check: bad, slo: {{objective: 90, window: 7d, latency: {{percentile: 95, belowMs: 60000}}}}}}
   - {{system: shop, check: good, slo: {{objective: 99.5, window: 7d}}}}
 "
     ));
@@ -1235,7 +1243,7 @@ assignments:
     }
     let slos = get(&d, "/api/v1/slos").await;
     let items = slos["items"].as_array().unwrap();
-    assert_eq!(items.len(), 2, "{slos}");
+    assert_eq!(items.len(), 3, "{slos}");
     let shop = &items[0];
     assert_eq!(shop["id"], "shop");
     assert_eq!(
@@ -1248,7 +1256,19 @@ assignments:
     assert_eq!(shop["burnRates"][0]["rate"], 50.0);
     assert_eq!(shop["alert"], "page");
     assert!(shop["budgetRemaining"].as_f64().unwrap() < 0.0, "{shop}");
-    let good = &items[1];
+    // By latency the failed runs are fast: their one hour is a good slice.
+    let fast = &items[1];
+    assert_eq!(fast["id"], "shop/bad");
+    assert_eq!(
+        fast["latency"],
+        serde_json::json!({"percentile": 95.0, "belowMs": 60000.0})
+    );
+    assert_eq!(
+        (&fast["total"], &fast["good"]),
+        (&Value::from(1), &Value::from(1)),
+        "{fast}"
+    );
+    let good = &items[2];
     assert_eq!(good["id"], "shop/good");
     assert_eq!(good["windowMs"], 7 * 86_400_000_i64);
     assert_eq!(
@@ -1306,6 +1326,9 @@ assignments:
             && page.contains("<strong>burning fast</strong>")
             && page.contains(
                 "<td>check good</td><td>99.5 % over 7 days</td><td>100.000 %</td><td>100 %</td>"
+            )
+            && page.contains(
+                "<td>check bad</td><td>90 % of hours at p95 &lt; 60000 ms over 7 days</td><td>100.000 %</td>"
             ),
         "{page}"
     );

@@ -787,3 +787,245 @@ assignments:
         "{stdout}"
     );
 }
+
+/// A target that remembers each request's head: `/ok` answers 200, any
+/// other path 500.
+async fn recording_server() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let status = if head.starts_with("GET /ok ") {
+                    "200 OK"
+                } else {
+                    "500 Internal Server Error"
+                };
+                seen.lock().unwrap().push(head);
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (addr, heads)
+}
+
+fn span_named<'a>(spans: &'a [Value], name: &str) -> &'a Value {
+    spans
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no span `{name}` in {spans:#?}"))
+}
+
+/// A run's trace reaches a real OTLP receiver (HTTP and gRPC) phase by
+/// phase, with the run's attributes and no secret; its HTTP request
+/// carries the trace to the target; sampling keeps every failed run; an
+/// endpoint that is down changes nothing about the runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_traced_phase_by_phase_and_its_request_carries_the_trace() {
+    let Some(mut receiver) = support::otlp::Receiver::start() else {
+        return;
+    };
+    const TOKEN: &str = "otlp-canary-7c1d9e";
+    let (target, heads) = recording_server().await;
+    let ws = Workspace::new(PLUGINS);
+    let check = |id: &str, path: &str, propagate: bool| {
+        format!(
+            "  - id: {id}
+    propagateTrace: {propagate}
+    strategy: {{plugin: http, config: {{baseUrl: 'http://{target}', auth: {{bearer: '${{{{ secrets.API_TOKEN }}}}'}}}}}}
+    network: {{allow: ['127.0.0.0/8']}}
+    collectors:
+      - plugin: request
+        config: {{url: {path}}}
+        assertions: [{{field: statusCode, operator: equals, value: 200}}]
+"
+        )
+    };
+    ws.config(&format!(
+        "environments: [{{id: staging}}]
+systems: [{{id: shop, environments: [staging]}}]
+checks:
+{}{}assignments:
+  - {{system: shop, check: api}}
+  - {{system: shop, check: broken}}
+",
+        check("api", "/ok", true),
+        check("broken", "/fail", false)
+    ));
+    let endpoint = receiver.http_endpoint();
+    let env = |extra: &[(&'static str, &str)]| -> Vec<(String, String)> {
+        [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("CHECKHOST_SECRET_API_TOKEN", TOKEN),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    let run = |env: Vec<(String, String)>| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (code, reports, out) = ws.run(&[], &env);
+        assert_eq!(code, Some(1), "`broken` fails, `api` passes: {out}");
+        let by_check = |id: &str| -> Value {
+            reports
+                .as_array()
+                .unwrap_or_else(|| panic!("reports: {out}"))
+                .iter()
+                .find(|r| r["check"] == id)
+                .cloned()
+                .unwrap()
+        };
+        (by_check("api"), by_check("broken"))
+    };
+
+    // Sampling off: the failed run is traced all the same, the healthy one not.
+    let (api, broken) = run(env(&[("OTEL_TRACES_SAMPLER", "always_off")]));
+    let spans = receiver.wait_for("the failed run's root span", |s| {
+        s.iter().any(|s| s["name"] == "run broken")
+    });
+    assert!(api.get("traceId").is_none(), "{api}");
+    assert_eq!(
+        broken["traceId"],
+        span_named(&spans, "run broken")["traceId"]
+    );
+    assert!(
+        spans.iter().all(|s| s["traceId"] == broken["traceId"]),
+        "only the failed run's trace: {spans:#?}"
+    );
+    let head = heads.lock().unwrap().clone();
+    assert!(
+        head.iter()
+            .filter(|h| h.starts_with("GET /fail "))
+            .all(|h| !h.to_lowercase().contains("traceparent")),
+        "`broken` does not propagate its trace: {head:?}"
+    );
+    receiver.clear();
+    heads.lock().unwrap().clear();
+
+    // Always on (the default): every run, phase by phase.
+    let (api, _) = run(env(&[]));
+    let trace = api["traceId"]
+        .as_str()
+        .expect("a traced run has a trace id")
+        .to_string();
+    let all = receiver.wait_for("both runs' persist spans", |s| {
+        s.iter().filter(|s| s["name"] == "persist").count() == 2
+    });
+    let spans: Vec<Value> = all.into_iter().filter(|s| s["traceId"] == trace).collect();
+    let root = span_named(&spans, "run api");
+    assert_eq!(root["parentId"], "", "the run is the trace's root");
+    assert_eq!(root["service"], "checkhost");
+    assert_eq!(root["transport"], "http");
+    let attributes = &root["attributes"];
+    assert_eq!(attributes["checkhost.system"], "shop");
+    assert_eq!(attributes["checkhost.check"], "api");
+    assert_eq!(attributes["checkhost.environment"], "staging");
+    assert_eq!(attributes["checkhost.outcome"], "healthy");
+    assert_eq!(attributes["checkhost.run_id"], api["runId"]);
+    assert_eq!(attributes["checkhost.strategy"], "http");
+    assert_eq!(
+        attributes["checkhost.collectors"],
+        serde_json::json!(["request"])
+    );
+    for digest in [
+        &attributes["checkhost.strategy.digest"],
+        &attributes["checkhost.collectors.digests"][0],
+    ] {
+        assert!(
+            digest.as_str().is_some_and(|d| d.starts_with("sha256:")),
+            "{attributes}"
+        );
+    }
+    assert_eq!(root["status"]["code"], 1, "OK");
+    let root_id = root["spanId"].clone();
+    let collect = span_named(&spans, "collect request");
+    for child in [
+        "queue",
+        "instantiate http",
+        "connect http",
+        "collect request",
+        "assertions",
+        "persist",
+    ] {
+        assert_eq!(
+            span_named(&spans, child)["parentId"],
+            root_id,
+            "{child} is the run's"
+        );
+    }
+    assert_eq!(
+        span_named(&spans, "instantiate request")["parentId"],
+        collect["spanId"],
+        "a collector's instantiation is its own"
+    );
+    let request = span_named(&spans, "GET");
+    assert_eq!(request["kind"], 3, "a client span");
+    assert_eq!(
+        request["parentId"], collect["spanId"],
+        "sent for the collector"
+    );
+    assert_eq!(request["attributes"]["url.path"], "/ok");
+    assert_eq!(request["attributes"]["http.response.status_code"], 200);
+    assert_eq!(request["attributes"]["server.port"], target.port());
+    for span in &spans {
+        assert!(
+            span["start"].as_u64() >= root["start"].as_u64()
+                && span["end"].as_u64() <= root["end"].as_u64(),
+            "{} lies within the run: {span} vs {root}",
+            span["name"]
+        );
+    }
+    let sent = heads.lock().unwrap().clone();
+    let expected = format!(
+        "traceparent: 00-{trace}-{}-01",
+        request["spanId"].as_str().unwrap()
+    );
+    assert!(
+        sent.iter()
+            .any(|h| h.lines().any(|l| l.to_lowercase() == expected)),
+        "the target saw the run's trace, parented by its request span ({expected}): {sent:?}"
+    );
+    let broken_root = span_named(&receiver.spans(), "run broken").clone();
+    assert_eq!(
+        broken_root["status"]["code"], 2,
+        "a failed run's span is an error"
+    );
+    assert_eq!(broken_root["attributes"]["checkhost.outcome"], "unhealthy");
+    let everything = serde_json::to_string(&receiver.spans()).unwrap();
+    assert!(!everything.contains(TOKEN), "a secret reached a span");
+
+    // gRPC carries the same spans.
+    receiver.clear();
+    let grpc = receiver.grpc_endpoint();
+    run(env(&[
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()),
+    ]));
+    let spans = receiver.wait_for("both runs over gRPC", |s| {
+        s.iter().filter(|s| s["name"] == "persist").count() == 2
+    });
+    assert!(spans.iter().all(|s| s["transport"] == "grpc"), "{spans:#?}");
+
+    // An endpoint that is down: the runs are judged and stored as ever.
+    receiver.stop();
+    let (api, broken) = run(env(&[]));
+    assert_eq!(
+        (api["healthy"].clone(), broken["healthy"].clone()),
+        (Value::Bool(true), Value::Bool(false))
+    );
+    assert!(api["runId"].as_i64().is_some() && broken["runId"].as_i64().is_some());
+}

@@ -1271,3 +1271,77 @@ async fn a_probe_refuses_a_component_whose_bytes_do_not_match_its_digest() {
     let hex = hostile_digest.to_string().replace("sha256:", "");
     assert!(!cached.iter().any(|name| name.contains(&hex)), "{cached:?}");
 }
+
+/// `/metrics` as OpenMetrics, with its exemplars.
+async fn open_metrics(daemon: &Daemon) -> String {
+    reqwest::Client::new()
+        .get(daemon.url("/metrics"))
+        .header("Accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The daemon traces its runs to a real OTLP receiver, its run exemplars
+/// name the traces, and when the receiver goes away the runs go on while
+/// the dropped spans are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_traces_its_runs_and_counts_what_it_cannot_export() {
+    let Some(mut receiver) = support::otlp::Receiver::start() else {
+        return;
+    };
+    let ws = Workspace::new(PLUGINS);
+    ws.config(&config(1, "200ms", false));
+    let endpoint = receiver.http_endpoint();
+    let daemon = Daemon::start_with_env(&ws, &[], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    let spans = receiver.wait_for("three runs", |s| {
+        s.iter().filter(|s| s["name"] == "run tick").count() >= 3
+    });
+    let traces: std::collections::HashSet<String> = spans
+        .iter()
+        .filter_map(|s| s["traceId"].as_str().map(str::to_string))
+        .collect();
+    let metrics = open_metrics(&daemon).await;
+    assert!(
+        sample(&metrics, "checkhost_trace_spans_exported_total") > 0.0,
+        "{metrics}"
+    );
+    let exemplar = metrics
+        .lines()
+        .filter(|l| l.starts_with("checkhost_run_duration_seconds_bucket"))
+        .find_map(|l| l.split("trace_id=\"").nth(1)?.split('"').next())
+        .unwrap_or_else(|| panic!("no run exemplar names a trace:\n{metrics}"));
+    // A bucket's exemplar is its latest run: it may be newer than the spans read.
+    let spans = receiver.wait_for("the exemplar's trace", |s| {
+        s.iter().any(|s| s["traceId"] == exemplar)
+    });
+    assert!(!traces.is_empty() && spans.len() >= traces.len());
+
+    receiver.stop();
+    let runs = daemon.reported_runs().len();
+    daemon.wait_for(Duration::from_secs(30), "failed exports counted", |d| {
+        let metrics = d.get("/metrics").unwrap_or_default();
+        sample(
+            &metrics,
+            "checkhost_trace_spans_dropped_total{reason=\"export_failed\"}",
+        ) > 0.0
+    });
+    assert!(
+        daemon.reported_runs().len() > runs,
+        "runs go on without the receiver"
+    );
+    daemon.signal("TERM");
+    let (code, log) = daemon.wait();
+    assert_eq!(code, Some(0), "{}", log.join("\n"));
+}

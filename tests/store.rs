@@ -85,6 +85,7 @@ fn run(system: &str, env: Option<&str>, healthy: bool, latency_ms: f64, at_ms: i
 
 on_both_engines!(
     an_objective_is_measured_from_the_tiers_and_burns_from_raw_runs,
+    a_latency_objective_counts_time_slices_by_their_percentile,
     a_slice_that_keeps_changing_is_marked_flapping_once_then_held,
     a_check_that_cannot_be_prepared_reports_on_the_system_alone,
     a_day_of_history_reports_the_largest_hourly_p95,
@@ -906,6 +907,7 @@ async fn an_objective_is_measured_from_the_tiers_and_burns_from_raw_runs(db: Tes
         slo: Slo {
             objective: 80.0,
             window: TimeSpan::from_secs(30 * 86_400),
+            latency: None,
         },
     };
     let r = store.slo(&def, now).await.unwrap();
@@ -959,5 +961,93 @@ async fn an_objective_is_measured_from_the_tiers_and_burns_from_raw_runs(db: Tes
     }
     assert_eq!(flips, [false, true, false, true, false]);
     assert_eq!(db.count("SELECT COUNT(*) FROM outbox").await, 2);
+    store.close().await;
+}
+
+/// A latency objective, figures worked out by hand: hours of the window
+/// and 5-minute slices of the burn windows are good when their p50 is
+/// below 100 ms; slices of the window come from the hourly sketches of
+/// every slice of the system merged, burn slices from raw runs; `no-probe`
+/// runs and other systems count for nothing.
+async fn a_latency_objective_counts_time_slices_by_their_percentile(db: TestDb) {
+    use checkhost::config::{LatencyObjective, Slo, TimeSpan};
+    use checkhost::store::slo::SloDef;
+    let store = Store::open(&db.url()).await.unwrap();
+    store
+        .sync_config(
+            &[],
+            &assignments(&["shop", "other"], STRICT),
+            &systems(&["shop", "other"]),
+            0,
+        )
+        .await
+        .unwrap();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Evaluated at minute 40 of the last hour: the runs 2 and 22 minutes
+    // before share its hour.
+    let now = wall - wall % HOUR_MS - 20 * 60_000;
+    let minute = 60_000;
+    // (system, environment, runs at 50 ms, runs at 500 ms, how long ago)
+    let batches: [(&str, &str, i64, i64, i64); 7] = [
+        ("shop", "prod", 0, 10, 40 * DAY_MS),
+        ("shop", "prod", 10, 0, 10 * DAY_MS),
+        ("shop", "prod", 6, 4, 3 * HOUR_MS + 2 * minute),
+        ("shop", "prod", 5, 0, 22 * minute),
+        ("shop", "staging", 0, 5, 22 * minute),
+        ("shop", "prod", 0, 4, 2 * minute),
+        ("other", "prod", 0, 10, minute),
+    ];
+    for (system, env, fast, slow, ago) in batches {
+        for i in 0..fast + slow {
+            let latency = if i < fast { 50.0 } else { 500.0 };
+            let r = run(system, Some(env), true, latency, now - ago + i);
+            store.record_run(r).await.unwrap();
+        }
+    }
+    // Fast enough to make the last 5 minutes good, were they counted.
+    for i in 0..6 {
+        let mut no_probe = run("shop", Some("prod"), false, 10.0, now - minute + i);
+        no_probe.no_probe = true;
+        store.record_run(no_probe).await.unwrap();
+    }
+
+    let def = SloDef {
+        id: "shop".into(),
+        system: "shop".into(),
+        check: None,
+        slo: Slo {
+            objective: 90.0,
+            window: TimeSpan::from_secs(30 * 86_400),
+            latency: Some(LatencyObjective {
+                percentile: 50.0,
+                below_ms: 100.0,
+            }),
+        },
+    };
+    let r = store.slo(&def, now).await.unwrap();
+    // Hours: 10 days ago (all fast: good), 3 h 2 min ago (6 of 10 fast: p50 50 ms,
+    // good), the last (5 fast of 14 across both environments: p50 500 ms,
+    // bad); 40 days ago is outside the window.
+    assert_eq!((r.total, r.good), (3, 2));
+    let close = |got: f64, want: f64, what: &str| {
+        assert!((got - want).abs() < 1e-9, "{what}: {got} against {want}");
+    };
+    close(r.attainment.unwrap(), 200.0 / 3.0, "attainment");
+    close(r.budget_allowed, 0.3, "budget");
+    close(r.budget_remaining.unwrap(), 1.0 - 1.0 / 0.3, "budget left");
+    assert_eq!(r.exhausts_at_ms, Some(now), "the budget is spent");
+    // 5-minute slices: 2 min ago (all slow: bad), 22 min ago (5 fast of
+    // 10: p50 50 ms, good), 3 h 2 min ago (good).
+    let burns: Vec<(i64, i64)> = r.burn_rates.iter().map(|b| (b.total, b.bad)).collect();
+    assert_eq!(burns, [(1, 1), (2, 1), (2, 1), (3, 1)]);
+    let rates: Vec<f64> = r.burn_rates.iter().map(|b| b.rate.unwrap()).collect();
+    for (got, want) in rates.iter().zip([10.0, 5.0, 5.0, 10.0 / 3.0]) {
+        close(*got, want, "burn rate");
+    }
+    assert_eq!(r.alert, None, "1 h below 14.4, 6 h below 6");
+    assert_eq!(r.objective_label(), "90 % of hours at p50 < 100 ms");
     store.close().await;
 }

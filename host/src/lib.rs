@@ -15,5 +15,6 @@ pub mod runtime;
 pub mod scaffold;
 pub mod serve;
 pub mod store;
+pub mod telemetry;
 pub mod validate;
 pub mod web;

@@ -230,10 +230,52 @@ pub async fn validate(
                 "the window must be between 1h and 365d",
             );
         }
+        if let Some(latency) = &slo.latency {
+            if !(latency.percentile > 0.0 && latency.percentile <= 100.0) {
+                p.add(
+                    format!("{place}.latency.percentile"),
+                    format!(
+                        "{} is not a percentile above 0 and at most 100: write 95",
+                        latency.percentile
+                    ),
+                );
+            }
+            if !(latency.below_ms.is_finite() && latency.below_ms > 0.0) {
+                p.add(
+                    format!("{place}.latency.belowMs"),
+                    format!(
+                        "{} is not a latency bound: write a number of milliseconds above 0, e.g. 800",
+                        latency.below_ms
+                    ),
+                );
+            }
+        }
     }
     validate_api(&mut p, &config.api, secrets);
+    validate_traces(&mut p, &config.traces);
     validate_notifications(&mut p, config, secrets);
     p.0
+}
+
+fn validate_traces(p: &mut Problems, traces: &crate::config::TracesConfig) {
+    if let Some(ratio) = traces.sample_ratio
+        && !(0.0..=1.0).contains(&ratio)
+    {
+        p.add(
+            "traces.sampleRatio",
+            format!(
+                "{ratio} is not a share between 0 and 1: write 0.1 to trace one healthy run in ten"
+            ),
+        );
+    }
+    if let Some(endpoint) = &traces.endpoint
+        && !matches!(endpoint.parse::<http::Uri>(), Ok(uri) if uri.scheme().is_some() && uri.host().is_some())
+    {
+        p.add(
+            "traces.endpoint",
+            format!("`{endpoint}` is not a URL: write http://collector:4318"),
+        );
+    }
 }
 
 fn validate_api(p: &mut Problems, api: &crate::config::ApiConfig, secrets: &SecretProvider) {

@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod db;
+pub mod otlp;
 pub mod servers;
 pub mod services;
 

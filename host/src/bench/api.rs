@@ -226,7 +226,7 @@ pub async fn run(
     let store = Arc::new(Store::open(&scratch.url()).await?);
     store_states(&scratch.url(), systems, environments).await?;
     store_history(&scratch.url(), systems, environments).await?;
-    let generation = Generation::prepare(setup, &runtime, &store).await;
+    let generation = Generation::prepare(setup, &runtime, &store, Default::default()).await;
     let live = LiveConfig::new(Arc::new(generation), store.clone());
     let (stop_tx, stop) = watch::channel(false);
     let state = ApiState {

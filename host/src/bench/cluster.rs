@@ -77,7 +77,7 @@ async fn node(config: &Path, runtime: &Arc<Runtime>, url: &str) -> anyhow::Resul
     store
         .sync_config(&file.checks, &file.assignments, &file.systems, now_ms())
         .await?;
-    let generation = Generation::prepare(setup, runtime, &store).await;
+    let generation = Generation::prepare(setup, runtime, &store, Default::default()).await;
     let metrics = Metrics::new();
     let scheduler = Scheduler::new(
         LiveConfig::new(Arc::new(generation), store.clone()),

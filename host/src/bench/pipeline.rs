@@ -7,6 +7,8 @@
 //! the same ordinary checks also run beside hostile slices that hold their
 //! caps (host memory, sockets, linear memory) until their deadline, run
 //! after run, and their throughput is set against what it was without them.
+//! Last, the process CPU per run with every run traced and exported over
+//! OTLP/HTTP (to a sink in this process) against traces off, in turns.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -38,6 +40,17 @@ pub struct PipelineReport {
     /// for its checks.
     pub pass_ideal: Duration,
     pub neighbours: Option<NeighbourReport>,
+    pub traces: TraceCost,
+}
+
+/// Process CPU per run without and with traces (every run traced, its
+/// requests carrying `traceparent`, its spans exported).
+pub struct TraceCost {
+    pub runs: usize,
+    pub off: Duration,
+    pub on: Duration,
+    pub spans_exported: u64,
+    pub spans_dropped: u64,
 }
 
 /// Ordinary runs per second without and with hostile slices beside them.
@@ -73,7 +86,11 @@ impl PipelineReport {
              checkhost pipeline (http+request+assert+{e}, {c} at once):  {:>9.0} runs/s\n\
              ratio checkhost / native:                                      {:>9.2}\n\
              ({} runs each)\n\
-             one pass of {} checks: wall {:.0} ms, Σ latency / concurrency {:.0} ms, ratio {:.2}",
+             one pass of {} checks: wall {:.0} ms, Σ latency / concurrency {:.0} ms, ratio {:.2}\n\
+             process CPU per run, traces off:                              {:>9.1} µs\n\
+             process CPU per run, traces on (100 %, exported over OTLP):   {:>9.1} µs\n\
+             ratio traces on / off:                                         {:>9.3} \
+             ({} runs each way, {} spans exported, {} dropped)",
             self.native_per_sec,
             self.checkhost_per_sec,
             self.checkhost_per_sec / self.native_per_sec,
@@ -82,6 +99,12 @@ impl PipelineReport {
             self.pass_wall.as_secs_f64() * 1000.0,
             self.pass_ideal.as_secs_f64() * 1000.0,
             self.pass_wall.as_secs_f64() / self.pass_ideal.as_secs_f64(),
+            self.traces.off.as_secs_f64() * 1e6,
+            self.traces.on.as_secs_f64() * 1e6,
+            self.traces.on.as_secs_f64() / self.traces.off.as_secs_f64(),
+            self.traces.runs,
+            self.traces.spans_exported,
+            self.traces.spans_dropped,
             c = self.concurrency,
             e = self.engine,
         ) + &self.neighbours.as_ref().map_or(String::new(), |n| {
@@ -243,6 +266,7 @@ pub async fn run(
         },
         concurrency,
         start_by: None,
+        traces: Default::default(),
     };
     let selection = Selection::default();
 
@@ -306,6 +330,8 @@ pub async fn run(
         }
     };
 
+    let traces = trace_cost(&pass(&config), &config, runs).await?;
+
     let config = one_pass_config(addr, pass_checks)?;
     let start = Instant::now();
     let reports = pass(&config).run(&selection, &|_| {}).await?;
@@ -325,7 +351,99 @@ pub async fn run(
         pass_wall,
         pass_ideal,
         neighbours,
+        traces,
     })
+}
+
+/// CPU per run of passes of `config` with traces off and on, in turns so
+/// that drift in the machine falls on both.
+async fn trace_cost(
+    untraced: &Pipeline<'_>,
+    config: &ConfigFile,
+    runs: usize,
+) -> anyhow::Result<TraceCost> {
+    let sink = otlp_sink().await?;
+    let traces = crate::telemetry::Traces::start(
+        &crate::config::TracesConfig {
+            endpoint: Some(format!("http://{sink}")),
+            protocol: Some(crate::config::OtlpProtocol::HttpProtobuf),
+            sample_ratio: Some(1.0),
+        },
+        |_| None,
+    )?;
+    let mut propagating = config.clone();
+    for check in &mut propagating.checks {
+        check.propagate_trace = true;
+    }
+    let traced = Pipeline {
+        runtime: untraced.runtime,
+        plugins: untraced.plugins,
+        config: &propagating,
+        store: untraced.store,
+        secrets: untraced.secrets.clone(),
+        concurrency: untraced.concurrency,
+        start_by: None,
+        traces: traces.clone(),
+    };
+    let turn = runs.div_ceil(4).max(200);
+    let (mut off, mut on) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..2 {
+        off += cpu_of(untraced, turn).await?;
+        on += cpu_of(&traced, turn).await?;
+    }
+    traces.flush(Duration::from_secs(30)).await;
+    let stats = traces.stats().expect("traces are on");
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(TraceCost {
+        runs: turn * 2,
+        off: off / (turn as u32 * 2),
+        on: on / (turn as u32 * 2),
+        spans_exported: load(&stats.exported),
+        spans_dropped: load(&stats.dropped_queue_full) + load(&stats.dropped_export_failed),
+    })
+}
+
+/// The process CPU (user and system) spent on passes of `pipeline` until
+/// `runs` runs are done.
+async fn cpu_of(pipeline: &Pipeline<'_>, runs: usize) -> anyhow::Result<Duration> {
+    let selection = Selection::default();
+    let before = process_cpu();
+    let mut done = 0;
+    while done < runs {
+        let reports = pipeline.run(&selection, &|_| {}).await?;
+        anyhow::ensure!(reports.iter().all(|r| r.healthy), "a benchmark run failed");
+        done += reports.len();
+    }
+    Ok(process_cpu().saturating_sub(before) / done as u32 * runs as u32)
+}
+
+fn process_cpu() -> Duration {
+    // SAFETY: an all-zero rusage is valid, and getrusage only writes the
+    // struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// An OTLP/HTTP endpoint that takes every export and keeps nothing.
+async fn otlp_sink() -> anyhow::Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(|_body: axum::body::Bytes| async {
+            (
+                [("content-type", "application/x-protobuf")],
+                Vec::<u8>::new(),
+            )
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(addr)
 }
 
 /// Ordinary (non-hostile) runs per second over passes of `pipeline` until

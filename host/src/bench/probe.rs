@@ -118,7 +118,7 @@ pub async fn run(
     store
         .sync_config(&file.checks, &file.assignments, &file.systems, now_ms())
         .await?;
-    let generation = Generation::prepare(setup, &runtime, &store).await;
+    let generation = Generation::prepare(setup, &runtime, &store, Default::default()).await;
     let live = LiveConfig::new(Arc::new(generation), store.clone());
     let (stop_tx, stop) = watch::channel(false);
     let state = ApiState {
@@ -292,7 +292,7 @@ async fn process_sample(
     store
         .sync_config(&file.checks, &file.assignments, &file.systems, now_ms())
         .await?;
-    let generation = Generation::prepare(setup, &runtime, &store).await;
+    let generation = Generation::prepare(setup, &runtime, &store, Default::default()).await;
     let (_stop_tx, stop) = watch::channel(false);
     let state = ApiState {
         store: store.clone(),

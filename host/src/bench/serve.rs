@@ -104,7 +104,7 @@ pub async fn run(
     store
         .sync_config(&file.checks, &file.assignments, &file.systems, now_ms())
         .await?;
-    let generation = Generation::prepare(setup, &runtime, &store).await;
+    let generation = Generation::prepare(setup, &runtime, &store, Default::default()).await;
     let scheduler = Scheduler::new(
         LiveConfig::new(Arc::new(generation), store.clone()),
         runtime.clone(),

@@ -14,6 +14,7 @@ use crate::pipeline::setup::{Setup, database_url};
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::store::retention::RetentionPolicy;
+use crate::telemetry::{FLUSH_AT_EXIT, Traces};
 
 /// Exit code for configuration errors (bad YAML, unknown ids, bad plugins).
 const CONFIG_ERROR: u8 = 2;
@@ -155,6 +156,7 @@ pub async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(CONFIG_ERROR));
     }
     let store = Store::open(&loaded.database_url(args.database.database.as_deref())).await?;
+    let traces = Traces::start(&loaded.config.file.traces, |name| std::env::var(name).ok())?;
     let pipeline = Pipeline {
         runtime: &runtime,
         plugins: &loaded.plugins,
@@ -163,6 +165,7 @@ pub async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
         secrets: loaded.secrets.clone(),
         concurrency: crate::pipeline::run::RUN_CONCURRENCY,
         start_by: None,
+        traces: traces.clone(),
     };
     let selection = Selection {
         system: args.system,
@@ -180,6 +183,7 @@ pub async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
     };
     let reports = pipeline.run(&selection, &on_done).await;
     store.close().await;
+    traces.flush(FLUSH_AT_EXIT).await;
     let reports = reports?;
     if progress {
         eprintln!();

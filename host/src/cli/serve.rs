@@ -26,6 +26,7 @@ use crate::serve::metrics::Metrics;
 use crate::serve::reload::Reloader;
 use crate::serve::scheduler::Scheduler;
 use crate::store::{Store, WriterConfig};
+use crate::telemetry::{FLUSH_AT_EXIT, Traces};
 
 /// Exit code for a configuration, database or port that keeps the daemon
 /// from starting.
@@ -118,7 +119,14 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         let plugins = setup.config.file.plugins.as_ref();
         plugins.map(|p| setup.config.resolve(p))
     });
-    let generation = Generation::prepare(setup, &runtime, &store).await;
+    let traces = match Traces::start(&setup.config.file.traces, |name| std::env::var(name).ok()) {
+        Ok(traces) => traces,
+        Err(e) => return refuse(format!("traces: {e}")),
+    };
+    if let Some(stats) = traces.stats() {
+        metrics.watch_traces(stats);
+    }
+    let generation = Generation::prepare(setup, &runtime, &store, traces.clone()).await;
     let file = &generation.setup.config.file;
     // A cluster node leaves the shared checks and assignments to the nodes
     // of the owning configuration version (see `cluster`). What the sync
@@ -277,6 +285,7 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         server, reloads, retention, objectives, watchdog, deliveries, reminders
     );
     store.close().await;
+    traces.flush(FLUSH_AT_EXIT).await;
     tracing::info!("stopped; every reported run is committed");
     Ok(ExitCode::SUCCESS)
 }

@@ -118,6 +118,9 @@ fn merge(into: &mut ConfigFile, part: ConfigFile) {
     if part.metrics != Default::default() {
         into.metrics = part.metrics;
     }
+    if part.traces != Default::default() {
+        into.traces = part.traces;
+    }
     into.systems.extend(part.systems);
     into.checks.extend(part.checks);
     into.assignments.extend(part.assignments);

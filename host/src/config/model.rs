@@ -40,6 +40,11 @@ pub struct ConfigFile {
     pub api: ApiConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// A trace per run over OTLP. Off unless an endpoint is set here or in
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`;
+    /// what is set here wins over the environment.
+    #[serde(default)]
+    pub traces: TracesConfig,
     #[serde(default)]
     pub notifications: Notifications,
     /// Status, uptime and latency badges at `/badge/{system}/…`: `public`
@@ -237,6 +242,27 @@ impl Default for MetricsConfig {
     }
 }
 
+/// Where and how run traces are exported.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct TracesConfig {
+    /// The OTLP endpoint, e.g. `http://collector:4318` (HTTP; spans go to
+    /// `/v1/traces` under it) or `http://collector:4317` (gRPC).
+    pub endpoint: Option<String>,
+    pub protocol: Option<OtlpProtocol>,
+    /// The share of healthy runs traced, from 0 to 1 (default 1). Failed
+    /// runs are always traced.
+    pub sample_ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum OtlpProtocol {
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ProbesConfig {
@@ -283,22 +309,47 @@ pub struct System {
     /// needs: while one is unhealthy, this system's notices are held.
     #[serde(default)]
     pub depends_on: Vec<String>,
-    /// An availability objective over all of this system's runs.
+    /// An objective over all of this system's runs.
     #[serde(default)]
     pub slo: Option<Slo>,
 }
 
-/// A service level objective: the share of runs that must be healthy
-/// over a rolling window (`{objective: 99.9, window: 30d}`).
+/// A service level objective over a rolling window. By availability
+/// (`{objective: 99.9, window: 30d}`): the share of runs that must be
+/// healthy. By latency (`{objective: 99, latency: {percentile: 95,
+/// belowMs: 800}}`): the share of time slices whose percentile latency
+/// must stay below the bound.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Slo {
-    /// Percent of runs that must be healthy, between 0 and 100 (exclusive).
+    /// Percent of runs (or, by latency, of time slices) that must be good,
+    /// between 0 and 100 (exclusive).
     pub objective: f64,
     /// The rolling window, e.g. `30d` (default), `7d`.
     #[serde(default = "default_slo_window")]
     #[schemars(with = "String")]
     pub window: TimeSpan,
+    /// Judge latency instead of health: a slice (an hour of the window, 5
+    /// minutes of a burn-rate window) is good when this percentile of its
+    /// runs' latencies is below `belowMs`.
+    #[serde(default)]
+    pub latency: Option<LatencyObjective>,
+}
+
+/// `p<percentile> < <belowMs> ms`, per time slice.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LatencyObjective {
+    /// Which percentile of a slice's latencies, e.g. 95; above 0, at most 100.
+    pub percentile: f64,
+    /// The bound it must stay below, in milliseconds.
+    pub below_ms: f64,
+}
+
+impl std::fmt::Display for LatencyObjective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "p{} < {} ms", self.percentile, self.below_ms)
+    }
 }
 
 fn default_slo_window() -> TimeSpan {
@@ -338,6 +389,10 @@ pub struct Check {
     /// `locations`); an assignment's own list wins.
     #[serde(default)]
     pub locations: Vec<String>,
+    /// Sends a W3C `traceparent` header with the run's HTTP requests, so
+    /// the target's own traces join the run's (when traces are on).
+    #[serde(default)]
+    pub propagate_trace: bool,
 }
 
 fn default_interval() -> TimeSpan {

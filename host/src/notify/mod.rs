@@ -420,15 +420,15 @@ impl Notifier {
                             .unwrap_or(0.0);
                         let text = if paging {
                             format!(
-                                ":rotating_light: *{system_name}* burns its {} % objective's error \
+                                ":rotating_light: *{system_name}* burns its {} objective's error \
                                  budget fast: {burn:.1}× over the last hour",
-                                report.objective
+                                report.objective_label()
                             )
                         } else {
                             format!(
-                                ":large_green_circle: *{system_name}* no longer burns its {} % \
+                                ":large_green_circle: *{system_name}* no longer burns its {} \
                                  objective's error budget fast",
-                                report.objective
+                                report.objective_label()
                             )
                         };
                         (json!({"text": text}).to_string(), "application/json".into())

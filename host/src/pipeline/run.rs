@@ -23,12 +23,14 @@ use crate::probe::wire::{
 use crate::runtime::bindings::{CheckInfo, EnvironmentInfo, RunContext, SystemInfo};
 use crate::runtime::mask::Masker;
 use crate::runtime::result_fields::Sample;
+use crate::runtime::timeline::{Timeline, TraceParent};
 use crate::runtime::{
     CollectorOutcome, CollectorRun, GuestStats, NetworkPolicy, Plugin, PluginKind, RunLimits,
     RunOutcome, RunSpec, Runtime,
 };
 use crate::store::entity::SliceId;
 use crate::store::{FieldSample, NewRun, ProbeRunKey, Store, StoreError, TransitionEvent};
+use crate::telemetry::{FinishedRun, PluginUse, Traces};
 
 /// Runs `checkhost run` keeps in flight at once.
 pub const RUN_CONCURRENCY: usize = 32;
@@ -55,6 +57,9 @@ pub struct RunReport {
     pub transitions: Vec<TransitionEvent>,
     /// The stored run's id.
     pub run_id: i64,
+    /// The run's trace, when it was traced and kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// What the sandbox spent on the run.
     #[serde(skip)]
     pub guest: GuestStats,
@@ -84,6 +89,7 @@ pub struct Pipeline<'a> {
     /// A run admitted by the runtime after this is not started, and
     /// nothing is recorded for it (a claim whose lease may have passed on).
     pub start_by: Option<std::time::Instant>,
+    pub traces: Traces,
 }
 
 /// A check with its plugins resolved and its configs migrated to current.
@@ -115,6 +121,9 @@ struct Executed {
     guest: GuestStats,
     fields: Vec<FieldSample>,
     skipped_fields: Vec<SkippedField>,
+    /// What a traced run recorded, and when its assertions were judged.
+    timeline: Option<Timeline>,
+    judged: Option<(Instant, Instant)>,
 }
 
 /// A marked result field whose value had another type than its schema
@@ -349,7 +358,9 @@ impl Pipeline<'_> {
         env: Option<&str>,
     ) -> Result<Option<RunReport>, StoreError> {
         let started = Instant::now();
-        let mut executed = match self.execute_slice(p, system, env).await {
+        let trace = self.traces.begin(p.check.propagate_trace);
+        let parent = trace.as_ref().map(|t| t.parent);
+        let mut executed = match self.execute_slice(p, system, env, parent).await {
             Ok(Some(done)) => done,
             Ok(None) => return Ok(None),
             Err(EarlyFailure(message)) => Executed {
@@ -361,16 +372,42 @@ impl Pipeline<'_> {
                 guest: GuestStats::default(),
                 fields: Vec::new(),
                 skipped_fields: Vec::new(),
+                timeline: None,
+                judged: None,
             },
         };
         let (healthy, guest) = (executed.healthy, executed.guest);
         let skipped_fields = std::mem::take(&mut executed.skipped_fields);
+        let timeline = executed.timeline.take();
+        let (judged, masker) = (executed.judged, executed.masker.clone());
         // Waiting for the runtime to admit the run is the host's queue, not
         // the target's latency.
         let latency_ms = started.elapsed().saturating_sub(guest.queued).as_secs_f64() * 1000.0;
         let (run, assertions) = finished_run(executed, &p.check.id, system, env, latency_ms);
         let error = run.error.clone();
+        let persisting = Instant::now();
         let recorded = self.store.record_run(run).await?;
+        let trace_id = trace.and_then(|trace| {
+            self.traces.end(
+                &trace,
+                &FinishedRun {
+                    system: &system.id,
+                    check: &p.check.id,
+                    environment: env,
+                    location: None,
+                    run_id: recorded.run_id,
+                    healthy,
+                    error: error.as_deref(),
+                    strategy: plugin_use(&p.strategy),
+                    collectors: p.collectors.iter().map(|(c, _)| plugin_use(c)).collect(),
+                    timeline: timeline.as_ref(),
+                    judged,
+                    persisted: (persisting, Instant::now()),
+                    failed_assertions: assertions.iter().filter(|a| !a.passed).count(),
+                    masker: &masker,
+                },
+            )
+        });
         Ok(Some(RunReport {
             system: system.id.clone(),
             environment: env.map(str::to_string),
@@ -381,6 +418,7 @@ impl Pipeline<'_> {
             assertions,
             transitions: recorded.transitions,
             run_id: recorded.run_id,
+            trace_id,
             guest,
             skipped_fields,
         }))
@@ -430,6 +468,7 @@ impl Pipeline<'_> {
             logs: Vec::new(),
             duration_ms: run.latency_ms,
             stats: GuestStats::default(),
+            timeline: None,
         };
         outcome.mask_and_bound(masker);
         let executed = judge(p, outcome, Vec::new(), masker.clone());
@@ -502,16 +541,22 @@ impl Pipeline<'_> {
         p: &PreparedCheck,
         system: &System,
         env_id: Option<&str>,
+        trace: Option<TraceParent>,
     ) -> Result<Option<Executed>, EarlyFailure> {
         let SliceSpec {
             spec,
             unresolved,
             masker,
         } = self.spec_for(p, system, env_id)?;
-        let Some(outcome) = self.runtime.run_by(spec, self.start_by).await else {
+        let Some(outcome) = self.runtime.run_by(spec, self.start_by, trace).await else {
             return Ok(None);
         };
-        Ok(Some(judge(p, outcome, unresolved, masker)))
+        let judging = Instant::now();
+        let mut executed = judge(p, outcome, unresolved, masker);
+        if trace.is_some() {
+            executed.judged = Some((judging, Instant::now()));
+        }
+        Ok(Some(executed))
     }
 
     /// Stages 3–5 for one environment: secrets resolved, configs rendered,
@@ -625,6 +670,7 @@ impl Pipeline<'_> {
             assertions: Vec::new(),
             transitions: recorded.transitions,
             run_id: recorded.run_id,
+            trace_id: None,
             guest: GuestStats::default(),
             skipped_fields: Vec::new(),
         })
@@ -663,6 +709,15 @@ fn judge(
         guest: outcome.stats,
         fields,
         skipped_fields,
+        timeline: outcome.timeline,
+        judged: None,
+    }
+}
+
+fn plugin_use(plugin: &Plugin) -> PluginUse<'_> {
+    PluginUse {
+        id: &plugin.info.id,
+        digest: plugin.digest,
     }
 }
 

@@ -21,6 +21,7 @@ use super::policy::NetworkPolicy;
 use super::sandbox::{Sandbox, new_store};
 use super::scope::RunScope;
 use super::text::{MAX_MESSAGE_BYTES, mask_and_bound};
+use super::timeline::{PhaseKind, Timeline, TraceParent};
 use super::transport::{StrategySession, TransportLink};
 use super::{Runtime, epoch_ticks};
 
@@ -61,6 +62,8 @@ pub struct GuestStats {
     pub host_memory_peak_bytes: usize,
     /// CPU time of the threads while they ran this run's guests and host calls.
     pub cpu: Duration,
+    /// Epoch ticks the guests' code ran through.
+    pub epoch_ticks: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +78,9 @@ pub struct RunOutcome {
     pub duration_ms: f64,
     #[serde(skip)]
     pub stats: GuestStats,
+    /// What a traced run recorded of its phases and requests.
+    #[serde(skip)]
+    pub timeline: Option<Timeline>,
 }
 
 impl RunOutcome {
@@ -144,7 +150,7 @@ impl Runtime {
     /// Runs a strategy and its collectors once. Never fails: every problem
     /// becomes part of the outcome.
     pub async fn run(&self, spec: RunSpec) -> RunOutcome {
-        match self.run_by(spec, None).await {
+        match self.run_by(spec, None, None).await {
             Some(outcome) => outcome,
             None => empty_outcome(Some(Failure::Host("the run was not started".into()))),
         }
@@ -153,8 +159,13 @@ impl Runtime {
     /// As [`Runtime::run`], but `None`, with nothing started, when the
     /// run is admitted (a pool slot, the memory budget) only after
     /// `start_by`: a run claimed under a lease must not start once another
-    /// node may hold that lease.
-    pub async fn run_by(&self, spec: RunSpec, start_by: Option<Instant>) -> Option<RunOutcome> {
+    /// node may hold that lease. A run with a `trace` records its timeline.
+    pub async fn run_by(
+        &self,
+        spec: RunSpec,
+        start_by: Option<Instant>,
+        trace: Option<TraceParent>,
+    ) -> Option<RunOutcome> {
         let arrived = Instant::now();
         let admitted = {
             let _waiting = WaitingRun::new(&self.waiting);
@@ -175,8 +186,12 @@ impl Runtime {
             spec.policy.clone(),
             allocations.as_ref().map(RunAllocations::meter),
             started + limits.timeout(),
-        );
+        )
+        .traced(trace);
         let shared = scope.journal.clone();
+        if let Some(timeline) = journal(&shared).timeline.as_mut() {
+            timeline.admitted = Some(started);
+        }
         let cpu = Arc::new(Mutex::new(Duration::ZERO));
         let mut outcome = match (admitted, allocations) {
             (Err(failure), _) => empty_outcome(Some(failure)),
@@ -213,12 +228,14 @@ impl Runtime {
             }));
         }
         outcome.logs = std::mem::take(&mut record.logs);
+        outcome.timeline = record.timeline.take();
         outcome.stats = GuestStats {
             queued,
             instantiate: record.instantiate,
             memory_peak_bytes: record.memory_peak_bytes,
             host_memory_peak_bytes: scope.budget.host_memory_peak(),
             cpu: *cpu.lock().unwrap_or_else(|e| e.into_inner()),
+            epoch_ticks: record.epoch_ticks,
         };
         if let Some(denial) = &record.denial {
             let failed = outcome.connect_error.is_some()
@@ -253,11 +270,14 @@ impl Runtime {
             .await
             .map_err(guest(&strategy_id))?;
         journal(&scope.journal).instantiate += started.elapsed();
+        scope.phase(PhaseKind::Instantiate, &strategy_id, started);
+        let connecting = Instant::now();
         let connected = bindings
             .checkhost_plugin_strategy_plugin()
             .call_connect(&mut store, &spec.strategy_config, &spec.context)
             .await
             .map_err(guest(&strategy_id))?;
+        scope.phase(PhaseKind::Connect, &strategy_id, connecting);
         let client = match connected {
             Ok(client) => client,
             Err(transport_error) => {
@@ -289,6 +309,14 @@ impl Runtime {
             collectors.push(result?);
         }
         let mut session = link.lock().await;
+        if scope.trace.is_some() {
+            // Asked last: a strategy that connects on its first request
+            // knows its set-up timings only then.
+            let timings = session.timings().await.map_err(guest(&strategy_id))?;
+            if let Some(timeline) = journal(&scope.journal).timeline.as_mut() {
+                timeline.connect_timings = Some(timings);
+            }
+        }
         let StrategySession { store, client, .. } = &mut *session;
         client
             .resource_drop_async(&mut *store)
@@ -326,10 +354,12 @@ impl Runtime {
         let started = Instant::now();
         let bindings = pre.instantiate_async(&mut store).await.map_err(fail)?;
         journal(&scope.journal).instantiate += started.elapsed();
+        scope.phase(PhaseKind::Instantiate, &id, started);
         let output = bindings
             .checkhost_plugin_collector_plugin()
             .call_collect(&mut store, &run.config_json, &spec.context)
             .await;
+        scope.phase(PhaseKind::Collect, &id, started);
         store.data_mut().drain_stdout();
         let CollectorOutput { result_json, error } = output.map_err(fail)?;
         if result_json.len() > scope.limits.max_output_bytes {
@@ -426,6 +456,7 @@ fn empty_outcome(failure: Option<Failure>) -> RunOutcome {
         logs: Vec::new(),
         duration_ms: 0.0,
         stats: GuestStats::default(),
+        timeline: None,
     }
 }
 

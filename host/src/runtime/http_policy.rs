@@ -6,6 +6,9 @@
 //! re-resolved to something else between check and connect (DNS rebinding).
 //! HTTPS keeps the name for SNI and certificate verification, which is what
 //! defeats rebinding there: a rebound name cannot present a valid certificate.
+//!
+//! In a traced run each request is recorded as a span of its own, and
+//! carries that span in a `traceparent` header when the check asks for it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,6 +23,7 @@ use super::budget::RunBudget;
 use super::journal::{SharedJournal, journal};
 use super::policy::NetworkPolicy;
 use super::scope::RunScope;
+use super::timeline::{HttpCall, TraceParent, new_span_id};
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 type SendFuture =
@@ -31,6 +35,7 @@ pub struct PolicedHttp {
     budget: Arc<RunBudget>,
     plugin: String,
     deadline: Instant,
+    trace: Option<TraceParent>,
 }
 
 impl PolicedHttp {
@@ -41,14 +46,61 @@ impl PolicedHttp {
             budget: scope.budget.clone(),
             plugin: plugin.to_string(),
             deadline: scope.deadline,
+            trace: scope.trace,
         }
+    }
+
+    /// Starts the span of a request of a traced run, and puts it in the
+    /// request's `traceparent` when the check propagates its trace (a
+    /// header the guest set itself is left alone).
+    fn start_call(&self, request: &mut http::Request<WasiBody>) -> Option<HttpCall> {
+        let trace = self.trace?;
+        let span_id = new_span_id();
+        if trace.propagate
+            && !request.headers().contains_key("traceparent")
+            && let Ok(value) = http::HeaderValue::from_str(&trace.header(span_id))
+        {
+            request.headers_mut().insert("traceparent", value);
+        }
+        let uri = request.uri();
+        let https = uri.scheme() == Some(&Scheme::HTTPS);
+        let caller = journal(&self.journal)
+            .timeline
+            .as_ref()
+            .and_then(|t| t.caller.clone());
+        let now = Instant::now();
+        Some(HttpCall {
+            span_id,
+            caller,
+            method: request.method().to_string(),
+            scheme: uri.scheme_str().unwrap_or("http").to_string(),
+            host: uri.host().unwrap_or_default().to_string(),
+            port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            path: uri.path().to_string(),
+            status: None,
+            error: None,
+            start: now,
+            end: now,
+        })
+    }
+}
+
+/// Ends a request's span with its status or error.
+fn finish_call(shared: &SharedJournal, mut call: HttpCall, outcome: Result<u16, String>) {
+    call.end = Instant::now();
+    match outcome {
+        Ok(status) => call.status = Some(status),
+        Err(error) => call.error = Some(error),
+    }
+    if let Some(timeline) = journal(shared).timeline.as_mut() {
+        timeline.http.push(call);
     }
 }
 
 impl WasiHttpHooks for PolicedHttp {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: IoFuture,
     ) -> SendFuture {
@@ -67,17 +119,30 @@ impl WasiHttpHooks for PolicedHttp {
                 None => future,
             }
         };
+        let call = self.start_call(&mut request);
         let send = async move {
-            let connection = connection.ok_or(HttpError::ConnectionLimitReached)?;
-            let request = police(request, &policy, &journal).await?;
-            let options = cap_timeouts(options, deadline.saturating_duration_since(Instant::now()));
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-            let io = async move {
-                let _open = connection;
-                io.await
-            };
-            Ok((response.map(BodyExt::boxed_unsync), charged(Box::new(io))))
+            let sent: Result<_, HttpError> = async {
+                let connection = connection.ok_or(HttpError::ConnectionLimitReached)?;
+                let request = police(request, &policy, &journal).await?;
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let options = cap_timeouts(options, remaining);
+                let (response, io) =
+                    wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+                let io = async move {
+                    let _open = connection;
+                    io.await
+                };
+                Ok((response.map(BodyExt::boxed_unsync), charged(Box::new(io))))
+            }
+            .await;
+            if let Some(call) = call {
+                let outcome = match &sent {
+                    Ok((response, _)) => Ok(response.status().as_u16()),
+                    Err(e) => Err(e.to_string()),
+                };
+                finish_call(&journal, call, outcome);
+            }
+            sent
         };
         match charge {
             Some(meter) => Box::new(meter.charge(send)),

@@ -63,6 +63,11 @@ pub struct RunJournal {
     pub memory_peak_bytes: usize,
     /// Time spent instantiating the run's guests.
     pub instantiate: std::time::Duration,
+    /// Epoch ticks the run's guests' code ran through (roughly its CPU
+    /// time in ticks; wasmtime's cheap stand-in for fuel).
+    pub epoch_ticks: u64,
+    /// Phases and requests, for traced runs only.
+    pub timeline: Option<super::timeline::Timeline>,
 }
 
 pub type SharedJournal = Arc<Mutex<RunJournal>>;

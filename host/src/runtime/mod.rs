@@ -19,6 +19,7 @@ pub mod result_fields;
 mod sandbox;
 mod scope;
 pub mod text;
+pub mod timeline;
 mod transport;
 
 use std::path::PathBuf;
@@ -50,7 +51,7 @@ pub const DEFAULT_GUEST_MEMORY_BUDGET_MIB: u64 = 96;
 pub(crate) const WASM_PAGE_BYTES: u64 = 64 * 1024;
 
 /// How often the epoch advances; CPU deadlines are counted in these ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {

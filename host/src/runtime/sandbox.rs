@@ -96,6 +96,17 @@ impl Sandbox {
     }
 
     /// Moves what the guest wrote to stdout/stderr into the run's logs.
+    /// Names this guest, while `calling`, as the sender of the requests
+    /// the strategy makes; `false` when the run is not traced.
+    pub(crate) fn mark_caller(&self, calling: bool) -> bool {
+        let mut journal = super::journal::journal(&self.journal);
+        let Some(timeline) = journal.timeline.as_mut() else {
+            return false;
+        };
+        timeline.caller = calling.then(|| self.plugin.clone());
+        true
+    }
+
     pub fn drain_stdout(&mut self) {
         let bytes = self.stdout.contents();
         if bytes.is_empty() {
@@ -190,14 +201,26 @@ fn level_name(level: LogLevel) -> &'static str {
     }
 }
 
-/// Creates a store for one guest with the run's limits applied.
+/// Creates a store for one guest with the run's limits applied: it is
+/// interrupted once `epoch_ticks` ticks have passed.
 pub fn new_store(engine: &wasmtime::Engine, sandbox: Sandbox, epoch_ticks: u64) -> Store<Sandbox> {
     let mut store = Store::new(engine, sandbox);
     store.limiter(|s| &mut s.limiter);
     store.call_hook(|store, _| store.data().check_budget());
-    // A fresh store's deadline is 0: set it before the first call.
-    store.set_epoch_deadline(epoch_ticks);
-    store.epoch_deadline_trap();
+    // Woken at each tick the guest's code runs through, to count the ticks
+    // it ran (what a check costs) and to interrupt it, as a trap at the
+    // deadline would, once the ticks have passed by the clock.
+    let ticks = u32::try_from(epoch_ticks).unwrap_or(u32::MAX);
+    let interrupt_at =
+        std::time::Instant::now().checked_add(super::EPOCH_TICK.saturating_mul(ticks));
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |context| {
+        super::journal::journal(&context.data().journal).epoch_ticks += 1;
+        if interrupt_at.is_some_and(|at| std::time::Instant::now() >= at) {
+            return Err(wasmtime::Trap::Interrupt.into());
+        }
+        Ok(wasmtime::UpdateDeadline::Continue(1))
+    });
     store
 }
 

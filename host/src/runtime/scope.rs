@@ -9,6 +9,7 @@ use super::host_memory::HostMemoryMeter;
 use super::journal::SharedJournal;
 use super::limits::RunLimits;
 use super::policy::NetworkPolicy;
+use super::timeline::{PhaseKind, TraceParent};
 
 /// Everything a store needs that is the same for all guests of one run.
 #[derive(Clone)]
@@ -18,6 +19,8 @@ pub struct RunScope {
     pub journal: SharedJournal,
     pub budget: Arc<RunBudget>,
     pub deadline: Instant,
+    /// The run's trace, when it is traced.
+    pub trace: Option<TraceParent>,
 }
 
 impl RunScope {
@@ -36,6 +39,27 @@ impl RunScope {
             policy,
             journal,
             deadline,
+            trace: None,
+        }
+    }
+
+    /// The scope of a traced run: its guests record their phases and
+    /// requests into the journal's timeline.
+    pub fn traced(mut self, trace: Option<TraceParent>) -> RunScope {
+        if trace.is_some() {
+            super::journal::journal(&self.journal).timeline = Some(Default::default());
+        }
+        self.trace = trace;
+        self
+    }
+
+    /// Records that `plugin` spent `start..now` in phase `kind`, when the
+    /// run is traced.
+    pub fn phase(&self, kind: PhaseKind, plugin: &str, start: Instant) {
+        if self.trace.is_some()
+            && let Some(timeline) = super::journal::journal(&self.journal).timeline.as_mut()
+        {
+            timeline.phase(kind, plugin, start);
         }
     }
 }

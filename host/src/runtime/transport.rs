@@ -7,7 +7,7 @@ use tokio::sync::Mutex;
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
-use super::bindings::{Request, Response, TransportError, collector, strategy};
+use super::bindings::{Request, Response, Timings, TransportError, collector, strategy};
 use super::sandbox::Sandbox;
 
 /// The strategy side of a run: its store, its bindings and the live client.
@@ -37,6 +37,19 @@ impl StrategySession {
             .call_exec(&mut *store, *client, &request)
             .await
     }
+
+    pub async fn timings(&mut self) -> wasmtime::Result<Timings> {
+        let StrategySession {
+            store,
+            bindings,
+            client,
+        } = self;
+        bindings
+            .checkhost_plugin_strategy_plugin()
+            .client()
+            .call_timings(&mut *store, *client)
+            .await
+    }
 }
 
 impl collector::checkhost::plugin::transport::Host for Sandbox {
@@ -50,6 +63,13 @@ impl collector::checkhost::plugin::transport::Host for Sandbox {
             )));
         };
         let mut session = link.lock().await;
-        session.exec(request).await
+        // The lock serialises transport calls: the requests the strategy
+        // sends until it is released are this collector's.
+        let traced = self.mark_caller(true);
+        let response = session.exec(request).await;
+        if traced {
+            self.mark_caller(false);
+        }
+        response
     }
 }

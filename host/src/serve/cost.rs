@@ -1,5 +1,5 @@
 //! What each check's guests cost this process, by check and strategy
-//! plugin: runs, CPU, instantiation and peak memory. `/metrics` labels the
+//! plugin: runs, CPU, epoch ticks, instantiation and peak memory. `/metrics` labels the
 //! costliest checks (by CPU) up to a bound and folds the rest into
 //! `check="(other)"` (no check id can be that), so a fleet of 100,000
 //! checks does not explode the series count. A labelled check keeps its
@@ -32,6 +32,7 @@ pub const OTHER: &str = "(other)";
 struct Totals {
     runs: u64,
     cpu: Duration,
+    epoch_ticks: u64,
     instantiate: Duration,
     memory_peak_bytes: u64,
     host_memory_peak_bytes: u64,
@@ -41,6 +42,7 @@ impl Totals {
     fn add(&mut self, other: &Totals) {
         self.runs += other.runs;
         self.cpu += other.cpu;
+        self.epoch_ticks += other.epoch_ticks;
         self.instantiate += other.instantiate;
         self.memory_peak_bytes = self.memory_peak_bytes.max(other.memory_peak_bytes);
         self.host_memory_peak_bytes = self
@@ -61,6 +63,9 @@ pub struct CheckCost {
     /// CPU of its guests and their host calls, in seconds.
     pub cpu_seconds: f64,
     pub cpu_ms_per_run: f64,
+    /// Epoch ticks (10 ms each) its guests' code ran through: wasmtime's
+    /// count of guest execution, which excludes host calls.
+    pub epoch_ticks: u64,
     pub instantiate_ms_per_run: f64,
     /// The most linear memory one of its runs' guests grew to.
     pub memory_peak_bytes: u64,
@@ -110,6 +115,7 @@ impl CheckCosts {
         let run = Totals {
             runs: 1,
             cpu: guest.cpu,
+            epoch_ticks: guest.epoch_ticks,
             instantiate: guest.instantiate,
             memory_peak_bytes: guest.memory_peak_bytes as u64,
             host_memory_peak_bytes: guest.host_memory_peak_bytes as u64,
@@ -154,6 +160,7 @@ impl CheckCosts {
                     runs: t.runs,
                     cpu_seconds: t.cpu.as_secs_f64(),
                     cpu_ms_per_run: per_run(t.cpu),
+                    epoch_ticks: t.epoch_ticks,
                     instantiate_ms_per_run: per_run(t.instantiate),
                     memory_peak_bytes: t.memory_peak_bytes,
                     host_memory_peak_bytes: t.host_memory_peak_bytes,
@@ -222,6 +229,13 @@ impl Collector for CostCollector {
             "CPU of each check's guests and their host calls",
             &series,
             |t| t.cpu.as_secs_f64(),
+        )?;
+        counters(
+            e,
+            "check_guest_epoch_ticks",
+            "Epoch ticks (10 ms) each check's guests' code ran through",
+            &series,
+            |t| t.epoch_ticks,
         )?;
         counters(
             e,

@@ -15,6 +15,7 @@ use crate::runtime::Runtime;
 use crate::runtime::mask::Masker;
 use crate::store::entity::SliceId;
 use crate::store::{NewRun, ProbeRunKey, Store, StoreError};
+use crate::telemetry::Traces;
 
 /// Where a slice's system and check sit in the config, found once.
 #[derive(Debug, Clone, Copy)]
@@ -46,16 +47,23 @@ pub struct Generation {
     pub slices: BTreeMap<SliceId, SliceDef>,
     /// The slices probes run, by location.
     pub probe_slices: BTreeMap<SliceId, SliceDef>,
+    /// The process's run traces: set up at start, kept across reloads.
+    pub traces: Traces,
 }
 
 impl Generation {
     /// Prepares every check (plugins resolved, configs migrated) and lists
     /// the slices of every assignment, paused or not (an API resume may
     /// start a paused one).
-    pub async fn prepare(setup: Setup, runtime: &Runtime, store: &Store) -> Generation {
+    pub async fn prepare(
+        setup: Setup,
+        runtime: &Runtime,
+        store: &Store,
+        traces: Traces,
+    ) -> Generation {
         let mut prepared = HashMap::new();
         {
-            let pipeline = pipeline(&setup, runtime, store, None);
+            let pipeline = pipeline(&setup, &traces, runtime, store, None);
             for check in &setup.config.file.checks {
                 prepared.insert(check.id.clone(), pipeline.prepare(check).await);
             }
@@ -126,6 +134,7 @@ impl Generation {
             prepared,
             slices,
             probe_slices,
+            traces,
         }
     }
 
@@ -147,7 +156,7 @@ impl Generation {
         if prepared.is_err() && !def.lead {
             return None;
         }
-        let pipeline = pipeline(&self.setup, runtime, store, start_by);
+        let pipeline = pipeline(&self.setup, &self.traces, runtime, store, start_by);
         pipeline
             .run_one(check, prepared, system, key.environment.as_deref())
             .await
@@ -185,7 +194,7 @@ impl Generation {
                 });
             }
         };
-        let pipeline = pipeline(&self.setup, runtime, store, None);
+        let pipeline = pipeline(&self.setup, &self.traces, runtime, store, None);
         Some(pipeline.probe_work(
             prepared,
             &file.systems[def.system],
@@ -215,7 +224,7 @@ impl Generation {
             None => return Err(format!("no check `{}` here", key.check)),
         };
         let file = &self.setup.config.file;
-        pipeline(&self.setup, runtime, store, None).probe_run(
+        pipeline(&self.setup, &self.traces, runtime, store, None).probe_run(
             prepared,
             &file.systems[def.system],
             key,
@@ -257,6 +266,7 @@ fn unprepared_run(key: &SliceId, origin: ProbeRunKey, run: &ProbeRun, error: Str
 
 fn pipeline<'a>(
     setup: &'a Setup,
+    traces: &Traces,
     runtime: &'a Runtime,
     store: &'a Store,
     start_by: Option<std::time::Instant>,
@@ -269,6 +279,7 @@ fn pipeline<'a>(
         secrets: setup.secrets.clone(),
         concurrency: 1,
         start_by,
+        traces: traces.clone(),
     }
 }
 

@@ -1,13 +1,14 @@
 //! The daemon's Prometheus metrics at `/metrics`: OpenMetrics, whose run
-//! and guest-cost histograms carry the run id of an observation as an
-//! exemplar (a scraper jumps from a slow bucket to the run), or the
-//! Prometheus text format without exemplars.
+//! and guest-cost histograms carry the run id (and trace id, when the run
+//! was traced) of an observation as an exemplar (a scraper jumps from a
+//! slow bucket to the run), or the Prometheus text format without
+//! exemplars.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
@@ -16,6 +17,50 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::pipeline::run::RunReport;
+use crate::telemetry::ExportStats;
+
+/// The trace export's counters, read at each scrape.
+#[derive(Debug)]
+struct TraceCollector(Arc<std::sync::OnceLock<Arc<ExportStats>>>);
+
+impl prometheus_client::collector::Collector for TraceCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(stats) = self.0.get() else {
+            return Ok(());
+        };
+        let exported = encoder.encode_descriptor(
+            "trace_spans_exported",
+            "Spans of run traces the OTLP endpoint accepted",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(stats.exported.load(Relaxed)).encode(exported)?;
+        let mut dropped = encoder.encode_descriptor(
+            "trace_spans_dropped",
+            "Spans of run traces dropped, by reason (queue_full: the endpoint fell behind; \
+             export_failed: it refused or did not answer in time)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, count) in [
+            ("queue_full", &stats.dropped_queue_full),
+            ("export_failed", &stats.dropped_export_failed),
+        ] {
+            let labels = ReasonLabels {
+                reason: reason.into(),
+            };
+            ConstCounter::new(count.load(Relaxed)).encode(dropped.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
@@ -30,10 +75,22 @@ pub struct RunLabels {
     pub outcome: String,
 }
 
-/// The run an observation came from: `GET /api/v1/runs/{run_id}`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// The run an observation came from: `GET /api/v1/runs/{run_id}`, and
+/// its trace when it was traced.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
 pub struct RunExemplar {
     pub run_id: String,
+    pub trace_id: Option<String>,
+}
+
+impl EncodeLabelSet for RunExemplar {
+    fn encode(&self, encoder: LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        let run = ("run_id", self.run_id.as_str());
+        match &self.trace_id {
+            Some(trace) => [run, ("trace_id", trace.as_str())].encode(encoder),
+            None => [run].encode(encoder),
+        }
+    }
 }
 
 /// A histogram whose buckets remember the last run that fell in them.
@@ -111,6 +168,8 @@ pub struct Metrics {
     slo_update: std::sync::RwLock<()>,
     /// The objectives as last evaluated, for the status page.
     slo_reports: std::sync::Mutex<Arc<Vec<crate::store::slo::SloReport>>>,
+    /// What became of the run traces' spans, once traces are on.
+    traces: Arc<std::sync::OnceLock<Arc<ExportStats>>>,
 }
 
 impl Metrics {
@@ -153,6 +212,7 @@ impl Metrics {
             slo_page: Family::default(),
             slo_update: Default::default(),
             slo_reports: Default::default(),
+            traces: Default::default(),
         };
         let mut registry = metrics.registry;
         registry.register(
@@ -323,6 +383,7 @@ impl Metrics {
             metrics.slo_page.clone(),
         );
         registry.register_collector(Box::new(super::cost::CostCollector(metrics.costs.clone())));
+        registry.register_collector(Box::new(TraceCollector(metrics.traces.clone())));
         metrics.run_host_memory_budget.set(
             i64::try_from(crate::runtime::RunLimits::default().host_memory_bytes())
                 .unwrap_or(i64::MAX),
@@ -331,6 +392,11 @@ impl Metrics {
             registry,
             ..metrics
         })
+    }
+
+    /// Counts the spans of run traces from now on.
+    pub fn watch_traces(&self, stats: Arc<ExportStats>) {
+        let _ = self.traces.set(stats);
     }
 
     pub fn observe_run(&self, check: &str, plugin: &str, report: &RunReport) {
@@ -349,6 +415,7 @@ impl Metrics {
         let run = || {
             Some(RunExemplar {
                 run_id: report.run_id.to_string(),
+                trace_id: report.trace_id.clone(),
             })
         };
         self.run_duration.observe(report.latency_ms / 1000.0, run());

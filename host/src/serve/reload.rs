@@ -68,7 +68,13 @@ impl Reloader {
             }
             return false;
         }
-        let generation = Generation::prepare(setup, &self.runtime, &self.store).await;
+        let current = self.live.generation();
+        if setup.config.file.traces != current.setup.config.file.traces {
+            tracing::warn!("traces: a changed section takes effect when the daemon restarts");
+        }
+        let traces = current.traces.clone();
+        drop(current);
+        let generation = Generation::prepare(setup, &self.runtime, &self.store, traces).await;
         let file = &generation.setup.config.file;
         // In a cluster only the nodes of the owning version write the shared
         // checks and assignments (with the schedule); see `cluster`.

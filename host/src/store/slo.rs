@@ -6,6 +6,14 @@
 //! hour's rate. `no-probe` runs measure nothing and count for nothing.
 //! When the page condition starts or ends, the objective's notices go
 //! through the outbox once (`slo_alerts` remembers the last state).
+//!
+//! A latency objective counts time slices instead of runs: a slice is good
+//! when the chosen percentile of its runs' latencies is below the bound.
+//! The window's slices are its hours, read from the hourly sketches merged
+//! across the objective's slices; a day kept only as a daily row stands
+//! for its hours not kept hourly, judged by the day's sketch. The burn
+//! windows' slices are 5 minutes of raw runs. Slices without a measured
+//! latency count for nothing.
 
 use serde::Serialize;
 use sqlx::QueryBuilder;
@@ -14,8 +22,9 @@ use utoipa::ToSchema;
 use super::db::{WritePool, with_pool};
 use super::ids::first_id_at;
 use super::read::SliceFilter;
-use super::{Store, StoreError};
-use crate::config::{ConfigFile, Slo};
+use super::sketch::Sketch;
+use super::{DAY_MS, Store, StoreError};
+use crate::config::{ConfigFile, LatencyObjective, Slo};
 
 /// The burn-rate windows: (name, length).
 pub const BURN_WINDOWS: [(&str, i64); 4] = [
@@ -66,7 +75,11 @@ impl SloDef {
     }
 }
 
-/// Runs counted, and how many of them were healthy.
+/// The time slice of a burn window for a latency objective.
+pub const BURN_SLICE_MS: i64 = 5 * 60_000;
+
+/// Runs counted, and how many of them were healthy (for a latency
+/// objective: time slices, and how many were fast enough).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Counts {
     pub total: i64,
@@ -99,10 +112,15 @@ pub struct SloReport {
     pub system: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<String>,
-    /// Percent of runs that must be healthy.
+    /// Percent of runs (or time slices) that must be good.
     pub objective: f64,
+    /// The latency bound, for a latency objective.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub latency: Option<LatencyObjective>,
     pub window_ms: i64,
-    /// Runs in the window (from the hour or day buckets it overlaps).
+    /// Runs in the window (from the hour or day buckets it overlaps), or,
+    /// by latency, hours with a measured latency.
     pub total: i64,
     pub good: i64,
     /// Percent of them healthy; absent without runs.
@@ -119,6 +137,16 @@ pub struct SloReport {
     /// When the budget runs out at the last hour's burn rate (now when it
     /// has): absent while it does not burn.
     pub exhausts_at_ms: Option<i64>,
+}
+
+impl SloReport {
+    /// `99.9 %`, or `99 % of hours at p95 < 800 ms` by latency.
+    pub fn objective_label(&self) -> String {
+        match &self.latency {
+            None => format!("{} %", self.objective),
+            Some(latency) => format!("{} % of hours at {latency}", self.objective),
+        }
+    }
 }
 
 /// The report of an objective from its counts: the window's, and each
@@ -152,6 +180,7 @@ pub fn evaluate(def: &SloDef, window: Counts, burns: [Counts; 4], now_ms: i64) -
         system: def.system.clone(),
         check: def.check.clone(),
         objective: def.slo.objective,
+        latency: def.slo.latency,
         window_ms,
         total: window.total,
         good: window.good,
@@ -234,11 +263,117 @@ impl Store {
     /// An objective, evaluated at `now_ms`.
     pub async fn slo(&self, def: &SloDef, now_ms: i64) -> Result<SloReport, StoreError> {
         let filter = def.filter();
-        let window = self
-            .tier_counts(&filter, now_ms - def.slo.window.as_millis(), now_ms + 1)
-            .await?;
-        let burns = self.recent_counts(&filter, now_ms).await?;
+        let from_ms = now_ms - def.slo.window.as_millis();
+        let (window, burns) = match &def.slo.latency {
+            None => (
+                self.tier_counts(&filter, from_ms, now_ms + 1).await?,
+                self.recent_counts(&filter, now_ms).await?,
+            ),
+            Some(latency) => (
+                self.tier_slices(&filter, from_ms, now_ms + 1, latency)
+                    .await?,
+                self.recent_slices(&filter, now_ms, latency).await?,
+            ),
+        };
         Ok(evaluate(def, window, burns, now_ms))
+    }
+
+    /// Hours (and days kept only as daily rows, for their hours not kept
+    /// hourly) overlapping `[from, to)` with a measured latency, and how
+    /// many were fast enough.
+    async fn tier_slices(
+        &self,
+        filter: &SliceFilter,
+        from_ms: i64,
+        to_ms: i64,
+        latency: &LatencyObjective,
+    ) -> Result<Counts, StoreError> {
+        let rows: Vec<(i64, i64, f64, f64, String, i32)> = with_pool!(&self.db.read().await, pool => {
+            let mut q = QueryBuilder::new("");
+            super::read::push_tiers(
+                &mut q,
+                "bucket, latency_count, latency_min, latency_max, sketch",
+                ["aggregates_hourly", "aggregates_daily"],
+                (from_ms, to_ms),
+                filter,
+            );
+            q.build_query_as().fetch_all(pool).await?
+        });
+        // (tier, bucket) → the objective's slices merged.
+        let mut buckets: std::collections::BTreeMap<(i32, i64), LatencySlice> = Default::default();
+        for (bucket, count, min, max, sketch, tier) in rows {
+            if count > 0 {
+                buckets.entry((tier, bucket)).or_default().merge(
+                    min,
+                    max,
+                    &Sketch::from_json(&sketch),
+                );
+            }
+        }
+        let mut hours_kept: std::collections::HashMap<i64, i64> = Default::default();
+        for (_, hour) in buckets.keys().filter(|(tier, _)| *tier == 0) {
+            *hours_kept
+                .entry(hour - hour.rem_euclid(DAY_MS))
+                .or_default() += 1;
+        }
+        let mut counts = Counts::default();
+        for ((tier, bucket), slice) in &buckets {
+            let weight = match tier {
+                0 => 1,
+                _ => (24 - hours_kept.get(bucket).copied().unwrap_or(0)).max(0),
+            };
+            counts.total += weight;
+            if slice.fast_enough(latency) {
+                counts.good += weight;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Each burn window's 5-minute slices ending now with a measured
+    /// latency, and how many were fast enough, from the raw runs.
+    async fn recent_slices(
+        &self,
+        filter: &SliceFilter,
+        now_ms: i64,
+        latency: &LatencyObjective,
+    ) -> Result<[Counts; 4], StoreError> {
+        let longest = BURN_WINDOWS[3].1;
+        let rows: Vec<(i64, Option<i64>, f64)> = with_pool!(&self.db.read().await, pool => {
+            let mut q = QueryBuilder::new(
+                "SELECT id, measured_at, latency_ms FROM runs
+                 WHERE status <> 'degraded' AND latency_ms > 0 AND id >= ",
+            );
+            // Runs are stored after they are measured: the id bound keeps
+            // every run measured in the window.
+            q.push_bind(first_id_at(now_ms - longest));
+            filter.push(&mut q, "slice_id");
+            q.build_query_as().fetch_all(pool).await?
+        });
+        let slices = (longest / BURN_SLICE_MS) as usize;
+        let mut latencies: Vec<Vec<f64>> = vec![Vec::new(); slices];
+        for (id, measured_at, ms) in rows {
+            let at = measured_at.unwrap_or_else(|| super::ids::created_at(id));
+            let age = (now_ms - at).max(0);
+            if age < longest {
+                latencies[(age / BURN_SLICE_MS) as usize].push(ms);
+            }
+        }
+        let judged: Vec<Option<bool>> = latencies
+            .iter_mut()
+            .map(|runs| {
+                exact_quantile(runs, latency.percentile / 100.0).map(|q| q < latency.below_ms)
+            })
+            .collect();
+        let mut out = [Counts::default(); 4];
+        for (counts, (_, length)) in out.iter_mut().zip(BURN_WINDOWS) {
+            let within = (length / BURN_SLICE_MS) as usize;
+            for good in judged[..within].iter().flatten() {
+                counts.total += 1;
+                counts.good += i64::from(*good);
+            }
+        }
+        Ok(out)
     }
 
     /// Runs and healthy runs in the hour and day buckets that overlap
@@ -315,6 +450,47 @@ impl Store {
     }
 }
 
+/// The latencies of one time slice across the objective's slices.
+#[derive(Debug, Default)]
+struct LatencySlice {
+    sketch: Sketch,
+    min: f64,
+    max: f64,
+}
+
+impl LatencySlice {
+    fn merge(&mut self, min: f64, max: f64, sketch: &Sketch) {
+        if self.sketch.count() == 0 {
+            (self.min, self.max) = (min, max);
+        } else {
+            self.min = self.min.min(min);
+            self.max = self.max.max(max);
+        }
+        self.sketch.merge(sketch);
+    }
+
+    /// The sketch's estimate, clamped to the slice's own range as the
+    /// buckets' p95 is.
+    fn fast_enough(&self, latency: &LatencyObjective) -> bool {
+        let q = self
+            .sketch
+            .quantile(latency.percentile / 100.0)
+            .clamp(self.min, self.max);
+        q < latency.below_ms
+    }
+}
+
+/// The `q` quantile of `values` by the sketch's rank rule (the ⌈q·n⌉-th
+/// smallest), or `None` when there are none.
+fn exact_quantile(values: &mut [f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    Some(values[rank - 1])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +504,7 @@ mod tests {
             slo: Slo {
                 objective,
                 window: TimeSpan::from_secs(30 * 24 * 3600),
+                latency: None,
             },
         }
     }
@@ -371,6 +548,15 @@ mod tests {
         // 60 % of a 30-day budget at 20 budgets per window: 0.9 days.
         let expected = 1_000 + (0.6 * 30.0 * 86_400_000.0 / 20.0) as i64;
         assert_eq!(r.exhausts_at_ms, Some(expected));
+    }
+
+    #[test]
+    fn a_slice_quantile_is_the_rank_rule_of_the_sketch() {
+        let mut runs = vec![900.0, 100.0, 300.0, 200.0];
+        // p50 of four: the 2nd smallest; p95: the 4th.
+        assert_eq!(exact_quantile(&mut runs, 0.5), Some(200.0));
+        assert_eq!(exact_quantile(&mut runs, 0.95), Some(900.0));
+        assert_eq!(exact_quantile(&mut [], 0.95), None);
     }
 
     #[test]

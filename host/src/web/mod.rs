@@ -723,7 +723,7 @@ async fn system_page(
             .and_then(|b| b.rate);
         slos.push(json!({
             "scope": r.check.as_deref().map_or_else(|| "all checks".to_string(), |c| format!("check {c}")),
-            "objective": format!("{} %", r.objective),
+            "objective": r.objective_label(),
             "window": days_label(r.window_ms),
             "attainment": share(r.attainment, 3),
             "budget": match r.budget_remaining {

@@ -1,0 +1,119 @@
+//! When each phase of a traced run began and ended, and the HTTP requests
+//! it sent: recorded into the run's journal only when the run is traced, so
+//! an untraced run pays one branch per phase.
+
+use std::time::Instant;
+
+use super::bindings::Timings;
+
+/// The trace a run belongs to, chosen before it starts so that its HTTP
+/// requests can carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: [u8; 16],
+    /// The head sampling decision, sent as the `traceparent` flag.
+    pub sampled: bool,
+    /// Whether the run's HTTP requests carry a `traceparent` header.
+    pub propagate: bool,
+}
+
+impl TraceParent {
+    /// The W3C `traceparent` header of a request sent as span `span_id`.
+    pub fn header(&self, span_id: [u8; 8]) -> String {
+        format!(
+            "00-{}-{}-{}",
+            hex::encode(self.trace_id),
+            hex::encode(span_id),
+            if self.sampled { "01" } else { "00" }
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseKind {
+    Instantiate,
+    Connect,
+    Collect,
+}
+
+/// One phase of one guest.
+#[derive(Debug, Clone)]
+pub struct Phase {
+    pub kind: PhaseKind,
+    pub plugin: String,
+    pub start: Instant,
+    pub end: Instant,
+}
+
+/// One HTTP request the run's guests sent through `wasi:http`, until its
+/// response headers arrived or it failed.
+#[derive(Debug, Clone)]
+pub struct HttpCall {
+    pub span_id: [u8; 8],
+    /// The collector whose transport call sent it, when one did.
+    pub caller: Option<String>,
+    pub method: String,
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    /// The path without its query, which may hold credentials.
+    pub path: String,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub start: Instant,
+    pub end: Instant,
+}
+
+/// What a traced run recorded.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    /// When the run left the queue and its deadline started.
+    pub admitted: Option<Instant>,
+    pub phases: Vec<Phase>,
+    pub http: Vec<HttpCall>,
+    /// The strategy client's own account of its connection set-up.
+    pub connect_timings: Option<Timings>,
+    /// The collector whose transport call is in flight; transport calls
+    /// are serialised, so there is at most one.
+    pub(crate) caller: Option<String>,
+}
+
+impl Timeline {
+    pub fn phase(&mut self, kind: PhaseKind, plugin: &str, start: Instant) {
+        self.phases.push(Phase {
+            kind,
+            plugin: plugin.to_string(),
+            start,
+            end: Instant::now(),
+        });
+    }
+}
+
+/// A fresh random span id, never all zero (which W3C reserves).
+pub fn new_span_id() -> [u8; 8] {
+    fastrand::u64(1..).to_be_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_follows_w3c_layout() {
+        let parent = TraceParent {
+            trace_id: [0xab; 16],
+            sampled: true,
+            propagate: true,
+        };
+        let header = parent.header([0x01; 8]);
+        assert_eq!(
+            header,
+            "00-abababababababababababababababab-0101010101010101-01"
+        );
+        let unsampled = TraceParent {
+            sampled: false,
+            ..parent
+        };
+        assert!(unsampled.header([0x01; 8]).ends_with("-00"));
+    }
+}
