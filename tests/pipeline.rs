@@ -858,9 +858,17 @@ async fn a_run_is_traced_phase_by_phase_and_its_request_carries_the_trace() {
         "environments: [{{id: staging}}]
 systems: [{{id: shop, environments: [staging]}}]
 checks:
-{}{}assignments:
+{}{}  - id: leaky
+    strategy: {{plugin: http, config: {{baseUrl: 'http://{target}'}}}}
+    network: {{allow: ['127.0.0.0/8']}}
+    collectors:
+      - plugin: hostile
+        config: {{mode: echo-secret, name: TOKEN}}
+        secretEnv: {{TOKEN: '${{{{ secrets.API_TOKEN }}}}'}}
+assignments:
   - {{system: shop, check: api}}
   - {{system: shop, check: broken}}
+  - {{system: shop, check: leaky}}
 ",
         check("api", "/ok", true),
         check("broken", "/fail", false)
@@ -879,7 +887,11 @@ checks:
     let run = |env: Vec<(String, String)>| {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let (code, reports, out) = ws.run(&[], &env);
-        assert_eq!(code, Some(1), "`broken` fails, `api` passes: {out}");
+        assert_eq!(
+            code,
+            Some(1),
+            "`broken` and `leaky` fail, `api` passes: {out}"
+        );
         let by_check = |id: &str| -> Value {
             reports
                 .as_array()
@@ -894,17 +906,20 @@ checks:
 
     // Sampling off: the failed run is traced all the same, the healthy one not.
     let (api, broken) = run(env(&[("OTEL_TRACES_SAMPLER", "always_off")]));
-    let spans = receiver.wait_for("the failed run's root span", |s| {
-        s.iter().any(|s| s["name"] == "run broken")
+    let spans = receiver.wait_for("the failed runs' persist spans", |s| {
+        s.iter().filter(|s| s["name"] == "persist").count() == 2
     });
     assert!(api.get("traceId").is_none(), "{api}");
     assert_eq!(
         broken["traceId"],
         span_named(&spans, "run broken")["traceId"]
     );
+    let leaky = span_named(&spans, "run leaky")["traceId"].clone();
     assert!(
-        spans.iter().all(|s| s["traceId"] == broken["traceId"]),
-        "only the failed run's trace: {spans:#?}"
+        spans
+            .iter()
+            .all(|s| s["traceId"] == broken["traceId"] || s["traceId"] == leaky),
+        "only the failed runs' traces: {spans:#?}"
     );
     let head = heads.lock().unwrap().clone();
     assert!(
@@ -923,7 +938,7 @@ checks:
         .expect("a traced run has a trace id")
         .to_string();
     let all = receiver.wait_for("both runs' persist spans", |s| {
-        s.iter().filter(|s| s["name"] == "persist").count() == 2
+        s.iter().filter(|s| s["name"] == "persist").count() == 3
     });
     let spans: Vec<Value> = all.into_iter().filter(|s| s["traceId"] == trace).collect();
     let root = span_named(&spans, "run api");
@@ -1005,6 +1020,16 @@ checks:
         "a failed run's span is an error"
     );
     assert_eq!(broken_root["attributes"]["checkhost.outcome"], "unhealthy");
+    // `leaky`'s collector puts the secret in its error: masked there as
+    // the bearer token the requests carried is nowhere.
+    let leaky = span_named(&receiver.spans(), "run leaky").clone();
+    assert_eq!(leaky["status"]["code"], 2);
+    assert!(
+        leaky["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("leaking")),
+        "{leaky}"
+    );
     let everything = serde_json::to_string(&receiver.spans()).unwrap();
     assert!(!everything.contains(TOKEN), "a secret reached a span");
 
@@ -1015,8 +1040,8 @@ checks:
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()),
     ]));
-    let spans = receiver.wait_for("both runs over gRPC", |s| {
-        s.iter().filter(|s| s["name"] == "persist").count() == 2
+    let spans = receiver.wait_for("the three runs over gRPC", |s| {
+        s.iter().filter(|s| s["name"] == "persist").count() == 3
     });
     assert!(spans.iter().all(|s| s["transport"] == "grpc"), "{spans:#?}");
 

@@ -638,6 +638,15 @@ impl Drop for ProbeProcess {
 /// A `checkhost probe` process of one location talking to these servers,
 /// its log kept in a file.
 fn start_probe(ws: &Workspace, servers: &[&Daemon], location: &str) -> ProbeProcess {
+    start_probe_with_env(ws, servers, location, &[])
+}
+
+fn start_probe_with_env(
+    ws: &Workspace,
+    servers: &[&Daemon],
+    location: &str,
+    env: &[(&str, &str)],
+) -> ProbeProcess {
     let dir = ws.dir.path();
     let out = support::checkhost(&[
         "probe",
@@ -670,6 +679,7 @@ fn start_probe(ws: &Workspace, servers: &[&Daemon], location: &str) -> ProbeProc
         .arg("--spool")
         .arg(dir.join(format!("{location}-spool.db")))
         .env("CHECKHOST_CACHE_DIR", support::cache_dir())
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(log)
         .spawn()
@@ -1180,6 +1190,7 @@ async fn a_probe_refuses_a_component_whose_bytes_do_not_match_its_digest() {
                 network: Default::default(),
                 secrets: Vec::new(),
                 failed_collectors: Vec::new(),
+                propagate_trace: false,
             })),
         }],
     };
@@ -1305,13 +1316,9 @@ async fn the_daemon_traces_its_runs_and_counts_what_it_cannot_export() {
     ws.config(&config(1, "200ms", false));
     let endpoint = receiver.http_endpoint();
     let daemon = Daemon::start_with_env(&ws, &[], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
-    let spans = receiver.wait_for("three runs", |s| {
+    receiver.wait_for("three runs", |s| {
         s.iter().filter(|s| s["name"] == "run tick").count() >= 3
     });
-    let traces: std::collections::HashSet<String> = spans
-        .iter()
-        .filter_map(|s| s["traceId"].as_str().map(str::to_string))
-        .collect();
     let metrics = open_metrics(&daemon).await;
     assert!(
         sample(&metrics, "checkhost_trace_spans_exported_total") > 0.0,
@@ -1323,10 +1330,9 @@ async fn the_daemon_traces_its_runs_and_counts_what_it_cannot_export() {
         .find_map(|l| l.split("trace_id=\"").nth(1)?.split('"').next())
         .unwrap_or_else(|| panic!("no run exemplar names a trace:\n{metrics}"));
     // A bucket's exemplar is its latest run: it may be newer than the spans read.
-    let spans = receiver.wait_for("the exemplar's trace", |s| {
+    receiver.wait_for("the exemplar's trace", |s| {
         s.iter().any(|s| s["traceId"] == exemplar)
     });
-    assert!(!traces.is_empty() && spans.len() >= traces.len());
 
     receiver.stop();
     let runs = daemon.reported_runs().len();
@@ -1344,4 +1350,50 @@ async fn the_daemon_traces_its_runs_and_counts_what_it_cannot_export() {
     daemon.signal("TERM");
     let (code, log) = daemon.wait();
     assert_eq!(code, Some(0), "{}", log.join("\n"));
+}
+
+/// A probe traces the runs it makes: the spans name its location, and say
+/// `ran` (the server judges the assertions), with no run id of the server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_traces_its_runs_with_its_location() {
+    let Some(receiver) = support::otlp::Receiver::start() else {
+        return;
+    };
+    let ws = Workspace::new(PLUGINS);
+    ws.config(
+        "locations: [{id: eu-west}]
+probes: {heartbeat: 300ms}
+checks:
+  - id: tick
+    interval: 300ms
+    locations: [eu-west]
+    strategy: {plugin: noop}
+    collectors: [{plugin: hostile, config: {mode: noop}}]
+systems: [{id: shop}]
+assignments: [{system: shop, check: tick}]
+",
+    );
+    let server = Daemon::start(&ws, &[]);
+    let endpoint = receiver.http_endpoint();
+    let _probe = start_probe_with_env(
+        &ws,
+        &[&server],
+        "eu-west",
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+    );
+    let spans = receiver.wait_for("a probe's run", |s| {
+        s.iter().any(|s| s["name"] == "run tick")
+    });
+    let root = spans.iter().find(|s| s["name"] == "run tick").unwrap();
+    let attributes = &root["attributes"];
+    assert_eq!(attributes["checkhost.location"], "eu-west", "{root}");
+    assert_eq!(attributes["checkhost.outcome"], "ran", "{root}");
+    assert_eq!(attributes["checkhost.system"], "shop", "{root}");
+    assert!(attributes.get("checkhost.run_id").is_none(), "{root}");
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["name"] == "collect hostile" && s["parentId"] == root["spanId"]),
+        "{spans:#?}"
+    );
 }

@@ -1049,5 +1049,26 @@ async fn a_latency_objective_counts_time_slices_by_their_percentile(db: TestDb) 
     }
     assert_eq!(r.alert, None, "1 h below 14.4, 6 h below 6");
     assert_eq!(r.objective_label(), "90 % of hours at p50 < 100 ms");
+
+    // Once days are kept only as daily rows, each stands for its hours in
+    // the window, no more than it had runs: the day 10 days ago for 10; the
+    // day the window starts in for its hours from the window's first on
+    // (30 fast runs 5 minutes into the window).
+    let from = now - 30 * DAY_MS;
+    for i in 0..30 {
+        let r = run("shop", Some("prod"), true, 50.0, from + 5 * minute + i);
+        store.record_run(r).await.unwrap();
+    }
+    let rolled = checkhost::store::retention::RetentionPolicy {
+        hourly_days: 5,
+        ..Default::default()
+    };
+    store.retention(rolled, now).await.unwrap();
+    let r = store.slo(&def, now).await.unwrap();
+    let first_day_hours = 24 - from.rem_euclid(DAY_MS) / HOUR_MS;
+    assert_eq!(
+        (r.total, r.good),
+        (12 + first_day_hours, 11 + first_day_hours)
+    );
     store.close().await;
 }

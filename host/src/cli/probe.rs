@@ -15,6 +15,7 @@ use crate::probe::agent::{self, ProbeOptions};
 use crate::probe::wire::ProbeToken;
 use crate::runtime::Runtime;
 use crate::store::Store;
+use crate::telemetry::{FLUSH_AT_EXIT, Traces};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -185,6 +186,7 @@ async fn agent(args: AgentArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
         super::serve::wait_for_shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
+    let traces = Traces::start(&Default::default(), |name| std::env::var(name).ok())?;
     tracing::info!(servers = ?args.server, %location, probe = %token.probe, "probe starting");
     agent::run(
         ProbeOptions {
@@ -194,10 +196,12 @@ async fn agent(args: AgentArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
             components,
             spool: args.spool,
             spool_max_runs: args.spool_max_runs,
+            traces: traces.clone(),
         },
         Arc::new(runtime),
         stop,
     )
     .await?;
+    traces.flush(FLUSH_AT_EXIT).await;
     Ok(ExitCode::SUCCESS)
 }

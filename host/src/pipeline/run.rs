@@ -30,7 +30,7 @@ use crate::runtime::{
 };
 use crate::store::entity::SliceId;
 use crate::store::{FieldSample, NewRun, ProbeRunKey, Store, StoreError, TransitionEvent};
-use crate::telemetry::{FinishedRun, PluginUse, Traces};
+use crate::telemetry::{FinishedRun, PluginUse, RunEnd, Traces};
 
 /// Runs `checkhost run` keeps in flight at once.
 pub const RUN_CONCURRENCY: usize = 32;
@@ -395,11 +395,15 @@ impl Pipeline<'_> {
                     check: &p.check.id,
                     environment: env,
                     location: None,
-                    run_id: recorded.run_id,
-                    healthy,
+                    run_id: Some(recorded.run_id),
+                    end: if healthy {
+                        RunEnd::Healthy
+                    } else {
+                        RunEnd::Unhealthy
+                    },
                     error: error.as_deref(),
-                    strategy: plugin_use(&p.strategy),
-                    collectors: p.collectors.iter().map(|(c, _)| plugin_use(c)).collect(),
+                    strategy: PluginUse::of(&p.strategy),
+                    collectors: p.collectors.iter().map(|(c, _)| PluginUse::of(c)).collect(),
                     timeline: timeline.as_ref(),
                     judged,
                     persisted: (persisting, Instant::now()),
@@ -527,6 +531,7 @@ impl Pipeline<'_> {
             network: p.check.network.clone(),
             secrets: spec.secrets,
             failed_collectors: built.unresolved,
+            propagate_trace: p.check.propagate_trace,
         };
         WorkItem {
             slice,
@@ -711,13 +716,6 @@ fn judge(
         skipped_fields,
         timeline: outcome.timeline,
         judged: None,
-    }
-}
-
-fn plugin_use(plugin: &Plugin) -> PluginUse<'_> {
-    PluginUse {
-        id: &plugin.info.id,
-        digest: plugin.digest,
     }
 }
 

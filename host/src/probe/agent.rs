@@ -2,6 +2,9 @@
 //! each component by digest (verified, cached), runs every slice on its
 //! interval in the sandbox, spools the runs, and delivers them in order in
 //! batches. While the server is away it keeps running the work it has.
+//! With `OTEL_EXPORTER_OTLP_*` set, it traces its runs as the server does
+//! (their assertions are judged at the server, so a trace says `ran` or
+//! `failed`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +21,11 @@ use super::wire::{
     ProbeRun, ProbeToken, RUNS_PATH, RunWork, Task, WORK_PATH, Work, WorkItem,
 };
 use crate::clock::now_ms;
-use crate::runtime::{CollectorRun, ComponentDigest, NetworkPolicy, Plugin, RunSpec, Runtime};
+use crate::runtime::mask::Masker;
+use crate::runtime::{
+    CollectorRun, ComponentDigest, NetworkPolicy, Plugin, RunOutcome, RunSpec, Runtime,
+};
+use crate::telemetry::{FinishedRun, PluginUse, RunEnd, RunTrace, Traces};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
@@ -44,6 +51,7 @@ pub struct ProbeOptions {
     pub components: PathBuf,
     pub spool: PathBuf,
     pub spool_max_runs: usize,
+    pub traces: Traces,
 }
 
 /// The probe's view of the server: one or more nodes, any of which takes
@@ -203,6 +211,7 @@ pub async fn run(
                                 plugins.clone(),
                                 spool.clone(),
                                 spooled.clone(),
+                                (options.traces.clone(), options.location.clone()),
                             ));
                         }
                     }
@@ -311,13 +320,14 @@ async fn component(
 }
 
 /// Runs one slice on its interval, at a phase of its own (the slice's
-/// hash), spooling each run.
+/// hash), spooling each run, and tracing it when `traces` are on.
 async fn run_slice(
     item: WorkItem,
     runtime: Arc<Runtime>,
     plugins: HashMap<ComponentDigest, Arc<Plugin>>,
     spool: Arc<Spool>,
     spooled: Arc<Notify>,
+    (traces, location): (Traces, String),
 ) {
     let interval = item.interval_ms.max(100);
     let phase = {
@@ -341,14 +351,23 @@ async fn run_slice(
         let next = (now - phase).div_euclid(interval) * interval + phase + interval;
         tokio::time::sleep(Duration::from_millis((next - now).max(0) as u64)).await;
         let at_ms = now_ms();
+        let mut traced = None;
         let (latency_ms, error, collectors) = match &item.task {
             Task::Run(work) => {
                 let Some(spec) = policy.as_ref().and_then(|p| spec_of(work, &plugins, p)) else {
                     tracing::error!(slice = %item.slice, "a component of this slice is not loaded");
                     return;
                 };
-                let mut outcome = runtime.run(spec).await;
+                let trace = traces.begin(work.propagate_trace);
+                let parent = trace.as_ref().map(|t| t.parent);
+                // Without a start-by instant every run is started.
+                let Some(mut outcome) = runtime.run_by(spec, None, parent).await else {
+                    continue;
+                };
                 outcome.restore_unrun(work.failed_collectors.clone());
+                if let Some(trace) = trace {
+                    traced = Some((trace, work, RanRun::of(&mut outcome)));
+                }
                 let latency_ms =
                     (outcome.duration_ms - outcome.stats.queued.as_secs_f64() * 1000.0).max(0.0);
                 let error = outcome
@@ -368,10 +387,85 @@ async fn run_slice(
             error,
             collectors,
         };
+        let spooling = std::time::Instant::now();
         match spool.push(run, now_ms()).await {
             Ok(_) => spooled.notify_one(),
             Err(e) => tracing::error!(slice = %item.slice, "run not spooled: {e}"),
         }
+        if let Some((trace, work, ran)) = traced {
+            let slice = &item.slice;
+            ran.trace(
+                &traces,
+                &trace,
+                work,
+                &plugins,
+                (slice, &location),
+                spooling,
+            );
+        }
+    }
+}
+
+/// What a probe's traced run leaves for its trace once it is spooled.
+struct RanRun {
+    timeline: Option<crate::runtime::timeline::Timeline>,
+    error: Option<String>,
+}
+
+impl RanRun {
+    fn of(outcome: &mut RunOutcome) -> RanRun {
+        RanRun {
+            timeline: outcome.timeline.take(),
+            error: outcome.error(),
+        }
+    }
+
+    fn trace(
+        &self,
+        traces: &Traces,
+        trace: &RunTrace,
+        work: &RunWork,
+        plugins: &HashMap<ComponentDigest, Arc<Plugin>>,
+        (slice, location): (&super::wire::SliceRef, &str),
+        spooling: std::time::Instant,
+    ) {
+        let plugin = |digest: &ComponentDigest, id: &'static str| {
+            plugins.get(digest).map_or(
+                PluginUse {
+                    id,
+                    digest: *digest,
+                },
+                |p| PluginUse::of(p),
+            )
+        };
+        let masker = Masker::new(work.secrets.iter().cloned());
+        traces.end(
+            trace,
+            &FinishedRun {
+                system: &slice.system,
+                check: &slice.check,
+                environment: slice.environment.as_deref(),
+                location: Some(location),
+                run_id: None,
+                end: if self.error.is_some() {
+                    RunEnd::Failed
+                } else {
+                    RunEnd::Ran
+                },
+                error: self.error.as_deref(),
+                strategy: plugin(&work.strategy.digest, "strategy"),
+                collectors: work
+                    .collectors
+                    .iter()
+                    .map(|c| plugin(&c.plugin.digest, "collector"))
+                    .collect(),
+                timeline: self.timeline.as_ref(),
+                judged: None,
+                persisted: (spooling, std::time::Instant::now()),
+                failed_assertions: 0,
+                masker: &masker,
+            },
+        );
     }
 }
 

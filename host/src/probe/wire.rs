@@ -163,6 +163,10 @@ pub struct RunWork {
     /// reports them in that place, and their siblings still run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_collectors: Vec<(usize, CollectorOutcome)>,
+    /// The check's `propagateTrace`: the probe's traced runs send a
+    /// `traceparent` with their requests.
+    #[serde(default)]
+    pub propagate_trace: bool,
 }
 
 /// `GET /api/v1/probe/work`: everything the probe's location runs now.

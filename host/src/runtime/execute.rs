@@ -270,14 +270,14 @@ impl Runtime {
             .await
             .map_err(guest(&strategy_id))?;
         journal(&scope.journal).instantiate += started.elapsed();
-        scope.phase(PhaseKind::Instantiate, &strategy_id, started);
+        scope.phase(PhaseKind::Instantiate, &strategy_id, None, started);
         let connecting = Instant::now();
         let connected = bindings
             .checkhost_plugin_strategy_plugin()
             .call_connect(&mut store, &spec.strategy_config, &spec.context)
             .await
             .map_err(guest(&strategy_id))?;
-        scope.phase(PhaseKind::Connect, &strategy_id, connecting);
+        scope.phase(PhaseKind::Connect, &strategy_id, None, connecting);
         let client = match connected {
             Ok(client) => client,
             Err(transport_error) => {
@@ -297,7 +297,8 @@ impl Runtime {
         let results = join_all(
             spec.collectors
                 .iter()
-                .map(|c| self.run_collector(c, spec, scope, ticks, link.clone())),
+                .enumerate()
+                .map(|(place, c)| self.run_collector(place, c, spec, scope, ticks, link.clone())),
         )
         .await;
 
@@ -309,19 +310,28 @@ impl Runtime {
             collectors.push(result?);
         }
         let mut session = link.lock().await;
+        let mut usable = true;
         if scope.trace.is_some() {
             // Asked last: a strategy that connects on its first request
-            // knows its set-up timings only then.
-            let timings = session.timings().await.map_err(guest(&strategy_id))?;
-            if let Some(timeline) = journal(&scope.journal).timeline.as_mut() {
-                timeline.connect_timings = Some(timings);
+            // knows its set-up timings only then. Best effort: a strategy
+            // that fails here fails nothing of its run (its store is only
+            // dropped).
+            match session.timings().await {
+                Ok(timings) => {
+                    if let Some(timeline) = journal(&scope.journal).timeline.as_mut() {
+                        timeline.connect_timings = Some(timings);
+                    }
+                }
+                Err(_) => usable = false,
             }
         }
         let StrategySession { store, client, .. } = &mut *session;
-        client
-            .resource_drop_async(&mut *store)
-            .await
-            .map_err(guest(&strategy_id))?;
+        if usable {
+            client
+                .resource_drop_async(&mut *store)
+                .await
+                .map_err(guest(&strategy_id))?;
+        }
         store.data_mut().drain_stdout();
         drop(session);
         Ok(RunOutcome {
@@ -332,6 +342,7 @@ impl Runtime {
 
     async fn run_collector(
         &self,
+        place: usize,
         run: &CollectorRun,
         spec: &RunSpec,
         scope: &RunScope,
@@ -348,18 +359,18 @@ impl Runtime {
                 "`{id}` is a strategy, not a collector"
             )));
         };
-        let mut sandbox = Sandbox::new(&id, &run.env, scope);
+        let mut sandbox = Sandbox::new(&id, &run.env, scope).collector_at(place);
         sandbox.transport = Some(link);
         let mut store = new_store(&self.engine, sandbox, ticks);
         let started = Instant::now();
         let bindings = pre.instantiate_async(&mut store).await.map_err(fail)?;
         journal(&scope.journal).instantiate += started.elapsed();
-        scope.phase(PhaseKind::Instantiate, &id, started);
+        scope.phase(PhaseKind::Instantiate, &id, Some(place), started);
         let output = bindings
             .checkhost_plugin_collector_plugin()
             .call_collect(&mut store, &run.config_json, &spec.context)
             .await;
-        scope.phase(PhaseKind::Collect, &id, started);
+        scope.phase(PhaseKind::Collect, &id, Some(place), started);
         store.data_mut().drain_stdout();
         let CollectorOutput { result_json, error } = output.map_err(fail)?;
         if result_json.len() > scope.limits.max_output_bytes {

@@ -36,6 +36,8 @@ pub struct PolicedHttp {
     plugin: String,
     deadline: Instant,
     trace: Option<TraceParent>,
+    /// The collector place of the guest these hooks serve; `None`: the strategy.
+    pub(super) sender: Option<usize>,
 }
 
 impl PolicedHttp {
@@ -47,6 +49,7 @@ impl PolicedHttp {
             plugin: plugin.to_string(),
             deadline: scope.deadline,
             trace: scope.trace,
+            sender: None,
         }
     }
 
@@ -64,10 +67,14 @@ impl PolicedHttp {
         }
         let uri = request.uri();
         let https = uri.scheme() == Some(&Scheme::HTTPS);
-        let caller = journal(&self.journal)
-            .timeline
-            .as_ref()
-            .and_then(|t| t.caller.clone());
+        // A collector's own request is its own; the strategy's is for the
+        // collector whose transport call it serves, if any.
+        let caller = self.sender.or_else(|| {
+            journal(&self.journal)
+                .timeline
+                .as_ref()
+                .and_then(|t| t.caller)
+        });
         let now = Instant::now();
         Some(HttpCall {
             span_id,
@@ -93,7 +100,7 @@ fn finish_call(shared: &SharedJournal, mut call: HttpCall, outcome: Result<u16, 
         Err(error) => call.error = Some(error),
     }
     if let Some(timeline) = journal(shared).timeline.as_mut() {
-        timeline.http.push(call);
+        timeline.request(call);
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Sandbox {
     budget: Arc<RunBudget>,
     /// This guest's number in the run's socket ledger.
     guest: usize,
+    /// The collector's place among the run's collectors; `None`: the strategy.
+    place: Option<usize>,
 }
 
 impl Sandbox {
@@ -92,7 +94,15 @@ impl Sandbox {
             transport: None,
             budget: scope.budget.clone(),
             guest: scope.budget.register_guest(),
+            place: None,
         }
+    }
+
+    /// This sandbox runs the collector at `place` of its run.
+    pub fn collector_at(mut self, place: usize) -> Sandbox {
+        self.place = Some(place);
+        self.hooks.sender = Some(place);
+        self
     }
 
     /// Moves what the guest wrote to stdout/stderr into the run's logs.
@@ -103,7 +113,7 @@ impl Sandbox {
         let Some(timeline) = journal.timeline.as_mut() else {
             return false;
         };
-        timeline.caller = calling.then(|| self.plugin.clone());
+        timeline.caller = if calling { self.place } else { None };
         true
     }
 

@@ -53,13 +53,13 @@ impl RunScope {
         self
     }
 
-    /// Records that `plugin` spent `start..now` in phase `kind`, when the
-    /// run is traced.
-    pub fn phase(&self, kind: PhaseKind, plugin: &str, start: Instant) {
+    /// Records that `plugin` (the collector at `place`, or the strategy)
+    /// spent `start..now` in phase `kind`, when the run is traced.
+    pub fn phase(&self, kind: PhaseKind, plugin: &str, place: Option<usize>, start: Instant) {
         if self.trace.is_some()
             && let Some(timeline) = super::journal::journal(&self.journal).timeline.as_mut()
         {
-            timeline.phase(kind, plugin, start);
+            timeline.phase(kind, plugin, place, start);
         }
     }
 }

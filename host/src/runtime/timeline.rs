@@ -41,17 +41,24 @@ pub enum PhaseKind {
 pub struct Phase {
     pub kind: PhaseKind,
     pub plugin: String,
+    /// The collector's place among the run's collectors; `None`: the strategy.
+    pub place: Option<usize>,
     pub start: Instant,
     pub end: Instant,
 }
+
+/// Requests a run records at most; the rest are only counted, so a guest
+/// that floods its target cannot make the host hold a span per request.
+pub const MAX_HTTP_CALLS: usize = 256;
 
 /// One HTTP request the run's guests sent through `wasi:http`, until its
 /// response headers arrived or it failed.
 #[derive(Debug, Clone)]
 pub struct HttpCall {
     pub span_id: [u8; 8],
-    /// The collector whose transport call sent it, when one did.
-    pub caller: Option<String>,
+    /// The place of the collector that sent it, itself or through the
+    /// strategy; `None`: the strategy on its own.
+    pub caller: Option<usize>,
     pub method: String,
     pub scheme: String,
     pub host: String,
@@ -71,21 +78,32 @@ pub struct Timeline {
     pub admitted: Option<Instant>,
     pub phases: Vec<Phase>,
     pub http: Vec<HttpCall>,
+    /// Requests beyond `MAX_HTTP_CALLS`, not recorded.
+    pub http_dropped: usize,
     /// The strategy client's own account of its connection set-up.
     pub connect_timings: Option<Timings>,
-    /// The collector whose transport call is in flight; transport calls
-    /// are serialised, so there is at most one.
-    pub(crate) caller: Option<String>,
+    /// The place of the collector whose transport call is in flight;
+    /// transport calls are serialised, so there is at most one.
+    pub(crate) caller: Option<usize>,
 }
 
 impl Timeline {
-    pub fn phase(&mut self, kind: PhaseKind, plugin: &str, start: Instant) {
+    pub fn phase(&mut self, kind: PhaseKind, plugin: &str, place: Option<usize>, start: Instant) {
         self.phases.push(Phase {
             kind,
             plugin: plugin.to_string(),
+            place,
             start,
             end: Instant::now(),
         });
+    }
+
+    pub fn request(&mut self, call: HttpCall) {
+        if self.http.len() < MAX_HTTP_CALLS {
+            self.http.push(call);
+        } else {
+            self.http_dropped += 1;
+        }
     }
 }
 
@@ -97,6 +115,31 @@ pub fn new_span_id() -> [u8; 8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_beyond_the_cap_are_only_counted() {
+        let mut timeline = Timeline::default();
+        let now = Instant::now();
+        for _ in 0..MAX_HTTP_CALLS + 10 {
+            timeline.request(HttpCall {
+                span_id: new_span_id(),
+                caller: None,
+                method: "GET".into(),
+                scheme: "http".into(),
+                host: "h".into(),
+                port: 80,
+                path: "/".into(),
+                status: None,
+                error: None,
+                start: now,
+                end: now,
+            });
+        }
+        assert_eq!(
+            (timeline.http.len(), timeline.http_dropped),
+            (MAX_HTTP_CALLS, 10)
+        );
+    }
 
     #[test]
     fn traceparent_follows_w3c_layout() {

@@ -10,8 +10,9 @@
 //! A latency objective counts time slices instead of runs: a slice is good
 //! when the chosen percentile of its runs' latencies is below the bound.
 //! The window's slices are its hours, read from the hourly sketches merged
-//! across the objective's slices; a day kept only as a daily row stands
-//! for its hours not kept hourly, judged by the day's sketch. The burn
+//! across the objective's slices; a daily row stands for its day's hours
+//! inside the window that are not kept hourly (no more than it had runs),
+//! judged by the day's sketch. The burn
 //! windows' slices are 5 minutes of raw runs. Slices without a measured
 //! latency count for nothing.
 
@@ -23,7 +24,7 @@ use super::db::{WritePool, with_pool};
 use super::ids::first_id_at;
 use super::read::SliceFilter;
 use super::sketch::Sketch;
-use super::{DAY_MS, Store, StoreError};
+use super::{HOUR_MS, Store, StoreError};
 use crate::config::{ConfigFile, LatencyObjective, Slo};
 
 /// The burn-rate windows: (name, length).
@@ -301,26 +302,35 @@ impl Store {
         });
         // (tier, bucket) → the objective's slices merged.
         let mut buckets: std::collections::BTreeMap<(i32, i64), LatencySlice> = Default::default();
+        // The hours kept hourly: a daily row holds the other hours of its day.
+        let mut hours_kept: std::collections::HashSet<i64> = Default::default();
         for (bucket, count, min, max, sketch, tier) in rows {
+            if tier == 0 {
+                hours_kept.insert(bucket);
+            }
             if count > 0 {
                 buckets.entry((tier, bucket)).or_default().merge(
+                    count,
                     min,
                     max,
                     &Sketch::from_json(&sketch),
                 );
             }
         }
-        let mut hours_kept: std::collections::HashMap<i64, i64> = Default::default();
-        for (_, hour) in buckets.keys().filter(|(tier, _)| *tier == 0) {
-            *hours_kept
-                .entry(hour - hour.rem_euclid(DAY_MS))
-                .or_default() += 1;
-        }
+        let first_hour = from_ms - from_ms.rem_euclid(HOUR_MS);
         let mut counts = Counts::default();
         for ((tier, bucket), slice) in &buckets {
             let weight = match tier {
                 0 => 1,
-                _ => (24 - hours_kept.get(bucket).copied().unwrap_or(0)).max(0),
+                // The day's hours inside the window that are not kept
+                // hourly, and no more than it had runs: a day cannot have
+                // more hours with runs.
+                _ => ((0..24)
+                    .map(|h| bucket + h * HOUR_MS)
+                    .filter(|hour| *hour >= first_hour && *hour < to_ms)
+                    .filter(|hour| !hours_kept.contains(hour))
+                    .count() as i64)
+                    .min(slice.runs),
             };
             counts.total += weight;
             if slice.fast_enough(latency) {
@@ -456,10 +466,13 @@ struct LatencySlice {
     sketch: Sketch,
     min: f64,
     max: f64,
+    /// Runs with a latency.
+    runs: i64,
 }
 
 impl LatencySlice {
-    fn merge(&mut self, min: f64, max: f64, sketch: &Sketch) {
+    fn merge(&mut self, runs: i64, min: f64, max: f64, sketch: &Sketch) {
+        self.runs += runs;
         if self.sketch.count() == 0 {
             (self.min, self.max) = (min, max);
         } else {

@@ -4,7 +4,7 @@
 //! way.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,6 +17,9 @@ use crate::config::OtlpProtocol;
 
 /// Runs whose spans may wait for export; past this they are dropped.
 const QUEUE_RUNS: usize = 4096;
+/// Spans that may wait for export, whatever the runs: past this a run's
+/// spans are dropped (a run holds at most a few hundred).
+const QUEUE_SPANS: usize = 65_536;
 /// Spans sent in one export request.
 const MAX_BATCH_SPANS: usize = 512;
 /// How long spans wait for a fuller batch: runs show up within seconds.
@@ -51,6 +54,8 @@ enum Message {
 #[derive(Debug)]
 pub struct SpanQueue {
     sender: mpsc::Sender<Message>,
+    /// Spans sent and not yet taken by the export task.
+    queued: Arc<AtomicUsize>,
     pub stats: Arc<ExportStats>,
 }
 
@@ -70,18 +75,30 @@ impl SpanQueue {
         exporter.set_resource(resource);
         let (sender, receiver) = mpsc::channel(QUEUE_RUNS);
         let stats = Arc::new(ExportStats::default());
-        tokio::spawn(export_loop(exporter, receiver, stats.clone()));
-        Ok(SpanQueue { sender, stats })
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(export_loop(
+            exporter,
+            receiver,
+            queued.clone(),
+            stats.clone(),
+        ));
+        Ok(SpanQueue {
+            sender,
+            queued,
+            stats,
+        })
     }
 
     /// Hands a run's spans over, or counts them dropped when the queue is
     /// full or the task is gone.
     pub fn send(&self, spans: Vec<SpanData>) {
-        let count = spans.len() as u64;
-        if self.sender.try_send(Message::Spans(spans)).is_err() {
+        let count = spans.len();
+        let waiting = self.queued.fetch_add(count, Ordering::Relaxed);
+        if waiting + count > QUEUE_SPANS || self.sender.try_send(Message::Spans(spans)).is_err() {
+            self.queued.fetch_sub(count, Ordering::Relaxed);
             self.stats
                 .dropped_queue_full
-                .fetch_add(count, Ordering::Relaxed);
+                .fetch_add(count as u64, Ordering::Relaxed);
         }
     }
 
@@ -100,6 +117,7 @@ impl SpanQueue {
 async fn export_loop<E: opentelemetry_sdk::trace::SpanExporter>(
     exporter: E,
     mut receiver: mpsc::Receiver<Message>,
+    queued: Arc<AtomicUsize>,
     stats: Arc<ExportStats>,
 ) {
     let mut batch: Vec<SpanData> = Vec::new();
@@ -123,6 +141,7 @@ async fn export_loop<E: opentelemetry_sdk::trace::SpanExporter>(
                 return;
             }
             Some(Message::Spans(spans)) => {
+                queued.fetch_sub(spans.len(), Ordering::Relaxed);
                 if batch.is_empty() {
                     due = tokio::time::Instant::now() + FLUSH_EVERY;
                 }
@@ -272,7 +291,13 @@ mod tests {
         let recorder = Recorder::default();
         let (sender, receiver) = mpsc::channel(QUEUE_RUNS);
         let stats = Arc::new(ExportStats::default());
-        let task = tokio::spawn(export_loop(recorder.clone(), receiver, stats.clone()));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(export_loop(
+            recorder.clone(),
+            receiver,
+            queued,
+            stats.clone(),
+        ));
         // A run every 100 ms for 2.5 s: never a batch of 512 spans, never a
         // pause of a second.
         for _ in 0..25 {

@@ -2,9 +2,10 @@
 //!
 //! A span per run and per phase is built once the run is over, from the
 //! instants it recorded. Failed runs are always kept. The export queue
-//! drops, and counts, what it cannot take rather than slow a run. The spans are written after the fact, so only the SDK's exporter is
-//! used, not its live-span tracer: a run pays for its trace only when the
-//! trace is kept.
+//! drops, and counts, what it cannot take rather than slow a run. The spans
+//! are written after the fact, so only the SDK's exporter is used, not its
+//! live-span tracer: a run records its instants while traces are on, and
+//! pays for spans only when its trace is kept.
 
 mod export;
 mod sampler;
@@ -72,6 +73,41 @@ pub struct PluginUse<'a> {
     pub digest: ComponentDigest,
 }
 
+/// How a run ended, as far as the process that ran it can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    Healthy,
+    Unhealthy,
+    /// At a probe, without a transport error: the server judges the rest.
+    Ran,
+    /// At a probe, with a transport error (or a stopped guest).
+    Failed,
+}
+
+impl RunEnd {
+    fn failed(self) -> bool {
+        matches!(self, RunEnd::Unhealthy | RunEnd::Failed)
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            RunEnd::Healthy => "healthy",
+            RunEnd::Unhealthy => "unhealthy",
+            RunEnd::Ran => "ran",
+            RunEnd::Failed => "failed",
+        }
+    }
+}
+
+impl<'a> PluginUse<'a> {
+    pub fn of(plugin: &'a crate::runtime::Plugin) -> PluginUse<'a> {
+        PluginUse {
+            id: &plugin.info.id,
+            digest: plugin.digest,
+        }
+    }
+}
+
 /// What a finished run tells its trace. Everything here is masked again
 /// before it becomes an attribute.
 #[derive(Debug)]
@@ -80,13 +116,15 @@ pub struct FinishedRun<'a> {
     pub check: &'a str,
     pub environment: Option<&'a str>,
     pub location: Option<&'a str>,
-    pub run_id: i64,
-    pub healthy: bool,
+    /// The stored run, where the run was stored.
+    pub run_id: Option<i64>,
+    pub end: RunEnd,
     pub error: Option<&'a str>,
     pub strategy: PluginUse<'a>,
     pub collectors: Vec<PluginUse<'a>>,
     pub timeline: Option<&'a Timeline>,
-    /// When the assertions were judged, and when the run was stored.
+    /// When the assertions were judged, and when the run was stored (or
+    /// spooled, at a probe).
     pub judged: Option<(Instant, Instant)>,
     pub persisted: (Instant, Instant),
     pub failed_assertions: usize,
@@ -169,7 +207,7 @@ impl Traces {
     /// sampler keeps it. Returns the trace id, for exemplars, when kept.
     pub fn end(&self, trace: &RunTrace, run: &FinishedRun<'_>) -> Option<String> {
         let tracer = self.0.as_ref()?;
-        if !tracer.sampler.keep(trace.parent.sampled, run.healthy) {
+        if !tracer.sampler.keep(trace.parent.sampled, !run.end.failed()) {
             return None;
         }
         tracer.queue.send(spans(trace, run, &tracer.scope));
@@ -235,11 +273,7 @@ fn spans(trace: &RunTrace, run: &FinishedRun<'_>, scope: &InstrumentationScope) 
     let mut root_attributes = vec![
         KeyValue::new("checkhost.system", mask(run.system)),
         KeyValue::new("checkhost.check", mask(run.check)),
-        KeyValue::new("checkhost.run_id", run.run_id),
-        KeyValue::new(
-            "checkhost.outcome",
-            if run.healthy { "healthy" } else { "unhealthy" },
-        ),
+        KeyValue::new("checkhost.outcome", run.end.label()),
         KeyValue::new("checkhost.strategy", mask(run.strategy.id)),
         KeyValue::new("checkhost.strategy.digest", run.strategy.digest.to_string()),
         KeyValue::new(
@@ -263,6 +297,9 @@ fn spans(trace: &RunTrace, run: &FinishedRun<'_>, scope: &InstrumentationScope) 
             ),
         ),
     ];
+    if let Some(id) = run.run_id {
+        root_attributes.push(KeyValue::new("checkhost.run_id", id));
+    }
     if let Some(env) = run.environment {
         root_attributes.push(KeyValue::new("checkhost.environment", mask(env)));
     }
@@ -315,6 +352,12 @@ fn spans(trace: &RunTrace, run: &FinishedRun<'_>, scope: &InstrumentationScope) 
         status,
     ));
     if let Some(timeline) = run.timeline {
+        if timeline.http_dropped > 0 {
+            out[0].attributes.push(KeyValue::new(
+                "checkhost.http_requests_not_traced",
+                timeline.http_dropped as i64,
+            ));
+        }
         if let Some(admitted) = timeline.admitted {
             out.push(span(
                 new_id(),
@@ -327,14 +370,14 @@ fn spans(trace: &RunTrace, run: &FinishedRun<'_>, scope: &InstrumentationScope) 
             ));
         }
         // Collectors first, so instantiations and requests find their parent.
-        let mut collect_ids: Vec<(&str, [u8; 8])> = Vec::new();
+        let mut collect_ids: Vec<(Option<usize>, [u8; 8])> = Vec::new();
         for phase in timeline
             .phases
             .iter()
             .filter(|p| p.kind == PhaseKind::Collect)
         {
             let id = new_id();
-            collect_ids.push((phase.plugin.as_str(), id));
+            collect_ids.push((phase.place, id));
             out.push(span(
                 id,
                 trace.root,
@@ -345,11 +388,11 @@ fn spans(trace: &RunTrace, run: &FinishedRun<'_>, scope: &InstrumentationScope) 
                 Status::Unset,
             ));
         }
-        let collector_span = |plugin: Option<&str>| {
-            plugin.and_then(|plugin| {
+        let collector_span = |place: Option<usize>| {
+            place.and_then(|place| {
                 collect_ids
                     .iter()
-                    .find(|(id, _)| *id == plugin)
+                    .find(|(at, _)| *at == Some(place))
                     .map(|(_, span)| *span)
             })
         };
@@ -361,7 +404,7 @@ fn spans(trace: &RunTrace, run: &FinishedRun<'_>, scope: &InstrumentationScope) 
             let (name, parent, mut attributes) = match phase.kind {
                 PhaseKind::Instantiate => (
                     "instantiate",
-                    collector_span(Some(&phase.plugin)).unwrap_or(trace.root),
+                    collector_span(phase.place).unwrap_or(trace.root),
                     Vec::new(),
                 ),
                 _ => ("connect", trace.root, timing_attributes(timeline)),
@@ -378,9 +421,16 @@ fn spans(trace: &RunTrace, run: &FinishedRun<'_>, scope: &InstrumentationScope) 
             ));
         }
         for call in &timeline.http {
+            // A guest names its method and scheme: only the standard ones
+            // are told, as OpenTelemetry's conventions say.
+            let method = known_method(&call.method);
+            let scheme = match call.scheme.as_str() {
+                "http" | "https" => call.scheme.clone(),
+                _ => "_OTHER".into(),
+            };
             let mut attributes = vec![
-                KeyValue::new("http.request.method", call.method.clone()),
-                KeyValue::new("url.scheme", call.scheme.clone()),
+                KeyValue::new("http.request.method", method),
+                KeyValue::new("url.scheme", scheme),
                 KeyValue::new("server.address", mask(&call.host)),
                 KeyValue::new("server.port", i64::from(call.port)),
                 KeyValue::new("url.path", mask(&call.path)),
@@ -404,8 +454,8 @@ fn spans(trace: &RunTrace, run: &FinishedRun<'_>, scope: &InstrumentationScope) 
             };
             out.push(span(
                 call.span_id,
-                collector_span(call.caller.as_deref()).unwrap_or(trace.root),
-                call.method.clone().into(),
+                collector_span(call.caller).unwrap_or(trace.root),
+                if method == "_OTHER" { "HTTP" } else { method }.into(),
                 SpanKind::Client,
                 (call.start, call.end),
                 attributes,
@@ -437,6 +487,17 @@ fn spans(trace: &RunTrace, run: &FinishedRun<'_>, scope: &InstrumentationScope) 
         Status::Unset,
     ));
     out
+}
+
+/// The method as OpenTelemetry names it: a standard one, or `_OTHER`.
+fn known_method(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("_OTHER")
 }
 
 /// The strategy's own account of its connection set-up, in milliseconds.
@@ -489,12 +550,13 @@ mod tests {
             phases: vec![Phase {
                 kind: PhaseKind::Collect,
                 plugin: "request".into(),
+                place: Some(0),
                 start: at(2),
                 end: at(6),
             }],
             http: vec![HttpCall {
                 span_id: [3; 8],
-                caller: Some("request".into()),
+                caller: Some(0),
                 method: "GET".into(),
                 scheme: "http".into(),
                 host: "example.test".into(),
@@ -507,14 +569,21 @@ mod tests {
             }],
             ..Timeline::default()
         };
+        let mut timeline = timeline;
+        timeline.request(HttpCall {
+            span_id: [4; 8],
+            method: "BREW".into(),
+            scheme: "coffee".into(),
+            ..timeline.http[0].clone()
+        });
         let digest = ComponentDigest::of(b"guest");
         let run = FinishedRun {
             system: "shop",
             check: "api",
             environment: Some("prod"),
             location: None,
-            run_id: 7,
-            healthy: false,
+            run_id: Some(7),
+            end: RunEnd::Unhealthy,
             error: Some("request: refused by s3cret"),
             strategy: PluginUse { id: "http", digest },
             collectors: vec![PluginUse {
@@ -538,6 +607,15 @@ mod tests {
         );
         let collect = named("collect request");
         assert_eq!(collect.parent_span_id, root.span_context.span_id());
+        let odd = named("HTTP");
+        let told = |key: &str| {
+            odd.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.to_string())
+        };
+        assert_eq!(told("http.request.method").as_deref(), Some("_OTHER"));
+        assert_eq!(told("url.scheme").as_deref(), Some("_OTHER"));
         let request = named("GET");
         assert_eq!(request.span_kind, SpanKind::Client);
         assert_eq!(request.parent_span_id, collect.span_context.span_id());
