@@ -987,6 +987,12 @@ assignments:
         collect["spanId"],
         "a collector's instantiation is its own"
     );
+    // The strategy's own timings of its first answer ride on `connect`.
+    let connect = span_named(&spans, "connect http");
+    assert!(
+        connect["attributes"]["checkhost.timings.wait_ms"].is_number(),
+        "{connect}"
+    );
     let request = span_named(&spans, "GET");
     assert_eq!(request["kind"], 3, "a client span");
     assert_eq!(

@@ -87,7 +87,7 @@ impl PipelineReport {
              ratio checkhost / native:                                      {:>9.2}\n\
              ({} runs each)\n\
              one pass of {} checks: wall {:.0} ms, Σ latency / concurrency {:.0} ms, ratio {:.2}\n\
-             process CPU per run, traces off:                              {:>9.1} µs\n\
+             process CPU per run, traces off (median turn):                {:>9.1} µs\n\
              process CPU per run, traces on (100 %, exported over OTLP):   {:>9.1} µs\n\
              ratio traces on / off:                                         {:>9.3} \
              ({} runs each way, {} spans exported, {} dropped)",
@@ -355,6 +355,9 @@ pub async fn run(
     })
 }
 
+/// Turns of runs each side takes in the trace cost.
+const TRACE_TURNS: usize = 6;
+
 /// CPU per run of passes of `config` with traces off and on, in turns so
 /// that drift in the machine falls on both.
 async fn trace_cost(
@@ -385,19 +388,28 @@ async fn trace_cost(
         start_by: None,
         traces: traces.clone(),
     };
-    let turn = runs.div_ceil(4).max(200);
-    let (mut off, mut on) = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..2 {
-        off += cpu_of(untraced, turn).await?;
-        on += cpu_of(&traced, turn).await?;
+    // Turns of off, on, on, off: the store grows run by run, and a drift
+    // linear in time falls on both sides alike; the median turn of each
+    // side leaves out a turn the machine disturbed.
+    let turn = runs.div_ceil(4).max(500);
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..TRACE_TURNS / 2 {
+        off.push(cpu_of(untraced, turn).await?);
+        on.push(cpu_of(&traced, turn).await?);
+        on.push(cpu_of(&traced, turn).await?);
+        off.push(cpu_of(untraced, turn).await?);
     }
     traces.flush(Duration::from_secs(30)).await;
     let stats = traces.stats().expect("traces are on");
     let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    let median = |mut turns: Vec<Duration>| {
+        turns.sort();
+        turns[turns.len() / 2] / turn as u32
+    };
     Ok(TraceCost {
-        runs: turn * 2,
-        off: off / (turn as u32 * 2),
-        on: on / (turn as u32 * 2),
+        runs: turn * TRACE_TURNS,
+        off: median(off),
+        on: median(on),
         spans_exported: load(&stats.exported),
         spans_dropped: load(&stats.dropped_queue_full) + load(&stats.dropped_export_failed),
     })

@@ -310,28 +310,11 @@ impl Runtime {
             collectors.push(result?);
         }
         let mut session = link.lock().await;
-        let mut usable = true;
-        if scope.trace.is_some() {
-            // Asked last: a strategy that connects on its first request
-            // knows its set-up timings only then. Best effort: a strategy
-            // that fails here fails nothing of its run (its store is only
-            // dropped).
-            match session.timings().await {
-                Ok(timings) => {
-                    if let Some(timeline) = journal(&scope.journal).timeline.as_mut() {
-                        timeline.connect_timings = Some(timings);
-                    }
-                }
-                Err(_) => usable = false,
-            }
-        }
         let StrategySession { store, client, .. } = &mut *session;
-        if usable {
-            client
-                .resource_drop_async(&mut *store)
-                .await
-                .map_err(guest(&strategy_id))?;
-        }
+        client
+            .resource_drop_async(&mut *store)
+            .await
+            .map_err(guest(&strategy_id))?;
         store.data_mut().drain_stdout();
         drop(session);
         Ok(RunOutcome {

@@ -80,7 +80,8 @@ pub struct Timeline {
     pub http: Vec<HttpCall>,
     /// Requests beyond `MAX_HTTP_CALLS`, not recorded.
     pub http_dropped: usize,
-    /// The strategy client's own account of its connection set-up.
+    /// The strategy's own account of its first answer (DNS, connect, TLS,
+    /// wait): the connection's set-up, for a strategy that connects then.
     pub connect_timings: Option<Timings>,
     /// The place of the collector whose transport call is in flight;
     /// transport calls are serialised, so there is at most one.

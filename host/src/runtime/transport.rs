@@ -7,7 +7,8 @@ use tokio::sync::Mutex;
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
-use super::bindings::{Request, Response, Timings, TransportError, collector, strategy};
+use super::bindings::{Request, Response, TransportError, collector, strategy};
+use super::journal::journal;
 use super::sandbox::Sandbox;
 
 /// The strategy side of a run: its store, its bindings and the live client.
@@ -31,24 +32,19 @@ impl StrategySession {
             bindings,
             client,
         } = self;
-        bindings
+        let response = bindings
             .checkhost_plugin_strategy_plugin()
             .client()
             .call_exec(&mut *store, *client, &request)
-            .await
-    }
-
-    pub async fn timings(&mut self) -> wasmtime::Result<Timings> {
-        let StrategySession {
-            store,
-            bindings,
-            client,
-        } = self;
-        bindings
-            .checkhost_plugin_strategy_plugin()
-            .client()
-            .call_timings(&mut *store, *client)
-            .await
+            .await;
+        // A traced run keeps the first answer's timings: a strategy that
+        // connects on its first request measured its set-up there.
+        if let Ok(Ok(answer)) = &response
+            && let Some(timeline) = journal(&store.data().journal).timeline.as_mut()
+        {
+            timeline.connect_timings.get_or_insert(answer.timings);
+        }
+        response
     }
 }
 
