@@ -8,7 +8,8 @@
 //! caps (host memory, sockets, linear memory) until their deadline, run
 //! after run, and their throughput is set against what it was without them.
 //! Last, the process CPU per run with every run traced and exported over
-//! OTLP/HTTP (to a sink in this process) against traces off, in turns.
+//! OTLP/HTTP (to a sink on a thread of its own, left out of the count, as
+//! a collector elsewhere would be) against traces off, in turns.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -365,10 +366,10 @@ async fn trace_cost(
     config: &ConfigFile,
     runs: usize,
 ) -> anyhow::Result<TraceCost> {
-    let sink = otlp_sink().await?;
+    let sink = OtlpSink::start()?;
     let traces = crate::telemetry::Traces::start(
         &crate::config::TracesConfig {
-            endpoint: Some(format!("http://{sink}")),
+            endpoint: Some(format!("http://{}", sink.addr)),
             protocol: Some(crate::config::OtlpProtocol::HttpProtobuf),
             sample_ratio: Some(1.0),
         },
@@ -394,10 +395,10 @@ async fn trace_cost(
     let turn = runs.div_ceil(4).max(500);
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for _ in 0..TRACE_TURNS / 2 {
-        off.push(cpu_of(untraced, turn).await?);
-        on.push(cpu_of(&traced, turn).await?);
-        on.push(cpu_of(&traced, turn).await?);
-        off.push(cpu_of(untraced, turn).await?);
+        off.push(cpu_of(untraced, turn, &sink).await?);
+        on.push(cpu_of(&traced, turn, &sink).await?);
+        on.push(cpu_of(&traced, turn, &sink).await?);
+        off.push(cpu_of(untraced, turn, &sink).await?);
     }
     traces.flush(Duration::from_secs(30)).await;
     let stats = traces.stats().expect("traces are on");
@@ -415,18 +416,19 @@ async fn trace_cost(
     })
 }
 
-/// The process CPU (user and system) spent on passes of `pipeline` until
-/// `runs` runs are done.
-async fn cpu_of(pipeline: &Pipeline<'_>, runs: usize) -> anyhow::Result<Duration> {
+/// The process CPU (user and system, the sink's thread left out) spent on
+/// passes of `pipeline` until `runs` runs are done.
+async fn cpu_of(pipeline: &Pipeline<'_>, runs: usize, sink: &OtlpSink) -> anyhow::Result<Duration> {
     let selection = Selection::default();
-    let before = process_cpu();
+    let before = process_cpu().saturating_sub(sink.cpu());
     let mut done = 0;
     while done < runs {
         let reports = pipeline.run(&selection, &|_| {}).await?;
         anyhow::ensure!(reports.iter().all(|r| r.healthy), "a benchmark run failed");
         done += reports.len();
     }
-    Ok(process_cpu().saturating_sub(before) / done as u32 * runs as u32)
+    let after = process_cpu().saturating_sub(sink.cpu());
+    Ok(after.saturating_sub(before) / done as u32 * runs as u32)
 }
 
 fn process_cpu() -> Duration {
@@ -441,21 +443,54 @@ fn process_cpu() -> Duration {
     time(usage.ru_utime) + time(usage.ru_stime)
 }
 
-/// An OTLP/HTTP endpoint that takes every export and keeps nothing.
-async fn otlp_sink() -> anyhow::Result<std::net::SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let app = axum::Router::new().route(
-        "/v1/traces",
-        axum::routing::post(|_body: axum::body::Bytes| async {
-            (
-                [("content-type", "application/x-protobuf")],
-                Vec::<u8>::new(),
-            )
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(addr)
+/// An OTLP/HTTP endpoint that takes every export and keeps nothing: a
+/// collector's stand-in, on a thread of its own whose CPU is not the runs'.
+struct OtlpSink {
+    addr: std::net::SocketAddr,
+    /// The sink thread's id, for its CPU in /proc.
+    thread: i64,
+}
+
+impl OtlpSink {
+    fn start() -> anyhow::Result<OtlpSink> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (tell, thread) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("otlp-sink".into())
+            .spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                let _ = tell.send(unsafe { libc::syscall(libc::SYS_gettid) });
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the sink");
+                runtime.block_on(async move {
+                    let app = axum::Router::new().route(
+                        "/v1/traces",
+                        axum::routing::post(|_body: axum::body::Bytes| async {
+                            ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+                        }),
+                    );
+                    if let Ok(listener) = TcpListener::from_std(listener) {
+                        let _ = axum::serve(listener, app).await;
+                    }
+                });
+            })?;
+        Ok(OtlpSink {
+            addr,
+            thread: thread.recv()?,
+        })
+    }
+
+    /// The CPU the sink's thread has used so far.
+    fn cpu(&self) -> Duration {
+        std::fs::read_to_string(format!("/proc/self/task/{}/schedstat", self.thread))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .map_or(Duration::ZERO, Duration::from_nanos)
+    }
 }
 
 /// Ordinary (non-hostile) runs per second over passes of `pipeline` until
