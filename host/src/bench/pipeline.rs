@@ -470,7 +470,10 @@ impl OtlpSink {
                     let app = axum::Router::new().route(
                         "/v1/traces",
                         axum::routing::post(|_body: axum::body::Bytes| async {
-                            ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+                            (
+                                [("content-type", "application/x-protobuf")],
+                                Vec::<u8>::new(),
+                            )
                         }),
                     );
                     if let Ok(listener) = TcpListener::from_std(listener) {
