@@ -1283,19 +1283,6 @@ async fn a_probe_refuses_a_component_whose_bytes_do_not_match_its_digest() {
     assert!(!cached.iter().any(|name| name.contains(&hex)), "{cached:?}");
 }
 
-/// `/metrics` as OpenMetrics, with its exemplars.
-async fn open_metrics(daemon: &Daemon) -> String {
-    reqwest::Client::new()
-        .get(daemon.url("/metrics"))
-        .header("Accept", "application/openmetrics-text; version=1.0.0")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 fn sample(metrics: &str, series: &str) -> f64 {
     metrics
         .lines()
@@ -1319,7 +1306,7 @@ async fn the_daemon_traces_its_runs_and_counts_what_it_cannot_export() {
     receiver.wait_for("three runs", |s| {
         s.iter().filter(|s| s["name"] == "run tick").count() >= 3
     });
-    let metrics = open_metrics(&daemon).await;
+    let metrics = daemon.open_metrics().await;
     assert!(
         sample(&metrics, "checkhost_trace_spans_exported_total") > 0.0,
         "{metrics}"

@@ -858,13 +858,8 @@ async fn recovery_waits_for_healthy_successes_in_a_row(db: TestDb) {
     store.close().await;
 }
 
-/// Back-dated runs, figures worked out by hand: attainment and budget over
-/// the 30-day window (runs 40 days old left out), burn rates over 5 m,
-/// 30 m, 1 h and 6 h, and when the budget runs out; `no-probe` runs and
-/// other systems count for nothing.
-async fn an_objective_is_measured_from_the_tiers_and_burns_from_raw_runs(db: TestDb) {
-    use checkhost::config::{Slo, TimeSpan};
-    use checkhost::store::slo::SloDef;
+/// A store with systems `shop` and `other`, each assigned `web`.
+async fn objective_store(db: &TestDb) -> Store {
     let store = Store::open(&db.url()).await.unwrap();
     store
         .sync_config(
@@ -875,10 +870,25 @@ async fn an_objective_is_measured_from_the_tiers_and_burns_from_raw_runs(db: Tes
         )
         .await
         .unwrap();
-    let now = std::time::SystemTime::now()
+    store
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_millis() as i64;
+        .as_millis() as i64
+}
+
+/// Back-dated runs, figures worked out by hand: attainment and budget over
+/// the 30-day window (runs 40 days old left out), burn rates over 5 m,
+/// 30 m, 1 h and 6 h, and when the budget runs out; `no-probe` runs and
+/// other systems count for nothing.
+async fn an_objective_is_measured_from_the_tiers_and_burns_from_raw_runs(db: TestDb) {
+    use checkhost::config::{Slo, TimeSpan};
+    use checkhost::store::slo::SloDef;
+    let store = objective_store(&db).await;
+    let now = wall_ms();
     let minute = 60_000;
     // (system, healthy, unhealthy, how long ago)
     let batches: [(&str, i64, i64, i64); 6] = [
@@ -972,20 +982,8 @@ async fn an_objective_is_measured_from_the_tiers_and_burns_from_raw_runs(db: Tes
 async fn a_latency_objective_counts_time_slices_by_their_percentile(db: TestDb) {
     use checkhost::config::{LatencyObjective, Slo, TimeSpan};
     use checkhost::store::slo::SloDef;
-    let store = Store::open(&db.url()).await.unwrap();
-    store
-        .sync_config(
-            &[],
-            &assignments(&["shop", "other"], STRICT),
-            &systems(&["shop", "other"]),
-            0,
-        )
-        .await
-        .unwrap();
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let store = objective_store(&db).await;
+    let wall = wall_ms();
     // Evaluated at minute 40 of the last hour: the runs 2 and 22 minutes
     // before share its hour.
     let now = wall - wall % HOUR_MS - 20 * 60_000;

@@ -598,15 +598,7 @@ async fn the_api_document_and_the_metrics_pass_outside_validators() {
         "promtool check metrics ({}):\n{said}",
         out.status
     );
-    let open = client
-        .get(daemon.url("/metrics"))
-        .header("Accept", "application/openmetrics-text; version=1.0.0")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let open = daemon.open_metrics().await;
     assert!(
         open.contains("# TYPE checkhost_runs counter") && open.trim_end().ends_with("# EOF"),
         "{open}"

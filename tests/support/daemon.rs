@@ -128,6 +128,19 @@ impl Daemon {
         Some(response)
     }
 
+    /// `/metrics` as OpenMetrics, with its exemplars.
+    pub async fn open_metrics(&self) -> String {
+        reqwest::Client::new()
+            .get(self.url("/metrics"))
+            .header("Accept", "application/openmetrics-text; version=1.0.0")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// `http://127.0.0.1:<port><path>`.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)

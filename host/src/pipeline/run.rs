@@ -379,7 +379,9 @@ impl Pipeline<'_> {
         let (healthy, guest) = (executed.healthy, executed.guest);
         let skipped_fields = std::mem::take(&mut executed.skipped_fields);
         let timeline = executed.timeline.take();
-        let (judged, masker) = (executed.judged, executed.masker.clone());
+        // Only a traced run's spans need the masker after the run is stored.
+        let judged = executed.judged;
+        let masker = trace.is_some().then(|| executed.masker.clone());
         // Waiting for the runtime to admit the run is the host's queue, not
         // the target's latency.
         let latency_ms = started.elapsed().saturating_sub(guest.queued).as_secs_f64() * 1000.0;
@@ -388,6 +390,7 @@ impl Pipeline<'_> {
         let persisting = Instant::now();
         let recorded = self.store.record_run(run).await?;
         let trace_id = trace.and_then(|trace| {
+            let masker = masker.as_ref()?;
             self.traces.end(
                 &trace,
                 &FinishedRun {
@@ -408,7 +411,7 @@ impl Pipeline<'_> {
                     judged,
                     persisted: (persisting, Instant::now()),
                     failed_assertions: assertions.iter().filter(|a| !a.passed).count(),
-                    masker: &masker,
+                    masker,
                 },
             )
         });

@@ -187,11 +187,8 @@ impl Runtime {
             allocations.as_ref().map(RunAllocations::meter),
             started + limits.timeout(),
         )
-        .traced(trace);
+        .traced(trace, started);
         let shared = scope.journal.clone();
-        if let Some(timeline) = journal(&shared).timeline.as_mut() {
-            timeline.admitted = Some(started);
-        }
         let cpu = Arc::new(Mutex::new(Duration::ZERO));
         let mut outcome = match (admitted, allocations) {
             (Err(failure), _) => empty_outcome(Some(failure)),

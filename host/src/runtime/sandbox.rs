@@ -38,6 +38,8 @@ pub struct Sandbox {
     guest: usize,
     /// The collector's place among the run's collectors; `None`: the strategy.
     place: Option<usize>,
+    /// Whether the run records a timeline: untraced runs skip the journal.
+    pub(crate) traced: bool,
 }
 
 impl Sandbox {
@@ -95,6 +97,7 @@ impl Sandbox {
             budget: scope.budget.clone(),
             guest: scope.budget.register_guest(),
             place: None,
+            traced: scope.trace.is_some(),
         }
     }
 
@@ -109,6 +112,9 @@ impl Sandbox {
     /// Names this guest, while `calling`, as the sender of the requests
     /// the strategy makes; `false` when the run is not traced.
     pub(crate) fn mark_caller(&self, calling: bool) -> bool {
+        if !self.traced {
+            return false;
+        }
         let mut journal = super::journal::journal(&self.journal);
         let Some(timeline) = journal.timeline.as_mut() else {
             return false;

@@ -9,7 +9,7 @@ use super::host_memory::HostMemoryMeter;
 use super::journal::SharedJournal;
 use super::limits::RunLimits;
 use super::policy::NetworkPolicy;
-use super::timeline::{PhaseKind, TraceParent};
+use super::timeline::{PhaseKind, Timeline, TraceParent};
 
 /// Everything a store needs that is the same for all guests of one run.
 #[derive(Clone)]
@@ -43,11 +43,14 @@ impl RunScope {
         }
     }
 
-    /// The scope of a traced run: its guests record their phases and
-    /// requests into the journal's timeline.
-    pub fn traced(mut self, trace: Option<TraceParent>) -> RunScope {
+    /// The scope of a traced run, admitted at `admitted`: its guests record
+    /// their phases and requests into the journal's timeline.
+    pub fn traced(mut self, trace: Option<TraceParent>, admitted: Instant) -> RunScope {
         if trace.is_some() {
-            super::journal::journal(&self.journal).timeline = Some(Default::default());
+            super::journal::journal(&self.journal).timeline = Some(Timeline {
+                admitted: Some(admitted),
+                ..Timeline::default()
+            });
         }
         self.trace = trace;
         self

@@ -40,6 +40,7 @@ impl StrategySession {
         // A traced run keeps the first answer's timings: a strategy that
         // connects on its first request measured its set-up there.
         if let Ok(Ok(answer)) = &response
+            && store.data().traced
             && let Some(timeline) = journal(&store.data().journal).timeline.as_mut()
         {
             timeline.connect_timings.get_or_insert(answer.timings);

@@ -175,10 +175,6 @@ impl Traces {
         }))))
     }
 
-    pub fn is_on(&self) -> bool {
-        self.0.is_some()
-    }
-
     /// Counters of the export, when traces are on.
     pub fn stats(&self) -> Option<Arc<ExportStats>> {
         self.0.as_ref().map(|t| t.queue.stats.clone())
