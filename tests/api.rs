@@ -1797,3 +1797,453 @@ systems:
         assert_eq!(page(&d, path).await.0, want, "{path}");
     }
 }
+
+/// A shop with one environment on a local target whose body carries a
+/// secret, a hand-written check with comments, and what an assistant may
+/// open of the network.
+fn mcp_config(ws: &Workspace, port: u16, hook: u16) -> std::path::PathBuf {
+    ws.config(&format!(
+        r#"# The shop, watched with an assistant's help.
+secrets: {{envPrefix: CHECKHOST_SECRET_}}
+api: {{token: "${{{{ secrets.API_TOKEN }}}}"}}
+mcp: {{allowNetwork: ["127.0.0.1:{port}"]}}
+notifications:
+  targets:
+    - {{id: team, url: "http://127.0.0.1:{hook}/hook", signingSecret: "${{{{ secrets.HOOK_KEY }}}}"}}
+environments:
+  - {{id: staging, fields: {{baseUrl: "http://127.0.0.1:{port}"}}}}
+systems:
+  - {{id: shop, name: Web shop, environments: [staging]}}
+checks:
+  # Written by hand; an assistant's edits keep this comment.
+  - id: home
+    interval: 1h
+    strategy: {{plugin: http, config: {{baseUrl: "{{{{ environment.baseUrl }}}}"}}}}
+    network: {{allow: ["127.0.0.1:{port}"]}}
+    collectors:
+      - plugin: request
+        config: {{url: /health}}
+assignments:
+  - {{system: shop, check: home}}
+"#
+    ))
+}
+
+/// The check an assistant proposes: the target's health, with the secret
+/// the target echoes handed to the collector.
+fn proposal(port: u16) -> Value {
+    serde_json::json!({
+        "id": "api",
+        "name": "Shop API",
+        "system": "shop",
+        "interval": "1s",
+        "timeout": "5s",
+        "strategy": {"plugin": "http", "config": {"baseUrl": "{{ environment.baseUrl }}"}},
+        "network": {"allow": [format!("127.0.0.1:{port}")]},
+        "collectors": [{
+            "plugin": "request",
+            "config": {"url": "/health"},
+            "secretEnv": {"LEAK": "${{ secrets.LEAK }}"},
+            "assertions": [
+                {"field": "statusCode", "operator": "equals", "value": 200},
+                {"field": "responseTimeMs", "operator": "lessThan", "value": 5000},
+                {"jsonPath": "$.body.token", "operator": "exists"},
+            ],
+        }],
+    })
+}
+
+/// `proposal` with one field replaced: `path` is a JSON pointer.
+fn proposal_with(port: u16, path: &str, value: Value) -> Value {
+    let mut p = proposal(port);
+    *p.pointer_mut(path).unwrap_or_else(|| panic!("{path}")) = value;
+    p
+}
+
+/// Every answer the tools gave, for the test that no secret leaks.
+fn no_secret_in(answers: &[Value]) {
+    for answer in answers {
+        let text = answer.to_string();
+        assert!(
+            !text.contains(LEAK) && !text.contains(TOKEN),
+            "a secret leaked: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_over_stdio_proposes_dry_runs_applies_and_refuses() {
+    let port = flip_server(Arc::new(AtomicBool::new(true))).await;
+    let ws = Workspace::new(&["http", "http-request"]);
+    let config = mcp_config(&ws, port, support::daemon::free_port());
+    let plugins = ws.plugins.path().to_str().unwrap().to_string();
+    let db = ws.db_url();
+    let args = [
+        config.to_str().unwrap(),
+        "--plugins",
+        &plugins,
+        "--database",
+        &db,
+    ];
+    let Some(mut mcp) = support::mcp::Client::stdio(&args, &env()) else {
+        return;
+    };
+    let mut answers = Vec::new();
+
+    let tools = mcp.request(serde_json::json!({"op": "tools"}));
+    let names: BTreeSet<&str> = tools["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    for tool in [
+        "capabilities",
+        "propose_check",
+        "dry_run",
+        "apply_check",
+        "remove_check",
+        "status",
+        "history",
+        "transitions",
+        "runs",
+        "pause",
+        "resume",
+        "run_now",
+        "notify",
+    ] {
+        assert!(names.contains(tool), "{tool} is listed: {names:?}");
+    }
+    let propose = tools["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "propose_check")
+        .unwrap();
+    assert!(
+        propose["inputSchema"]["properties"]["collectors"].is_object(),
+        "{propose}"
+    );
+    assert_eq!(propose["outputSchema"]["type"], "object", "{propose}");
+
+    let capabilities = mcp.ok("capabilities", serde_json::json!({}));
+    let request = capabilities["collectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "request")
+        .expect("the request collector is offered");
+    let status_code = request["resultFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "statusCode")
+        .expect("statusCode is a result field");
+    assert_eq!(status_code["type"], "integer", "{status_code}");
+    assert_eq!(capabilities["environments"][0]["fields"][0], "baseUrl");
+    assert_eq!(capabilities["systems"][0]["id"], "shop");
+    answers.push(capabilities);
+
+    let proposed = mcp.ok("propose_check", proposal(port));
+    let yaml = proposed["yaml"].as_str().unwrap();
+    assert!(
+        yaml.contains("id: api") && yaml.contains("system: shop"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("${{ secrets.LEAK }}"),
+        "the reference, not its value: {yaml}"
+    );
+    answers.push(proposed);
+
+    // Refused with validate's words, at the proposal's own field.
+    for (bad, place, words) in [
+        (
+            proposal_with(port, "/strategy/plugin", "htp".into()),
+            "strategy.plugin",
+            "unknown strategy `htp`",
+        ),
+        (
+            proposal_with(
+                port,
+                "/collectors/0/assertions/0",
+                serde_json::json!({"field": "statusCode", "operator": "contains", "value": "20"}),
+            ),
+            "collectors[0].assertions[0]",
+            "statusCode",
+        ),
+        (
+            proposal_with(port, "/system", "shop".into())
+                .as_object()
+                .map(|p| {
+                    let mut p = p.clone();
+                    p.insert("environments".into(), serde_json::json!(["prod"]));
+                    Value::Object(p)
+                })
+                .unwrap(),
+            "environments[0]",
+            "unknown environment `prod`",
+        ),
+        (
+            proposal_with(port, "/interval", "0s".into()),
+            "interval",
+            "longer than zero",
+        ),
+        (
+            proposal_with(port, "/network/allow/0", "127.0.0.0/8".into()),
+            "network.allow[0]",
+            "mcp.allowNetwork",
+        ),
+    ] {
+        let answer = mcp.call("propose_check", bad);
+        assert_eq!(answer["isError"], true, "{answer}");
+        let text = answer["text"].as_str().unwrap();
+        assert!(
+            text.contains(&format!("- {place}")) && text.contains(words),
+            "{place}: {text}"
+        );
+        answers.push(answer);
+    }
+    let malformed = mcp.call("propose_check", proposal_with(port, "/id", 5.into()));
+    assert!(
+        malformed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("arguments.id")),
+        "{malformed}"
+    );
+    let huge = mcp.call(
+        "propose_check",
+        proposal_with(port, "/name", "x".repeat(300_000).into()),
+    );
+    assert!(
+        huge["error"].as_str().is_some_and(|e| e.contains("bytes")),
+        "{huge}"
+    );
+
+    // The dry run reaches the target and stores nothing; the body's secret is masked.
+    let dry = mcp.ok("dry_run", proposal(port));
+    assert_eq!(dry["healthy"], true, "{dry}");
+    assert_eq!(dry["runs"][0]["environment"], "staging");
+    let outcomes = dry["runs"][0]["assertions"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 3);
+    assert!(outcomes.iter().all(|a| a["passed"] == true), "{dry}");
+    assert_eq!(
+        outcomes[2]["actual"], "****",
+        "the secret the target echoes, masked: {dry}"
+    );
+    answers.push(dry);
+    let runs = mcp.ok("runs", serde_json::json!({}));
+    assert_eq!(
+        runs["runs"].as_array().unwrap().len(),
+        0,
+        "a dry run stores nothing"
+    );
+
+    let applied = mcp.ok("apply_check", proposal(port));
+    let diff = applied["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("+  - id: api") || diff.contains("+- id: api"),
+        "{diff}"
+    );
+    assert_eq!(applied["reload"]["applied"], true, "{applied}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains("# The shop, watched with an assistant's help."),
+        "{text}"
+    );
+    assert!(
+        text.contains("# Written by hand; an assistant's edits keep this comment."),
+        "{text}"
+    );
+    let (code, out) = support::checkhost_text(&[
+        "validate",
+        config.to_str().unwrap(),
+        "--plugins",
+        &plugins,
+        "--skip-secrets",
+    ]);
+    assert_eq!(code, Some(0), "the edited file validates: {out}");
+    answers.push(applied);
+
+    // The daemon's actions need a daemon.
+    let pause = mcp.call(
+        "pause",
+        serde_json::json!({"system": "shop", "check": "api"}),
+    );
+    assert_eq!(pause["isError"], true);
+    assert!(
+        pause["text"]
+            .as_str()
+            .unwrap()
+            .contains("needs a running checkhost serve"),
+        "{pause}"
+    );
+
+    let resources = mcp.request(serde_json::json!({"op": "resources"}));
+    let uris: Vec<&str> = resources["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert!(uris.contains(&"checkhost://schema/config"), "{uris:?}");
+    assert!(
+        uris.contains(&"checkhost://plugins/collectors/request/result-schema"),
+        "{uris:?}"
+    );
+    let schema = mcp.request(serde_json::json!({"op": "read", "uri": "checkhost://schema/config"}));
+    assert!(
+        schema["text"]
+            .as_str()
+            .unwrap()
+            .contains("checkhost configuration"),
+        "{schema}"
+    );
+    let prompt = mcp.request(serde_json::json!({
+        "op": "prompt", "name": "add_check_for_url", "args": {"url": "https://shop.example/health"}
+    }));
+    assert!(
+        prompt["text"]
+            .as_str()
+            .unwrap()
+            .contains("https://shop.example/health"),
+        "{prompt}"
+    );
+
+    let removed = mcp.ok("remove_check", serde_json::json!({"check": "api"}));
+    assert!(
+        removed["diff"].as_str().unwrap().contains("-  - id: api"),
+        "{removed}"
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        !text.contains("id: api") && text.contains("id: home"),
+        "{text}"
+    );
+    answers.push(removed);
+    no_secret_in(&answers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_on_the_daemon_applies_a_check_sees_its_first_run_and_acts() {
+    let port = flip_server(Arc::new(AtomicBool::new(true))).await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let hook = receiver(log.clone(), false).await;
+    let ws = Workspace::new(&["http", "http-request"]);
+    mcp_config(&ws, port, hook);
+    let d = Daemon::start_with_env(&ws, &[], &env());
+
+    let (status, _, _) = call(reqwest::Method::POST, d.url("/mcp"), None).await;
+    assert_eq!(status, 401, "/mcp needs the token");
+    let Some(mut mcp) = support::mcp::Client::http(&d.url("/mcp"), TOKEN) else {
+        return;
+    };
+    let mut answers = Vec::new();
+    let applied = mcp.ok("apply_check", proposal(port));
+    assert_eq!(applied["reload"]["applied"], true, "{applied}");
+    answers.push(applied);
+
+    // Its first run, as `status` tells it.
+    let start = Instant::now();
+    let first = loop {
+        let status = mcp.ok("status", serde_json::json!({"system": "shop"}));
+        let run = status["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["check"] == "api")
+            .and_then(|c| c.get("lastRun").cloned());
+        if let Some(run) = run {
+            answers.push(status);
+            break run;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no first run: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(first["status"], "healthy", "{first}");
+
+    let now = mcp.ok(
+        "run_now",
+        serde_json::json!({"system": "shop", "check": "api"}),
+    );
+    assert_eq!(now["answer"]["runs"][0]["status"], "healthy", "{now}");
+    let paused = mcp.ok(
+        "pause",
+        serde_json::json!({"system": "shop", "check": "api"}),
+    );
+    assert_eq!(paused["answer"]["paused"], true, "{paused}");
+    let resumed = mcp.ok(
+        "resume",
+        serde_json::json!({"system": "shop", "check": "api"}),
+    );
+    assert_eq!(resumed["answer"]["paused"], false, "{resumed}");
+    let unknown = mcp.call(
+        "pause",
+        serde_json::json!({"system": "shop", "check": "nope"}),
+    );
+    assert_eq!(unknown["isError"], true, "{unknown}");
+    let runs = mcp.ok(
+        "runs",
+        serde_json::json!({"system": "shop", "check": "api", "withResults": true, "limit": 2}),
+    );
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 2, "{runs}");
+    assert!(runs["next"].is_i64(), "a full page has a cursor: {runs}");
+    answers.extend([now, paused, resumed, runs]);
+
+    let sent = mcp.ok(
+        "notify",
+        serde_json::json!({"target": "team", "text": "Deploying the shop at 14:00"}),
+    );
+    let key = sent["answer"]["idempotencyKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_until(Duration::from_secs(20), "the message is delivered", || {
+        let log = log.clone();
+        async move {
+            log.lock()
+                .unwrap()
+                .iter()
+                .any(|d| d.body.contains("Deploying the shop"))
+        }
+    })
+    .await;
+    let delivery = log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|d| d.key == key)
+        .cloned()
+        .expect("under its key");
+    let (t, _) = delivery.signature.split_once(',').expect("t=…,v1=…");
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"hook-signing-key").unwrap();
+    mac.update(format!("{}.{}", &t[2..], delivery.body).as_bytes());
+    assert_eq!(
+        delivery.signature,
+        format!("{t},v1={}", hex::encode(mac.finalize().into_bytes())),
+        "signed like every notice"
+    );
+    let unknown_target = mcp.call(
+        "notify",
+        serde_json::json!({"target": "nobody", "text": "x"}),
+    );
+    assert!(
+        unknown_target["text"]
+            .as_str()
+            .unwrap()
+            .contains("unknown notification target"),
+        "{unknown_target}"
+    );
+
+    let metrics = d.get("/metrics").unwrap();
+    for line in [
+        r#"checkhost_mcp_calls_total{tool="apply_check",outcome="ok"} 1"#,
+        r#"checkhost_mcp_calls_total{tool="pause",outcome="refused"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in /metrics");
+    }
+    no_secret_in(&answers);
+}

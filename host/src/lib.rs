@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod mcp;
 pub mod notify;
 pub mod oci;
 pub mod pipeline;

@@ -253,6 +253,7 @@ pub async fn validate(
     }
     validate_api(&mut p, &config.api, secrets);
     validate_traces(&mut p, &config.traces);
+    validate_mcp(&mut p, &config.mcp);
     validate_notifications(&mut p, config, secrets);
     p.0
 }
@@ -275,6 +276,14 @@ fn validate_traces(p: &mut Problems, traces: &crate::config::TracesConfig) {
             "traces.endpoint",
             format!("`{endpoint}` is not a URL: write http://collector:4318"),
         );
+    }
+}
+
+fn validate_mcp(p: &mut Problems, mcp: &crate::config::McpConfig) {
+    for (i, rule) in mcp.allow_network.iter().enumerate() {
+        if let Err(e) = rule.parse::<crate::runtime::policy::Rule>() {
+            p.add(format!("mcp.allowNetwork[{i}]"), e.to_string());
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod db;
+pub mod mcp;
 pub mod otlp;
 pub mod servers;
 pub mod services;

@@ -76,6 +76,15 @@ pub async fn run_now(
     Path((system, check)): Path<(String, String)>,
     Params(NoParams {}): Params<NoParams>,
 ) -> Result<Json<RunNow>, ApiError> {
+    run_assignment(&state, system, check).await.map(Json)
+}
+
+/// Runs every slice of an assignment now, stored like scheduled runs.
+pub async fn run_assignment(
+    state: &ApiState,
+    system: String,
+    check: String,
+) -> Result<RunNow, ApiError> {
     let generation = state.live.generation();
     assignment(&generation.setup.config.file.assignments, &system, &check)?;
     let keys = generation.slices_of(&system, &check);
@@ -108,19 +117,20 @@ pub async fn run_now(
             transitions: report.transitions,
         });
     }
-    Ok(Json(RunNow {
+    Ok(RunNow {
         system,
         check,
         runs,
-    }))
+    })
 }
 
-async fn set_paused(
+/// Pauses or resumes an assignment at once and across restarts.
+pub async fn set_paused(
     state: &ApiState,
     system: String,
     check: String,
     paused: bool,
-) -> Result<Json<PauseState>, ApiError> {
+) -> Result<PauseState, ApiError> {
     let generation = state.live.generation();
     assignment(&generation.setup.config.file.assignments, &system, &check)?;
     let transitions = state
@@ -129,12 +139,12 @@ async fn set_paused(
         .await?;
     state.live.set_paused(&system, &check, paused);
     tracing::info!(%system, %check, paused, "assignment paused or resumed through the API");
-    Ok(Json(PauseState {
+    Ok(PauseState {
         system,
         check,
         paused,
         transitions,
-    }))
+    })
 }
 
 #[utoipa::path(
@@ -152,7 +162,7 @@ pub async fn pause(
     Path((system, check)): Path<(String, String)>,
     Params(NoParams {}): Params<NoParams>,
 ) -> Result<Json<PauseState>, ApiError> {
-    set_paused(&state, system, check, true).await
+    set_paused(&state, system, check, true).await.map(Json)
 }
 
 #[utoipa::path(
@@ -170,5 +180,5 @@ pub async fn resume(
     Path((system, check)): Path<(String, String)>,
     Params(NoParams {}): Params<NoParams>,
 ) -> Result<Json<PauseState>, ApiError> {
-    set_paused(&state, system, check, false).await
+    set_paused(&state, system, check, false).await.map(Json)
 }

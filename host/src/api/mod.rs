@@ -2,13 +2,14 @@
 //! history, transitions, assignment actions, the live event stream and the
 //! delivery log, with its OpenAPI document at `/openapi.json`.
 
-mod assignments;
+pub mod assignments;
+pub mod client;
 mod cluster;
 pub mod cost;
 pub mod error;
 mod events;
 mod incidents;
-mod notifications;
+pub mod notifications;
 pub mod probes;
 mod runs;
 pub mod slos;
@@ -72,6 +73,7 @@ pub struct ApiState {
         assignments::resume,
         events::stream,
         notifications::deliveries,
+        notifications::message,
         cluster::view,
         probes::list,
         cost::list_costs,
@@ -140,6 +142,10 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/api/v1/notifications/deliveries",
             get(notifications::deliveries),
+        )
+        .route(
+            "/api/v1/notifications/{target}/messages",
+            post(notifications::message),
         )
         .fallback(|| async { ApiError::not_found("no such API endpoint") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
@@ -322,6 +328,7 @@ mod tests {
             "/api/v1/assignments/{system}/{check}/resume",
             "/api/v1/events",
             "/api/v1/notifications/deliveries",
+            "/api/v1/notifications/{target}/messages",
             "/api/v1/cluster",
         ] {
             assert!(doc["paths"].get(path).is_some(), "{path} is documented");

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
@@ -90,33 +90,8 @@ impl ServerArgs {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.server.trim_end_matches('/'));
-        let mut request = reqwest::Client::new().request(method, &url);
-        if let Some(token) = self.token()? {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_string());
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("reaching checkhost at {url}"))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if !status.is_success() {
-            let message = value["message"]
-                .as_str()
-                .map_or_else(|| value.to_string(), str::to_string);
-            match value["field"].as_str() {
-                Some(field) => bail!("{url}: {status}: {message} (field `{field}`)"),
-                None => bail!("{url}: {status}: {message}"),
-            }
-        }
-        Ok(value)
+        let client = crate::api::client::ApiClient::new(&self.server, self.token()?);
+        Ok(client.call(method, path, body).await?)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The command line: argument parsing and dispatch to one module per command.
 
 mod incident;
+mod mcp;
 pub mod output;
 pub mod pipeline;
 mod plugin;
@@ -96,6 +97,9 @@ pub enum Command {
     Probe(probe::ProbeArgs),
     /// The checks whose guests cost the most, live from a daemon.
     Top(top::TopArgs),
+    /// AI tools over MCP on stdio: discover plugins, propose, dry-run and
+    /// apply checks, read status; stdout carries only MCP messages.
+    Mcp(mcp::McpArgs),
     /// Measure checkhost against a baseline run in the same process.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -344,6 +348,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retention { database } => pipeline::retention(database).await,
         Command::Incident(cmd) => incident::run(cmd).await,
         Command::Top(args) => top::run(args).await,
+        Command::Mcp(args) => mcp::run(args, runtime()?).await,
         Command::ConfigSchema => {
             println!(
                 "{}",

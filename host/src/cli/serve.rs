@@ -190,8 +190,22 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
         systems_json: Default::default(),
         probes: Default::default(),
     };
+    let reloader = Arc::new(Reloader {
+        config_path: options.config.clone(),
+        plugins_flag: options.plugins.clone(),
+        require_lock,
+        runtime: runtime.clone(),
+        store: store.clone(),
+        live: live.clone(),
+        metrics: metrics.clone(),
+    });
     let app = crate::serve::http::router(endpoints)
         .merge(crate::web::router(api.clone()))
+        .merge(crate::mcp::daemon::router(
+            api.clone(),
+            options.config.clone(),
+            reloader.clone(),
+        ))
         .merge(crate::api::router(api));
     let server = {
         let mut stop = stop.clone();
@@ -206,15 +220,6 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
                 tracing::error!("HTTP server stopped: {e}");
             }
         })
-    };
-    let reloader = Reloader {
-        config_path: options.config.clone(),
-        plugins_flag: options.plugins.clone(),
-        require_lock,
-        runtime: runtime.clone(),
-        store: store.clone(),
-        live: live.clone(),
-        metrics: metrics.clone(),
     };
     let reloads = tokio::spawn(reloader.run(plugin_dir, stop.clone()));
     let retention = tokio::spawn(crate::serve::daily_retention(store.clone(), stop.clone()));

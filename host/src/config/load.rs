@@ -80,7 +80,9 @@ pub fn load_config(path: &Path) -> Result<LoadedConfig, ConfigError> {
     })
 }
 
-fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
+/// One file's text as the configuration it holds, with errors that name
+/// the file, line and column.
+pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
     serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
         Some(loc) => ConfigError::Syntax {
             path: path.to_path_buf(),
@@ -120,6 +122,9 @@ fn merge(into: &mut ConfigFile, part: ConfigFile) {
     }
     if part.traces != Default::default() {
         into.traces = part.traces;
+    }
+    if part.mcp != Default::default() {
+        into.mcp = part.mcp;
     }
     into.systems.extend(part.systems);
     into.checks.extend(part.checks);

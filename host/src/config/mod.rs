@@ -7,7 +7,7 @@ mod load;
 mod model;
 mod span;
 
-pub use load::{ConfigError, LoadedConfig, load_config};
+pub use load::{ConfigError, LoadedConfig, load_config, parse as parse_text};
 pub use model::*;
 pub use span::{TimeSpan, parse_duration};
 

@@ -53,6 +53,9 @@ pub struct ConfigFile {
     /// `off` when they need the token.
     #[serde(default)]
     pub badges: Option<BadgeAccess>,
+    /// What AI assistants may do through `checkhost mcp` and `/mcp`.
+    #[serde(default)]
+    pub mcp: McpConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -238,6 +241,29 @@ impl Default for MetricsConfig {
         MetricsConfig {
             check_labels: 100,
             slo_every: TimeSpan::from_secs(30),
+        }
+    }
+}
+
+/// The bounds of the MCP tools.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// Network rules a proposed check's `network.allow` may use (each of
+    /// its rules must lie within one of these): an assistant cannot open
+    /// more of the network than this. Empty: proposals allow nothing
+    /// beyond the default policy.
+    pub allow_network: Vec<String>,
+    /// Calls of the writing tools (apply, remove, pause, resume, run now,
+    /// notify) per minute, across clients; 0 turns them off.
+    pub writes_per_minute: u32,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            allow_network: Vec::new(),
+            writes_per_minute: 10,
         }
     }
 }

@@ -410,49 +410,26 @@ impl Notifier {
                     "system": {"id": report.system, "name": system_name},
                     "slo": report,
                 });
-                let (body, content_type) = match target.config.format {
-                    WebhookFormat::Slack => {
-                        let burn = report
-                            .burn_rates
-                            .iter()
-                            .find(|b| b.window == "1h")
-                            .and_then(|b| b.rate)
-                            .unwrap_or(0.0);
-                        let text = if paging {
-                            format!(
-                                ":rotating_light: *{system_name}* burns its {} objective's error \
-                                 budget fast: {burn:.1}× over the last hour",
-                                report.objective_label()
-                            )
-                        } else {
-                            format!(
-                                ":large_green_circle: *{system_name}* no longer burns its {} \
-                                 objective's error budget fast",
-                                report.objective_label()
-                            )
-                        };
-                        (json!({"text": text}).to_string(), "application/json".into())
-                    }
-                    WebhookFormat::Template => {
-                        let rendered = target
-                            .template
-                            .as_ref()
-                            .and_then(|env| env.get_template("body").ok())
-                            .map(|tpl| tpl.render(minijinja::value::Serde(&context)));
-                        let body = match rendered {
-                            Some(Ok(body)) => body,
-                            Some(Err(e)) => json!({"error": format!("template failed: {e}"), "fallback": context}).to_string(),
-                            None => context.to_string(),
-                        };
-                        let content_type = target
-                            .config
-                            .content_type
-                            .clone()
-                            .unwrap_or_else(|| "application/json".into());
-                        (body, content_type)
-                    }
-                    WebhookFormat::Json => (context.to_string(), "application/json".into()),
+                let burn = report
+                    .burn_rates
+                    .iter()
+                    .find(|b| b.window == "1h")
+                    .and_then(|b| b.rate)
+                    .unwrap_or(0.0);
+                let text = if paging {
+                    format!(
+                        ":rotating_light: *{system_name}* burns its {} objective's error \
+                         budget fast: {burn:.1}× over the last hour",
+                        report.objective_label()
+                    )
+                } else {
+                    format!(
+                        ":large_green_circle: *{system_name}* no longer burns its {} \
+                         objective's error budget fast",
+                        report.objective_label()
+                    )
                 };
+                let (body, content_type) = render(target, &context, text);
                 Notice {
                     target: target.config.id.clone(),
                     idempotency_key: key,
@@ -463,6 +440,80 @@ impl Notifier {
                 }
             })
             .collect()
+    }
+}
+
+/// A notice's body in the target's format: Slack's `{text}`, the
+/// target's template over `context`, or `context` as JSON.
+fn render(target: &Target, context: &serde_json::Value, slack_text: String) -> (String, String) {
+    match target.config.format {
+        WebhookFormat::Slack => (
+            json!({"text": slack_text}).to_string(),
+            "application/json".into(),
+        ),
+        WebhookFormat::Template => {
+            let rendered = target
+                .template
+                .as_ref()
+                .and_then(|env| env.get_template("body").ok())
+                .map(|tpl| tpl.render(minijinja::value::Serde(context)));
+            let body = match rendered {
+                Some(Ok(body)) => body,
+                Some(Err(e)) => {
+                    json!({"error": format!("template failed: {e}"), "fallback": context})
+                        .to_string()
+                }
+                None => context.to_string(),
+            };
+            let content_type = target
+                .config
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "application/json".into());
+            (body, content_type)
+        }
+        WebhookFormat::Json => (context.to_string(), "application/json".into()),
+    }
+}
+
+impl Notifier {
+    /// A message no transition caused, for one target: in its format,
+    /// masked, and signed on delivery like every notice.
+    pub fn message(&self, target: &str, text: &str, at_ms: i64) -> Result<Notice, String> {
+        let target = self.targets.get(target).ok_or_else(|| {
+            let mut known: Vec<&str> = self.targets.keys().map(String::as_str).collect();
+            known.sort();
+            format!(
+                "unknown notification target `{target}`; configured: {}",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })?;
+        let key = format!(
+            "message:{}:{at_ms}:{:016x}",
+            target.config.id,
+            fastrand::u64(..)
+        );
+        let context = json!({
+            "event": "message",
+            "idempotencyKey": key,
+            "at": DateTime::<Utc>::from_timestamp_millis(at_ms)
+                .map(|d| d.to_rfc3339())
+                .unwrap_or_default(),
+            "text": text,
+        });
+        let (body, content_type) = render(target, &context, text.to_string());
+        Ok(Notice {
+            target: target.config.id.clone(),
+            idempotency_key: key,
+            body: self.masker.text(&body),
+            content_type,
+            suppressed: None,
+            held_by: None,
+        })
     }
 }
 

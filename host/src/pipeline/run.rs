@@ -78,6 +78,33 @@ impl RunReport {
     }
 }
 
+/// A run tried out and stored nowhere, masked.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrialRun {
+    pub environment: Option<String>,
+    pub healthy: bool,
+    pub latency_ms: f64,
+    pub error: Option<String>,
+    #[schemars(with = "Vec<Value>")]
+    pub assertions: Vec<AssertionOutcome>,
+    /// Each collector's result, as a stored run keeps it.
+    pub collectors: Value,
+}
+
+impl TrialRun {
+    fn failed(env: Option<&str>, error: String) -> TrialRun {
+        TrialRun {
+            environment: env.map(str::to_string),
+            healthy: false,
+            latency_ms: 0.0,
+            error: Some(error),
+            assertions: Vec::new(),
+            collectors: Value::Array(Vec::new()),
+        }
+    }
+}
+
 pub struct Pipeline<'a> {
     pub runtime: &'a Runtime,
     pub plugins: &'a PluginSet,
@@ -429,6 +456,37 @@ impl Pipeline<'_> {
             guest,
             skipped_fields,
         }))
+    }
+
+    /// Stages 3–7 for one environment, stored nowhere: a check tried out
+    /// before it is applied. What comes back is masked as a stored run is.
+    pub async fn try_slice(
+        &self,
+        p: &PreparedCheck,
+        system: &System,
+        env: Option<&str>,
+    ) -> TrialRun {
+        let started = Instant::now();
+        let executed = match self.execute_slice(p, system, env, None).await {
+            Ok(Some(done)) => done,
+            // Only a run admitted after `start_by` is not started; a trial has none.
+            Ok(None) => return TrialRun::failed(env, "the run was not started".into()),
+            Err(EarlyFailure(message)) => return TrialRun::failed(env, message),
+        };
+        let latency_ms = started
+            .elapsed()
+            .saturating_sub(executed.guest.queued)
+            .as_secs_f64()
+            * 1000.0;
+        let (run, assertions) = finished_run(executed, &p.check.id, system, env, latency_ms);
+        TrialRun {
+            environment: env.map(str::to_string),
+            healthy: run.healthy,
+            latency_ms,
+            error: run.error,
+            assertions,
+            collectors: run.result.get("collectors").cloned().unwrap_or_default(),
+        }
     }
 
     /// The run to store for one a probe made of this check's slice `key`,

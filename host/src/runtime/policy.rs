@@ -170,6 +170,31 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// Whether everything this rule allows, `wider` allows too: how a
+    /// proposed check's `network.allow` is held to what an operator granted.
+    pub fn within(&self, wider: &Rule) -> bool {
+        let port = wider.port.is_none() || wider.port == self.port;
+        let host = match (&self.host, &wider.host) {
+            (Host::Net(net), Host::Net(outer)) => outer.contains(net),
+            (Host::Name(name), Host::Name(pattern)) => {
+                name == pattern
+                    || (!name.starts_with("*.") && name_matches(pattern, name))
+                    || name
+                        .strip_prefix("*.")
+                        .zip(pattern.strip_prefix("*."))
+                        .is_some_and(|(inner, outer)| {
+                            inner == outer || inner.ends_with(&format!(".{outer}"))
+                        })
+            }
+            (Host::Name(_) | Host::AnyName, Host::AnyName) => true,
+            (Host::Loopback, Host::Loopback) => true,
+            _ => false,
+        };
+        port && host
+    }
+}
+
 fn name_matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(suffix) => name.ends_with(&format!(".{suffix}")),
@@ -516,6 +541,29 @@ mod tests {
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_rule_is_within_a_wider_one_and_not_within_a_narrower_one() {
+        let rule = |s: &str| s.parse::<Rule>().unwrap();
+        let within = |a: &str, b: &str| rule(a).within(&rule(b));
+        assert!(within("127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(within("127.0.0.1:8080", "127.0.0.0/8"));
+        assert!(within("10.1.0.0/16", "10.0.0.0/8"));
+        assert!(!within("10.0.0.0/8", "10.1.0.0/16"));
+        assert!(
+            !within("127.0.0.1", "127.0.0.1:8080"),
+            "every port is wider than one"
+        );
+        assert!(!within("127.0.0.1:9090", "127.0.0.1:8080"));
+        assert!(within("api.example.com:443", "*.example.com"));
+        assert!(within("*.eu.example.com", "*.example.com"));
+        assert!(!within("*.example.com", "api.example.com"));
+        assert!(!within("example.org", "*.example.com"));
+        assert!(within("example.org", "*"));
+        assert!(!within("10.0.0.1", "*"), "a name wildcard opens no address");
+        assert!(within("localhost:80", "localhost"));
+        assert!(!within("localhost", "127.0.0.1"));
     }
 
     #[test]

@@ -68,6 +68,13 @@ pub struct ReasonLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct McpCallLabels {
+    pub tool: String,
+    /// `ok`, `refused` (the tool said no) or `error` (bad arguments).
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RunLabels {
     pub check: String,
     pub plugin: String,
@@ -157,6 +164,7 @@ pub struct Metrics {
     pub probe_spool_depth: Family<ProbeLabels, Gauge>,
     pub probe_spool_dropped: Family<ProbeLabels, Gauge>,
     pub probe_batches_refused: Family<ReasonLabels, Counter>,
+    pub mcp_calls: Family<McpCallLabels, Counter>,
     /// Each check's guest cost, labelled for the costliest.
     pub costs: Arc<super::cost::CheckCosts>,
     pub slo_attainment: Family<SloLabels, FloatGauge>,
@@ -205,6 +213,7 @@ impl Metrics {
             probe_spool_depth: Family::default(),
             probe_spool_dropped: Family::default(),
             probe_batches_refused: Family::default(),
+            mcp_calls: Family::default(),
             costs: Arc::default(),
             slo_attainment: Family::default(),
             slo_budget_remaining: Family::default(),
@@ -359,6 +368,11 @@ impl Metrics {
             "probe_batches_refused",
             "Probe batches refused, by reason (token, slice, size, malformed, clock, busy, timeout)",
             metrics.probe_batches_refused.clone(),
+        );
+        registry.register(
+            "mcp_calls",
+            "MCP tool calls, by tool and outcome (ok, refused, error)",
+            metrics.mcp_calls.clone(),
         );
         registry.register(
             "slo_attainment_percent",

@@ -106,7 +106,11 @@ impl Reloader {
     }
 
     /// Reloads on SIGHUP and on file changes until `stop` turns true.
-    pub async fn run(self, plugin_dir: Option<PathBuf>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(
+        self: Arc<Self>,
+        plugin_dir: Option<PathBuf>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let (changes, mut changed) = mpsc::channel::<()>(1);
         let _watcher = watch_files(&self.config_path, plugin_dir.as_deref(), changes)
             .map_err(|e| tracing::warn!("not watching files, reload with SIGHUP: {e}"))

@@ -644,6 +644,26 @@ impl Store {
     }
 
     /// Writes reminder notices; one per key even when several nodes race.
+    /// Queues notices that no transition caused (a message an operator or
+    /// an assistant sends): delivered, retried and logged like the others.
+    pub async fn insert_messages(
+        &self,
+        entity: &str,
+        notices: Vec<Notice>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<OutboxRow> = notices
+            .into_iter()
+            .map(|n| (0, entity, "message", n))
+            .collect();
+        with_pool!(&self.db.write().await?, pool => {
+            let mut tx = pool.begin_write().await?;
+            insert(&mut tx, &rows, now_ms).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     pub async fn insert_reminders(
         &self,
         reminders: &[(TransitionEvent, Notice)],
