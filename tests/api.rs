@@ -1806,7 +1806,7 @@ fn mcp_config(ws: &Workspace, port: u16, hook: u16) -> std::path::PathBuf {
         r#"# The shop, watched with an assistant's help.
 secrets: {{envPrefix: CHECKHOST_SECRET_}}
 api: {{token: "${{{{ secrets.API_TOKEN }}}}"}}
-mcp: {{allowNetwork: ["127.0.0.1:{port}"]}}
+mcp: {{allowNetwork: ["127.0.0.1:{port}"], secrets: [LEAK]}}
 notifications:
   targets:
     - {{id: team, url: "http://127.0.0.1:{hook}/hook", signingSecret: "${{{{ secrets.HOOK_KEY }}}}"}}
@@ -1993,6 +1993,15 @@ async fn mcp_over_stdio_proposes_dry_runs_applies_and_refuses() {
             proposal_with(port, "/network/allow/0", "127.0.0.0/8".into()),
             "network.allow[0]",
             "mcp.allowNetwork",
+        ),
+        (
+            proposal_with(
+                port,
+                "/collectors/0/secretEnv",
+                serde_json::json!({"T": "${{ secrets.API_TOKEN }}"}),
+            ),
+            "collectors[0].secretEnv.T",
+            "secret `API_TOKEN` is not one an assistant may use",
         ),
     ] {
         let answer = mcp.call("propose_check", bad);

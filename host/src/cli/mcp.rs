@@ -57,17 +57,18 @@ pub async fn run(args: McpArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
         }
         None => Arc::new(NoDaemon),
     };
-    let writes = WriteBudget::new(setup.config.file.mcp.writes_per_minute);
     let desk = Arc::new(Desk {
         configs: Arc::new(LocalConfigs::new(
             args.config.config.clone(),
             args.config.plugins.clone(),
+            args.config.require_lock,
             setup,
         )),
         store: Arc::new(store),
         runtime: Arc::new(runtime),
         actions,
-        writes,
+        writes: WriteBudget::default(),
+        editing: Default::default(),
         calls: Arc::new(Uncounted),
     });
     tracing::info!(config = %args.config.config.display(), "serving MCP on stdio");

@@ -254,8 +254,12 @@ pub struct McpConfig {
     /// more of the network than this. Empty: proposals allow nothing
     /// beyond the default policy.
     pub allow_network: Vec<String>,
-    /// Calls of the writing tools (apply, remove, pause, resume, run now,
-    /// notify) per minute, across clients; 0 turns them off.
+    /// Secrets (names, as in `${{ secrets.NAME }}`) a proposed check may
+    /// use. A granted secret goes wherever the check's network policy lets
+    /// it; others are refused. Empty: proposals use no secret.
+    pub secrets: Vec<String>,
+    /// Calls of the tools that act (dry run, apply, remove, pause, resume,
+    /// run now, notify) per minute, across clients; 0 turns them off.
     pub writes_per_minute: u32,
 }
 
@@ -263,6 +267,7 @@ impl Default for McpConfig {
     fn default() -> Self {
         McpConfig {
             allow_network: Vec::new(),
+            secrets: Vec::new(),
             writes_per_minute: 10,
         }
     }

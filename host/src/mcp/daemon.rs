@@ -95,14 +95,6 @@ const MAX_REQUEST_BYTES: usize = 2 * super::desk::MAX_ARGUMENT_BYTES;
 
 /// `/mcp`, served by the daemon's HTTP server.
 pub fn router(api: ApiState, config_path: PathBuf, reloader: Arc<Reloader>) -> axum::Router {
-    let writes_per_minute = api
-        .live
-        .generation()
-        .setup
-        .config
-        .file
-        .mcp
-        .writes_per_minute;
     let desk = Arc::new(Desk {
         configs: Arc::new(LiveConfigs {
             api: api.clone(),
@@ -112,7 +104,8 @@ pub fn router(api: ApiState, config_path: PathBuf, reloader: Arc<Reloader>) -> a
         store: api.store.clone(),
         runtime: api.runtime.clone(),
         actions: Arc::new(InProcess(api.clone())),
-        writes: WriteBudget::new(writes_per_minute),
+        writes: WriteBudget::default(),
+        editing: Default::default(),
         calls: api.metrics.clone(),
     });
     // Sessions end with the daemon, or its graceful stop would wait on

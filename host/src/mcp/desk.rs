@@ -69,14 +69,21 @@ pub trait Actions: Send + Sync {
 pub struct LocalConfigs {
     path: PathBuf,
     plugins: Option<PathBuf>,
+    require_lock: bool,
     setup: Mutex<Arc<Setup>>,
 }
 
 impl LocalConfigs {
-    pub fn new(path: PathBuf, plugins: Option<PathBuf>, setup: Setup) -> LocalConfigs {
+    pub fn new(
+        path: PathBuf,
+        plugins: Option<PathBuf>,
+        require_lock: bool,
+        setup: Setup,
+    ) -> LocalConfigs {
         LocalConfigs {
             path,
             plugins,
+            require_lock,
             setup: Mutex::new(Arc::new(setup)),
         }
     }
@@ -104,7 +111,7 @@ impl Configs for LocalConfigs {
             self.plugins.as_ref(),
             runtime,
             Some(&previous.plugins),
-            false,
+            self.require_lock,
         )
         .await
         {
@@ -197,23 +204,17 @@ impl Actions for ApiClient {
     }
 }
 
-/// Writes allowed in the last minute, across clients.
+/// Writes taken in the last minute, across clients.
+#[derive(Default)]
 pub struct WriteBudget {
-    per_minute: u32,
     recent: Mutex<VecDeque<Instant>>,
 }
 
 impl WriteBudget {
-    pub fn new(per_minute: u32) -> WriteBudget {
-        WriteBudget {
-            per_minute,
-            recent: Mutex::new(VecDeque::new()),
-        }
-    }
-
-    /// Takes one write, or says when the next may come.
-    pub fn take(&self) -> Result<(), String> {
-        if self.per_minute == 0 {
+    /// Takes one write within `per_minute` (the configuration's, as it is
+    /// now), or says when the next may come.
+    pub fn take(&self, per_minute: u32) -> Result<(), String> {
+        if per_minute == 0 {
             return Err("writes through MCP are off (`mcp.writesPerMinute: 0`)".into());
         }
         let now = Instant::now();
@@ -224,14 +225,14 @@ impl WriteBudget {
         {
             recent.pop_front();
         }
-        if recent.len() >= self.per_minute as usize {
+        if recent.len() >= per_minute as usize {
             let wait = recent
                 .front()
                 .map(|t| Duration::from_secs(60).saturating_sub(now.duration_since(*t)))
                 .unwrap_or_default();
             return Err(format!(
                 "too many writes: {} a minute (`mcp.writesPerMinute`); try again in {} s",
-                self.per_minute,
+                per_minute,
                 wait.as_secs().max(1)
             ));
         }
@@ -271,6 +272,8 @@ pub struct Desk {
     pub runtime: Arc<Runtime>,
     pub actions: Arc<dyn Actions>,
     pub writes: WriteBudget,
+    /// Held from planning an edit to its reload: edits never interleave.
+    pub editing: tokio::sync::Mutex<()>,
     pub calls: Arc<dyn CallSink>,
 }
 
@@ -280,11 +283,15 @@ mod tests {
 
     #[test]
     fn writes_beyond_the_budget_are_refused_with_the_wait() {
-        let budget = WriteBudget::new(2);
-        assert!(budget.take().is_ok());
-        assert!(budget.take().is_ok());
-        let refused = budget.take().unwrap_err();
+        let budget = WriteBudget::default();
+        assert!(budget.take(2).is_ok());
+        assert!(budget.take(2).is_ok());
+        let refused = budget.take(2).unwrap_err();
         assert!(refused.contains("2 a minute"), "{refused}");
-        assert!(WriteBudget::new(0).take().unwrap_err().contains("off"));
+        assert!(
+            budget.take(3).is_ok(),
+            "a larger budget from a reload applies at once"
+        );
+        assert!(budget.take(0).unwrap_err().contains("off"));
     }
 }

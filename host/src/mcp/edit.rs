@@ -45,10 +45,10 @@ pub struct FileEdit {
 struct Places {
     path: PathBuf,
     text: String,
-    /// The check's index in `checks:`.
-    check: Option<usize>,
-    /// The check's assignments: index in `assignments:`, and system.
-    assignments: Vec<(usize, String)>,
+    /// The check's index in `checks:`, and the item as it stands.
+    check: Option<(usize, Value)>,
+    /// The check's assignments: index in `assignments:`, system, item.
+    assignments: Vec<(usize, String, Value)>,
 }
 
 fn config_files(config: &Path) -> Result<Vec<PathBuf>, EditError> {
@@ -80,17 +80,19 @@ fn places(path: &Path, check_id: &str) -> Result<Places, EditError> {
     };
     let checks = list("checks");
     let assignments = list("assignments");
+    let json = |item: &serde_yaml_ng::Value| serde_json::to_value(item).unwrap_or_default();
     Ok(Places {
         check: checks
             .unwrap_or_default()
             .iter()
-            .position(|c| field(c, "id").as_deref() == Some(check_id)),
+            .enumerate()
+            .find_map(|(i, c)| (field(c, "id").as_deref() == Some(check_id)).then(|| (i, json(c)))),
         assignments: assignments
             .unwrap_or_default()
             .iter()
             .enumerate()
             .filter(|(_, a)| field(a, "check").as_deref() == Some(check_id))
-            .map(|(i, a)| (i, field(a, "system").unwrap_or_default()))
+            .map(|(i, a)| (i, field(a, "system").unwrap_or_default(), json(a)))
             .collect(),
         path: path.to_path_buf(),
         text,
@@ -99,10 +101,10 @@ fn places(path: &Path, check_id: &str) -> Result<Places, EditError> {
 
 /// One change to a file's top-level list `list`.
 #[derive(Debug, Clone)]
-enum Change<'a> {
-    Replace(usize, &'a Value),
+enum Change {
+    Replace(usize, Value),
     Remove(usize),
-    Append(&'a Value),
+    Append(Value),
 }
 
 fn route(list: &str, index: Option<usize>) -> Route<'_> {
@@ -118,6 +120,32 @@ fn line_start(text: &str, at: usize) -> usize {
 /// The end of the line holding `at`, past its newline.
 fn line_end(text: &str, at: usize) -> usize {
     text[at..].find('\n').map_or(text.len(), |i| at + i + 1)
+}
+
+/// The end of the line a span ending at `to` ends on, past its newline.
+fn span_line_end(text: &str, to: usize) -> usize {
+    if text[..to].ends_with('\n') {
+        to
+    } else {
+        line_end(text, to)
+    }
+}
+
+/// `to` pulled back past the comment and blank lines a parsed span ends
+/// with: they belong to what follows, and stay.
+fn without_trailing_comments(text: &str, from: usize, to: usize) -> usize {
+    let mut to = to;
+    loop {
+        let body = text[from..to].trim_end_matches([' ', '\t', '\n', '\r']);
+        let end = from + body.len();
+        let start = line_start(text, end).max(from);
+        let last = &text[start..end];
+        if start > from && last.trim_start().starts_with('#') {
+            to = start;
+        } else {
+            return end;
+        }
+    }
 }
 
 /// Keys an operator writes first, in this order; the rest follow by name.
@@ -216,24 +244,24 @@ fn change(path: &Path, text: &str, list: &str, change: Change) -> Result<String,
         if !out.is_empty() && !out.ends_with('\n') {
             out.push('\n');
         }
-        out.push_str(&format!("{list}:\n  - {}\n", block(value, 4)));
+        out.push_str(&format!("{list}:\n  - {}\n", block(&value, 4)));
         return Ok(out);
     };
     let (start, end) = items.location.byte_span;
+    let end = without_trailing_comments(text, start, end);
     if items.kind() == FeatureKind::FlowSequence {
         // A list written `[…]` is written again on one line.
         let current: serde_yaml_ng::Value =
             serde_yaml_ng::from_str(&text[start..end]).map_err(|e| fail(e.to_string()))?;
         let mut current: Vec<Value> = serde_json::to_value(current)
-            .ok()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
+            .and_then(serde_json::from_value)
+            .map_err(|e| fail(format!("`{list}` cannot be rewritten: {e}")))?;
         match change {
-            Change::Replace(i, value) if i < current.len() => current[i] = value.clone(),
+            Change::Replace(i, value) if i < current.len() => current[i] = value,
             Change::Remove(i) if i < current.len() => {
                 current.remove(i);
             }
-            Change::Append(value) => current.push(value.clone()),
+            Change::Append(value) => current.push(value),
             _ => return Err(fail(format!("`{list}` has no such item"))),
         }
         return Ok(format!(
@@ -249,7 +277,11 @@ fn change(path: &Path, text: &str, list: &str, change: Change) -> Result<String,
             .map_err(|e| fail(e.to_string()))?
             .ok_or_else(|| fail(format!("`{list}[{i}]` is empty")))?;
         let (from, to) = feature.location.byte_span;
-        Ok((from, to, feature.location.point_span.0.1))
+        Ok((
+            from,
+            without_trailing_comments(text, from, to),
+            feature.location.point_span.0.1,
+        ))
     };
     let count = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text)
         .ok()
@@ -260,9 +292,9 @@ fn change(path: &Path, text: &str, list: &str, change: Change) -> Result<String,
             let (from, to, column) = item(i)?;
             let old = &text[from..to];
             let new = if old.starts_with('{') && !old.contains('\n') {
-                flow(value)
+                flow(&value)
             } else {
-                block(value, column)
+                block(&value, column)
             };
             format!("{}{new}{}", &text[..from], &text[to..])
         }
@@ -273,18 +305,22 @@ fn change(path: &Path, text: &str, list: &str, change: Change) -> Result<String,
             format!(
                 "{}{}",
                 &text[..line_start(text, from)],
-                &text[line_end(text, to.saturating_sub(1))..]
+                &text[span_line_end(text, to)..]
             )
         }
         Change::Append(value) => {
             let (from, to, column) = item(count.saturating_sub(1))?;
             let dash = text[line_start(text, from)..from].rfind('-').unwrap_or(0);
-            let at = line_end(text, to.saturating_sub(1));
+            let at = span_line_end(text, to);
             let mut out = text[..at].to_string();
             if !out.ends_with('\n') {
                 out.push('\n');
             }
-            out.push_str(&format!("{}- {}\n", " ".repeat(dash), block(value, column)));
+            out.push_str(&format!(
+                "{}- {}\n",
+                " ".repeat(dash),
+                block(&value, column)
+            ));
             out.push_str(&text[at..]);
             out
         }
@@ -297,6 +333,35 @@ fn changed(path: &Path, text: &str, changes: &[(&str, Change)]) -> Result<String
         text = change(path, &text, list, c.clone())?;
     }
     Ok(text)
+}
+
+/// The fields of a check a proposal states; the others (memory, sockets,
+/// locations, trace propagation) stay as the operator wrote them.
+const CHECK_FIELDS: [&str; 7] = [
+    "id",
+    "name",
+    "interval",
+    "timeout",
+    "strategy",
+    "network",
+    "collectors",
+];
+/// The fields of an assignment a proposal states; the others (paused,
+/// notify, flapping, locations, dependsOn) stay.
+const ASSIGNMENT_FIELDS: [&str; 5] = ["system", "check", "environments", "thresholds", "slo"];
+
+/// `new` over the item as it stands: the fields a proposal states come
+/// from it (absent ones go), the rest stay.
+fn kept(old: &Value, new: &Value, stated: &[&str]) -> Value {
+    let mut item = match old {
+        Value::Object(map) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    item.retain(|key, _| !stated.contains(&key.as_str()));
+    if let Value::Object(map) = new {
+        item.extend(map.clone());
+    }
+    Value::Object(item)
 }
 
 /// The edits that put `check` and its assignment to `system` into the
@@ -335,22 +400,26 @@ pub fn plan_apply(
     };
     let assigned = files
         .iter()
-        .position(|f| f.assignments.iter().any(|(_, s)| s == system));
+        .position(|f| f.assignments.iter().any(|(_, s, _)| s == system));
     let mut edits = Vec::new();
     for (n, file) in files.iter().enumerate() {
         let mut changes = Vec::new();
         if n == holder {
             changes.push(match &file.check {
-                Some(i) => ("checks", Change::Replace(*i, check)),
-                None => ("checks", Change::Append(check)),
+                Some((i, old)) => (
+                    "checks",
+                    Change::Replace(*i, kept(old, check, &CHECK_FIELDS)),
+                ),
+                None => ("checks", Change::Append(check.clone())),
             });
         }
         if assigned == Some(n) {
-            for (i, _) in file.assignments.iter().filter(|(_, s)| s == system) {
-                changes.push(("assignments", Change::Replace(*i, assignment)));
+            for (i, _, old) in file.assignments.iter().filter(|(_, s, _)| s == system) {
+                let new = kept(old, assignment, &ASSIGNMENT_FIELDS);
+                changes.push(("assignments", Change::Replace(*i, new)));
             }
         } else if assigned.is_none() && n == holder {
-            changes.push(("assignments", Change::Append(assignment)));
+            changes.push(("assignments", Change::Append(assignment.clone())));
         }
         if !changes.is_empty() {
             edits.push(FileEdit {
@@ -375,9 +444,9 @@ pub fn plan_remove(config: &Path, check_id: &str) -> Result<Vec<FileEdit>, EditE
             .assignments
             .iter()
             .rev()
-            .map(|(i, _)| ("assignments", Change::Remove(*i)))
+            .map(|(i, _, _)| ("assignments", Change::Remove(*i)))
             .collect();
-        if let Some(i) = file.check {
+        if let Some((i, _)) = file.check {
             changes.push(("checks", Change::Remove(i)));
         }
         if !changes.is_empty() {
@@ -423,21 +492,49 @@ pub fn check(edits: &[FileEdit]) -> Result<(), EditError> {
 }
 
 /// Writes each file whole or not at all (a temporary file renamed over
-/// it, with the old file's permissions), so a reload never reads half.
+/// it, with the old file's permissions), so a reload never reads half; a
+/// symlinked config is written where the link points. A file changed
+/// since the edit was planned is left alone and the edit refused.
 pub fn write(edits: &[FileEdit]) -> Result<(), EditError> {
     for edit in edits {
+        let path = std::fs::canonicalize(&edit.path).unwrap_or_else(|_| edit.path.clone());
         let fail = |source| EditError::Write {
-            path: edit.path.clone(),
+            path: path.clone(),
             source,
         };
-        let dir = edit.path.parent().unwrap_or(Path::new("."));
+        let now = std::fs::read_to_string(&path).ok();
+        if now != edit.before {
+            return Err(EditError::Invalid(format!(
+                "{} changed while the edit was made: call the tool again",
+                edit.path.display()
+            )));
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
         let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
         std::io::Write::write_all(&mut temp, edit.after.as_bytes()).map_err(fail)?;
         if edit.before.is_some() {
-            let permissions = std::fs::metadata(&edit.path).map_err(fail)?.permissions();
+            let permissions = std::fs::metadata(&path).map_err(fail)?.permissions();
             std::fs::set_permissions(temp.path(), permissions).map_err(fail)?;
         }
-        temp.persist(&edit.path).map_err(|e| fail(e.error))?;
+        temp.persist(&path).map_err(|e| fail(e.error))?;
+    }
+    Ok(())
+}
+
+/// The edits undone: each file as it was before, a new file removed.
+pub fn undo(edits: &[FileEdit]) -> Result<(), EditError> {
+    for edit in edits {
+        match &edit.before {
+            Some(before) => write(&[FileEdit {
+                path: edit.path.clone(),
+                before: Some(edit.after.clone()),
+                after: before.clone(),
+            }])?,
+            None => std::fs::remove_file(&edit.path).map_err(|source| EditError::Write {
+                path: edit.path.clone(),
+                source,
+            })?,
+        }
     }
     Ok(())
 }
@@ -567,6 +664,55 @@ assignments:
             parsed.checks.is_empty() && parsed.assignments.is_empty(),
             "{text}"
         );
+    }
+
+    #[test]
+    fn comments_between_items_stay_and_other_text_is_safe_to_cut() {
+        let (_dir, path) = file(
+            "systems: [{id: shop}]\nchecks:\n  - id: a\n    name: Café\n    strategy: {plugin: http}\n\
+             # About b.\n  - id: b\n    strategy: {plugin: http}\n    memoryMib: 32\n\
+             # Assignments below.\nassignments:\n  - {system: shop, check: a}\n  - {system: shop, check: b, paused: true}   # é",
+        );
+        let b = json!({"id": "b", "interval": "5s", "strategy": {"plugin": "http"}});
+        let assignment = json!({"system": "shop", "check": "b"});
+        write(&plan_apply(&path, "b", "shop", &b, &assignment, "").unwrap()).unwrap();
+        write(&plan_remove(&path, "a").unwrap()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for comment in ["# About b.", "# Assignments below.", "# é"] {
+            assert!(text.contains(comment), "{comment} lost:\n{text}");
+        }
+        let parsed = crate::config::parse_text(&path, &text).unwrap();
+        assert_eq!(parsed.checks.len(), 1);
+        assert_eq!(parsed.checks[0].interval.to_string(), "5s");
+        assert_eq!(
+            parsed.checks[0].memory_mib,
+            Some(32),
+            "what a proposal does not state stays"
+        );
+        assert!(
+            parsed.assignments[0].paused,
+            "a paused assignment stays paused:\n{text}"
+        );
+        write(&plan_remove(&path, "b").unwrap()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("# Assignments below."), "{text}");
+        let parsed = crate::config::parse_text(&path, &text).unwrap();
+        assert!(
+            parsed.checks.is_empty() && parsed.assignments.is_empty(),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_edit_of_a_file_changed_meanwhile_is_refused_and_undo_puts_it_back() {
+        let (_dir, path) = file(CONFIG);
+        let edits = plan_remove(&path, "health").unwrap();
+        std::fs::write(&path, format!("{CONFIG}# edited by hand\n")).unwrap();
+        assert!(matches!(write(&edits), Err(EditError::Invalid(_))));
+        std::fs::write(&path, CONFIG).unwrap();
+        write(&edits).unwrap();
+        undo(&edits).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), CONFIG);
     }
 
     #[test]

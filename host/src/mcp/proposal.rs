@@ -232,6 +232,12 @@ pub async fn check(
         return Err(problems);
     };
     problems.extend(wider_than_granted(&check.network, &setup.config.file.mcp));
+    ungranted_secrets(
+        &check_value,
+        "",
+        &setup.config.file.mcp.secrets,
+        &mut problems,
+    );
     // The check alone among the configuration's systems, environments and
     // targets: its own problems, without migrating every other check.
     let mut alone = setup.config.file.clone();
@@ -273,6 +279,47 @@ fn proposal_place(place: &str, own_check: &str) -> Option<String> {
         None if rest.is_empty() => "id".to_string(),
         None => return None,
     })
+}
+
+/// Secret references the operator did not grant assistants, by place: a
+/// proposal could otherwise send any secret to a target of its choosing.
+fn ungranted_secrets(value: &Value, place: &str, granted: &[String], problems: &mut Vec<Problem>) {
+    static REFERENCE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let reference = REFERENCE.get_or_init(|| {
+        regex::Regex::new(r"\$\{\{\s*secrets\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+            .expect("valid regex")
+    });
+    match value {
+        Value::String(text) => {
+            for name in reference.captures_iter(text).filter_map(|c| c.get(1)) {
+                if !granted.iter().any(|g| g == name.as_str()) {
+                    problems.push(problem(
+                        place.to_string(),
+                        format!(
+                            "secret `{}` is not one an assistant may use: an operator lists it in `mcp.secrets`",
+                            name.as_str()
+                        ),
+                    ));
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                ungranted_secrets(item, &format!("{place}[{i}]"), granted, problems);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let place = if place.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{place}.{key}")
+                };
+                ungranted_secrets(item, &place, granted, problems);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The allow rules a proposal may not use: each must lie within one the
@@ -352,6 +399,21 @@ mod tests {
         assert!(
             !wider_than_granted(&spec(&["10.0.0.1"]), &McpConfig::default()).is_empty(),
             "nothing is granted by default"
+        );
+    }
+
+    #[test]
+    fn only_granted_secrets_may_be_referenced() {
+        let value = json!({"strategy": {"config": {"auth": {"bearer": "${{ secrets.API_TOKEN }}"}}},
+            "collectors": [{"secretEnv": {"KEY": "${{secrets.SHOP_KEY}}"}}]});
+        let mut problems = Vec::new();
+        ungranted_secrets(&value, "", &["SHOP_KEY".to_string()], &mut problems);
+        let places: Vec<&str> = problems.iter().map(|p| p.place.as_str()).collect();
+        assert_eq!(places, ["strategy.config.auth.bearer"]);
+        assert!(
+            problems[0].message.contains("`API_TOKEN`"),
+            "{}",
+            problems[0].message
         );
     }
 

@@ -65,7 +65,15 @@ impl Tools {
     /// Writes are bounded per minute across clients; over `/mcp` the
     /// token was checked before the call got here.
     fn may_write(&self) -> Result<(), Refusal> {
-        self.desk.writes.take().map_err(refuse)
+        let per_minute = self
+            .desk
+            .configs
+            .current()
+            .config
+            .file
+            .mcp
+            .writes_per_minute;
+        self.desk.writes.take(per_minute).map_err(refuse)
     }
 
     async fn draft(&self, proposal: &Proposal) -> Result<Draft, Refusal> {
@@ -504,15 +512,26 @@ fn answer(result: Result<Value, String>) -> Result<Json<Answer>, Refusal> {
 }
 
 impl Tools {
+    /// Writes the edits and reloads; a configuration the reload refuses is
+    /// put back as it was, so no edit leaves a file the daemon will not run.
     async fn write(&self, edits: Vec<edit::FileEdit>) -> Result<Json<Applied>, Refusal> {
-        edit::check(&edits).map_err(|e| refuse(e.to_string()))?;
-        edit::write(&edits).map_err(|e| refuse(e.to_string()))?;
-        let diff = edit::diff(&edits);
+        let refused = |e: edit::EditError| refuse(e.to_string());
+        edit::check(&edits).map_err(refused)?;
+        edit::write(&edits).map_err(refused)?;
+        let reload = self.desk.configs.reload(&self.desk.runtime).await;
+        if !reload.applied {
+            edit::undo(&edits).map_err(refused)?;
+            let back = self.desk.configs.reload(&self.desk.runtime).await;
+            tracing::warn!(reason = %reload.message, restored = back.applied, "MCP edit undone");
+            return Err(refuse(format!("the edit was undone: {}", reload.message)));
+        }
         for e in &edits {
             tracing::info!(file = %e.path.display(), "configuration edited through MCP");
         }
-        let reload = self.desk.configs.reload(&self.desk.runtime).await;
-        Ok(Json(Applied { diff, reload }))
+        Ok(Json(Applied {
+            diff: edit::diff(&edits),
+            reload,
+        }))
     }
 }
 
@@ -677,7 +696,13 @@ impl ServerHandler for Tools {
             Err(e) => tracing::warn!(tool, outcome, error = %e.message, "MCP tool call"),
             _ => tracing::info!(tool, outcome, "MCP tool call"),
         }
-        self.desk.calls.count(&tool, outcome);
+        // The label names a tool of this server, never what a client sent.
+        let label = if self.tool_router.has_route(&tool) {
+            tool.as_str()
+        } else {
+            "unknown"
+        };
+        self.desk.calls.count(label, outcome);
         answer
     }
 

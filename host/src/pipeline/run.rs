@@ -801,6 +801,10 @@ fn finished_run(
         if let Some(actual) = a.actual.as_mut() {
             masker.json(actual);
         }
+        // A message may quote the value (`… is not a number`).
+        if let Some(message) = a.message.as_mut() {
+            masker.in_place(message);
+        }
     }
     let error = error.map(|e| masker.text(&e));
     let mut persisted = json!({

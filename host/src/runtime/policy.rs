@@ -142,10 +142,6 @@ impl Rule {
     /// An allow rule that names `addr` with an IP, a narrow range or
     /// `localhost`, not a wildcard or a default route.
     fn names_explicitly(&self, target: &Target) -> bool {
-        let narrow = |net: &IpNet| match net {
-            IpNet::V4(v4) => v4.prefix_len() >= 8,
-            IpNet::V6(v6) => v6.prefix_len() >= 10,
-        };
         // Every guarded form must be named: opening 10.0.0.0/8 does not
         // open loopback carried inside a NAT64 address.
         let named = |&(ip, guard): &(IpAddr, Guard)| match (&self.host, guard) {
@@ -176,7 +172,18 @@ impl Rule {
     pub fn within(&self, wider: &Rule) -> bool {
         let port = wider.port.is_none() || wider.port == self.port;
         let host = match (&self.host, &wider.host) {
-            (Host::Net(net), Host::Net(outer)) => outer.contains(net),
+            (Host::Net(net), Host::Net(outer)) => {
+                let single = |n: &IpNet| n.prefix_len() == n.max_prefix_len();
+                outer.contains(net)
+                    // A narrow rule opens protected addresses (loopback,
+                    // metadata) a wide one leaves shut: only a grant as
+                    // narrow covers it.
+                    && (narrow(outer) || !narrow(net))
+                    // One address and port can open the daemon's own API:
+                    // only that same grant covers it.
+                    && (!(single(net) && self.port.is_some())
+                        || (single(outer) && wider.port == self.port))
+            }
             (Host::Name(name), Host::Name(pattern)) => {
                 name == pattern
                     || (!name.starts_with("*.") && name_matches(pattern, name))
@@ -192,6 +199,15 @@ impl Rule {
             _ => false,
         };
         port && host
+    }
+}
+
+/// A range narrow enough that naming it opens the protected addresses in
+/// it; a default route or a /7 does not.
+fn narrow(net: &IpNet) -> bool {
+    match net {
+        IpNet::V4(v4) => v4.prefix_len() >= 8,
+        IpNet::V6(v6) => v6.prefix_len() >= 10,
     }
 }
 
@@ -548,7 +564,11 @@ mod tests {
         let rule = |s: &str| s.parse::<Rule>().unwrap();
         let within = |a: &str, b: &str| rule(a).within(&rule(b));
         assert!(within("127.0.0.1:8080", "127.0.0.1:8080"));
-        assert!(within("127.0.0.1:8080", "127.0.0.0/8"));
+        assert!(
+            !within("127.0.0.1:8080", "127.0.0.0/8"),
+            "one socket may be the daemon's own API: only its exact grant covers it"
+        );
+        assert!(within("127.0.0.2", "127.0.0.0/8"));
         assert!(within("10.1.0.0/16", "10.0.0.0/8"));
         assert!(!within("10.0.0.0/8", "10.1.0.0/16"));
         assert!(
@@ -564,6 +584,18 @@ mod tests {
         assert!(!within("10.0.0.1", "*"), "a name wildcard opens no address");
         assert!(within("localhost:80", "localhost"));
         assert!(!within("localhost", "127.0.0.1"));
+        assert!(
+            !within("169.254.169.254", "0.0.0.0/0"),
+            "a wide grant opens no metadata"
+        );
+        assert!(!within("127.0.0.1", "0.0.0.0/0"));
+        assert!(!within("::1", "::/0"));
+        assert!(within("10.1.2.3", "10.0.0.0/8"));
+        assert!(
+            !within("10.0.0.5:8080", "10.0.0.5"),
+            "an exact socket needs an exact grant"
+        );
+        assert!(within("10.0.0.5:8080", "10.0.0.5:8080"));
     }
 
     #[test]

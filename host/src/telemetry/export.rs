@@ -1,24 +1,23 @@
-//! The OTLP exporter behind a bounded queue: runs hand their spans over
-//! without waiting, one task batches and exports them, and whatever does
-//! not fit or does not arrive is counted, never retried into the runs'
-//! way.
+//! The OTLP exporter behind a bounded buffer: runs add their spans under a
+//! lock without waking anyone, except the run that starts a batch or fills
+//! one; one task exports what gathered every second or every full batch.
+//! Whatever does not fit or does not arrive is counted, never retried into
+//! the runs' way.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::config::OtlpProtocol;
 
-/// Runs whose spans may wait for export; past this they are dropped.
-const QUEUE_RUNS: usize = 4096;
-/// Spans that may wait for export, whatever the runs: past this a run's
-/// spans are dropped (a run holds at most a few hundred).
+/// Spans that may wait for export: past this a run's spans are dropped (a
+/// run holds at most a few hundred).
 const QUEUE_SPANS: usize = 65_536;
 /// Spans sent in one export request.
 const MAX_BATCH_SPANS: usize = 512;
@@ -45,27 +44,20 @@ pub struct Destination {
     pub protocol: OtlpProtocol,
 }
 
-enum Message {
-    Spans(Vec<SpanData>),
-    Flush(oneshot::Sender<()>),
+/// Spans waiting for the export task, shared with the runs.
+#[derive(Debug, Default)]
+struct Waiting {
+    spans: Mutex<Vec<SpanData>>,
+    /// Told when a batch starts (its second is counted from then) or fills.
+    wake: Notify,
 }
 
 /// The sending side of the export task.
 #[derive(Debug)]
 pub struct SpanQueue {
-    sender: mpsc::Sender<Message>,
-    /// Spans sent and not yet taken by the export task.
-    queued: Arc<AtomicUsize>,
+    waiting: Arc<Waiting>,
+    flushes: mpsc::Sender<oneshot::Sender<()>>,
     pub stats: Arc<ExportStats>,
-}
-
-impl std::fmt::Debug for Message {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Message::Spans(spans) => write!(f, "Spans({})", spans.len()),
-            Message::Flush(_) => f.write_str("Flush"),
-        }
-    }
 }
 
 impl SpanQueue {
@@ -73,32 +65,44 @@ impl SpanQueue {
     pub fn start(destination: &Destination, resource: &Resource) -> Result<SpanQueue, String> {
         let mut exporter = build_exporter(destination)?;
         exporter.set_resource(resource);
-        let (sender, receiver) = mpsc::channel(QUEUE_RUNS);
-        let stats = Arc::new(ExportStats::default());
-        let queued = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(export_loop(
-            exporter,
-            receiver,
-            queued.clone(),
-            stats.clone(),
-        ));
-        Ok(SpanQueue {
-            sender,
-            queued,
-            stats,
-        })
+        Ok(SpanQueue::with(exporter))
     }
 
-    /// Hands a run's spans over, or counts them dropped when the queue is
-    /// full or the task is gone.
+    fn with<E: opentelemetry_sdk::trace::SpanExporter + 'static>(exporter: E) -> SpanQueue {
+        let waiting = Arc::new(Waiting::default());
+        let stats = Arc::new(ExportStats::default());
+        let (flushes, flush_requests) = mpsc::channel(16);
+        tokio::spawn(export_loop(
+            exporter,
+            waiting.clone(),
+            flush_requests,
+            stats.clone(),
+        ));
+        SpanQueue {
+            waiting,
+            flushes,
+            stats,
+        }
+    }
+
+    /// Hands a run's spans over, or counts them dropped when the buffer is
+    /// full.
     pub fn send(&self, spans: Vec<SpanData>) {
         let count = spans.len();
-        let waiting = self.queued.fetch_add(count, Ordering::Relaxed);
-        if waiting + count > QUEUE_SPANS || self.sender.try_send(Message::Spans(spans)).is_err() {
-            self.queued.fetch_sub(count, Ordering::Relaxed);
+        let mut waiting = self.waiting.spans.lock().unwrap_or_else(|e| e.into_inner());
+        let before = waiting.len();
+        if before + count > QUEUE_SPANS {
+            drop(waiting);
             self.stats
                 .dropped_queue_full
                 .fetch_add(count as u64, Ordering::Relaxed);
+            return;
+        }
+        waiting.extend(spans);
+        let after = waiting.len();
+        drop(waiting);
+        if before == 0 || (before < MAX_BATCH_SPANS && after >= MAX_BATCH_SPANS) {
+            self.waiting.wake.notify_one();
         }
     }
 
@@ -106,7 +110,7 @@ impl SpanQueue {
     pub async fn flush(&self, within: Duration) {
         let (done, exported) = oneshot::channel();
         let flush = async {
-            if self.sender.send(Message::Flush(done)).await.is_ok() {
+            if self.flushes.send(done).await.is_ok() {
                 let _ = exported.await;
             }
         };
@@ -114,48 +118,91 @@ impl SpanQueue {
     }
 }
 
+fn take(waiting: &Waiting) -> Vec<SpanData> {
+    std::mem::take(&mut *waiting.spans.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn pending(waiting: &Waiting) -> usize {
+    waiting
+        .spans
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .len()
+}
+
+/// Exports full batches as they fill, and what gathered a second after a
+/// batch began; ends when the queue is dropped.
 async fn export_loop<E: opentelemetry_sdk::trace::SpanExporter>(
     exporter: E,
-    mut receiver: mpsc::Receiver<Message>,
-    queued: Arc<AtomicUsize>,
+    waiting: Arc<Waiting>,
+    mut flush_requests: mpsc::Receiver<oneshot::Sender<()>>,
     stats: Arc<ExportStats>,
 ) {
-    let mut batch: Vec<SpanData> = Vec::new();
-    // When the oldest span waiting must go, however often new ones come.
-    let mut due = tokio::time::Instant::now();
     loop {
-        let message = if batch.is_empty() {
-            receiver.recv().await
-        } else {
-            match tokio::time::timeout_at(due, receiver.recv()).await {
-                Ok(message) => message,
-                Err(_) => {
-                    export(&exporter, std::mem::take(&mut batch), &stats).await;
-                    continue;
-                }
-            }
-        };
-        match message {
-            None => {
-                export(&exporter, batch, &stats).await;
-                return;
-            }
-            Some(Message::Spans(spans)) => {
-                queued.fetch_sub(spans.len(), Ordering::Relaxed);
-                if batch.is_empty() {
-                    due = tokio::time::Instant::now() + FLUSH_EVERY;
-                }
-                batch.extend(spans);
-                while batch.len() >= MAX_BATCH_SPANS {
-                    let rest = batch.split_off(MAX_BATCH_SPANS);
-                    export(&exporter, std::mem::replace(&mut batch, rest), &stats).await;
-                }
-            }
-            Some(Message::Flush(done)) => {
-                export(&exporter, std::mem::take(&mut batch), &stats).await;
-                let _ = done.send(());
+        // Wait for the first span of a batch (or a flush), unless spans
+        // came while the last batch was being sent: their second runs now.
+        if pending(&waiting) == 0 {
+            tokio::select! {
+                () = waiting.wake.notified() => {}
+                request = flush_requests.recv() => match request {
+                    Some(done) => {
+                        export_all(&exporter, take(&waiting), &stats).await;
+                        let _ = done.send(());
+                        continue;
+                    }
+                    None => {
+                        export_all(&exporter, take(&waiting), &stats).await;
+                        return;
+                    }
+                },
             }
         }
+        let due = tokio::time::Instant::now() + FLUSH_EVERY;
+        // Full batches leave at once; the rest when the second is up.
+        loop {
+            if pending(&waiting) >= MAX_BATCH_SPANS {
+                let mut spans = take(&waiting);
+                let rest = spans.split_off(spans.len() - spans.len() % MAX_BATCH_SPANS);
+                export_all(&exporter, spans, &stats).await;
+                if !rest.is_empty() {
+                    waiting
+                        .spans
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .splice(0..0, rest);
+                }
+                continue;
+            }
+            tokio::select! {
+                () = waiting.wake.notified() => {}
+                () = tokio::time::sleep_until(due) => {
+                    export_all(&exporter, take(&waiting), &stats).await;
+                    break;
+                }
+                request = flush_requests.recv() => {
+                    export_all(&exporter, take(&waiting), &stats).await;
+                    match request {
+                        Some(done) => {
+                            let _ = done.send(());
+                            break;
+                        }
+                        None => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `spans` in requests of at most a batch each.
+async fn export_all<E: opentelemetry_sdk::trace::SpanExporter>(
+    exporter: &E,
+    mut spans: Vec<SpanData>,
+    stats: &ExportStats,
+) {
+    while !spans.is_empty() {
+        let rest = spans.split_off(spans.len().min(MAX_BATCH_SPANS));
+        export(exporter, std::mem::replace(&mut spans, rest), stats).await;
     }
 }
 
@@ -164,9 +211,6 @@ async fn export<E: opentelemetry_sdk::trace::SpanExporter>(
     batch: Vec<SpanData>,
     stats: &ExportStats,
 ) {
-    if batch.is_empty() {
-        return;
-    }
     let count = batch.len() as u64;
     match tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(batch)).await {
         Ok(Ok(())) => {
@@ -289,19 +333,11 @@ mod tests {
     #[tokio::test]
     async fn spans_go_out_every_second_however_often_runs_come() {
         let recorder = Recorder::default();
-        let (sender, receiver) = mpsc::channel(QUEUE_RUNS);
-        let stats = Arc::new(ExportStats::default());
-        let queued = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn(export_loop(
-            recorder.clone(),
-            receiver,
-            queued,
-            stats.clone(),
-        ));
+        let queue = SpanQueue::with(recorder.clone());
         // A run every 100 ms for 2.5 s: never a batch of 512 spans, never a
         // pause of a second.
         for _ in 0..25 {
-            sender.send(Message::Spans(vec![span()])).await.unwrap();
+            queue.send(vec![span()]);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let while_running = recorder.0.lock().unwrap().len();
@@ -309,10 +345,32 @@ mod tests {
             while_running >= 2,
             "{while_running} exports in 2.5 s of runs"
         );
-        drop(sender);
-        task.await.unwrap();
+        queue.flush(Duration::from_secs(5)).await;
         let exports = recorder.0.lock().unwrap().clone();
         assert_eq!(exports.iter().sum::<usize>(), 25);
-        assert_eq!(stats.exported.load(Ordering::Relaxed), 25);
+        assert_eq!(queue.stats.exported.load(Ordering::Relaxed), 25);
+    }
+
+    #[tokio::test]
+    async fn full_batches_leave_at_once_and_an_overfull_queue_drops() {
+        let recorder = Recorder::default();
+        let queue = SpanQueue::with(recorder.clone());
+        queue.send((0..MAX_BATCH_SPANS + 10).map(|_| span()).collect());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            recorder.0.lock().unwrap().clone(),
+            [MAX_BATCH_SPANS],
+            "the full batch left before its second was up"
+        );
+        queue.send((0..QUEUE_SPANS).map(|_| span()).collect());
+        assert_eq!(
+            queue.stats.dropped_queue_full.load(Ordering::Relaxed),
+            QUEUE_SPANS as u64
+        );
+        queue.flush(Duration::from_secs(5)).await;
+        assert_eq!(
+            queue.stats.exported.load(Ordering::Relaxed),
+            MAX_BATCH_SPANS as u64 + 10
+        );
     }
 }
