@@ -2173,6 +2173,25 @@ async fn mcp_on_the_daemon_applies_a_check_sees_its_first_run_and_acts() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(first["status"], "healthy", "{first}");
+    let explain = mcp.request(serde_json::json!({
+        "op": "prompt", "name": "explain_degraded", "args": {"system": "shop"}
+    }));
+    let explained = explain["text"].as_str().unwrap_or_default();
+    assert!(
+        explained.contains("`shop`") && explained.contains("\"check\":\"api\""),
+        "the prompt brings the system's status along: {explain}"
+    );
+    answers.push(explain);
+    let page = mcp.ok("status", serde_json::json!({"limit": 1}));
+    assert_eq!(page["entities"].as_array().unwrap().len(), 1, "{page}");
+    let next = mcp.ok(
+        "status",
+        serde_json::json!({"limit": 1, "after": page["next"]}),
+    );
+    assert!(
+        next["entities"][0]["entity"].as_str() > page["entities"][0]["entity"].as_str(),
+        "the next page goes on: {page} then {next}"
+    );
 
     let now = mcp.ok(
         "run_now",

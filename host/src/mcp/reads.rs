@@ -4,7 +4,6 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::clock::now_ms;
 use crate::runtime::text::bounded;
@@ -23,6 +22,12 @@ pub struct StatusArgs {
     /// One system (with its environments and checks); absent: every system.
     #[serde(default)]
     pub system: Option<String>,
+    /// Entities in a page, by id (default 100, at most 500).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -30,6 +35,9 @@ pub struct StatusArgs {
 pub struct StatusView {
     /// `system`, `system::environment`, `system::environment@location`.
     pub entities: Vec<EntityView>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
     /// The system's slices with their newest run, when a system was asked.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<SliceStatus>,
@@ -87,16 +95,13 @@ fn run_view(record: crate::store::read::RunRecord, with_result: bool) -> RunView
         latency_ms: (run.latency_ms * 10.0).round() / 10.0,
         error: run.error.map(|e| bounded(e, 512)),
         at_ms: run.at_ms,
-        result: with_result.then(|| bounded(result_text(&record.result), RESULT_BYTES)),
+        result: with_result.then(|| bounded(record.result.to_string(), RESULT_BYTES)),
     }
 }
 
-fn result_text(result: &Value) -> String {
-    result.to_string()
-}
-
 pub async fn status(store: &Store, args: &StatusArgs) -> Result<StatusView, StoreError> {
-    let entities = store
+    let limit = args.limit.unwrap_or(100).clamp(1, 500) as usize;
+    let mut entities: Vec<EntityView> = store
         .statuses()
         .await?
         .into_iter()
@@ -107,12 +112,16 @@ pub async fn status(store: &Store, args: &StatusArgs) -> Result<StatusView, Stor
                     || e.entity_id.starts_with(&format!("{s}@"))
             })
         })
+        .filter(|e| args.after.as_ref().is_none_or(|after| e.entity_id > *after))
         .map(|e| EntityView {
             entity: e.entity_id,
             status: e.status.to_string(),
             since_ms: e.updated_at_ms,
         })
         .collect();
+    entities.sort_by(|a, b| a.entity.cmp(&b.entity));
+    let next = (entities.len() > limit).then(|| entities[limit - 1].entity.clone());
+    entities.truncate(limit);
     let checks = match &args.system {
         Some(system) => store
             .system_slices(system)
@@ -128,7 +137,11 @@ pub async fn status(store: &Store, args: &StatusArgs) -> Result<StatusView, Stor
             .collect(),
         None => Vec::new(),
     };
-    Ok(StatusView { entities, checks })
+    Ok(StatusView {
+        entities,
+        next,
+        checks,
+    })
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

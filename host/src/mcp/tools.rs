@@ -590,6 +590,8 @@ impl Tools {
             store,
             &reads::StatusArgs {
                 system: Some(args.system.clone()),
+                limit: None,
+                after: None,
             },
         )
         .await
