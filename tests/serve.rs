@@ -687,12 +687,16 @@ fn start_probe_with_env(
     ProbeProcess(child)
 }
 
-/// When each stored run of a location's slice was measured, in order.
+/// When each run a probe made of a location's slice was measured, in
+/// order. The server's own `no-probe` runs (no measured time) are not the
+/// probe's: a loaded machine can delay a probe's first heartbeat after the
+/// restart past the offline window, and the server then records some.
 async fn measured(ws: &Workspace, location: &str) -> Vec<i64> {
     ws.db
         .texts(&format!(
             "SELECT CAST(r.measured_at AS TEXT) FROM runs r JOIN slices s ON s.id = r.slice_id
              WHERE s.location_id = '{location}' AND s.system_id = 'shop'
+               AND r.measured_at IS NOT NULL
              ORDER BY r.measured_at"
         ))
         .await
