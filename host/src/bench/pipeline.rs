@@ -32,6 +32,8 @@ pub struct PipelineReport {
     pub engine: &'static str,
     pub runs: usize,
     pub native_per_sec: f64,
+    /// The same client on connections it keeps alive.
+    pub native_keep_alive_per_sec: f64,
     pub checkhost_per_sec: f64,
     pub concurrency: usize,
     /// One pass over `pass_checks` checks, as `checkhost run` does it.
@@ -84,8 +86,10 @@ impl PipelineReport {
     pub fn render(&self) -> String {
         format!(
             "native HTTP client (new connection per request, {c} at once): {:>9.0} requests/s\n\
+             native HTTP client (keep-alive, {c} connections):            {:>9.0} requests/s\n\
              checkhost pipeline (http+request+assert+{e}, {c} at once):  {:>9.0} runs/s\n\
              ratio checkhost / native:                                      {:>9.2}\n\
+             ratio checkhost / native keep-alive:                           {:>9.2}\n\
              ({} runs each)\n\
              one pass of {} checks: wall {:.0} ms, Σ latency / concurrency {:.0} ms, ratio {:.2}\n\
              process CPU per run, traces off (median turn):                {:>9.1} µs\n\
@@ -93,8 +97,10 @@ impl PipelineReport {
              ratio traces on / off:                                         {:>9.3} \
              ({} runs each way, {} spans exported, {} dropped)",
             self.native_per_sec,
+            self.native_keep_alive_per_sec,
             self.checkhost_per_sec,
             self.checkhost_per_sec / self.native_per_sec,
+            self.checkhost_per_sec / self.native_keep_alive_per_sec,
             self.runs,
             self.pass_checks,
             self.pass_wall.as_secs_f64() * 1000.0,
@@ -123,7 +129,9 @@ impl PipelineReport {
     }
 }
 
-/// A loopback HTTP server answering every request with `BODY`.
+/// A loopback HTTP server answering every request with `BODY`. It closes
+/// the connection after each answer, unless the request asks
+/// `Connection: keep-alive` (only the keep-alive baseline does).
 pub(super) async fn serve() -> anyhow::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -132,28 +140,69 @@ pub(super) async fn serve() -> anyhow::Result<std::net::SocketAddr> {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let mut len = 0;
-                while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") && len < buf.len() {
-                    match conn.read(&mut buf[len..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => len += n,
+                loop {
+                    let end = loop {
+                        if let Some(at) = buf[..len].windows(4).position(|w| w == b"\r\n\r\n") {
+                            break at + 4;
+                        }
+                        if len == buf.len() {
+                            return;
+                        }
+                        match conn.read(&mut buf[len..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => len += n,
+                        }
+                    };
+                    let keep = String::from_utf8_lossy(&buf[..end])
+                        .to_ascii_lowercase()
+                        .contains("connection: keep-alive");
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n{BODY}",
+                        BODY.len(),
+                        if keep { "keep-alive" } else { "close" }
+                    );
+                    if conn.write_all(response.as_bytes()).await.is_err() || !keep {
+                        return;
                     }
+                    buf.copy_within(end..len, 0);
+                    len -= end;
                 }
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
-                    BODY.len()
-                );
-                let _ = conn.write_all(response.as_bytes()).await;
             });
         }
     });
     Ok(addr)
 }
 
+/// `requests` GETs one after another on one kept-alive connection.
+async fn native_keep_alive(addr: std::net::SocketAddr, requests: usize) -> anyhow::Result<()> {
+    let mut conn = TcpStream::connect(addr).await?;
+    conn.set_nodelay(true)?;
+    let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: keep-alive\r\n\r\n");
+    let mut buf = [0u8; 4096];
+    for _ in 0..requests {
+        conn.write_all(request.as_bytes()).await?;
+        let mut len = 0;
+        loop {
+            let n = conn.read(&mut buf[len..]).await?;
+            anyhow::ensure!(n > 0, "the server closed a kept-alive connection");
+            len += n;
+            let head = buf[..len].windows(4).position(|w| w == b"\r\n\r\n");
+            if head.is_some_and(|at| len >= at + 4 + BODY.len()) {
+                break;
+            }
+        }
+        anyhow::ensure!(buf.starts_with(b"HTTP/1.1 200"), "unexpected response");
+    }
+    Ok(())
+}
+
 /// One GET on a fresh connection, reading the whole response.
 async fn native_request(addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let mut conn = TcpStream::connect(addr).await?;
-    conn.write_all(format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await?;
+    conn.write_all(
+        format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
     let mut response = Vec::new();
     conn.read_to_end(&mut response).await?;
     anyhow::ensure!(response.starts_with(b"HTTP/1.1 200"), "unexpected response");
@@ -245,6 +294,14 @@ pub async fn run(
         .await;
     let native = start.elapsed();
     results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    // The same requests on `concurrency` connections kept alive.
+    let per_connection = runs.div_ceil(concurrency);
+    let start = Instant::now();
+    futures::future::try_join_all(
+        (0..concurrency).map(|_| native_keep_alive(addr, per_connection)),
+    )
+    .await?;
+    let native_keep_alive = start.elapsed();
 
     let runtime = Runtime::new(RuntimeConfig {
         instance_slots: (concurrency as u32 * 2).max(16),
@@ -346,6 +403,7 @@ pub async fn run(
         engine: store.engine(),
         runs: done,
         native_per_sec: per_sec(runs, native),
+        native_keep_alive_per_sec: per_sec(per_connection * concurrency, native_keep_alive),
         checkhost_per_sec: per_sec(done, checkhost),
         concurrency,
         pass_checks,
