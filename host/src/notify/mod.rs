@@ -313,33 +313,7 @@ impl Notifier {
                 .map(|d| json!({"id": d, "name": name(&self.names.systems, d)}))
                 .collect::<Vec<_>>(),
         });
-        match target.config.format {
-            WebhookFormat::Json => (context.to_string(), "application/json".into()),
-            WebhookFormat::Slack => (
-                json!({"text": slack_text(&context, t)}).to_string(),
-                "application/json".into(),
-            ),
-            WebhookFormat::Template => {
-                let rendered = target
-                    .template
-                    .as_ref()
-                    .and_then(|env| env.get_template("body").ok())
-                    .map(|tpl| tpl.render(minijinja::value::Serde(&context)))
-                    .unwrap_or_else(|| Ok(String::new()));
-                let body = rendered.unwrap_or_else(|e| {
-                    // The notice still goes out: an operator hears about the
-                    // transition and about the template.
-                    json!({"error": format!("template failed: {e}"), "fallback": context})
-                        .to_string()
-                });
-                let content_type = target
-                    .config
-                    .content_type
-                    .clone()
-                    .unwrap_or_else(|| "application/json".into());
-                (body, content_type)
-            }
-        }
+        render(target, &context, slack_text(&context, t))
     }
 
     /// A reminder at `now_ms` for a transition that still stands, if its
@@ -459,6 +433,8 @@ fn render(target: &Target, context: &serde_json::Value, slack_text: String) -> (
                 .map(|tpl| tpl.render(minijinja::value::Serde(context)));
             let body = match rendered {
                 Some(Ok(body)) => body,
+                // The notice still goes out: an operator hears about what
+                // happened and about the template.
                 Some(Err(e)) => {
                     json!({"error": format!("template failed: {e}"), "fallback": context})
                         .to_string()

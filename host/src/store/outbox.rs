@@ -656,9 +656,14 @@ impl Store {
             .into_iter()
             .map(|n| (0, entity, "message", n))
             .collect();
+        self.insert_rows(&rows, now_ms).await
+    }
+
+    /// Rows of notices in a transaction of their own.
+    async fn insert_rows(&self, rows: &[OutboxRow<'_>], now_ms: i64) -> Result<(), StoreError> {
         with_pool!(&self.db.write().await?, pool => {
             let mut tx = pool.begin_write().await?;
-            insert(&mut tx, &rows, now_ms).await?;
+            insert(&mut tx, rows, now_ms).await?;
             tx.commit().await?;
         });
         Ok(())
@@ -680,11 +685,6 @@ impl Store {
                 )
             })
             .collect();
-        with_pool!(&self.db.write().await?, pool => {
-            let mut tx = pool.begin_write().await?;
-            insert(&mut tx, &rows, now_ms).await?;
-            tx.commit().await?;
-        });
-        Ok(())
+        self.insert_rows(&rows, now_ms).await
     }
 }
