@@ -1,7 +1,7 @@
 """An OTLP trace receiver for the trace tests: OTLP/HTTP (protobuf) and OTLP/gRPC.
 
 Prints `ready <http port> <grpc port>`, then one JSON line per span it
-receives. Exits when its standard input closes (the test process ended).
+receives, with the request's `x-tenant` header. Exits when its standard input closes (the test process ended).
 Run with the venv of scripts/install-test-tools (opentelemetry-proto, grpcio).
 """
 
@@ -24,7 +24,7 @@ def value(v):
     return getattr(v, kind) if kind else None
 
 
-def emit(request, transport):
+def emit(request, transport, tenant):
     lines = []
     for resource_spans in request.resource_spans:
         resource = {a.key: value(a.value) for a in resource_spans.resource.attributes}
@@ -32,6 +32,7 @@ def emit(request, transport):
             for span in scope_spans.spans:
                 lines.append(json.dumps({
                     "transport": transport,
+                    "tenant": tenant,
                     "service": resource.get("service.name"),
                     "scope": scope_spans.scope.name,
                     "traceId": span.trace_id.hex(),
@@ -59,7 +60,7 @@ class Http(BaseHTTPRequestHandler):
             return
         request = trace_service_pb2.ExportTraceServiceRequest()
         request.ParseFromString(body)
-        emit(request, "http")
+        emit(request, "http", self.headers.get("x-tenant"))
         reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
@@ -73,7 +74,7 @@ class Http(BaseHTTPRequestHandler):
 
 class Grpc(trace_service_pb2_grpc.TraceServiceServicer):
     def Export(self, request, context):
-        emit(request, "grpc")
+        emit(request, "grpc", dict(context.invocation_metadata()).get("x-tenant"))
         return trace_service_pb2.ExportTraceServiceResponse()
 
 

@@ -932,7 +932,10 @@ assignments:
     heads.lock().unwrap().clear();
 
     // Always on (the default): every run, phase by phase.
-    let (api, _) = run(env(&[]));
+    let (api, _) = run(env(&[(
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "x-tenant=blue",
+    )]));
     let trace = api["traceId"]
         .as_str()
         .expect("a traced run has a trace id")
@@ -945,6 +948,7 @@ assignments:
     assert_eq!(root["parentId"], "", "the run is the trace's root");
     assert_eq!(root["service"], "checkhost");
     assert_eq!(root["transport"], "http");
+    assert_eq!(root["tenant"], "blue", "OTEL_EXPORTER_OTLP_TRACES_HEADERS");
     let attributes = &root["attributes"];
     assert_eq!(attributes["checkhost.system"], "shop");
     assert_eq!(attributes["checkhost.check"], "api");
@@ -1045,11 +1049,17 @@ assignments:
     run(env(&[
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=blue%20team"),
     ]));
     let spans = receiver.wait_for("the three runs over gRPC", |s| {
         s.iter().filter(|s| s["name"] == "persist").count() == 3
     });
-    assert!(spans.iter().all(|s| s["transport"] == "grpc"), "{spans:#?}");
+    assert!(
+        spans
+            .iter()
+            .all(|s| s["transport"] == "grpc" && s["tenant"] == "blue team"),
+        "{spans:#?}"
+    );
 
     // An endpoint that is down: the runs are judged and stored as ever.
     receiver.stop();

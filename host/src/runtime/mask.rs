@@ -89,6 +89,19 @@ impl Masker {
         })
     }
 
+    /// `text` masked, borrowed when no secret occurs in it.
+    pub fn masked<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        if self
+            .secrets
+            .iter()
+            .any(|secret| text.contains(secret.as_str()))
+        {
+            std::borrow::Cow::Owned(self.text(text))
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        }
+    }
+
     pub fn in_place(&self, text: &mut String) {
         if !self.is_empty() {
             *text = self.text(text);
@@ -134,6 +147,11 @@ mod tests {
         let mut v = json!({"hunter2": ["a hunter2 b", 1], "n": null});
         m.json(&mut v);
         assert_eq!(v, json!({"****": ["a **** b", 1], "n": null}));
+        assert!(matches!(
+            m.masked("clean"),
+            std::borrow::Cow::Borrowed("clean")
+        ));
+        assert_eq!(m.masked("x=hunter2"), "x=****");
     }
 
     #[test]

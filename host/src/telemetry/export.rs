@@ -1,30 +1,32 @@
-//! The OTLP exporter behind a bounded buffer: runs add their spans under a
-//! lock without waking anyone, except the run that starts a batch or fills
-//! one; one task exports what gathered every second or every full batch.
-//! Whatever does not fit or does not arrive is counted, never retried into
-//! the runs' way.
+//! The OTLP exporter behind a bounded buffer: runs append their encoded
+//! spans under a lock without waking anyone, except the run that starts a
+//! batch or fills one; one task sends what gathered every second or every
+//! full batch, over OTLP/HTTP (protobuf) or OTLP/gRPC. Whatever does not
+//! fit or does not arrive is counted, never retried into the runs' way.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::otlp::Envelope;
 use crate::config::OtlpProtocol;
 
-/// Spans that may wait for export: past this a run's spans are dropped (a
-/// run holds at most a few hundred).
-const QUEUE_SPANS: usize = 65_536;
-/// Spans sent in one export request.
-const MAX_BATCH_SPANS: usize = 512;
+/// Encoded spans that may wait for export: past this a run's spans are
+/// dropped (a run writes a few KiB).
+const QUEUE_BYTES: usize = 8 << 20;
+/// The size of one export request, within a run: well under the 4 MiB a
+/// gRPC server takes by default.
+const BATCH_BYTES: usize = 256 << 10;
 /// How long spans wait for a fuller batch: runs show up within seconds.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
-/// One export request's bound, after which its spans count as failed.
+/// One export request's bound, unless `OTEL_EXPORTER_OTLP_TIMEOUT` says
+/// otherwise; after it the request's spans count as failed.
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The gRPC method every OTLP trace export calls.
+const GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// What became of the spans handed to the exporter.
 #[derive(Debug, Default)]
@@ -39,17 +41,48 @@ pub struct ExportStats {
 /// Where and how spans go, resolved from the config and the environment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Destination {
-    /// `None` lets the exporter read `OTEL_EXPORTER_OTLP_*` itself.
-    pub endpoint: Option<String>,
+    /// The URL requests go to: `…/v1/traces` over HTTP, the collector's
+    /// address over gRPC.
+    pub url: String,
     pub protocol: OtlpProtocol,
+    /// Sent with every request (`OTEL_EXPORTER_OTLP_HEADERS`).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub timeout: Duration,
+}
+
+/// Encoded spans of whole runs, in the order they came.
+#[derive(Debug, Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// Where each run's spans end in `bytes`, and how many they are.
+    runs: Vec<(usize, usize)>,
 }
 
 /// Spans waiting for the export task, shared with the runs.
 #[derive(Debug, Default)]
 struct Waiting {
-    spans: Mutex<Vec<SpanData>>,
+    pending: Mutex<Pending>,
     /// Told when a batch starts (its second is counted from then) or fills.
     wake: Notify,
+}
+
+impl Waiting {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self) -> Pending {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn bytes(&self) -> usize {
+        self.lock().bytes.len()
+    }
+}
+
+/// Where export requests go: a collector, or a test's recorder.
+pub trait Sink: Send + Sync + 'static {
+    fn send(&self, request: Vec<u8>) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// The sending side of the export task.
@@ -61,23 +94,25 @@ pub struct SpanQueue {
 }
 
 impl SpanQueue {
-    /// Builds the exporter and starts its task on the current runtime.
-    pub fn start(destination: &Destination, resource: &Resource) -> Result<SpanQueue, String> {
-        let mut exporter = build_exporter(destination)?;
-        exporter.set_resource(resource);
-        Ok(SpanQueue::with(exporter))
+    /// Connects (lazily) to the destination and starts the export task on
+    /// the current runtime.
+    pub fn start(destination: &Destination, envelope: Envelope) -> Result<SpanQueue, String> {
+        Ok(match destination.protocol {
+            OtlpProtocol::HttpProtobuf => SpanQueue::with(HttpSink::new(destination)?, envelope),
+            OtlpProtocol::Grpc => SpanQueue::with(GrpcSink::new(destination)?, envelope),
+        })
     }
 
-    fn with<E: opentelemetry_sdk::trace::SpanExporter + 'static>(exporter: E) -> SpanQueue {
+    fn with(sink: impl Sink, envelope: Envelope) -> SpanQueue {
         let waiting = Arc::new(Waiting::default());
         let stats = Arc::new(ExportStats::default());
         let (flushes, flush_requests) = mpsc::channel(16);
-        tokio::spawn(export_loop(
-            exporter,
-            waiting.clone(),
-            flush_requests,
-            stats.clone(),
-        ));
+        let exporter = Exporter {
+            sink,
+            envelope,
+            stats: stats.clone(),
+        };
+        tokio::spawn(export_loop(exporter, waiting.clone(), flush_requests));
         SpanQueue {
             waiting,
             flushes,
@@ -85,23 +120,23 @@ impl SpanQueue {
         }
     }
 
-    /// Hands a run's spans over, or counts them dropped when the buffer is
-    /// full.
-    pub fn send(&self, spans: Vec<SpanData>) {
-        let count = spans.len();
-        let mut waiting = self.waiting.spans.lock().unwrap_or_else(|e| e.into_inner());
-        let before = waiting.len();
-        if before + count > QUEUE_SPANS {
-            drop(waiting);
+    /// Hands over a run's `count` spans, encoded, or counts them dropped
+    /// when the buffer is full.
+    pub fn send(&self, spans: &[u8], count: usize) {
+        let mut pending = self.waiting.lock();
+        let before = pending.bytes.len();
+        if before + spans.len() > QUEUE_BYTES {
+            drop(pending);
             self.stats
                 .dropped_queue_full
                 .fetch_add(count as u64, Ordering::Relaxed);
             return;
         }
-        waiting.extend(spans);
-        let after = waiting.len();
-        drop(waiting);
-        if before == 0 || (before < MAX_BATCH_SPANS && after >= MAX_BATCH_SPANS) {
+        pending.bytes.extend_from_slice(spans);
+        let after = pending.bytes.len();
+        pending.runs.push((after, count));
+        drop(pending);
+        if before == 0 || (before < BATCH_BYTES && after >= BATCH_BYTES) {
             self.waiting.wake.notify_one();
         }
     }
@@ -118,69 +153,46 @@ impl SpanQueue {
     }
 }
 
-fn take(waiting: &Waiting) -> Vec<SpanData> {
-    std::mem::take(&mut *waiting.spans.lock().unwrap_or_else(|e| e.into_inner()))
-}
-
-fn pending(waiting: &Waiting) -> usize {
-    waiting
-        .spans
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .len()
-}
-
 /// Exports full batches as they fill, and what gathered a second after a
 /// batch began; ends when the queue is dropped.
-async fn export_loop<E: opentelemetry_sdk::trace::SpanExporter>(
-    exporter: E,
+async fn export_loop<S: Sink>(
+    exporter: Exporter<S>,
     waiting: Arc<Waiting>,
     mut flush_requests: mpsc::Receiver<oneshot::Sender<()>>,
-    stats: Arc<ExportStats>,
 ) {
     loop {
         // Wait for the first span of a batch (or a flush), unless spans
         // came while the last batch was being sent: their second runs now.
-        if pending(&waiting) == 0 {
+        if waiting.bytes() == 0 {
             tokio::select! {
                 () = waiting.wake.notified() => {}
-                request = flush_requests.recv() => match request {
-                    Some(done) => {
-                        export_all(&exporter, take(&waiting), &stats).await;
-                        let _ = done.send(());
-                        continue;
+                request = flush_requests.recv() => {
+                    exporter.export(waiting.take()).await;
+                    match request {
+                        Some(done) => {
+                            let _ = done.send(());
+                            continue;
+                        }
+                        None => return,
                     }
-                    None => {
-                        export_all(&exporter, take(&waiting), &stats).await;
-                        return;
-                    }
-                },
+                }
             }
         }
         let due = tokio::time::Instant::now() + FLUSH_EVERY;
         // Full batches leave at once; the rest when the second is up.
         loop {
-            if pending(&waiting) >= MAX_BATCH_SPANS {
-                let mut spans = take(&waiting);
-                let rest = spans.split_off(spans.len() - spans.len() % MAX_BATCH_SPANS);
-                export_all(&exporter, spans, &stats).await;
-                if !rest.is_empty() {
-                    waiting
-                        .spans
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .splice(0..0, rest);
-                }
+            if waiting.bytes() >= BATCH_BYTES {
+                exporter.export(waiting.take()).await;
                 continue;
             }
             tokio::select! {
                 () = waiting.wake.notified() => {}
                 () = tokio::time::sleep_until(due) => {
-                    export_all(&exporter, take(&waiting), &stats).await;
+                    exporter.export(waiting.take()).await;
                     break;
                 }
                 request = flush_requests.recv() => {
-                    export_all(&exporter, take(&waiting), &stats).await;
+                    exporter.export(waiting.take()).await;
                     match request {
                         Some(done) => {
                             let _ = done.send(());
@@ -194,150 +206,248 @@ async fn export_loop<E: opentelemetry_sdk::trace::SpanExporter>(
     }
 }
 
-/// `spans` in requests of at most a batch each.
-async fn export_all<E: opentelemetry_sdk::trace::SpanExporter>(
-    exporter: &E,
-    mut spans: Vec<SpanData>,
-    stats: &ExportStats,
-) {
-    while !spans.is_empty() {
-        let rest = spans.split_off(spans.len().min(MAX_BATCH_SPANS));
-        export(exporter, std::mem::replace(&mut spans, rest), stats).await;
+struct Exporter<S> {
+    sink: S,
+    envelope: Envelope,
+    stats: Arc<ExportStats>,
+}
+
+impl<S: Sink> Exporter<S> {
+    /// `pending` in requests of about a batch each, split between runs.
+    async fn export(&self, pending: Pending) {
+        let (mut start, mut spans) = (0, 0);
+        for (i, &(end, count)) in pending.runs.iter().enumerate() {
+            spans += count;
+            let next = pending.runs.get(i + 1).map(|(next, _)| *next);
+            if next.is_none_or(|next| next - start > BATCH_BYTES) {
+                self.send(&pending.bytes[start..end], spans).await;
+                (start, spans) = (end, 0);
+            }
+        }
+    }
+
+    async fn send(&self, spans: &[u8], count: usize) {
+        let count = count as u64;
+        let request = self.envelope.request(spans);
+        match self.sink.send(request).await {
+            Ok(()) => {
+                self.stats.exported.fetch_add(count, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, spans = count, "trace export failed; spans dropped");
+                self.stats
+                    .dropped_export_failed
+                    .fetch_add(count, Ordering::Relaxed);
+            }
+        }
     }
 }
 
-async fn export<E: opentelemetry_sdk::trace::SpanExporter>(
-    exporter: &E,
-    batch: Vec<SpanData>,
-    stats: &ExportStats,
-) {
-    let count = batch.len() as u64;
-    match tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(batch)).await {
-        Ok(Ok(())) => {
-            stats.exported.fetch_add(count, Ordering::Relaxed);
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, spans = count, "trace export failed; spans dropped");
-            stats
-                .dropped_export_failed
-                .fetch_add(count, Ordering::Relaxed);
-        }
-        Err(_) => {
-            tracing::warn!(spans = count, "trace export timed out; spans dropped");
-            stats
-                .dropped_export_failed
-                .fetch_add(count, Ordering::Relaxed);
-        }
-    }
+/// OTLP/HTTP with protobuf bodies, on the daemon's own HTTP client.
+struct HttpSink {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    headers: http::HeaderMap,
 }
-
-fn build_exporter(destination: &Destination) -> Result<opentelemetry_otlp::SpanExporter, String> {
-    let built = match destination.protocol {
-        OtlpProtocol::Grpc => {
-            let builder = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_protocol(Protocol::Grpc)
-                .with_timeout(EXPORT_TIMEOUT);
-            match &destination.endpoint {
-                Some(endpoint) => builder.with_endpoint(endpoint.clone()).build(),
-                None => builder.build(),
-            }
-        }
-        OtlpProtocol::HttpProtobuf => {
-            let client = reqwest::Client::builder()
-                .timeout(EXPORT_TIMEOUT)
-                .build()
-                .map_err(|e| format!("cannot build the OTLP HTTP client: {e}"))?;
-            let builder = opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_http_client(OtlpHttpClient(client))
-                .with_timeout(EXPORT_TIMEOUT);
-            match &destination.endpoint {
-                // As OTEL_EXPORTER_OTLP_ENDPOINT: the signal's path goes under it.
-                Some(endpoint) => builder
-                    .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
-                    .build(),
-                None => builder.build(),
-            }
-        }
-    };
-    built.map_err(|e| format!("cannot set up OTLP trace export: {e}"))
-}
-
-/// The daemon's own HTTP client for OTLP/HTTP, so the exporter brings no
-/// second one.
-#[derive(Debug)]
-struct OtlpHttpClient(reqwest::Client);
 
 /// A collector's answer is a few bytes; a larger one is not read.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
-#[async_trait::async_trait]
-impl opentelemetry_http::HttpClient for OtlpHttpClient {
-    async fn send_bytes(
-        &self,
-        request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, opentelemetry_http::HttpError> {
-        let request = reqwest::Request::try_from(request)?;
-        let mut response = self.0.execute(request).await?;
-        let mut answer = http::Response::builder().status(response.status());
-        if let Some(headers) = answer.headers_mut() {
-            *headers = response.headers().clone();
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+impl HttpSink {
+    fn new(destination: &Destination) -> Result<HttpSink, String> {
+        let client = reqwest::Client::builder()
+            .timeout(destination.timeout)
+            .build()
+            .map_err(|e| format!("cannot build the OTLP HTTP client: {e}"))?;
+        let url = reqwest::Url::parse(&destination.url)
+            .map_err(|e| format!("OTLP endpoint `{}`: {e}", destination.url))?;
+        let mut headers: http::HeaderMap = destination.headers.iter().cloned().collect();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-protobuf"),
+        );
+        Ok(HttpSink {
+            client,
+            url,
+            headers,
+        })
+    }
+}
+
+impl Sink for HttpSink {
+    async fn send(&self, request: Vec<u8>) -> Result<(), String> {
+        let mut response = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .body(request)
+            .send()
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let status = response.status();
+        // The answer is read (up to a bound) so that the connection is kept.
+        let mut read = 0;
+        while let Ok(Some(chunk)) = response.chunk().await {
+            read += chunk.len();
+            if read > MAX_RESPONSE_BYTES {
                 break;
             }
-            body.extend_from_slice(&chunk);
         }
-        Ok(answer.body(Bytes::from(body))?)
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the collector answered {status}"))
+        }
+    }
+}
+
+/// OTLP/gRPC: the encoded request goes as it is, under tonic's framing.
+struct GrpcSink {
+    grpc: tonic::client::Grpc<tonic::transport::Channel>,
+    metadata: tonic::metadata::MetadataMap,
+}
+
+impl GrpcSink {
+    fn new(destination: &Destination) -> Result<GrpcSink, String> {
+        let invalid =
+            |e: &dyn std::fmt::Display| format!("OTLP endpoint `{}`: {e}", destination.url);
+        let mut endpoint = tonic::transport::Endpoint::from_shared(destination.url.clone())
+            .map_err(|e| invalid(&e))?
+            .timeout(destination.timeout)
+            .connect_timeout(destination.timeout);
+        if destination.url.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots())
+                .map_err(|e| invalid(&e))?;
+        }
+        let headers: http::HeaderMap = destination.headers.iter().cloned().collect();
+        Ok(GrpcSink {
+            grpc: tonic::client::Grpc::new(endpoint.connect_lazy()),
+            metadata: tonic::metadata::MetadataMap::from_headers(headers),
+        })
+    }
+}
+
+impl Sink for GrpcSink {
+    async fn send(&self, request: Vec<u8>) -> Result<(), String> {
+        let mut grpc = self.grpc.clone();
+        grpc.ready()
+            .await
+            .map_err(|e| format!("the collector is not reachable: {e}"))?;
+        let mut request = tonic::Request::new(request);
+        *request.metadata_mut() = self.metadata.clone();
+        grpc.unary(
+            request,
+            http::uri::PathAndQuery::from_static(GRPC_EXPORT),
+            Encoded,
+        )
+        .await
+        .map(drop)
+        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))
+    }
+}
+
+/// A codec for messages already encoded: sends the bytes, ignores the
+/// answer's (an `ExportTraceServiceResponse`, partial success at most).
+#[derive(Debug, Clone, Copy)]
+struct Encoded;
+
+impl tonic::codec::Codec for Encoded {
+    type Encode = Vec<u8>;
+    type Decode = ();
+    type Encoder = Encoded;
+    type Decoder = Encoded;
+
+    fn encoder(&mut self) -> Encoded {
+        Encoded
+    }
+
+    fn decoder(&mut self) -> Encoded {
+        Encoded
+    }
+}
+
+impl tonic::codec::Encoder for Encoded {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut as _;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Encoded {
+    type Item = ();
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<()>, tonic::Status> {
+        use bytes::Buf as _;
+        src.advance(src.remaining());
+        Ok(Some(()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
 
-    /// Remembers how many spans each export held.
+    /// Remembers how many spans each request held.
     #[derive(Debug, Clone, Default)]
-    struct Recorder(Arc<std::sync::Mutex<Vec<usize>>>);
+    struct Recorder(Arc<Mutex<Vec<usize>>>);
 
-    impl opentelemetry_sdk::trace::SpanExporter for Recorder {
-        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-            self.0.lock().unwrap().push(batch.len());
+    impl Sink for Recorder {
+        async fn send(&self, request: Vec<u8>) -> Result<(), String> {
+            let request =
+                ExportTraceServiceRequest::decode(request.as_slice()).map_err(|e| e.to_string())?;
+            let spans = request.resource_spans[0].scope_spans[0].spans.len();
+            self.0.lock().unwrap().push(spans);
             Ok(())
         }
     }
 
-    fn span() -> SpanData {
-        SpanData {
-            span_context: opentelemetry::trace::SpanContext::empty_context(),
-            parent_span_id: opentelemetry::trace::SpanId::INVALID,
-            parent_span_is_remote: false,
-            span_kind: opentelemetry::trace::SpanKind::Internal,
-            name: "run".into(),
-            start_time: std::time::SystemTime::UNIX_EPOCH,
-            end_time: std::time::SystemTime::UNIX_EPOCH,
-            attributes: Vec::new(),
-            dropped_attributes_count: 0,
-            events: Default::default(),
-            links: Default::default(),
-            status: opentelemetry::trace::Status::Unset,
-            instrumentation_scope: Default::default(),
+    fn envelope() -> Envelope {
+        Envelope::new(&[], "checkhost", "test")
+    }
+
+    /// A run of `spans` spans, encoded.
+    fn run(spans: usize) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for _ in 0..spans {
+            super::super::otlp::Span {
+                trace_id: [1; 16],
+                id: [2; 8],
+                parent: None,
+                name: "x".repeat(100).into(),
+                kind: super::super::otlp::Kind::Internal,
+                start_ns: 0,
+                end_ns: 0,
+                attributes: Vec::new(),
+                status: super::super::otlp::Status::Unset,
+            }
+            .put(&mut bytes);
         }
+        bytes
     }
 
     #[tokio::test]
     async fn spans_go_out_every_second_however_often_runs_come() {
         let recorder = Recorder::default();
-        let queue = SpanQueue::with(recorder.clone());
-        // A run every 100 ms for 2.5 s: never a batch of 512 spans, never a
-        // pause of a second.
+        let queue = SpanQueue::with(recorder.clone(), envelope());
+        // A run every 100 ms for 2.5 s: never a full batch, never a pause
+        // of a second.
         for _ in 0..25 {
-            queue.send(vec![span()]);
+            queue.send(&run(2), 2);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let while_running = recorder.0.lock().unwrap().len();
@@ -347,30 +457,37 @@ mod tests {
         );
         queue.flush(Duration::from_secs(5)).await;
         let exports = recorder.0.lock().unwrap().clone();
-        assert_eq!(exports.iter().sum::<usize>(), 25);
-        assert_eq!(queue.stats.exported.load(Ordering::Relaxed), 25);
+        assert_eq!(exports.iter().sum::<usize>(), 50);
+        assert_eq!(queue.stats.exported.load(Ordering::Relaxed), 50);
     }
 
     #[tokio::test]
-    async fn full_batches_leave_at_once_and_an_overfull_queue_drops() {
+    async fn full_batches_leave_at_once_split_between_runs_and_an_overfull_queue_drops() {
         let recorder = Recorder::default();
-        let queue = SpanQueue::with(recorder.clone());
-        queue.send((0..MAX_BATCH_SPANS + 10).map(|_| span()).collect());
+        let queue = SpanQueue::with(recorder.clone(), envelope());
+        let one = run(10);
+        let runs = BATCH_BYTES / one.len() + 10;
+        for _ in 0..runs {
+            queue.send(&one, 10);
+        }
         tokio::time::sleep(Duration::from_millis(300)).await;
+        let sent = recorder.0.lock().unwrap().clone();
         assert_eq!(
-            recorder.0.lock().unwrap().clone(),
-            [MAX_BATCH_SPANS],
-            "the full batch left before its second was up"
+            sent.iter().sum::<usize>(),
+            runs * 10,
+            "the full batch left before its second was up: {sent:?}"
         );
-        queue.send((0..QUEUE_SPANS).map(|_| span()).collect());
-        assert_eq!(
-            queue.stats.dropped_queue_full.load(Ordering::Relaxed),
-            QUEUE_SPANS as u64
+        assert!(
+            sent.len() == 2 && sent.iter().all(|spans| spans % 10 == 0),
+            "two requests, of whole runs: {sent:?}"
         );
+        let huge = vec![0; QUEUE_BYTES + 1];
+        queue.send(&huge, 7);
+        assert_eq!(queue.stats.dropped_queue_full.load(Ordering::Relaxed), 7);
         queue.flush(Duration::from_secs(5)).await;
         assert_eq!(
             queue.stats.exported.load(Ordering::Relaxed),
-            MAX_BATCH_SPANS as u64 + 10
+            (runs * 10) as u64
         );
     }
 }

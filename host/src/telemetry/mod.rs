@@ -1,28 +1,23 @@
 //! Traces of runs over OTLP: spans built after each run, sampled, exported in bounded batches.
 //!
-//! A span per run and per phase is built once the run is over, from the
-//! instants it recorded. Failed runs are always kept. The export queue
-//! drops, and counts, what it cannot take rather than slow a run. The spans
-//! are written after the fact, so only the SDK's exporter is used, not its
-//! live-span tracer: a run records its instants while traces are on, and
-//! pays for spans only when its trace is kept.
+//! A span per run and per phase is written once the run is over, from the
+//! instants it recorded, straight into OTLP protobuf (see `otlp`). Failed
+//! runs are always kept. The export queue drops, and counts, what it cannot
+//! take rather than slow a run. A run records its instants while traces
+//! are on, and pays for spans only when its trace is kept.
 
 mod export;
+mod otlp;
 mod sampler;
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use opentelemetry::trace::{
-    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
-};
-use opentelemetry::{InstrumentationScope, KeyValue, Value};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SpanData;
-
 pub use export::ExportStats;
-use export::{Destination, SpanQueue};
+use export::{Destination, EXPORT_TIMEOUT, SpanQueue};
+use otlp::{Attribute, Envelope, Kind, Span, Status, Value};
 pub use sampler::Sampler;
 
 use crate::config::{OtlpProtocol, TracesConfig};
@@ -47,7 +42,6 @@ pub struct Traces(Option<Arc<Tracer>>);
 struct Tracer {
     sampler: Sampler,
     queue: SpanQueue,
-    scope: InstrumentationScope,
 }
 
 /// A run's trace, from the moment the run was asked for.
@@ -55,14 +49,18 @@ struct Tracer {
 pub struct RunTrace {
     pub parent: TraceParent,
     root: [u8; 8],
-    wall: SystemTime,
+    /// When the run was asked for, in nanoseconds since the Unix epoch.
+    wall_ns: u64,
     started: Instant,
 }
 
 impl RunTrace {
-    /// The wall-clock time of an instant of this run.
-    fn at(&self, instant: Instant) -> SystemTime {
-        self.wall + instant.saturating_duration_since(self.started)
+    /// The wall-clock time of an instant of this run, in nanoseconds since
+    /// the Unix epoch.
+    fn at(&self, instant: Instant) -> u64 {
+        let since = instant.saturating_duration_since(self.started).as_nanos();
+        self.wall_ns
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX))
     }
 }
 
@@ -156,23 +154,18 @@ impl Traces {
             },
         };
         let service = env("OTEL_SERVICE_NAME").unwrap_or_else(|| "checkhost".into());
-        let resource = Resource::builder_empty()
-            .with_service_name(service)
-            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-            .build();
-        let queue = SpanQueue::start(&destination, &resource).map_err(TraceSetupError)?;
-        tracing::info!(
-            endpoint = destination.endpoint.as_deref().unwrap_or("(from OTEL_EXPORTER_OTLP_*)"),
-            protocol = ?destination.protocol,
-            "traces on"
+        let version = env!("CARGO_PKG_VERSION");
+        let envelope = Envelope::new(
+            &[
+                ("service.name", service.into()),
+                ("service.version", version.into()),
+            ],
+            "checkhost",
+            version,
         );
-        Ok(Traces(Some(Arc::new(Tracer {
-            sampler,
-            queue,
-            scope: InstrumentationScope::builder("checkhost")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
-        }))))
+        let queue = SpanQueue::start(&destination, envelope).map_err(TraceSetupError)?;
+        tracing::info!(endpoint = %destination.url, protocol = ?destination.protocol, "traces on");
+        Ok(Traces(Some(Arc::new(Tracer { sampler, queue }))))
     }
 
     /// Counters of the export, when traces are on.
@@ -194,7 +187,9 @@ impl Traces {
                 propagate,
             },
             root: crate::runtime::timeline::new_span_id(),
-            wall: SystemTime::now(),
+            wall_ns: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
             started: Instant::now(),
         })
     }
@@ -206,7 +201,11 @@ impl Traces {
         if !tracer.sampler.keep(trace.parent.sampled, !run.end.failed()) {
             return None;
         }
-        tracer.queue.send(spans(trace, run, &tracer.scope));
+        ENCODED.with_borrow_mut(|encoded| {
+            encoded.clear();
+            let count = spans(trace, run, encoded);
+            tracer.queue.send(encoded, count);
+        });
         Some(hex::encode(trace.parent.trace_id))
     }
 
@@ -219,147 +218,218 @@ impl Traces {
     }
 }
 
-/// The endpoint and protocol, or `None` when traces are off.
+/// Where spans go, or `None` when traces are off. Each exporter setting
+/// is read trace-specific first (`OTEL_EXPORTER_OTLP_TRACES_*`), then
+/// general (`OTEL_EXPORTER_OTLP_*`), as OpenTelemetry specifies; the
+/// config's endpoint and protocol win over both.
 fn destination(
     config: &TracesConfig,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Option<Destination>, TraceSetupError> {
     let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    // The variable a setting came from, to name it in errors, and its value.
+    let setting = |name: &str| -> Option<(String, String)> {
+        [
+            format!("OTEL_EXPORTER_OTLP_TRACES_{name}"),
+            format!("OTEL_EXPORTER_OTLP_{name}"),
+        ]
+        .into_iter()
+        .find_map(|var| set(&var).map(|value| (var, value.trim().to_string())))
+    };
     if set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
         || set("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim() == "none")
     {
         return Ok(None);
     }
-    let from_env = set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT"))
-        .is_some();
-    if config.endpoint.is_none() && !from_env {
-        return Ok(None);
-    }
-    let protocol = match config.protocol {
-        Some(protocol) => protocol,
-        None => match set("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            .or_else(|| set("OTEL_EXPORTER_OTLP_PROTOCOL"))
-            .as_deref()
-            .map(str::trim)
-        {
-            None | Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
-            Some("grpc") => OtlpProtocol::Grpc,
-            Some(other) => {
-                return Err(TraceSetupError(format!(
-                    "OTEL_EXPORTER_OTLP_PROTOCOL `{other}` is not supported: \
-                     use http/protobuf or grpc"
-                )));
+    let refuse = |message: String| Err(TraceSetupError(message));
+    let protocol = match (config.protocol, setting("PROTOCOL")) {
+        (Some(protocol), _) => protocol,
+        (None, None) => OtlpProtocol::HttpProtobuf,
+        (None, Some((var, value))) => match value.as_str() {
+            "http/protobuf" => OtlpProtocol::HttpProtobuf,
+            "grpc" => OtlpProtocol::Grpc,
+            _ => {
+                return refuse(format!(
+                    "{var} `{value}` is not supported: use http/protobuf or grpc"
+                ));
             }
         },
     };
+    // A general endpoint is a base, under which OTLP/HTTP puts the signal's
+    // path; a traces endpoint is the URL itself.
+    let under = |base: &str| match protocol {
+        OtlpProtocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+        OtlpProtocol::Grpc => base.to_string(),
+    };
+    let (from, url) = match (&config.endpoint, setting("ENDPOINT")) {
+        (Some(base), _) => ("traces.endpoint".to_string(), under(base.trim())),
+        (None, Some((var, url))) if var.contains("_TRACES_") => (var, url),
+        (None, Some((var, base))) => (var, under(&base)),
+        (None, None) => return Ok(None),
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return refuse(format!(
+            "{from}: `{url}` is not an http:// or https:// URL of an OTLP collector"
+        ));
+    }
+    let headers = match setting("HEADERS") {
+        Some((var, value)) => {
+            headers(&value).map_err(|e| TraceSetupError(format!("{var}: {e}")))?
+        }
+        None => Vec::new(),
+    };
+    let timeout = match setting("TIMEOUT") {
+        Some((var, value)) => match value.parse::<u64>() {
+            Ok(ms) if ms > 0 => Duration::from_millis(ms),
+            _ => {
+                return refuse(format!(
+                    "{var} `{value}` is not a timeout: give milliseconds, e.g. 10000"
+                ));
+            }
+        },
+        None => EXPORT_TIMEOUT,
+    };
+    if let Some((var, value)) = setting("COMPRESSION").filter(|(_, v)| v != "none") {
+        return refuse(format!(
+            "{var} `{value}` is not supported: checkhost sends OTLP uncompressed; \
+             unset it or set it to none"
+        ));
+    }
+    for name in ["CERTIFICATE", "CLIENT_CERTIFICATE", "CLIENT_KEY"] {
+        if let Some((var, _)) = setting(name) {
+            return refuse(format!(
+                "{var} is not supported: an https:// collector's certificate must \
+                 chain to the public web roots"
+            ));
+        }
+    }
     Ok(Some(Destination {
-        endpoint: config.endpoint.clone(),
+        url,
         protocol,
+        headers,
+        timeout,
     }))
 }
 
-/// The spans of one run: the run itself, then its queue wait, each
-/// guest's instantiation, the strategy's connect, each collector, every
-/// HTTP request (under the collector that asked for it), the assertions
-/// and the write to the store.
-fn spans(trace: &RunTrace, run: &FinishedRun<'_>, scope: &InstrumentationScope) -> Vec<SpanData> {
-    let mask = |text: &str| -> Value { Value::String(run.masker.text(text).into()) };
-    let ended = run.persisted.1;
-    let mut root_attributes = vec![
-        KeyValue::new("checkhost.system", mask(run.system)),
-        KeyValue::new("checkhost.check", mask(run.check)),
-        KeyValue::new("checkhost.outcome", run.end.label()),
-        KeyValue::new("checkhost.strategy", mask(run.strategy.id)),
-        KeyValue::new("checkhost.strategy.digest", run.strategy.digest.to_string()),
-        KeyValue::new(
-            "checkhost.collectors",
-            Value::Array(
-                run.collectors
-                    .iter()
-                    .map(|c| run.masker.text(c.id).into())
-                    .collect::<Vec<opentelemetry::StringValue>>()
-                    .into(),
-            ),
+/// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value` pairs apart by commas, values
+/// percent-encoded. Values may be credentials: errors never quote them.
+fn headers(list: &str) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
+    list.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{}` is not key=value", pair.trim()))?;
+            let key = key.trim();
+            let name = http::HeaderName::from_bytes(key.as_bytes())
+                .map_err(|_| format!("`{key}` is not a header name"))?;
+            let value: Vec<u8> = percent_encoding::percent_decode_str(value.trim()).collect();
+            let value = http::HeaderValue::from_bytes(&value)
+                .map_err(|_| format!("the value of `{key}` is not a valid header value"))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+thread_local! {
+    /// A run's spans, encoded, before they join the queue: one buffer per
+    /// thread, so that a traced run allocates none of its own.
+    static ENCODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Writes the spans of one run into `out` and says how many: the run
+/// itself, then its queue wait, each guest's instantiation, the strategy's
+/// connect, each collector, every HTTP request (under the collector that
+/// asked for it), the assertions and the write to the store.
+fn spans(trace: &RunTrace, run: &FinishedRun<'_>, out: &mut Vec<u8>) -> usize {
+    let mask = |text| run.masker.masked(text);
+    let mut count = 0;
+    let mut put = |span: Span<'_>| {
+        span.put(out);
+        count += 1;
+    };
+    let span = |id: [u8; 8],
+                parent: Option<[u8; 8]>,
+                name: Cow<'static, str>,
+                kind: Kind,
+                (start, end): (Instant, Instant),
+                attributes,
+                status| {
+        Span {
+            trace_id: trace.parent.trace_id,
+            id,
+            parent,
+            name,
+            kind,
+            start_ns: trace.at(start),
+            end_ns: trace.at(end.max(start)),
+            attributes,
+            status,
+        }
+    };
+    let mut root_attributes: Vec<Attribute<'_>> = vec![
+        ("checkhost.system", mask(run.system).into()),
+        ("checkhost.check", mask(run.check).into()),
+        ("checkhost.outcome", run.end.label().into()),
+        ("checkhost.strategy", mask(run.strategy.id).into()),
+        (
+            "checkhost.strategy.digest",
+            run.strategy.digest.to_string().into(),
         ),
-        KeyValue::new(
+        (
+            "checkhost.collectors",
+            Value::Strs(run.collectors.iter().map(|c| mask(c.id)).collect()),
+        ),
+        (
             "checkhost.collectors.digests",
-            Value::Array(
+            Value::Strs(
                 run.collectors
                     .iter()
                     .map(|c| c.digest.to_string().into())
-                    .collect::<Vec<opentelemetry::StringValue>>()
-                    .into(),
+                    .collect(),
             ),
         ),
     ];
     if let Some(id) = run.run_id {
-        root_attributes.push(KeyValue::new("checkhost.run_id", id));
+        root_attributes.push(("checkhost.run_id", id.into()));
     }
     if let Some(env) = run.environment {
-        root_attributes.push(KeyValue::new("checkhost.environment", mask(env)));
+        root_attributes.push(("checkhost.environment", mask(env).into()));
     }
     if let Some(location) = run.location {
-        root_attributes.push(KeyValue::new("checkhost.location", mask(location)));
+        root_attributes.push(("checkhost.location", mask(location).into()));
+    }
+    if let Some(timeline) = run.timeline.filter(|t| t.http_dropped > 0) {
+        root_attributes.push((
+            "checkhost.http_requests_not_traced",
+            (timeline.http_dropped as i64).into(),
+        ));
     }
     let status = match run.error {
-        Some(error) => Status::error(run.masker.text(error)),
+        Some(error) => Status::Error(mask(error)),
         None if run.failed_assertions > 0 => {
-            Status::error(format!("{} assertions failed", run.failed_assertions))
+            Status::Error(format!("{} assertions failed", run.failed_assertions).into())
         }
         None => Status::Ok,
     };
-    let mut out = Vec::new();
-    let span = |id: [u8; 8],
-                parent: [u8; 8],
-                name: Cow<'static, str>,
-                kind: SpanKind,
-                (start, end): (Instant, Instant),
-                attributes: Vec<KeyValue>,
-                status: Status| SpanData {
-        span_context: SpanContext::new(
-            TraceId::from_bytes(trace.parent.trace_id),
-            SpanId::from_bytes(id),
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::default(),
-        ),
-        parent_span_id: SpanId::from_bytes(parent),
-        parent_span_is_remote: false,
-        span_kind: kind,
-        name,
-        start_time: trace.at(start),
-        end_time: trace.at(end.max(start)),
-        attributes,
-        dropped_attributes_count: 0,
-        events: Default::default(),
-        links: Default::default(),
-        status,
-        instrumentation_scope: scope.clone(),
-    };
+    let root = Some(trace.root);
     let new_id = crate::runtime::timeline::new_span_id;
-    out.push(span(
+    put(span(
         trace.root,
-        [0; 8],
-        format!("run {}", run.masker.text(run.check)).into(),
-        SpanKind::Internal,
-        (trace.started, ended),
+        None,
+        format!("run {}", mask(run.check)).into(),
+        Kind::Internal,
+        (trace.started, run.persisted.1),
         root_attributes,
         status,
     ));
     if let Some(timeline) = run.timeline {
-        if timeline.http_dropped > 0 {
-            out[0].attributes.push(KeyValue::new(
-                "checkhost.http_requests_not_traced",
-                timeline.http_dropped as i64,
-            ));
-        }
         if let Some(admitted) = timeline.admitted {
-            out.push(span(
+            put(span(
                 new_id(),
-                trace.root,
+                root,
                 "queue".into(),
-                SpanKind::Internal,
+                Kind::Internal,
                 (trace.started, admitted),
                 Vec::new(),
                 Status::Unset,
@@ -374,13 +444,13 @@ fn spans(trace: &RunTrace, run: &FinishedRun<'_>, scope: &InstrumentationScope) 
         {
             let id = new_id();
             collect_ids.push((phase.place, id));
-            out.push(span(
+            put(span(
                 id,
-                trace.root,
-                format!("collect {}", run.masker.text(&phase.plugin)).into(),
-                SpanKind::Internal,
+                root,
+                format!("collect {}", mask(&phase.plugin)).into(),
+                Kind::Internal,
                 (phase.start, phase.end),
-                vec![KeyValue::new("checkhost.plugin", mask(&phase.plugin))],
+                vec![("checkhost.plugin", mask(&phase.plugin).into())],
                 Status::Unset,
             ));
         }
@@ -405,12 +475,12 @@ fn spans(trace: &RunTrace, run: &FinishedRun<'_>, scope: &InstrumentationScope) 
                 ),
                 _ => ("connect", trace.root, timing_attributes(timeline)),
             };
-            attributes.push(KeyValue::new("checkhost.plugin", mask(&phase.plugin)));
-            out.push(span(
+            attributes.push(("checkhost.plugin", mask(&phase.plugin).into()));
+            put(span(
                 new_id(),
-                parent,
-                format!("{name} {}", run.masker.text(&phase.plugin)).into(),
-                SpanKind::Internal,
+                Some(parent),
+                format!("{name} {}", mask(&phase.plugin)).into(),
+                Kind::Internal,
                 (phase.start, phase.end),
                 attributes,
                 Status::Unset,
@@ -421,38 +491,38 @@ fn spans(trace: &RunTrace, run: &FinishedRun<'_>, scope: &InstrumentationScope) 
             // are told, as OpenTelemetry's conventions say.
             let method = known_method(&call.method);
             let scheme = match call.scheme.as_str() {
-                "http" | "https" => call.scheme.clone(),
-                _ => "_OTHER".into(),
+                scheme @ ("http" | "https") => scheme,
+                _ => "_OTHER",
             };
-            let mut attributes = vec![
-                KeyValue::new("http.request.method", method),
-                KeyValue::new("url.scheme", scheme),
-                KeyValue::new("server.address", mask(&call.host)),
-                KeyValue::new("server.port", i64::from(call.port)),
-                KeyValue::new("url.path", mask(&call.path)),
+            let mut attributes: Vec<Attribute<'_>> = vec![
+                ("http.request.method", method.into()),
+                ("url.scheme", scheme.into()),
+                ("server.address", mask(&call.host).into()),
+                ("server.port", i64::from(call.port).into()),
+                ("url.path", mask(&call.path).into()),
             ];
             let status = match (&call.status, &call.error) {
                 (Some(code), _) => {
-                    attributes.push(KeyValue::new("http.response.status_code", i64::from(*code)));
+                    attributes.push(("http.response.status_code", i64::from(*code).into()));
                     if *code >= 500 {
-                        attributes.push(KeyValue::new("error.type", code.to_string()));
-                        Status::error(code.to_string())
+                        attributes.push(("error.type", code.to_string().into()));
+                        Status::Error(code.to_string().into())
                     } else {
                         Status::Unset
                     }
                 }
                 (None, Some(error)) => {
-                    let error = run.masker.text(error);
-                    attributes.push(KeyValue::new("error.type", error.clone()));
-                    Status::error(error)
+                    let error = mask(error);
+                    attributes.push(("error.type", error.clone().into()));
+                    Status::Error(error)
                 }
                 (None, None) => Status::Unset,
             };
-            out.push(span(
+            put(span(
                 call.span_id,
-                collector_span(call.caller).unwrap_or(trace.root),
+                Some(collector_span(call.caller).unwrap_or(trace.root)),
                 if method == "_OTHER" { "HTTP" } else { method }.into(),
-                SpanKind::Client,
+                Kind::Client,
                 (call.start, call.end),
                 attributes,
                 status,
@@ -460,29 +530,29 @@ fn spans(trace: &RunTrace, run: &FinishedRun<'_>, scope: &InstrumentationScope) 
         }
     }
     if let Some(judged) = run.judged {
-        out.push(span(
+        put(span(
             new_id(),
-            trace.root,
+            root,
             "assertions".into(),
-            SpanKind::Internal,
+            Kind::Internal,
             judged,
-            vec![KeyValue::new(
+            vec![(
                 "checkhost.assertions.failed",
-                run.failed_assertions as i64,
+                (run.failed_assertions as i64).into(),
             )],
             Status::Unset,
         ));
     }
-    out.push(span(
+    put(span(
         new_id(),
-        trace.root,
+        root,
         "persist".into(),
-        SpanKind::Internal,
+        Kind::Internal,
         run.persisted,
         Vec::new(),
         Status::Unset,
     ));
-    out
+    count
 }
 
 /// The method as OpenTelemetry names it: a standard one, or `_OTHER`.
@@ -497,7 +567,7 @@ fn known_method(method: &str) -> &'static str {
 }
 
 /// The strategy's own account of its connection set-up, in milliseconds.
-fn timing_attributes(timeline: &Timeline) -> Vec<KeyValue> {
+fn timing_attributes(timeline: &Timeline) -> Vec<Attribute<'static>> {
     let Some(t) = &timeline.connect_timings else {
         return Vec::new();
     };
@@ -509,13 +579,16 @@ fn timing_attributes(timeline: &Timeline) -> Vec<KeyValue> {
         ("checkhost.timings.transfer_ms", t.transfer_ms),
     ]
     .into_iter()
-    .filter_map(|(key, ms)| ms.map(|ms| KeyValue::new(key, ms)))
+    .filter_map(|(key, ms)| ms.map(|ms| (key, Value::Double(ms))))
     .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value;
+    use prost::Message as _;
 
     fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let vars: Vec<(String, String)> = vars
@@ -538,7 +611,7 @@ mod tests {
                 propagate: false,
             },
             root: [2; 8],
-            wall: SystemTime::now(),
+            wall_ns: 1_700_000_000_000_000_000,
             started,
         };
         let timeline = Timeline {
@@ -592,50 +665,56 @@ mod tests {
             failed_assertions: 0,
             masker: &masker,
         };
-        let scope = InstrumentationScope::builder("checkhost").build();
-        let spans = spans(&trace, &run, &scope);
+        let mut encoded = Vec::new();
+        let count = spans(&trace, &run, &mut encoded);
+        let request = Envelope::new(&[], "checkhost", "").request(&encoded);
+        let request =
+            ExportTraceServiceRequest::decode(request.as_slice()).expect("a valid request");
+        let spans = &request.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(spans.len(), count);
         assert!(!format!("{spans:?}").contains("s3cret"), "{spans:#?}");
         let named = |name: &str| spans.iter().find(|s| s.name == name).unwrap();
         let root = named("run api");
-        assert_eq!(root.parent_span_id, SpanId::INVALID);
-        assert!(
-            matches!(&root.status, Status::Error { description } if description.contains("refused"))
-        );
+        assert!(root.parent_span_id.is_empty());
+        let status = root.status.clone().unwrap();
+        assert_eq!(status.code, 2, "an error");
+        assert!(status.message.contains("refused"), "{status:?}");
+        assert!(!status.message.contains("s3cret"), "{status:?}");
         let collect = named("collect request");
-        assert_eq!(collect.parent_span_id, root.span_context.span_id());
+        assert_eq!(collect.parent_span_id, root.span_id);
         let odd = named("HTTP");
         let told = |key: &str| {
             odd.attributes
                 .iter()
-                .find(|kv| kv.key.as_str() == key)
-                .map(|kv| kv.value.to_string())
+                .find(|kv| kv.key == key)
+                .and_then(|kv| kv.value.clone()?.value)
         };
-        assert_eq!(told("http.request.method").as_deref(), Some("_OTHER"));
-        assert_eq!(told("url.scheme").as_deref(), Some("_OTHER"));
+        let text = |s: &str| Some(any_value::Value::StringValue(s.into()));
+        assert_eq!(told("http.request.method"), text("_OTHER"));
+        assert_eq!(told("url.scheme"), text("_OTHER"));
+        assert_eq!(told("url.path"), text("/****/x"));
         let request = named("GET");
-        assert_eq!(request.span_kind, SpanKind::Client);
-        assert_eq!(request.parent_span_id, collect.span_context.span_id());
-        assert_eq!(request.span_context.span_id(), SpanId::from_bytes([3; 8]));
-        assert!(
-            matches!(request.status, Status::Error { .. }),
-            "a 503 is an error"
-        );
-        assert!(
-            spans
-                .iter()
-                .all(|s| s.span_context.trace_id() == TraceId::from_bytes([1; 16]))
-        );
+        assert_eq!(request.kind, 3, "a client span");
+        assert_eq!(request.parent_span_id, collect.span_id);
+        assert_eq!(request.span_id, [3; 8]);
+        assert_eq!(request.status.clone().unwrap().code, 2, "a 503 is an error");
+        assert!(spans.iter().all(|s| s.trace_id == [1; 16]));
         for name in ["queue", "assertions", "persist"] {
-            assert_eq!(
-                named(name).parent_span_id,
-                root.span_context.span_id(),
-                "{name}"
-            );
+            assert_eq!(named(name).parent_span_id, root.span_id, "{name}");
         }
+        assert_eq!(
+            root.start_time_unix_nano, 1_700_000_000_000_000_000,
+            "the run starts when it was asked for"
+        );
+        assert_eq!(
+            named("persist").end_time_unix_nano,
+            1_700_000_000_009_000_000
+        );
         assert!(
             spans
                 .iter()
-                .all(|s| s.start_time >= root.start_time && s.end_time <= root.end_time)
+                .all(|s| s.start_time_unix_nano >= root.start_time_unix_nano
+                    && s.end_time_unix_nano <= root.end_time_unix_nano)
         );
     }
 
@@ -645,14 +724,16 @@ mod tests {
         assert_eq!(destination(&config, &env_of(&[])).unwrap(), None);
         let on = destination(
             &config,
-            &env_of(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")]),
+            &env_of(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318/")]),
         )
         .unwrap();
         assert_eq!(
             on,
             Some(Destination {
-                endpoint: None,
-                protocol: OtlpProtocol::HttpProtobuf
+                url: "http://127.0.0.1:4318/v1/traces".into(),
+                protocol: OtlpProtocol::HttpProtobuf,
+                headers: Vec::new(),
+                timeout: EXPORT_TIMEOUT,
             })
         );
         let disabled = env_of(&[
@@ -663,7 +744,36 @@ mod tests {
     }
 
     #[test]
-    fn config_wins_over_the_environment() {
+    fn trace_settings_win_over_general_ones_and_the_config_over_both() {
+        let env = env_of(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://general:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://traces:4318/custom",
+            ),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-general=1"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                " Authorization=Bearer%20k3y , x-tenant=blue,",
+            ),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+        ]);
+        let found = destination(&TracesConfig::default(), &env)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            found.url, "http://traces:4318/custom",
+            "a traces URL is used as it is"
+        );
+        assert_eq!(
+            found.headers,
+            [("authorization", "Bearer k3y"), ("x-tenant", "blue")].map(|(k, v)| (
+                http::HeaderName::from_static(k),
+                http::HeaderValue::from_static(v)
+            ))
+        );
+        assert_eq!(found.timeout, Duration::from_millis(2500));
+
         let config = TracesConfig {
             endpoint: Some("http://collector:4317".into()),
             protocol: Some(OtlpProtocol::Grpc),
@@ -672,12 +782,57 @@ mod tests {
         let env = env_of(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]);
         let found = destination(&config, &env).unwrap().unwrap();
         assert_eq!(found.protocol, OtlpProtocol::Grpc);
-        assert_eq!(found.endpoint.as_deref(), Some("http://collector:4317"));
-        let json = env_of(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
-        ]);
-        let err = destination(&TracesConfig::default(), &json).unwrap_err();
-        assert!(err.to_string().contains("http/json"), "{err}");
+        assert_eq!(found.url, "http://collector:4317", "gRPC has no path");
+    }
+
+    #[test]
+    fn settings_checkhost_cannot_honour_are_refused_by_name() {
+        let refused = |vars: &[(&str, &str)]| {
+            let mut vars = vars.to_vec();
+            vars.push(("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"));
+            destination(&TracesConfig::default(), &env_of(&vars))
+                .unwrap_err()
+                .to_string()
+        };
+        for (var, value, says) in [
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "http/json"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+                "gzip",
+                "uncompressed",
+            ),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s", "milliseconds"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem", "web roots"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "novalue", "key=value"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "bad key=x", "header name"),
+        ] {
+            let err = refused(&[(var, value)]);
+            assert!(
+                err.contains(var) && err.contains(says),
+                "{var}={value}: {err}"
+            );
+        }
+        let err = refused(&[("OTEL_EXPORTER_OTLP_HEADERS", "k=s3cret%0A")]);
+        assert!(
+            !err.contains("s3cret"),
+            "a header's value is never quoted: {err}"
+        );
+        let err = destination(
+            &TracesConfig::default(),
+            &env_of(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{err}");
+        assert!(
+            destination(
+                &TracesConfig::default(),
+                &env_of(&[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                    ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+                ])
+            )
+            .is_ok()
+        );
     }
 }
