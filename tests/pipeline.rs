@@ -788,6 +788,70 @@ assignments:
     );
 }
 
+/// `run` loads only the plugin files its selected checks use, once it
+/// knows what each file provides; a file it skips is read when a check
+/// needs it.
+#[test]
+fn run_loads_only_the_plugins_its_selected_checks_use() {
+    let ws = Workspace::new(PLUGINS);
+    ws.config(
+        "systems: [{id: shop}]
+checks:
+  - id: tick
+    strategy: {plugin: noop}
+    collectors: [{plugin: hostile, config: {mode: noop}}]
+  - id: web
+    strategy: {plugin: http, config: {baseUrl: 'http://127.0.0.1:9'}}
+    network: {allow: ['127.0.0.1/32']}
+    collectors: [{plugin: request, config: {url: /}}]
+assignments:
+  - {system: shop, check: tick}
+  - {system: shop, check: web}
+",
+    );
+    let debug = [("CHECKHOST_LOG", "checkhost::pipeline=debug")];
+    let skipped = |out: &str| {
+        out.lines()
+            .find(|l| l.contains("left unloaded"))
+            .unwrap_or("")
+            .to_string()
+    };
+    // The first run learns what every file provides.
+    let (code, _, out) = ws.run(&["--check", "tick"], &debug);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, _, out) = ws.run(&["--check", "tick"], &debug);
+    assert_eq!(code, Some(0), "{out}");
+    let line = skipped(&out);
+    assert!(
+        line.contains("strategy `http`") && line.contains("collector `request`"),
+        "the second run leaves the web check's plugins alone: {out}"
+    );
+    assert!(
+        !line.contains("`noop`") && !line.contains("`hostile`"),
+        "{line}"
+    );
+
+    // The same size and time, other bytes: `tick` never reads the file...
+    let http = ws.plugins.path().join("http.wasm");
+    let modified = std::fs::metadata(&http).unwrap().modified().unwrap();
+    let size = std::fs::metadata(&http).unwrap().len() as usize;
+    std::fs::write(&http, vec![b'x'; size]).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&http)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let (code, reports, out) = ws.run(&["--check", "tick"], &debug);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(reports[0]["healthy"], true, "{out}");
+    // ...and `web`, which needs it, finds it broken.
+    let (code, reports, out) = ws.run(&["--check", "web"], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    let error = reports[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("http.wasm: not a WebAssembly file"), "{out}");
+}
+
 /// A target that remembers each request's head: `/ok` answers 200, any
 /// other path 500.
 async fn recording_server() -> (

@@ -471,6 +471,15 @@ async fn validate_check(
     if let Err(e) = NetworkPolicy::from_spec(&check.network) {
         p.add(format!("{place}.network"), e.to_string());
     }
+    // Not a check `run` selected: its plugins were left unloaded.
+    if plugins.is_skipped(PluginKind::Strategy, &check.strategy.plugin)
+        || check
+            .collectors
+            .iter()
+            .any(|c| plugins.is_skipped(PluginKind::Collector, &c.plugin))
+    {
+        return;
+    }
     let Some(strategy) = plugins.strategy(&check.strategy.plugin) else {
         unknown_plugin(
             p,

@@ -132,16 +132,21 @@ pub async fn validate(
 }
 
 pub async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
-    let loaded = match Setup::load(
+    let selection = Selection {
+        system: args.system,
+        check: args.check,
+        environment: args.environment,
+    };
+    let loaded = match Setup::load_selected(
         &args.config.config,
         args.config.plugins.as_ref(),
         &runtime,
-        None,
         args.config.require_lock,
+        &selection,
     )
     .await
     {
-        Ok((setup, _)) => setup,
+        Ok(setup) => setup,
         Err(e) => return Ok(config_error(&e)),
     };
     let blocking = crate::validate::blocking_problems(&loaded, &runtime).await;
@@ -166,11 +171,6 @@ pub async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
         concurrency: crate::pipeline::run::RUN_CONCURRENCY,
         start_by: None,
         traces: traces.clone(),
-    };
-    let selection = Selection {
-        system: args.system,
-        check: args.check,
-        environment: args.environment,
     };
     let total = pipeline.planned_runs(&selection);
     let progress = !args.json && std::io::stderr().is_terminal() && total > 1;

@@ -4,6 +4,7 @@
 
 pub mod assert;
 pub mod lock;
+pub mod plugin_index;
 pub mod plugins;
 pub mod render;
 pub mod run;

@@ -2,13 +2,15 @@
 //! (with a lock, every file it pins, at its digest), loaded once and looked
 //! up by kind and id. A file that does not load is kept aside with its
 //! error: the checks that name a plugin it might have provided fail with
-//! that error, every other check runs.
+//! that error, every other check runs. `run` loads only the files its
+//! checks use, when the lock or the plugin index says which those are.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::lock::{LOCK_FILE, PluginLock};
+use super::lock::{LOCK_FILE, LockedPlugin, PluginLock};
+use super::plugin_index::PluginIndex;
 use crate::runtime::result_fields::ResultField;
 use crate::runtime::{ComponentDigest, LoadError, Plugin, PluginKind, Runtime};
 
@@ -45,7 +47,13 @@ pub struct PluginSet {
     broken: Vec<BrokenPlugin>,
     /// Files of the folder left unloaded because the lock does not list them.
     unlocked: Vec<PathBuf>,
+    /// Plugins of the folder known (from the lock or the index) but not
+    /// loaded, because no selected check uses them.
+    skipped: BTreeSet<(PluginKind, String)>,
 }
+
+/// A plugin a check names, by kind and id.
+pub type PluginRef = (PluginKind, String);
 
 impl PluginSet {
     /// Loads every component of the folder, all at once (a plugin whose
@@ -72,14 +80,91 @@ impl PluginSet {
         previous: &PluginSet,
         lock: Option<&PluginLock>,
     ) -> Result<(PluginSet, Vec<String>), PluginSetError> {
+        let mut index = PluginIndex::open(runtime.cache_dir());
+        let loaded = PluginSet::load_files(runtime, dir, previous, lock, |_, _| None).await?;
+        loaded.0.remember(&mut index);
+        index.save();
+        Ok(loaded)
+    }
+
+    /// Loads only the files that provide the `needed` plugins, as far as
+    /// the lock or the plugin index tells without loading them (a file
+    /// neither knows is loaded, to learn what it provides). The others'
+    /// plugins are known as skipped: their checks are neither validated
+    /// nor run. Should the index have been wrong, the whole folder loads.
+    pub async fn load_needed(
+        runtime: &Runtime,
+        dir: &Path,
+        lock: Option<&PluginLock>,
+        needed: &BTreeSet<PluginRef>,
+    ) -> Result<PluginSet, PluginSetError> {
+        let mut index = PluginIndex::open(runtime.cache_dir());
+        let unneeded = |path: &Path, pin: Option<&LockedPlugin>| {
+            pin.map(|p| (p.kind, p.id.clone()))
+                .or_else(|| index.lookup(path))
+                .filter(|plugin| !needed.contains(plugin))
+        };
+        let (set, _) =
+            PluginSet::load_files(runtime, dir, &PluginSet::default(), lock, unneeded).await?;
+        let found = |(kind, id): &PluginRef| match kind {
+            PluginKind::Strategy => set.strategies.contains_key(id),
+            PluginKind::Collector => set.collectors.contains_key(id),
+        };
+        let set = if needed.iter().all(found) || set.skipped.is_empty() {
+            set
+        } else {
+            PluginSet::load_files(runtime, dir, &PluginSet::default(), lock, |_, _| None)
+                .await?
+                .0
+        };
+        set.remember(&mut index);
+        index.save();
+        if !set.skipped.is_empty() {
+            let skipped: Vec<String> = set
+                .skipped
+                .iter()
+                .map(|(kind, id)| format!("{kind} `{id}`"))
+                .collect();
+            tracing::debug!(
+                skipped = %skipped.join(", "),
+                "plugins no selected check uses were left unloaded"
+            );
+        }
+        Ok(set)
+    }
+
+    /// Notes in the index what each loaded file provides.
+    fn remember(&self, index: &mut PluginIndex) {
+        for plugin in self.strategies.values().chain(self.collectors.values()) {
+            index.remember(&plugin.path, plugin.info.kind, &plugin.info.id);
+        }
+    }
+
+    /// Loads the folder's files but those `skip` names a plugin for.
+    async fn load_files(
+        runtime: &Runtime,
+        dir: &Path,
+        previous: &PluginSet,
+        lock: Option<&PluginLock>,
+        skip: impl Fn(&Path, Option<&LockedPlugin>) -> Option<PluginRef>,
+    ) -> Result<(PluginSet, Vec<String>), PluginSetError> {
         let mut set = PluginSet::default();
         let mut paths = Vec::new();
         for path in wasm_files(dir)? {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            match lock.map(|l| l.pinned(name)) {
-                None => paths.push((path, None)),
-                Some(Some(pin)) => paths.push((path, Some(pin))),
-                Some(None) => set.unlocked.push(path),
+            let pin = match lock.map(|l| l.pinned(name)) {
+                None => None,
+                Some(Some(pin)) => Some(pin),
+                Some(None) => {
+                    set.unlocked.push(path);
+                    continue;
+                }
+            };
+            match skip(&path, pin) {
+                Some(plugin) => {
+                    set.skipped.insert(plugin);
+                }
+                None => paths.push((path, pin)),
             }
         }
         for pin in lock.iter().flat_map(|l| &l.plugins) {
@@ -143,6 +228,12 @@ impl PluginSet {
     pub fn add(&mut self, plugin: Arc<Plugin>) -> Result<(), PluginSetError> {
         let path = plugin.path.clone();
         self.insert(plugin, &path)
+    }
+
+    /// Whether the folder has this plugin, left unloaded because no
+    /// selected check uses it.
+    pub fn is_skipped(&self, kind: PluginKind, id: &str) -> bool {
+        self.skipped.contains(&(kind, id.to_string()))
     }
 
     /// The files of the folder that did not load.

@@ -1,13 +1,24 @@
 //! Before any run: the configuration, its plugins and its secret provider,
 //! loaded and validated the way `validate`, `run` and `serve` all need.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::config::{LoadedConfig, load_config};
+use crate::config::{ConfigFile, LoadedConfig, load_config};
 use crate::pipeline::lock::{LockError, PluginLock};
-use crate::pipeline::plugins::PluginSet;
+use crate::pipeline::plugins::{PluginRef, PluginSet};
+use crate::pipeline::run::Selection;
 use crate::pipeline::secrets::SecretProvider;
-use crate::runtime::Runtime;
+use crate::runtime::{PluginKind, Runtime};
+
+/// Which of the folder's plugins to load.
+enum Loading<'a> {
+    All,
+    /// All, again: a file that no longer loads keeps its previous build.
+    Again(&'a PluginSet),
+    /// Those the selected checks use.
+    Needed(&'a Selection),
+}
 
 pub struct Setup {
     pub config: LoadedConfig,
@@ -30,6 +41,35 @@ impl Setup {
         previous: Option<&PluginSet>,
         require_lock: bool,
     ) -> Result<(Setup, Vec<String>), String> {
+        let loading = match previous {
+            None => Loading::All,
+            Some(previous) => Loading::Again(previous),
+        };
+        Setup::load_with(config_path, plugins, runtime, loading, require_lock).await
+    }
+
+    /// As `load`, but only the plugins that the checks `selected` picks
+    /// use are loaded (see `PluginSet::load_needed`): what `run` needs.
+    pub async fn load_selected(
+        config_path: &Path,
+        plugins: Option<&PathBuf>,
+        runtime: &Runtime,
+        require_lock: bool,
+        selected: &Selection,
+    ) -> Result<Setup, String> {
+        let loading = Loading::Needed(selected);
+        let (setup, _) =
+            Setup::load_with(config_path, plugins, runtime, loading, require_lock).await?;
+        Ok(setup)
+    }
+
+    async fn load_with(
+        config_path: &Path,
+        plugins: Option<&PathBuf>,
+        runtime: &Runtime,
+        loading: Loading<'_>,
+        require_lock: bool,
+    ) -> Result<(Setup, Vec<String>), String> {
         let config = load_config(config_path).map_err(|e| e.to_string())?;
         let lock_path = PluginLock::path_for(config_path);
         let lock = PluginLock::read(&lock_path).map_err(|e| e.to_string())?;
@@ -37,17 +77,25 @@ impl Setup {
             return Err(LockError::Missing { path: lock_path }.to_string());
         }
         let dir = plugin_dir(&config, plugins)?;
-        let (plugins, kept) = match previous {
-            None => (
-                PluginSet::load_dir(runtime, &dir, lock.as_ref())
-                    .await
-                    .map_err(|e| e.to_string())?,
+        let lock_ref = lock.as_ref();
+        let (plugins, kept) = match loading {
+            Loading::All => (
+                PluginSet::load_dir(runtime, &dir, lock_ref).await,
                 Vec::new(),
             ),
-            Some(previous) => PluginSet::reload_dir(runtime, &dir, previous, lock.as_ref())
-                .await
-                .map_err(|e| e.to_string())?,
+            Loading::Again(previous) => {
+                match PluginSet::reload_dir(runtime, &dir, previous, lock_ref).await {
+                    Ok((set, kept)) => (Ok(set), kept),
+                    Err(e) => (Err(e), Vec::new()),
+                }
+            }
+            Loading::Needed(selection) => {
+                let needed = needed_plugins(&config.file, selection);
+                let set = PluginSet::load_needed(runtime, &dir, lock_ref, &needed).await;
+                (set, Vec::new())
+            }
         };
+        let plugins = plugins.map_err(|e| e.to_string())?;
         let secrets = SecretProvider {
             env_prefix: config.file.secrets.env_prefix.clone(),
             dir: config.file.secrets.dir.as_ref().map(|d| config.resolve(d)),
@@ -68,6 +116,30 @@ impl Setup {
     pub fn database_url(&self, flag: Option<&str>) -> String {
         database_url(flag, Some(&self.config))
     }
+}
+
+/// The plugins of the checks a selection runs: those assigned to the
+/// selected system (any, without one) and picked by the selected check.
+fn needed_plugins(config: &ConfigFile, selection: &Selection) -> BTreeSet<PluginRef> {
+    let picked =
+        |check: &str| {
+            config.assignments.iter().any(|a| {
+                a.check == check && selection.system.as_ref().is_none_or(|s| *s == a.system)
+            }) && selection.check.as_ref().is_none_or(|c| c == check)
+        };
+    config
+        .checks
+        .iter()
+        .filter(|check| picked(&check.id))
+        .flat_map(|check| {
+            let strategy = (PluginKind::Strategy, check.strategy.plugin.clone());
+            let collectors = check
+                .collectors
+                .iter()
+                .map(|c| (PluginKind::Collector, c.plugin.clone()));
+            std::iter::once(strategy).chain(collectors)
+        })
+        .collect()
 }
 
 /// The plugin folder: the flag, else `plugins:` of the config.

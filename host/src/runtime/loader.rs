@@ -17,7 +17,7 @@ use wasmtime::component::{Component, Linker};
 use super::bindings::{CONTRACT_MAJOR, CONTRACT_PACKAGE, collector, strategy};
 use super::sandbox::Sandbox;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PluginKind {
     Strategy,

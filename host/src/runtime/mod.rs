@@ -189,6 +189,12 @@ impl Runtime {
             .map(Arc::new)
     }
 
+    /// Where compiled components (and what the host remembers of them)
+    /// are cached, if anywhere.
+    pub fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.cache_dir.as_deref()
+    }
+
     fn loader(&self, call_timeout: Duration) -> loader::Loader<'_> {
         loader::Loader {
             engine: &self.engine,
