@@ -613,7 +613,7 @@ async fn validate_config(
             return None;
         }
     };
-    match jsonschema::validator_for(&plugin.info.config_schema) {
+    match plugin.config_validator() {
         Err(e) => p.add(
             place,
             format!("plugin `{}` has an unusable schema: {e}", plugin.info.id),

@@ -75,6 +75,21 @@ pub struct Plugin {
     /// again, and a hanging one must not cost its timeout once per check.
     pub(crate) failed_migrations:
         std::sync::Mutex<std::collections::HashMap<String, super::MigrateError>>,
+    /// Its config schema, compiled at first use: once per plugin, not once
+    /// per check that uses it.
+    config_validator: std::sync::OnceLock<Result<jsonschema::Validator, String>>,
+}
+
+impl Plugin {
+    /// The validator of its config schema, or why the schema is unusable.
+    pub fn config_validator(&self) -> Result<&jsonschema::Validator, &str> {
+        self.config_validator
+            .get_or_init(|| {
+                jsonschema::validator_for(&self.info.config_schema).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -265,6 +280,7 @@ impl Loader<'_> {
             result_fields,
             digest,
             failed_migrations: Default::default(),
+            config_validator: Default::default(),
         })
     }
 
