@@ -804,9 +804,13 @@ checks:
     strategy: {plugin: http, config: {baseUrl: 'http://127.0.0.1:9'}}
     network: {allow: ['127.0.0.1/32']}
     collectors: [{plugin: request, config: {url: /}}]
+  - id: odd
+    strategy: {plugin: http, config: {baseUrl: 5}}
+    collectors: [{plugin: request, config: {url: /}}]
 assignments:
   - {system: shop, check: tick}
   - {system: shop, check: web}
+  - {system: shop, check: odd}
 ",
     );
     let debug = [("CHECKHOST_LOG", "checkhost::pipeline=debug")];
@@ -830,6 +834,11 @@ assignments:
         !line.contains("`noop`") && !line.contains("`hostile`"),
         "{line}"
     );
+    // `odd` was not selected, so its plugins' schemas did not judge it,
+    // whether they were loaded (the first run) or not; selected, they do.
+    let (code, _, out) = ws.run(&["--check", "odd"], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("checks[odd].strategy.config.baseUrl"), "{out}");
 
     // The same size and time, other bytes: `tick` never reads the file...
     let http = ws.plugins.path().join("http.wasm");

@@ -82,8 +82,16 @@ impl Problems {
 /// The problems that stop a loaded configuration from running. A missing
 /// secret does not, nor a plugin's fault: each fails the runs it concerns,
 /// by name.
-pub async fn blocking_problems(setup: &Setup, runtime: &Runtime) -> Vec<Problem> {
-    validate(&setup.config.file, &setup.plugins, runtime, &setup.secrets)
+/// With `selected`, only those checks are validated as far as their
+/// plugins go (the others' may not be loaded); the rest of the config is
+/// validated whole.
+pub async fn blocking_problems(
+    setup: &Setup,
+    runtime: &Runtime,
+    selected: Option<&BTreeSet<String>>,
+) -> Vec<Problem> {
+    let (config, plugins, secrets) = (&setup.config.file, &setup.plugins, &setup.secrets);
+    validate_selected(config, plugins, runtime, secrets, selected)
         .await
         .into_iter()
         .filter(Problem::blocks_running)
@@ -95,6 +103,16 @@ pub async fn validate(
     plugins: &PluginSet,
     runtime: &Runtime,
     secrets: &SecretProvider,
+) -> Vec<Problem> {
+    validate_selected(config, plugins, runtime, secrets, None).await
+}
+
+async fn validate_selected(
+    config: &ConfigFile,
+    plugins: &PluginSet,
+    runtime: &Runtime,
+    secrets: &SecretProvider,
+    selected: Option<&BTreeSet<String>>,
 ) -> Vec<Problem> {
     let mut p = Problems(Vec::new());
     for broken in plugins.broken() {
@@ -144,6 +162,8 @@ pub async fn validate(
         }
     }
     for check in &config.checks {
+        let with_plugins = selected.is_none_or(|ids| ids.contains(&check.id));
+        let plugins = with_plugins.then_some(plugins);
         validate_check(&mut p, config, check, plugins, runtime, secrets).await;
     }
     let mut seen = BTreeSet::new();
@@ -443,7 +463,7 @@ async fn validate_check(
     p: &mut Problems,
     config: &ConfigFile,
     check: &crate::config::Check,
-    plugins: &PluginSet,
+    plugins: Option<&PluginSet>,
     runtime: &Runtime,
     secrets: &SecretProvider,
 ) {
@@ -471,15 +491,10 @@ async fn validate_check(
     if let Err(e) = NetworkPolicy::from_spec(&check.network) {
         p.add(format!("{place}.network"), e.to_string());
     }
-    // Not a check `run` selected: its plugins were left unloaded.
-    if plugins.is_skipped(PluginKind::Strategy, &check.strategy.plugin)
-        || check
-            .collectors
-            .iter()
-            .any(|c| plugins.is_skipped(PluginKind::Collector, &c.plugin))
-    {
+    // A check `run` did not select: its plugins may not be loaded.
+    let Some(plugins) = plugins else {
         return;
-    }
+    };
     let Some(strategy) = plugins.strategy(&check.strategy.plugin) else {
         unknown_plugin(
             p,

@@ -149,7 +149,8 @@ pub async fn run(args: RunArgs, runtime: Runtime) -> anyhow::Result<ExitCode> {
         Ok(setup) => setup,
         Err(e) => return Ok(config_error(&e)),
     };
-    let blocking = crate::validate::blocking_problems(&loaded, &runtime).await;
+    let selected = crate::pipeline::setup::selected_checks(&loaded.config.file, &selection);
+    let blocking = crate::validate::blocking_problems(&loaded, &runtime, Some(&selected)).await;
     if !blocking.is_empty() {
         for p in blocking {
             eprintln!(

@@ -70,7 +70,7 @@ pub async fn serve(options: ServeOptions, runtime: Runtime) -> anyhow::Result<Ex
     // Started with a lock, the daemon never reloads without one: deleting
     // the lock must not turn pinning off unnoticed.
     let require_lock = options.require_lock || setup.lock.is_some();
-    let problems = crate::validate::blocking_problems(&setup, &runtime).await;
+    let problems = crate::validate::blocking_problems(&setup, &runtime, None).await;
     if !problems.is_empty() {
         for p in &problems {
             eprintln!(

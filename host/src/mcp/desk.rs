@@ -116,7 +116,7 @@ impl Configs for LocalConfigs {
         .await
         {
             Ok((setup, _)) => {
-                let problems = crate::validate::blocking_problems(&setup, runtime).await;
+                let problems = crate::validate::blocking_problems(&setup, runtime, None).await;
                 if let Ok(mut current) = self.setup.lock() {
                     *current = Arc::new(setup);
                 }

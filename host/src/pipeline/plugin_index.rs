@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
@@ -17,11 +18,33 @@ const FILE: &str = "plugin-index.json";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Entry {
-    size: u64,
-    modified_ns: u64,
+    #[serde(flatten)]
+    stamp: Stamp,
     kind: PluginKind,
     id: String,
 }
+
+/// A file's size and modification time, which its entry must match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stamp {
+    size: u64,
+    modified_ns: u64,
+}
+
+impl Stamp {
+    pub fn of(file: &Path) -> Option<Stamp> {
+        let meta = std::fs::metadata(file).ok()?;
+        let modified = meta.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
+        Some(Stamp {
+            size: meta.len(),
+            modified_ns: u64::try_from(modified.as_nanos()).ok()?,
+        })
+    }
+}
+
+/// Saves of one process go through files of their own.
+static SAVES: AtomicU64 = AtomicU64::new(0);
 
 /// The index of one cache directory; without one, it knows nothing.
 #[derive(Debug, Default)]
@@ -35,13 +58,6 @@ pub struct PluginIndex {
 /// command runs.
 fn key(file: &Path) -> PathBuf {
     std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf())
-}
-
-/// A file's size and modification time, the stamp its entry must match.
-fn stamp(file: &Path) -> Option<(u64, u64)> {
-    let meta = std::fs::metadata(file).ok()?;
-    let modified = meta.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
-    Some((meta.len(), u64::try_from(modified.as_nanos()).ok()?))
 }
 
 impl PluginIndex {
@@ -66,17 +82,17 @@ impl PluginIndex {
     /// changed since.
     pub fn lookup(&self, file: &Path) -> Option<(PluginKind, String)> {
         let entry = self.entries.get(&key(file))?;
-        (stamp(file)? == (entry.size, entry.modified_ns)).then(|| (entry.kind, entry.id.clone()))
+        (Stamp::of(file)? == entry.stamp).then(|| (entry.kind, entry.id.clone()))
     }
 
-    /// Notes what `file` provides, as just loaded.
-    pub fn remember(&mut self, file: &Path, kind: PluginKind, id: &str) {
-        let Some((size, modified_ns)) = stamp(file) else {
+    /// Notes what `file` provided when loaded with `stamp`, unless it has
+    /// changed since.
+    pub fn remember(&mut self, file: &Path, stamp: Stamp, kind: PluginKind, id: &str) {
+        if Stamp::of(file) != Some(stamp) {
             return;
-        };
+        }
         let entry = Entry {
-            size,
-            modified_ns,
+            stamp,
             kind,
             id: id.to_string(),
         };
@@ -96,7 +112,8 @@ impl PluginIndex {
         let Ok(json) = serde_json::to_vec(&self.entries) else {
             return;
         };
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let save = SAVES.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_extension(format!("tmp{}-{save}", std::process::id()));
         if path
             .parent()
             .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
@@ -117,7 +134,8 @@ mod tests {
         let file = dir.path().join("http.wasm");
         std::fs::write(&file, b"one").unwrap();
         let mut index = PluginIndex::open(Some(dir.path()));
-        index.remember(&file, PluginKind::Strategy, "http");
+        let stamp = Stamp::of(&file).unwrap();
+        index.remember(&file, stamp, PluginKind::Strategy, "http");
         index.save();
         let index = PluginIndex::open(Some(dir.path()));
         assert_eq!(
@@ -126,6 +144,12 @@ mod tests {
         );
         std::fs::write(&file, b"other bytes").unwrap();
         assert_eq!(index.lookup(&file), None, "a changed file is loaded again");
+        let mut index = PluginIndex::open(Some(dir.path()));
+        index.remember(&file, stamp, PluginKind::Strategy, "http");
+        assert!(
+            !index.changed,
+            "a file replaced after its load is not learnt"
+        );
         assert_eq!(index.lookup(&dir.path().join("gone.wasm")), None);
         std::fs::write(dir.path().join(FILE), b"not json").unwrap();
         assert_eq!(PluginIndex::open(Some(dir.path())).lookup(&file), None);

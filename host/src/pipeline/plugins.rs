@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::lock::{LOCK_FILE, LockedPlugin, PluginLock};
-use super::plugin_index::PluginIndex;
+use super::plugin_index::{PluginIndex, Stamp};
 use crate::runtime::result_fields::ResultField;
 use crate::runtime::{ComponentDigest, LoadError, Plugin, PluginKind, Runtime};
 
@@ -50,6 +50,9 @@ pub struct PluginSet {
     /// Plugins of the folder known (from the lock or the index) but not
     /// loaded, because no selected check uses them.
     skipped: BTreeSet<(PluginKind, String)>,
+    /// Files loaded from their bytes (not kept from a previous build), with
+    /// their stamp from before they were read: what the index may learn.
+    fresh: Vec<(PathBuf, Stamp)>,
 }
 
 /// A plugin a check names, by kind and id.
@@ -133,10 +136,14 @@ impl PluginSet {
         Ok(set)
     }
 
-    /// Notes in the index what each loaded file provides.
+    /// Notes in the index what each file loaded afresh provides, under
+    /// the stamp it had before it was read: a file replaced meanwhile keeps
+    /// no entry, and a previous build kept for a broken file none at all.
     fn remember(&self, index: &mut PluginIndex) {
-        for plugin in self.strategies.values().chain(self.collectors.values()) {
-            index.remember(&plugin.path, plugin.info.kind, &plugin.info.id);
+        for (path, stamp) in &self.fresh {
+            if let Some(plugin) = self.by_path(path) {
+                index.remember(path, *stamp, plugin.info.kind, &plugin.info.id);
+            }
         }
     }
 
@@ -150,6 +157,7 @@ impl PluginSet {
     ) -> Result<(PluginSet, Vec<String>), PluginSetError> {
         let mut set = PluginSet::default();
         let mut paths = Vec::new();
+        let mut skipped_paths = Vec::new();
         for path in wasm_files(dir)? {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let pin = match lock.map(|l| l.pinned(name)) {
@@ -163,13 +171,14 @@ impl PluginSet {
             match skip(&path, pin) {
                 Some(plugin) => {
                     set.skipped.insert(plugin);
+                    skipped_paths.push(path);
                 }
                 None => paths.push((path, pin)),
             }
         }
         for pin in lock.iter().flat_map(|l| &l.plugins) {
             let path = dir.join(&pin.file);
-            if !paths.iter().any(|(p, _)| *p == path) {
+            if !paths.iter().any(|(p, _)| *p == path) && !skipped_paths.contains(&path) {
                 set.broken.push(BrokenPlugin {
                     error: format!(
                         "{}: pinned in {LOCK_FILE} as {} `{}`, but not in the plugin folder",
@@ -183,6 +192,7 @@ impl PluginSet {
                 });
             }
         }
+        let stamps: Vec<Option<Stamp>> = paths.iter().map(|(path, _)| Stamp::of(path)).collect();
         let loads = futures::future::join_all(
             paths
                 .iter()
@@ -190,9 +200,14 @@ impl PluginSet {
         )
         .await;
         let mut kept = Vec::new();
-        for ((path, pin), loaded) in paths.into_iter().zip(loads) {
+        for (((path, pin), loaded), stamp) in paths.into_iter().zip(loads).zip(stamps) {
             let plugin = match loaded {
-                Ok(plugin) => plugin,
+                Ok(plugin) => {
+                    if let Some(stamp) = stamp {
+                        set.fresh.push((path.clone(), stamp));
+                    }
+                    plugin
+                }
                 Err(error) => match previous.by_path(&path) {
                     // A build whose digest the lock no longer pins is not kept.
                     Some(old) if pin.is_none_or(|p| p.digest == old.digest) => {
@@ -228,12 +243,6 @@ impl PluginSet {
     pub fn add(&mut self, plugin: Arc<Plugin>) -> Result<(), PluginSetError> {
         let path = plugin.path.clone();
         self.insert(plugin, &path)
-    }
-
-    /// Whether the folder has this plugin, left unloaded because no
-    /// selected check uses it.
-    pub fn is_skipped(&self, kind: PluginKind, id: &str) -> bool {
-        self.skipped.contains(&(kind, id.to_string()))
     }
 
     /// The files of the folder that did not load.

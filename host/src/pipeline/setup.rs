@@ -118,19 +118,27 @@ impl Setup {
     }
 }
 
-/// The plugins of the checks a selection runs: those assigned to the
-/// selected system (any, without one) and picked by the selected check.
+/// The checks a selection runs: those assigned to the selected system
+/// (any, without one) and picked by the selected check.
+pub fn selected_checks(config: &ConfigFile, selection: &Selection) -> BTreeSet<String> {
+    config
+        .assignments
+        .iter()
+        .filter(|a| {
+            selection.system.as_ref().is_none_or(|s| *s == a.system)
+                && selection.check.as_ref().is_none_or(|c| *c == a.check)
+        })
+        .map(|a| a.check.clone())
+        .collect()
+}
+
+/// The plugins of the checks a selection runs.
 fn needed_plugins(config: &ConfigFile, selection: &Selection) -> BTreeSet<PluginRef> {
-    let picked =
-        |check: &str| {
-            config.assignments.iter().any(|a| {
-                a.check == check && selection.system.as_ref().is_none_or(|s| *s == a.system)
-            }) && selection.check.as_ref().is_none_or(|c| c == check)
-        };
+    let selected = selected_checks(config, selection);
     config
         .checks
         .iter()
-        .filter(|check| picked(&check.id))
+        .filter(|check| selected.contains(&check.id))
         .flat_map(|check| {
             let strategy = (PluginKind::Strategy, check.strategy.plugin.clone());
             let collectors = check

@@ -55,7 +55,7 @@ impl Reloader {
             self.metrics.reload_failures.inc();
             tracing::error!("plugin failed to load on reload: {problem}");
         }
-        let problems = crate::validate::blocking_problems(&setup, &self.runtime).await;
+        let problems = crate::validate::blocking_problems(&setup, &self.runtime, None).await;
         if !problems.is_empty() {
             self.metrics.reload_failures.inc();
             for p in &problems {

@@ -312,20 +312,23 @@ fn destination(
 }
 
 /// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value` pairs apart by commas, values
-/// percent-encoded. Values may be credentials: errors never quote them.
+/// percent-encoded. Values may be credentials, and a mistyped pair may put
+/// one in the key: errors name a pair by its place, never quote it.
 fn headers(list: &str) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
     list.split(',')
         .filter(|pair| !pair.trim().is_empty())
-        .map(|pair| {
+        .enumerate()
+        .map(|(i, pair)| {
+            let place = i + 1;
             let (key, value) = pair
                 .split_once('=')
-                .ok_or_else(|| format!("`{}` is not key=value", pair.trim()))?;
-            let key = key.trim();
-            let name = http::HeaderName::from_bytes(key.as_bytes())
-                .map_err(|_| format!("`{key}` is not a header name"))?;
+                .ok_or_else(|| format!("pair {place} is not key=value"))?;
+            let name = http::HeaderName::from_bytes(key.trim().as_bytes())
+                .map_err(|_| format!("pair {place} does not start with a header name"))?;
             let value: Vec<u8> = percent_encoding::percent_decode_str(value.trim()).collect();
-            let value = http::HeaderValue::from_bytes(&value)
-                .map_err(|_| format!("the value of `{key}` is not a valid header value"))?;
+            let mut value = http::HeaderValue::from_bytes(&value)
+                .map_err(|_| format!("the value of pair {place} is not a valid header value"))?;
+            value.set_sensitive(true);
             Ok((name, value))
         })
         .collect()
@@ -803,7 +806,11 @@ mod tests {
             ),
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s", "milliseconds"),
             ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/ca.pem", "web roots"),
-            ("OTEL_EXPORTER_OTLP_HEADERS", "novalue", "key=value"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "x=1,novalue",
+                "pair 2 is not key=value",
+            ),
             ("OTEL_EXPORTER_OTLP_HEADERS", "bad key=x", "header name"),
         ] {
             let err = refused(&[(var, value)]);
@@ -812,11 +819,14 @@ mod tests {
                 "{var}={value}: {err}"
             );
         }
-        let err = refused(&[("OTEL_EXPORTER_OTLP_HEADERS", "k=s3cret%0A")]);
-        assert!(
-            !err.contains("s3cret"),
-            "a header's value is never quoted: {err}"
-        );
+        for mistyped in [
+            "k=s3cret%0A",
+            "Authorization: Bearer s3cret",
+            "api-key:s3cret==x",
+        ] {
+            let err = refused(&[("OTEL_EXPORTER_OTLP_HEADERS", mistyped)]);
+            assert!(!err.contains("s3cret"), "a header is never quoted: {err}");
+        }
         let err = destination(
             &TracesConfig::default(),
             &env_of(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]),
