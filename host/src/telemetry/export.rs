@@ -283,7 +283,8 @@ impl Sink for HttpSink {
             .body(request)
             .send()
             .await
-            .map_err(|e| format!("{e:#}"))?;
+            // The URL may hold credentials: the error leaves it out.
+            .map_err(|e| format!("{:#}", e.without_url()))?;
         let status = response.status();
         // The answer is read (up to a bound) so that the connection is kept.
         let mut read = 0;

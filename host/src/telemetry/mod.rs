@@ -164,7 +164,11 @@ impl Traces {
             version,
         );
         let queue = SpanQueue::start(&destination, envelope).map_err(TraceSetupError)?;
-        tracing::info!(endpoint = %destination.url, protocol = ?destination.protocol, "traces on");
+        tracing::info!(
+            endpoint = %without_credentials(&destination.url),
+            protocol = ?destination.protocol,
+            "traces on"
+        );
         Ok(Traces(Some(Arc::new(Tracer { sampler, queue }))))
     }
 
@@ -309,6 +313,18 @@ fn destination(
         headers,
         timeout,
     }))
+}
+
+/// An endpoint as logs may show it: a `user:password@` it holds is left out.
+fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => "(not a URL)".into(),
+    }
 }
 
 /// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value` pairs apart by commas, values
@@ -786,6 +802,14 @@ mod tests {
         let found = destination(&config, &env).unwrap().unwrap();
         assert_eq!(found.protocol, OtlpProtocol::Grpc);
         assert_eq!(found.url, "http://collector:4317", "gRPC has no path");
+    }
+
+    #[test]
+    fn logs_show_an_endpoint_without_its_credentials() {
+        assert_eq!(
+            without_credentials("https://u:s3cret@collector:4318/v1/traces"),
+            "https://collector:4318/v1/traces"
+        );
     }
 
     #[test]
