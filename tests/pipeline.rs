@@ -1143,3 +1143,52 @@ assignments:
     );
     assert!(api["runId"].as_i64().is_some() && broken["runId"].as_i64().is_some());
 }
+
+/// `checkhost bench cold-start` times `run` of one check in fresh processes
+/// with every built guest in the folder and with only the two it uses, and
+/// prints both, their ratio and the verdict against 50 ms.
+#[test]
+fn bench_cold_start_times_run_with_all_guests_and_with_only_those_used() {
+    let http = support::guest("http");
+    let guests = http.parent().expect("the guests folder");
+    let files = std::fs::read_dir(guests)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "wasm"))
+        })
+        .count();
+    let (code, out) = support::checkhost_text(&[
+        "bench".as_ref(),
+        "cold-start".as_ref(),
+        "--guests".as_ref(),
+        guests.as_os_str(),
+        "--runs".as_ref(),
+        "1".as_ref(),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let numbers = |prefix: &str| -> Vec<f64> {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line `{prefix}…` in:\n{out}"));
+        line[prefix.len()..]
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    };
+    let all = numbers(&format!("all guests ({files} files)"));
+    let used = numbers("only the two plugins used");
+    for row in [&all, &used] {
+        assert_eq!(row.len(), 3, "wall, CPU, peak RSS: {out}");
+        assert!(row.iter().all(|n| *n > 0.0), "{out}");
+    }
+    let ratio = numbers("ratio all guests / only the two used: wall ");
+    assert!((ratio[0] - all[0] / used[0]).abs() < 0.02, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("cold start with all guests: ")
+                && (l.ends_with(": met)") || l.ends_with(": not met)"))),
+        "{out}"
+    );
+}

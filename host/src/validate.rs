@@ -635,7 +635,7 @@ async fn validate_config(
         ),
         Ok(validator) => {
             for error in validator.iter_errors(&migrated) {
-                let pointer = error.instance_path.to_string();
+                let pointer = error.instance_path().to_string();
                 p.add(
                     format!("{place}{}", pointer.replace('/', ".")),
                     error.to_string(),

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod cold_start;
 pub mod pass;
 pub mod pipeline;
 pub mod probe;

@@ -164,31 +164,43 @@ async fn measure(
     guests: &Path,
     options: &PassOptions,
 ) -> anyhow::Result<PassCost> {
-    let started = std::time::Instant::now();
-    let child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .arg("run")
         .arg(config)
         .arg("--plugins")
         .arg(guests)
         .arg("--guest-memory-budget")
-        .arg(options.guest_memory_budget_mib.to_string())
+        .arg(options.guest_memory_budget_mib.to_string());
+    measure_child(command, true).await
+}
+
+/// Runs `command` (a `checkhost run …`) as a child with its output
+/// discarded and reaps it with `wait4`, which reports the child's own CPU
+/// time and peak RSS; PSS is sampled while it runs when `sample_pss`.
+pub(super) async fn measure_child(
+    mut command: Command,
+    sample_pss: bool,
+) -> anyhow::Result<PassCost> {
+    let shown = format!("{command:?}");
+    let started = std::time::Instant::now();
+    let child = command
         .stdout(std::process::Stdio::null())
         .spawn()
-        .context("starting `checkhost run`")?;
+        .with_context(|| format!("starting {shown}"))?;
     let pid = child.id();
     let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
+    let sampler = sample_pss.then(|| {
         let done = done.clone();
         std::thread::spawn(move || sample_pss_at_peak(pid, &done))
-    };
+    });
     let (status, usage) = tokio::task::spawn_blocking(move || reap(pid)).await??;
     let wall = started.elapsed();
     done.store(true, Ordering::Relaxed);
-    let pss_at_peak = sampler.join().unwrap_or(0.0);
+    let pss_at_peak = sampler.and_then(|s| s.join().ok()).unwrap_or(0.0);
     anyhow::ensure!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "`checkhost run {}` failed (wait status {status}); run it by hand to see why",
-        config.display()
+        "{shown} failed (wait status {status}); run it by hand to see why"
     );
     let cpu = timeval(usage.ru_utime) + timeval(usage.ru_stime);
     Ok(PassCost {

@@ -200,6 +200,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Wall time, CPU and peak RSS of `checkhost run` of one check, each a
+    /// fresh process, with a folder of all the guests against a folder of
+    /// only the two plugins the check uses.
+    ColdStart {
+        /// Folder of built guests (http and request among them).
+        #[arg(long, default_value = "target/guests")]
+        guests: PathBuf,
+        /// Measured runs per side, after two warm-ups each.
+        #[arg(long, default_value_t = 15)]
+        runs: usize,
+    },
     /// The daemon under load: no-op slices through the real scheduler and
     /// store; sustained runs/s, scheduling lag, RSS and CPU per run.
     Serve {
@@ -484,6 +495,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 report.process =
                     crate::bench::probe::process(&guests, process_slices, process_window).await?;
             }
+            println!("{}", report.render());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::ColdStart { guests, runs }) => {
+            let report = crate::bench::cold_start::run(&guests, runs).await?;
             println!("{}", report.render());
             Ok(ExitCode::SUCCESS)
         }

@@ -160,46 +160,37 @@ async fn export_loop<S: Sink>(
     waiting: Arc<Waiting>,
     mut flush_requests: mpsc::Receiver<oneshot::Sender<()>>,
 ) {
+    // When the batch being gathered leaves: a second after its first span.
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
-        // Wait for the first span of a batch (or a flush), unless spans
-        // came while the last batch was being sent: their second runs now.
-        if waiting.bytes() == 0 {
-            tokio::select! {
-                () = waiting.wake.notified() => {}
-                request = flush_requests.recv() => {
-                    exporter.export(waiting.take()).await;
-                    match request {
-                        Some(done) => {
-                            let _ = done.send(());
-                            continue;
-                        }
-                        None => return,
-                    }
-                }
-            }
+        if waiting.bytes() >= BATCH_BYTES {
+            // Full batches leave at once, the rest when the second is up.
+            exporter.export(waiting.take()).await;
+            continue;
         }
-        let due = tokio::time::Instant::now() + FLUSH_EVERY;
-        // Full batches leave at once; the rest when the second is up.
-        loop {
-            if waiting.bytes() >= BATCH_BYTES {
-                exporter.export(waiting.take()).await;
-                continue;
+        if due.is_none() && waiting.bytes() > 0 {
+            due = Some(tokio::time::Instant::now() + FLUSH_EVERY);
+        }
+        let timer = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
             }
-            tokio::select! {
-                () = waiting.wake.notified() => {}
-                () = tokio::time::sleep_until(due) => {
-                    exporter.export(waiting.take()).await;
-                    break;
-                }
-                request = flush_requests.recv() => {
-                    exporter.export(waiting.take()).await;
-                    match request {
-                        Some(done) => {
-                            let _ = done.send(());
-                            break;
-                        }
-                        None => return,
+        };
+        tokio::select! {
+            () = waiting.wake.notified() => {}
+            () = timer => {
+                exporter.export(waiting.take()).await;
+                due = None;
+            }
+            request = flush_requests.recv() => {
+                exporter.export(waiting.take()).await;
+                due = None;
+                match request {
+                    Some(done) => {
+                        let _ = done.send(());
                     }
+                    None => return,
                 }
             }
         }
