@@ -166,7 +166,8 @@ pub struct MaintenanceWindow {
     /// RFC 3339, e.g. `2026-12-01T02:00:00Z`.
     pub start: Option<String>,
     pub end: Option<String>,
-    /// `minute hour day-of-month month day-of-week`, e.g. `0 2 * * sun`.
+    /// `minute hour day-of-month month day-of-week`, e.g. `0 2 * * sun`
+    /// (UTC); `L`, `W`, `#` and nicknames like `@daily` work too.
     pub cron: Option<String>,
     /// How long each recurrence lasts, e.g. `2h`.
     #[schemars(with = "Option<String>")]

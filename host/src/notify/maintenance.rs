@@ -1,7 +1,8 @@
 //! Maintenance windows: a fixed range or a cron recurrence (five fields,
 //! UTC) with a duration. They silence notifications, never monitoring.
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Utc};
+use croner::parser::{CronParser, Seconds, Year};
 
 use crate::config::MaintenanceWindow;
 
@@ -20,7 +21,7 @@ pub struct Window {
 #[derive(Debug, Clone)]
 enum When {
     Range { start_ms: i64, end_ms: i64 },
-    Recurring { cron: Cron, duration_ms: i64 },
+    Recurring { cron: Box<Cron>, duration_ms: i64 },
 }
 
 impl Window {
@@ -43,7 +44,10 @@ impl Window {
                         "duration",
                         format!("`{duration}` is not a duration between 1m and 168h"),
                     ))?;
-                When::Recurring { cron, duration_ms }
+                When::Recurring {
+                    cron: Box::new(cron),
+                    duration_ms,
+                }
             }
             _ => {
                 return Err((
@@ -85,15 +89,10 @@ impl Window {
         match &self.when {
             When::Range { start_ms, end_ms } => (*end_ms > now_ms).then_some((*start_ms, *end_ms)),
             When::Recurring { cron, duration_ms } => {
-                let first = (now_ms - duration_ms).div_euclid(MINUTE_MS) * MINUTE_MS + MINUTE_MS;
-                let mut minute = first;
-                while minute <= now_ms + MAX_DURATION_MS + MINUTE_MS {
-                    if cron.matches(minute) {
-                        return Some((minute, minute + duration_ms));
-                    }
-                    minute += MINUTE_MS;
-                }
-                None
+                // The first start whose occurrence has not ended by now.
+                let start = cron.first_after(now_ms - duration_ms)?;
+                (start <= now_ms + MAX_DURATION_MS + MINUTE_MS)
+                    .then_some((start, start + duration_ms))
             }
         }
     }
@@ -103,15 +102,8 @@ impl Window {
             When::Range { start_ms, end_ms } => (*start_ms..*end_ms).contains(&at_ms),
             When::Recurring { cron, duration_ms } => {
                 // Open if a recurrence started within the last `duration`.
-                let now = at_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
-                let mut minute = now;
-                while minute > at_ms - duration_ms {
-                    if cron.matches(minute) {
-                        return true;
-                    }
-                    minute -= MINUTE_MS;
-                }
-                false
+                cron.latest_until(at_ms)
+                    .is_some_and(|start| start > at_ms - duration_ms)
             }
         }
     }
@@ -123,122 +115,61 @@ fn rfc3339(text: &str) -> Result<i64, String> {
         .map_err(|e| format!("`{text}` is not an RFC 3339 time ({e})"))
 }
 
-/// A five-field cron expression: minute, hour, day of month, month, day of
-/// week (0 or 7 = Sunday). Fields take `*`, numbers, names, ranges, lists
-/// and `/step`. As in cron, when both day fields are restricted either may
-/// match.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cron {
-    minutes: u64,
-    hours: u64,
-    days: u64,
-    months: u64,
-    weekdays: u64,
-    days_restricted: bool,
-    weekdays_restricted: bool,
-}
+/// A five-field cron expression (minute, hour, day of month, month, day of
+/// week; UTC), read and searched by croner: numbers, names, ranges, lists,
+/// steps, `L`/`W`/`#` and the `@daily`-style nicknames. As in Vixie cron,
+/// when both day fields are restricted either may match.
+#[derive(Debug, Clone)]
+pub struct Cron(croner::Cron);
 
-const MONTHS: [&str; 12] = [
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-];
-const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+const FIELDS: [&str; 5] = ["minute", "hour", "day of month", "month", "day of week"];
 
 impl Cron {
     pub fn parse(text: &str) -> Result<Cron, String> {
-        let fields: Vec<&str> = text.split_whitespace().collect();
-        let [minute, hour, day, month, weekday] = fields[..] else {
+        let nickname = text.trim_start().starts_with('@');
+        if !nickname && text.split_whitespace().count() != 5 {
             return Err(format!(
                 "`{text}` needs five fields: minute hour day-of-month month day-of-week"
             ));
-        };
-        let mut weekdays = field(weekday, 0, 7, &WEEKDAYS, 0, "day of week")?;
-        if weekdays & (1 << 7) != 0 {
-            weekdays |= 1; // 7 is Sunday too
         }
-        Ok(Cron {
-            minutes: field(minute, 0, 59, &[], 0, "minute")?,
-            hours: field(hour, 0, 23, &[], 0, "hour")?,
-            days: field(day, 1, 31, &[], 1, "day of month")?,
-            months: field(month, 1, 12, &MONTHS, 1, "month")?,
-            weekdays,
-            days_restricted: day != "*",
-            weekdays_restricted: weekday != "*",
+        let parser = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .year(Year::Disallowed)
+            .build();
+        parser.parse(text).map(Cron).map_err(|e| {
+            // croner does not say which field is at fault: the first that
+            // fails alone, the others left at `*`, is.
+            let fields: Vec<&str> = text.split_whitespace().collect();
+            let blamed = (0..fields.len().min(FIELDS.len())).find(|&i| {
+                let alone: Vec<&str> = (0..FIELDS.len())
+                    .map(|j| if j == i { fields[i] } else { "*" })
+                    .collect();
+                parser.parse(&alone.join(" ")).is_err()
+            });
+            match blamed {
+                Some(i) => format!("`{text}`: {} `{}` is not valid ({e})", FIELDS[i], fields[i]),
+                None => format!("`{text}` is not a cron expression ({e})"),
+            }
         })
     }
 
-    /// Whether the minute starting at `at_ms` matches.
-    pub fn matches(&self, at_ms: i64) -> bool {
-        let Some(t) = DateTime::<Utc>::from_timestamp_millis(at_ms) else {
-            return false;
-        };
-        let bit = |set: u64, n: u32| set & (1 << n) != 0;
-        let day = bit(self.days, t.day());
-        let weekday = bit(self.weekdays, t.weekday().num_days_from_sunday());
-        let day_ok = match (self.days_restricted, self.weekdays_restricted) {
-            (true, true) => day || weekday,
-            _ => day && weekday,
-        };
-        bit(self.minutes, t.minute())
-            && bit(self.hours, t.hour())
-            && bit(self.months, t.month())
-            && day_ok
+    /// The latest matching minute at or before `at_ms`.
+    fn latest_until(&self, at_ms: i64) -> Option<i64> {
+        let t = utc(at_ms)?;
+        let found = self.0.find_previous_occurrence(&t, true).ok()?;
+        Some(found.timestamp_millis())
+    }
+
+    /// The first matching minute after `at_ms`.
+    fn first_after(&self, at_ms: i64) -> Option<i64> {
+        let t = utc(at_ms)?;
+        let found = self.0.find_next_occurrence(&t, false).ok()?;
+        Some(found.timestamp_millis())
     }
 }
 
-/// One cron field as a bit set of the values it allows.
-fn field(
-    text: &str,
-    min: u32,
-    max: u32,
-    names: &[&str],
-    names_from: u32,
-    what: &str,
-) -> Result<u64, String> {
-    let value = |v: &str| -> Result<u32, String> {
-        let lower = v.to_ascii_lowercase();
-        let n = names
-            .iter()
-            .position(|name| *name == lower)
-            .map(|i| i as u32 + names_from)
-            .or_else(|| v.parse().ok())
-            .ok_or_else(|| format!("{what}: `{v}` is not a number"))?;
-        if (min..=max).contains(&n) {
-            Ok(n)
-        } else {
-            Err(format!("{what}: {n} is outside {min}–{max}"))
-        }
-    };
-    let mut set = 0u64;
-    for part in text.split(',') {
-        let (range, step) = match part.split_once('/') {
-            Some((range, step)) => (
-                range,
-                step.parse::<u32>()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| format!("{what}: step `{step}` is not a positive number"))?,
-            ),
-            None => (part, 1),
-        };
-        let (from, to) = match range {
-            "*" => (min, max),
-            _ => match range.split_once('-') {
-                Some((a, b)) => (value(a)?, value(b)?),
-                None if part.contains('/') => (value(range)?, max),
-                None => {
-                    let n = value(range)?;
-                    (n, n)
-                }
-            },
-        };
-        if from > to {
-            return Err(format!("{what}: range `{range}` runs backwards"));
-        }
-        for n in (from..=to).step_by(step as usize) {
-            set |= 1 << n;
-        }
-    }
-    Ok(set)
+fn utc(at_ms: i64) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp_millis(at_ms)
 }
 
 #[cfg(test)]
@@ -298,6 +229,12 @@ mod tests {
         assert_eq!(next.0, at("2026-12-06T02:30:00Z"), "a week later");
     }
 
+    impl Cron {
+        fn matches(&self, at_ms: i64) -> bool {
+            self.latest_until(at_ms) == Some(at_ms)
+        }
+    }
+
     #[test]
     fn cron_fields_take_lists_ranges_steps_and_names() {
         let c = Cron::parse("*/15 9-17 * jan,dec 1-5").unwrap();
@@ -312,13 +249,39 @@ mod tests {
         );
         for bad in [
             "* * *",
+            "0 * * * * *",
             "61 * * * *",
             "* * * * mon-",
             "*/0 * * * *",
             "5-1 * * * *",
         ] {
-            assert!(Cron::parse(bad).is_err(), "{bad}");
+            let error = Cron::parse(bad).unwrap_err();
+            assert!(error.starts_with(&format!("`{bad}`")), "{error}");
         }
+        assert!(
+            Cron::parse("0 25 * * *")
+                .unwrap_err()
+                .starts_with("`0 25 * * *`: hour `25` is not valid ("),
+            "the field at fault is named"
+        );
+        // Either restricted day field may match, as in Vixie cron.
+        let first_or_monday = Cron::parse("0 0 1 * mon").unwrap();
+        assert!(
+            first_or_monday.matches(at("2026-12-01T00:00:00Z")),
+            "the 1st"
+        );
+        assert!(
+            first_or_monday.matches(at("2026-12-07T00:00:00Z")),
+            "a Monday"
+        );
+        assert!(!first_or_monday.matches(at("2026-12-08T00:00:00Z")));
+        let daily = Cron::parse("@daily").unwrap();
+        assert!(daily.matches(at("2026-12-08T00:00:00Z")));
+        assert!(!daily.matches(at("2026-12-08T00:01:00Z")));
+        assert_eq!(
+            daily.latest_until(at("2026-12-08T13:37:12Z")),
+            Some(at("2026-12-08T00:00:00Z"))
+        );
     }
 
     #[test]
