@@ -127,50 +127,88 @@ const FIELDS: [&str; 5] = ["minute", "hour", "day of month", "month", "day of we
 impl Cron {
     pub fn parse(text: &str) -> Result<Cron, String> {
         let nickname = text.trim_start().starts_with('@');
-        if !nickname && text.split_whitespace().count() != 5 {
-            return Err(format!(
-                "`{text}` needs five fields: minute hour day-of-month month day-of-week"
-            ));
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        if !nickname {
+            if fields.len() != FIELDS.len() {
+                return Err(format!(
+                    "`{text}` needs five fields: minute hour day-of-month month day-of-week"
+                ));
+            }
+            // croner reads month and day names wherever they stand.
+            for (i, field) in fields.iter().enumerate() {
+                if let Some(word) = misplaced_word(i, field) {
+                    return Err(format!("`{text}`: {} cannot hold `{word}`", FIELDS[i]));
+                }
+            }
         }
         let parser = CronParser::builder()
             .seconds(Seconds::Disallowed)
             .year(Year::Disallowed)
             .build();
-        parser.parse(text).map(Cron).map_err(|e| {
+        let cron = parser.parse(text).map_err(|e| {
             // croner does not say which field is at fault: the first that
             // fails alone, the others left at `*`, is.
-            let fields: Vec<&str> = text.split_whitespace().collect();
-            let blamed = (0..fields.len().min(FIELDS.len())).find(|&i| {
-                let alone: Vec<&str> = (0..FIELDS.len())
-                    .map(|j| if j == i { fields[i] } else { "*" })
-                    .collect();
-                parser.parse(&alone.join(" ")).is_err()
-            });
+            let blamed = (!nickname)
+                .then(|| {
+                    (0..FIELDS.len()).find(|&i| {
+                        let alone: Vec<&str> = (0..FIELDS.len())
+                            .map(|j| if j == i { fields[i] } else { "*" })
+                            .collect();
+                        parser.parse(&alone.join(" ")).is_err()
+                    })
+                })
+                .flatten();
             match blamed {
                 Some(i) => format!("`{text}`: {} `{}` is not valid ({e})", FIELDS[i], fields[i]),
                 None => format!("`{text}` is not a cron expression ({e})"),
             }
-        })
+        })?;
+        // One that never matches (`0 0 30 2 *`) would make every later
+        // question search croner's whole calendar.
+        if cron.find_next_occurrence(&Utc::now(), false).is_err() {
+            return Err(format!("`{text}` never matches a date"));
+        }
+        Ok(Cron(cron))
     }
 
     /// The latest matching minute at or before `at_ms`.
     fn latest_until(&self, at_ms: i64) -> Option<i64> {
-        let t = utc(at_ms)?;
-        let found = self.0.find_previous_occurrence(&t, true).ok()?;
-        Some(found.timestamp_millis())
+        let found = self.0.find_previous_occurrence(&minute_of(at_ms)?, true);
+        found.ok().map(|t| t.timestamp_millis())
     }
 
     /// The first matching minute after `at_ms`.
     fn first_after(&self, at_ms: i64) -> Option<i64> {
-        let t = utc(at_ms)?;
-        let found = self.0.find_next_occurrence(&t, false).ok()?;
-        Some(found.timestamp_millis())
+        let found = self.0.find_next_occurrence(&minute_of(at_ms)?, false);
+        found.ok().map(|t| t.timestamp_millis())
     }
 }
 
-fn utc(at_ms: i64) -> Option<DateTime<Utc>> {
-    DateTime::<Utc>::from_timestamp_millis(at_ms)
+/// The start of the minute holding `at_ms`: croner keeps the seconds and
+/// milliseconds of the time it searches from in what it finds.
+fn minute_of(at_ms: i64) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp_millis(at_ms.div_euclid(MINUTE_MS) * MINUTE_MS)
 }
+
+/// A word in cron field `index` that croner would read as a month or day
+/// name although the field takes none (`jan` as a day of week).
+fn misplaced_word(index: usize, field: &str) -> Option<&str> {
+    let allowed = |word: &str| match index {
+        2 => matches!(word, "l" | "w" | "lw"),
+        3 => MONTHS.contains(&word),
+        4 => WEEKDAYS.contains(&word) || word == "l",
+        _ => false,
+    };
+    field
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|w| !w.is_empty())
+        .find(|w| !allowed(&w.to_ascii_lowercase()))
+}
+
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
+const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 #[cfg(test)]
 mod tests {
@@ -227,6 +265,12 @@ mod tests {
             .occurrence("shop", None, at("2026-11-29T04:30:00Z"))
             .unwrap();
         assert_eq!(next.0, at("2026-12-06T02:30:00Z"), "a week later");
+        // Times off the whole minute find the same occurrence.
+        assert_eq!(
+            w.occurrence("shop", None, at("2026-11-29T03:00:00Z") + 250),
+            Some(sunday)
+        );
+        assert!(!w.silences("shop", None, at("2026-11-29T04:29:59Z") + 999 + 1));
     }
 
     impl Cron {
@@ -275,6 +319,27 @@ mod tests {
             "a Monday"
         );
         assert!(!first_or_monday.matches(at("2026-12-08T00:00:00Z")));
+        for (bad, error) in [
+            (
+                "0 0 * * jan",
+                "`0 0 * * jan`: day of week cannot hold `jan`",
+            ),
+            ("0 0 * mon *", "`0 0 * mon *`: month cannot hold `mon`"),
+            ("0 0 30 2 *", "`0 0 30 2 *` never matches a date"),
+        ] {
+            assert_eq!(Cron::parse(bad).unwrap_err(), error);
+        }
+        assert!(
+            Cron::parse("0 0 L * *").is_ok(),
+            "the last day of the month"
+        );
+        assert!(Cron::parse("0 0 * * 5L").is_ok(), "the last Friday");
+        assert!(
+            Cron::parse("@every 5m")
+                .unwrap_err()
+                .starts_with("`@every 5m` is not a cron expression ("),
+            "a nickname is not blamed on a field"
+        );
         let daily = Cron::parse("@daily").unwrap();
         assert!(daily.matches(at("2026-12-08T00:00:00Z")));
         assert!(!daily.matches(at("2026-12-08T00:01:00Z")));
